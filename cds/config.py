@@ -1,0 +1,202 @@
+"""Settings from CDS_* environment variables (DESIGN.md §3), validated at start.
+
+Every bad value is reported with its variable name; `load_settings` raises `ConfigError`
+listing all of them at once so an operator fixes the environment in one go.
+"""
+
+from __future__ import annotations
+
+import os
+from pathlib import Path
+from typing import Callable, Mapping
+from urllib.parse import urlsplit
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+import msgspec
+
+
+class ConfigError(ValueError):
+    pass
+
+
+class Settings(msgspec.Struct, kw_only=True, frozen=True):
+    subscriber_id: str = "cds.local"
+    subscriber_url: str = "http://127.0.0.1:8080/beckn"
+    key_id: str = "cds-key-1"
+    signing_private_key: str | None = None   # base64 32-byte seed or 64-byte libsodium key
+    registry_url: str | None = None
+    registry_type: str = "lookup"            # lookup | dedi
+    registry_namespace: str = "subscribers.beckn.one"
+    registry_file: str | None = None
+    es_url: str | None = None
+    es_api_key: str | None = None
+    es_username: str | None = None
+    es_password: str | None = None
+    es_ca_certs: str | None = None
+    es_verify_certs: bool = True
+    es_index_prefix: str = "cds"
+    es_refresh: str = "wait_for"             # refresh policy for catalog writes: wait_for | true | false
+    redis_url: str | None = None
+    data_dir: str = "./data"
+    allow_private_callbacks: bool = False
+    fanout_timeout_ms: int = 3000
+    fanout_max_bpps: int = 20
+    domain: str = "beckn.one:deg:ev-charging"
+    timezone: str = "Asia/Kolkata"
+    max_results: int = 100
+    max_discover_bytes: int = 1 << 20
+    max_publish_bytes: int = 16 << 20
+    base_path: str = "/beckn"
+    clock_skew_s: int = 5                    # tolerated future `created` on inbound signatures
+    signature_ttl_s: int = 300               # validity window of signatures we create
+    key_cache_ttl_s: int = 300               # registry key cache (minutes, never until valid_until)
+    key_negative_ttl_s: int = 15
+    catalog_max_age_s: int = 7 * 24 * 3600   # a catalog not re-published for this long expires
+    status_fresh_s: int = 900                # live status is trusted for this long after publish
+    purge_interval_s: int = 60
+    callback_timeout_s: float = 5.0
+    callback_retries: int = 3
+    log_level: str = "INFO"
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return ZoneInfo(self.timezone)
+
+    @property
+    def data_path(self) -> Path:
+        return Path(self.data_dir)
+
+
+def _bool(v: str) -> bool:
+    s = v.strip().lower()
+    if s in ("1", "true", "yes", "on"):
+        return True
+    if s in ("0", "false", "no", "off", ""):
+        return False
+    raise ValueError("expected true/false")
+
+
+def _pos_int(v: str) -> int:
+    n = int(v)
+    if n <= 0:
+        raise ValueError("must be a positive integer")
+    return n
+
+
+def _pos_float(v: str) -> float:
+    n = float(v)
+    if n <= 0:
+        raise ValueError("must be a positive number")
+    return n
+
+
+def _url(v: str) -> str:
+    p = urlsplit(v)
+    if p.scheme not in ("http", "https") or not p.netloc:
+        raise ValueError("must be an http(s) URL")
+    return v.rstrip("/")
+
+
+def _choice(*options: str) -> Callable[[str], str]:
+    def parse(v: str) -> str:
+        if v not in options:
+            raise ValueError(f"must be one of {', '.join(options)}")
+        return v
+    return parse
+
+
+def _tz(v: str) -> str:
+    try:
+        ZoneInfo(v)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError("unknown time zone") from e
+    return v
+
+
+def _key(v: str) -> str:
+    from cds.signing import load_private_key  # late import: signing imports nothing from here
+
+    load_private_key(v)
+    return v
+
+
+def _path_prefix(v: str) -> str:
+    v = "/" + v.strip("/")
+    return "" if v == "/" else v
+
+
+def _str(v: str) -> str:
+    if not v.strip():
+        raise ValueError("must not be empty")
+    return v.strip()
+
+
+# env suffix -> (field, parser)
+_FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
+    "SUBSCRIBER_ID": ("subscriber_id", _str),
+    "SUBSCRIBER_URL": ("subscriber_url", _url),
+    "KEY_ID": ("key_id", _str),
+    "SIGNING_PRIVATE_KEY": ("signing_private_key", _key),
+    "REGISTRY_URL": ("registry_url", _url),
+    "REGISTRY_TYPE": ("registry_type", _choice("lookup", "dedi")),
+    "REGISTRY_NAMESPACE": ("registry_namespace", _str),
+    "REGISTRY_FILE": ("registry_file", _str),
+    "ES_URL": ("es_url", _url),
+    "ES_API_KEY": ("es_api_key", _str),
+    "ES_USERNAME": ("es_username", _str),
+    "ES_PASSWORD": ("es_password", str),
+    "ES_CA_CERTS": ("es_ca_certs", _str),
+    "ES_VERIFY_CERTS": ("es_verify_certs", _bool),
+    "ES_INDEX_PREFIX": ("es_index_prefix", _str),
+    "ES_REFRESH": ("es_refresh", _choice("wait_for", "true", "false")),
+    "REDIS_URL": ("redis_url", _str),
+    "DATA_DIR": ("data_dir", _str),
+    "ALLOW_PRIVATE_CALLBACKS": ("allow_private_callbacks", _bool),
+    "FANOUT_TIMEOUT_MS": ("fanout_timeout_ms", _pos_int),
+    "FANOUT_MAX_BPPS": ("fanout_max_bpps", int),
+    "DOMAIN": ("domain", _str),
+    "TIMEZONE": ("timezone", _tz),
+    "MAX_RESULTS": ("max_results", _pos_int),
+    "MAX_DISCOVER_BYTES": ("max_discover_bytes", _pos_int),
+    "MAX_PUBLISH_BYTES": ("max_publish_bytes", _pos_int),
+    "BASE_PATH": ("base_path", _path_prefix),
+    "CLOCK_SKEW_S": ("clock_skew_s", int),
+    "SIGNATURE_TTL_S": ("signature_ttl_s", _pos_int),
+    "KEY_CACHE_TTL_S": ("key_cache_ttl_s", _pos_int),
+    "KEY_NEGATIVE_TTL_S": ("key_negative_ttl_s", _pos_int),
+    "CATALOG_MAX_AGE_S": ("catalog_max_age_s", _pos_int),
+    "STATUS_FRESH_S": ("status_fresh_s", _pos_int),
+    "PURGE_INTERVAL_S": ("purge_interval_s", _pos_float),
+    "CALLBACK_TIMEOUT_S": ("callback_timeout_s", _pos_float),
+    "CALLBACK_RETRIES": ("callback_retries", int),
+    "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+}
+
+ENV_PREFIX = "CDS_"
+
+
+def env_names() -> list[str]:
+    return [ENV_PREFIX + k for k in _FIELDS]
+
+
+def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> Settings:
+    """Read CDS_* variables; unset or empty ones keep their defaults."""
+    env = os.environ if env is None else env
+    values: dict[str, object] = {}
+    problems: list[str] = []
+    for suffix, (name, parse) in _FIELDS.items():
+        raw = env.get(ENV_PREFIX + suffix)
+        if raw is None or raw == "":
+            continue
+        try:
+            values[name] = parse(raw)
+        except Exception as e:  # noqa: BLE001 - every parser error becomes one readable line
+            problems.append(f"{ENV_PREFIX}{suffix}={raw if 'KEY' not in suffix and 'PASSWORD' not in suffix else '***'}: {e}")
+    values.update(overrides)
+    if values.get("registry_url") is None and values.get("registry_file") is None and "registry_file" not in overrides:
+        pass  # a CDS with no registry refuses every signature: allowed, but `cds serve` warns
+    if problems:
+        raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
+    if int(values.get("fanout_max_bpps", 20)) < 0:  # type: ignore[arg-type]
+        raise ConfigError("invalid configuration:\n  CDS_FANOUT_MAX_BPPS: must be >= 0")
+    return Settings(**values)  # type: ignore[arg-type]

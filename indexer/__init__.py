@@ -1,0 +1,1 @@
+"""Ingest and storage: catalog normalisation, storage backends, durable ingest, expiry."""

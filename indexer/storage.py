@@ -1,0 +1,68 @@
+"""The storage interface. Two real implementations: `indexer.embedded` (default, in-process,
+persisted under CDS_DATA_DIR) and `indexer.elastic` (production). The behaviour suite in
+tests/behaviour runs the same scenarios against both.
+
+Contract every backend keeps:
+- `replace_catalog` is atomic: a concurrent `search` sees either the whole old catalog or the
+  whole new one, never a mix; once it returns, the catalog is searchable and durable.
+- `search` returns exactly the hits for which `cds.matching.matches(query, item, meta, now)` is
+  true, ordered by `cds.matching.order_key` and capped at `query.limit`. Backends narrow
+  candidates with `query.terms`, `query.ranges`, `query.spatial[*].bbox` (all supersets of the
+  true matches) and leave the final word to `cds.matching`.
+"""
+
+from __future__ import annotations
+
+from typing import TYPE_CHECKING, Protocol
+
+import msgspec
+
+from indexer.documents import CatalogMeta, CatalogRecord, Hit
+
+if TYPE_CHECKING:
+    from cds.query import Query
+
+
+class StorageStats(msgspec.Struct, kw_only=True):
+    catalogs: int = 0
+    items: int = 0
+    newest_published_at: float | None = None
+
+
+class PurgeStats(msgspec.Struct, kw_only=True):
+    catalogs: int = 0       # whole catalogs removed (expired validity or max age)
+    offers: int = 0         # offers removed from items because their validity ended
+
+
+class Storage(Protocol):
+    name: str
+
+    async def open(self) -> None:
+        """Connect / load persisted state. Called once before use."""
+
+    async def close(self) -> None:
+        """Flush and release resources."""
+
+    async def ready(self) -> bool:
+        """True when the backend can answer queries (for /health/ready)."""
+
+    async def replace_catalog(self, record: CatalogRecord) -> None:
+        """Atomically replace everything stored under record.meta.key (FULL semantics)."""
+
+    async def delete_catalog(self, bpp_id: str, catalog_id: str) -> bool:
+        """Remove a catalog; True if it existed."""
+
+    async def get_catalog(self, bpp_id: str, catalog_id: str) -> CatalogMeta | None:
+        """The stored catalog's meta (with `raw`, used for MERGE publishes), or None."""
+
+    async def search(self, query: Query, now: float) -> list[Hit]:
+        """Exact, ordered, capped matches (see module doc)."""
+
+    async def live_publishers(self, now: float) -> set[str]:
+        """bpp_ids that have at least one unexpired, active, non-`live` (published) catalog."""
+
+    async def purge_expired(self, now: float) -> PurgeStats:
+        """Delete expired catalogs and expired offers from storage."""
+
+    async def stats(self) -> StorageStats:
+        """Counts for metrics and readiness."""
