@@ -34,6 +34,18 @@ class PurgeStats(msgspec.Struct, kw_only=True):
     offers: int = 0         # offers removed from items because their validity ended
 
 
+class CatalogWriteError(Exception):
+    """`replace_catalog` refused: some items could not be stored, and nothing of the new version is
+    visible (the previous version, if any, still is). `item_errors` lists (item id, reason);
+    `retryable` is False when writing the same record again would fail the same way."""
+
+    def __init__(self, message: str, *, item_errors: list[tuple[str, str]] | None = None,
+                 retryable: bool = False) -> None:
+        super().__init__(message)
+        self.item_errors = item_errors or []
+        self.retryable = retryable
+
+
 class Storage(Protocol):
     name: str
 

@@ -1,0 +1,133 @@
+"""`cds` console script: serve, keygen, request, indexer, index init, demo data."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import sys
+
+from cds.config import ConfigError, load_settings
+
+
+def _serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from cds.app import create_app
+    from cds.logs import setup_logging
+
+    try:
+        overrides = {}
+        if args.demo:
+            from cds.demo import demo_overrides
+
+            overrides = demo_overrides(host=args.host, port=args.port)
+        settings = load_settings(**overrides)
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    if not settings.signing_private_key:
+        print("CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`).",
+              file=sys.stderr)
+        return 2
+    setup_logging(settings.log_level)
+    app = create_app(settings)
+    if args.demo:
+        from cds.demo import attach_demo
+
+        attach_demo(app)
+    print(f"CDS {settings.subscriber_id} listening on http://{args.host}:{args.port}{settings.base_path} "
+          f"(storage: {'elasticsearch' if settings.es_url else 'embedded ' + str(settings.data_path)})", file=sys.stderr)
+    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5)
+    return 0
+
+
+def _keygen(args: argparse.Namespace) -> int:
+    from cds.signing import generate_keypair
+
+    seed, pub = generate_keypair()
+    print(f"signing_private_key={seed}\nsigning_public_key={pub}")
+    return 0
+
+
+def _request(args: argparse.Namespace) -> int:
+    from cds.client import run_request
+
+    return asyncio.run(run_request(args))
+
+
+def _indexer(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    if not settings.redis_url:
+        print("cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded default "
+              "the API process (cds serve) indexes publishes itself.", file=sys.stderr)
+        return 2
+    print("the Redis-stream indexer is not available in this version", file=sys.stderr)
+    return 2
+
+
+def _index_init(args: argparse.Namespace) -> int:
+    try:
+        settings = load_settings()
+    except ConfigError as e:
+        print(e, file=sys.stderr)
+        return 2
+    if not settings.es_url:
+        print("cds index init creates the Elasticsearch indices and needs CDS_ES_URL "
+              "(the embedded index needs no initialisation).", file=sys.stderr)
+        return 2
+
+    async def run() -> None:
+        from indexer.elastic.store import ElasticStorage
+
+        storage = ElasticStorage(settings)
+        try:
+            print(await storage.init_indices())
+        finally:
+            await storage.close()
+
+    asyncio.run(run())
+    return 0
+
+
+def build_parser() -> argparse.ArgumentParser:
+    p = argparse.ArgumentParser(prog="cds", description="UBC Catalog Discovery Service")
+    sub = p.add_subparsers(dest="command", required=True)
+    s = sub.add_parser("serve", help="run the API")
+    s.add_argument("--host", default=os.environ.get("CDS_HOST", "127.0.0.1"))
+    s.add_argument("--port", type=int, default=int(os.environ.get("CDS_PORT", "8080")))
+    s.add_argument("--demo", action="store_true",
+                   help="also create a demo network (keys, registry file, seeded catalogs) under CDS_DATA_DIR")
+    s.set_defaults(func=_serve)
+    k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)")
+    k.set_defaults(func=_keygen)
+    r = sub.add_parser("request", help="sign and send a JSON payload, print the reply and the callback")
+    r.add_argument("file", help="JSON payload (context ids and timestamps are refreshed)")
+    r.add_argument("--url", default=None, help="CDS base URL (default http://127.0.0.1:8080/beckn)")
+    r.add_argument("--get", action="store_true", help="synchronous GET /discover instead of POST")
+    r.add_argument("--key", default=None, help="base64 private key (default: the demo BAP/BPP key)")
+    r.add_argument("--subscriber-id", default=None)
+    r.add_argument("--key-id", default=None)
+    r.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the callback")
+    r.add_argument("--callback-host", default="127.0.0.1")
+    r.set_defaults(func=_request)
+    i = sub.add_parser("indexer", help="run the ingest worker (production mode, needs CDS_REDIS_URL)")
+    i.set_defaults(func=_indexer)
+    ix = sub.add_parser("index", help="index management")
+    ixs = ix.add_subparsers(dest="index_command", required=True)
+    init = ixs.add_parser("init", help="create/migrate the Elasticsearch indices")
+    init.set_defaults(func=_index_init)
+    return p
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    return int(args.func(args) or 0)
+
+
+if __name__ == "__main__":  # pragma: no cover
+    sys.exit(main())

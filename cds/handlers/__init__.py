@@ -1,0 +1,1 @@
+"""Thin HTTP handlers: read and check the request, call a service, reply ACK/NACK."""

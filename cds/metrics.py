@@ -1,0 +1,61 @@
+"""Prometheus metrics. Every metric we define starts with `cds_` (DESIGN §8.15); the client
+library's default process_*/python_* collectors stay registered."""
+
+from __future__ import annotations
+
+from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
+
+_LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+class Metrics:
+    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+        self.registry = registry
+        self.requests = Counter("cds_requests_total", "Inbound Beckn requests by action and outcome (ack|nack|error)",
+                                ["action", "outcome"], registry=registry)
+        self.latency = Histogram("cds_request_duration_seconds", "Inbound request latency until the HTTP reply",
+                                 ["action", "outcome"], buckets=_LATENCY_BUCKETS, registry=registry)
+        self.nacks = Counter("cds_nacks_total", "NACKs by NFH-008 code", ["action", "code"], registry=registry)
+        self.callbacks = Counter("cds_callbacks_total", "Outbound callbacks by action and outcome (delivered|failed)",
+                                 ["action", "outcome"], registry=registry)
+        self.callback_retries = Counter("cds_callback_retries_total", "Extra delivery attempts", ["action"], registry=registry)
+        self.callback_latency = Histogram("cds_callback_duration_seconds",
+                                          "Time from request receipt to callback delivered", ["action"],
+                                          buckets=_LATENCY_BUCKETS, registry=registry)
+        self.discover_results = Histogram("cds_discover_items", "Items returned per discover",
+                                          buckets=(0, 1, 5, 10, 25, 50, 100, 250, 1000), registry=registry)
+        self.search_latency = Histogram("cds_search_duration_seconds", "Index search time per discover",
+                                        ["backend"], buckets=_LATENCY_BUCKETS, registry=registry)
+        self.publish_catalogs = Counter("cds_publish_catalogs_total", "Published catalogs by result",
+                                        ["status"], registry=registry)
+        self.publish_items = Counter("cds_publish_items_total", "Items indexed from publishes", registry=registry)
+        self.publish_to_searchable = Histogram("cds_publish_to_searchable_seconds",
+                                               "From publish ACK to catalog searchable", buckets=_LATENCY_BUCKETS,
+                                               registry=registry)
+        self.index_catalogs = Gauge("cds_index_catalogs", "Catalogs in the index", registry=registry)
+        self.index_items = Gauge("cds_index_items", "Items (connectors) in the index", registry=registry)
+        self.freshness_lag = Gauge("cds_index_freshness_lag_seconds", "Now minus the newest publish indexed",
+                                   registry=registry)
+        self.ingest_pending = Gauge("cds_ingest_pending", "Accepted publishes not yet indexed", registry=registry)
+        self.purged = Counter("cds_expiry_purged_total", "Expired objects purged", ["kind"], registry=registry)
+        self.registry_lookups = Counter("cds_registry_lookups_total", "Registry key lookups by result (hit|miss)",
+                                        ["result"], registry=registry)
+
+    def render(self) -> tuple[bytes, str]:
+        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+
+
+def new_metrics() -> Metrics:
+    """A fresh registry per app (tests build many apps in one process); it still carries the
+    default process/platform/gc collectors like the global one."""
+    from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR  # noqa: F401
+    from prometheus_client.gc_collector import GCCollector
+    from prometheus_client.platform_collector import PlatformCollector
+    from prometheus_client.process_collector import ProcessCollector
+
+    reg = CollectorRegistry()
+    ProcessCollector(registry=reg)
+    PlatformCollector(registry=reg)
+    GCCollector(registry=reg)
+    return Metrics(reg)

@@ -1,0 +1,95 @@
+"""Discover intent -> internal Query (filter, spatial, text, packs, origin, limit). All criteria AND."""
+
+from __future__ import annotations
+
+import re
+
+from cds.config import Settings
+from cds.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
+from cds.jsonpath import compile_filter
+from cds.models import DiscoverIntent
+from cds.query import Query
+from cds.spatial import MAX_SPATIAL, build_spatial, origin_of
+
+MAX_TEXT_TOKENS = 16
+MAX_TOKEN_LEN = 64
+MAX_TEXT_LEN = 1024
+# Words a driver types that say nothing about a charger ("chargers near me"); every other token must
+# occur in the item's text.
+STOPWORDS = frozenset(
+    "a an and at by for from in into is me my near nearby of on or please show the to with".split()
+)
+_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
+_PACK_RE = re.compile(r"([^/]+)/(v[^/]+)/context\.jsonld$")
+
+
+def text_tokens(text: str | None) -> tuple[str, ...]:
+    """Lower-cased word tokens, stop words dropped, deduplicated, bounded."""
+    if not text:
+        return ()
+    if len(text) > MAX_TEXT_LEN:
+        raise schema_error(f"text_search is longer than {MAX_TEXT_LEN} characters", "message.text_search")
+    out: list[str] = []
+    for tok in _TOKEN_RE.findall(text.lower()):
+        if tok in STOPWORDS or tok in out:
+            continue
+        out.append(tok[:MAX_TOKEN_LEN])
+        if len(out) >= MAX_TEXT_TOKENS:
+            break
+    return tuple(out)
+
+
+def pack_name(url: str) -> str | None:
+    """`…/schema/EvChargingService/v1/context.jsonld` -> "EvChargingService/v1" (DESIGN §8.4); core -> None."""
+    if not isinstance(url, str):
+        return None
+    m = _PACK_RE.search(url.strip().split("?")[0].split("#")[0])
+    if not m or m.group(1).lower() == "core":
+        return None
+    return f"{m.group(1)}/{m.group(2)}"
+
+
+def schema_packs(urls: list[str]) -> frozenset[str] | None:
+    names = {n for n in (pack_name(u) for u in urls or []) if n}
+    return frozenset(names) if names else None
+
+
+def build_query(intent: DiscoverIntent, *, settings: Settings, limit: int | None = None) -> Query:
+    cap = settings.max_results
+    lim = cap if limit is None or limit <= 0 else min(limit, cap)
+
+    compiled = None
+    expr = (intent.expression or "").strip()
+    if expr:
+        if (intent.filter_type or "jsonpath").strip().lower() != "jsonpath":
+            raise schema_error(f"filter type {intent.filter_type!r} is not supported (use jsonpath)",
+                               "message.filters.type", SCH_TYPE_NOT_SUPPORTED)
+        compiled = compile_filter(expr, tz=settings.tz, status_fresh_s=settings.status_fresh_s)
+
+    if len(intent.spatial) > MAX_SPATIAL:
+        raise schema_error(f"at most {MAX_SPATIAL} spatial constraints are allowed", "message.spatial")
+    filters = tuple(build_spatial(s) for s in intent.spatial)
+
+    # Ordering origin: the first Point of a positive constraint; else the first positive constraint's
+    # route start (LineString: first vertex) or area centroid (Polygon).
+    positive = [f for f in filters if not getattr(f, "negate", False)]
+    origin = None
+    for f in positive:
+        if f.geometry.geom_type == "Point":
+            origin = (f.geometry.x, f.geometry.y)
+            break
+    if origin is None and positive:
+        origin = origin_of(positive[0].geometry)
+
+    return Query(
+        spatial=filters,
+        terms=compiled.pushdowns.terms if compiled else {},
+        ranges=compiled.pushdowns.ranges if compiled else {},
+        text=text_tokens(intent.text_search),
+        packs=schema_packs(intent.schema_context),
+        time_window=compiled.time_window if compiled else None,
+        predicate=None if compiled is None or compiled.trivial else compiled.predicate,
+        origin=origin,
+        limit=lim,
+        expression=expr or None,
+    )

@@ -1,0 +1,1 @@
+"""Business logic between the HTTP handlers and the storage interface."""

@@ -1,0 +1,28 @@
+"""Typed application keys (aiohttp AppKey) for the resources shared by handlers."""
+
+from __future__ import annotations
+
+import asyncio
+from typing import TYPE_CHECKING
+
+from aiohttp import web
+
+if TYPE_CHECKING:
+    from cds.config import Settings
+    from cds.metrics import Metrics
+    from cds.outbound import Outbound
+    from cds.registry import Registry
+    from cds.replay import ReplayStore
+    from cds.services.discover import DiscoverService
+    from cds.services.ingest import IngestPipeline
+    from indexer.storage import Storage
+
+SETTINGS: web.AppKey["Settings"] = web.AppKey("settings")
+METRICS: web.AppKey["Metrics"] = web.AppKey("metrics")
+STORAGE: web.AppKey["Storage"] = web.AppKey("storage")
+REGISTRY: web.AppKey["Registry"] = web.AppKey("registry")
+REPLAY: web.AppKey["ReplayStore"] = web.AppKey("replay")
+OUTBOUND: web.AppKey["Outbound"] = web.AppKey("outbound")
+DISCOVER: web.AppKey["DiscoverService"] = web.AppKey("discover_service")
+INGEST: web.AppKey["IngestPipeline"] = web.AppKey("ingest_pipeline")
+TASKS: web.AppKey["set[asyncio.Task]"] = web.AppKey("background_tasks")

@@ -1,0 +1,170 @@
+"""Bulk writes with per-item retry, and delete-by-query built from scroll + bulk.
+
+Every failure is surfaced: a bulk response with `errors: true` is inspected item by item; items
+refused with 429/5xx are retried with backoff, anything else (or retries exhausted) raises
+`BulkWriteError` carrying each failed item. Delete-by-query is done client-side because the
+`reindex` module (which provides `_delete_by_query`) is not part of every distribution.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import random
+from typing import Any, Iterable
+
+import msgspec
+from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
+from elasticsearch.helpers import async_scan
+
+log = logging.getLogger(__name__)
+
+MAX_OPS_PER_REQUEST = 1000
+MAX_BYTES_PER_REQUEST = 8 << 20       # well below http.max_content_length (100 MB)
+RETRYABLE = frozenset({429, 500, 502, 503, 504})
+
+
+class BulkItemError(msgspec.Struct, frozen=True):
+    op: str
+    index: str
+    id: str
+    status: int
+    type: str
+    reason: str
+
+
+class BulkWriteError(Exception):
+    """Some bulk operations failed for good; `errors` lists each (first few in the message)."""
+
+    def __init__(self, errors: list[BulkItemError]):
+        self.errors = errors
+        head = "; ".join(f"{e.id}: {e.status} {e.type}: {e.reason}" for e in errors[:3])
+        super().__init__(f"{len(errors)} bulk operation(s) failed: {head}")
+
+
+class Op(msgspec.Struct, frozen=True):
+    """One bulk operation: `action` is index | create | delete; `meta` extra action metadata."""
+
+    action: str
+    index: str
+    id: str
+    source: dict[str, Any] | None = None
+    meta: dict[str, Any] | None = None
+    size: int = 0
+
+
+def index_op(index: str, id: str, source: dict[str, Any], **meta: Any) -> Op:
+    return Op("index", index, id, source, meta or None, _approx_size(source))
+
+
+def delete_op(index: str, id: str) -> Op:
+    return Op("delete", index, id)
+
+
+def _approx_size(src: dict[str, Any]) -> int:
+    d = src.get("d") or src.get("raw") or ""
+    return len(d) + 512
+
+
+def _chunks(ops: list[Op]) -> Iterable[list[Op]]:
+    chunk: list[Op] = []
+    size = 0
+    for op in ops:
+        if chunk and (len(chunk) >= MAX_OPS_PER_REQUEST or size + op.size > MAX_BYTES_PER_REQUEST):
+            yield chunk
+            chunk, size = [], 0
+        chunk.append(op)
+        size += op.size
+    if chunk:
+        yield chunk
+
+
+def _body(ops: list[Op]) -> list[dict[str, Any]]:
+    out: list[dict[str, Any]] = []
+    for op in ops:
+        head = {"_index": op.index, "_id": op.id}
+        if op.meta:
+            head.update(op.meta)
+        out.append({op.action: head})
+        if op.source is not None:
+            out.append(op.source)
+    return out
+
+
+async def _send(es: AsyncElasticsearch, ops: list[Op], refresh: str | bool, attempts: int,
+                backoff: float, ignore_conflicts: bool) -> list[BulkItemError]:
+    pending = ops
+    delay = backoff
+    failed: list[BulkItemError] = []
+    for attempt in range(1, attempts + 1):
+        # require_alias: writing before `cds index init` must fail, not auto-create a dynamic index
+        resp = await es.bulk(operations=_body(pending), refresh=refresh, require_alias=True)
+        if not resp.get("errors"):
+            return failed
+        retry: list[Op] = []
+        for op, item in zip(pending, resp["items"]):
+            res = next(iter(item.values()))
+            status = int(res.get("status", 500))
+            if status < 300 or (op.action == "delete" and status == 404):
+                continue
+            if status == 409 and ignore_conflicts:
+                continue
+            err = res.get("error") or {}
+            if status in RETRYABLE and attempt < attempts:
+                retry.append(op)
+                continue
+            failed.append(BulkItemError(op=op.action, index=op.index, id=op.id, status=status,
+                                        type=str(err.get("type", "")), reason=str(err.get("reason", ""))[:500]))
+        if not retry:
+            return failed
+        log.warning("bulk: retrying %d operation(s) refused with 429/5xx (attempt %d)", len(retry), attempt)
+        await asyncio.sleep(delay * (0.5 + random.random()))
+        delay = min(delay * 2, 5.0)
+        pending = retry
+    return failed
+
+
+async def bulk(es: AsyncElasticsearch, ops: list[Op], *, refresh: str | bool = False, attempts: int = 5,
+               backoff: float = 0.2, ignore_conflicts: bool = False) -> None:
+    """Run `ops` in bounded requests. Raises BulkWriteError when any operation failed for good.
+
+    `refresh` ("wait_for" | "true" | False) makes every write visible before returning: a single request
+    carries it; several requests end with one explicit refresh, since a request's wait_for covers only
+    the shards that request touched."""
+    chunks = list(_chunks(ops))
+    single = len(chunks) == 1
+    failed: list[BulkItemError] = []
+    for chunk in chunks:
+        failed += await _send(es, chunk, refresh if single else False, attempts, backoff, ignore_conflicts)
+        if failed:
+            break  # the caller undoes the write; no point sending the rest
+    if failed:
+        raise BulkWriteError(failed)
+    if refresh and refresh != "false" and not single and chunks:
+        await es.indices.refresh(index=",".join(sorted({op.index for op in ops})))
+
+
+async def scan_ids(es: AsyncElasticsearch, index: str, query: dict[str, Any]) -> list[str]:
+    """Ids of every doc matching `query` (a scroll snapshot)."""
+    out: list[str] = []
+    async for hit in async_scan(es, index=index, query={"query": query}, _source=False, size=1000,
+                                scroll="2m", clear_scroll=True):
+        out.append(hit["_id"])
+    return out
+
+
+async def delete_where(es: AsyncElasticsearch, index: str, query: dict[str, Any], *,
+                       refresh: str | bool = False) -> int:
+    """Delete every doc matching `query` in the alias `index`; the number deleted. Missing docs are not
+    errors."""
+    try:
+        ids = await scan_ids(es, index, query)
+    except NotFoundError:
+        return 0
+    if ids:
+        await bulk(es, [delete_op(index, i) for i in ids], refresh=refresh)
+    return len(ids)
+
+
+__all__ = ["BulkItemError", "BulkWriteError", "ConflictError", "Op", "bulk", "delete_op", "delete_where",
+           "index_op", "scan_ids"]

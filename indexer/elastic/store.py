@@ -1,0 +1,440 @@
+"""`ElasticStorage`: the Storage protocol on Elasticsearch 8.x (see indexer/storage.py).
+
+Atomic replace (several API replicas reading one cluster):
+1. the new version is written as a new *generation* (`cg` = `{catalog key}.{generation id}`): every
+   item doc plus an immutable meta doc, in bulk, made searchable (refresh) before anything else;
+   a failed bulk deletes what it wrote and raises `CatalogWriteError`, so the old version stays;
+2. one write to the `generations` doc flips the catalog to the new `cg` (optimistic concurrency);
+3. the old generation is deleted after a grace period (default 30 s).
+Every search filters items with a terms lookup on the `generations` doc, which Elasticsearch reads
+in realtime once per query: a query sees exactly one generation of each catalog, whichever replica
+runs it, with no cache to go stale. A query that looked the list up just before a flip still finds
+the old generation complete, because it is deleted only after the grace period (longer than any
+query). Generations left behind by a crash are swept by `purge_expired` after `orphan_age_s`.
+
+Search: Elasticsearch narrows (translate.py) and orders; `cds.matching.matches` decides. Pages are
+fetched with `search_after` until `limit` exact matches are in hand and no unseen doc can order
+before them (see `_collect`), or the candidates run out. A hard bound (`max_candidates`) stops
+runaway scans: the result is then the prefix that is certainly right, and a warning is logged.
+
+Only core-server APIs are used (no painless, `_delete_by_query` or `_update_by_query`), so the code
+runs on Elastic's integ-test distribution as on a full cluster.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import os
+import time
+from collections import OrderedDict
+from typing import Any
+
+import msgspec
+from elasticsearch import AsyncElasticsearch, NotFoundError
+from elasticsearch.serializer import OrjsonSerializer
+
+from cds import matching
+from cds.config import Settings
+from cds.query import Query
+from indexer.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
+from indexer.elastic import generations, translate
+from indexer.elastic.bulk import BulkWriteError, Op, bulk, delete_op, delete_where, index_op
+from indexer.elastic.mapping import (
+    CATALOGS_MAPPING, ITEMS_MAPPING, MAPPING_VERSION, IndexStateError, alias_target, catalog_key, cg_of,
+    ckey_of, decode_item, decode_meta, ensure_index, index_names, index_settings, item_body, item_doc_id,
+    meta_body, meta_doc_id, version_of,
+)
+from indexer.storage import CatalogWriteError, PurgeStats, StorageStats
+
+log = logging.getLogger(__name__)
+
+META_CACHE_SIZE = 4096
+
+
+class StorageNotReadyError(RuntimeError):
+    """The cluster is unreachable or its indices are missing (run `cds index init`)."""
+
+
+def new_generation() -> str:
+    # time-ordered (hex millis) + random: unique across writers, readable in logs
+    return f"{int(time.time() * 1000):x}{os.urandom(3).hex()}"
+
+
+def build_client(settings: Settings) -> AsyncElasticsearch:
+    kw: dict[str, Any] = {
+        "node_class": "aiohttp",
+        "serializer": OrjsonSerializer(),
+        "request_timeout": 30,
+        "max_retries": 2,
+        "retry_on_timeout": True,
+        "verify_certs": settings.es_verify_certs,
+    }
+    if settings.es_api_key:
+        kw["api_key"] = settings.es_api_key
+    elif settings.es_username:
+        kw["basic_auth"] = (settings.es_username, settings.es_password or "")
+    if settings.es_ca_certs:
+        kw["ca_certs"] = settings.es_ca_certs
+    if not settings.es_verify_certs:
+        kw["ssl_show_warn"] = False
+    return AsyncElasticsearch(settings.es_url, **kw)
+
+
+class ElasticStorage:
+    name = "elasticsearch"
+
+    def __init__(self, settings: Settings, *, client: AsyncElasticsearch | None = None,
+                 retire_grace_s: float = 30.0, orphan_age_s: float = 3600.0, max_candidates: int = 20_000,
+                 shards: int = 1, replicas: str = "0-1") -> None:
+        if not settings.es_url and client is None:
+            raise ValueError("ElasticStorage needs CDS_ES_URL")
+        self._settings = settings
+        self._names = index_names(settings.es_index_prefix)
+        self._client = client
+        self._retire_grace_s = retire_grace_s
+        self._orphan_age_s = orphan_age_s
+        self._max_candidates = max_candidates
+        self._index_settings = index_settings(shards, replicas)
+        self._meta_cache: OrderedDict[str, CatalogMeta] = OrderedDict()
+        self._tasks: set[asyncio.Task] = set()
+        # writes must be searchable before the flip, whatever the configured policy
+        self._visible = "true" if settings.es_refresh == "true" else "wait_for"
+        self._refresh: str | bool = False if settings.es_refresh == "false" else settings.es_refresh
+
+    @property
+    def es(self) -> AsyncElasticsearch:
+        if self._client is None:
+            self._client = build_client(self._settings)
+        return self._client
+
+    @property
+    def items_alias(self) -> str:
+        return self._names.items
+
+    @property
+    def catalogs_alias(self) -> str:
+        return self._names.catalogs
+
+    # --- lifecycle -----------------------------------------------------------------------------
+
+    async def init_indices(self) -> str:
+        """Create (or migrate to the current mapping) both indices; a readable summary."""
+        lines = [
+            await ensure_index(self.es, self._names.items, ITEMS_MAPPING, self._index_settings),
+            await ensure_index(self.es, self._names.catalogs, CATALOGS_MAPPING, self._index_settings),
+        ]
+        return "\n".join(lines)
+
+    async def open(self) -> None:
+        # Indices are created only by `init_indices` (cds index init / indexer start), never here.
+        if not await self.ready():
+            log.warning("Elasticsearch at %s is not ready (unreachable, or indices %s/%s missing: "
+                        "run `cds index init`)", self._settings.es_url, self._names.items, self._names.catalogs)
+
+    async def close(self) -> None:
+        for task in list(self._tasks):
+            task.cancel()   # pending retires are swept later by purge_expired
+        if self._tasks:
+            await asyncio.gather(*self._tasks, return_exceptions=True)
+        if self._client is not None:
+            await self._client.close()
+            self._client = None
+
+    async def ready(self) -> bool:
+        try:
+            for alias in (self._names.items, self._names.catalogs):
+                target = await alias_target(self.es, alias)
+                if target is None or version_of(target, alias) != MAPPING_VERSION:
+                    return False
+            return True
+        except Exception as e:  # noqa: BLE001 - any failure means "not ready"; the reason is logged
+            log.debug("elasticsearch readiness check failed: %s", e)
+            return False
+
+    # --- writes --------------------------------------------------------------------------------
+
+    async def replace_catalog(self, record: CatalogRecord) -> None:
+        meta = record.meta
+        ckey = catalog_key(meta.bpp_id, meta.catalog_id)
+        gen = new_generation()
+        cg = cg_of(ckey, gen)
+        ts = time.time()
+        ops: list[Op] = [index_op(self.items_alias, item_doc_id(cg, it.item_id), item_body(it, meta, cg, gen, ts))
+                         for it in record.items]
+        ops.append(index_op(self.catalogs_alias, meta_doc_id(cg), meta_body(meta, cg, gen, ts)))
+        try:
+            await self._guard(bulk(self.es, ops, refresh=self._visible))
+        except BulkWriteError as e:
+            await self._discard([cg])
+            raise CatalogWriteError(
+                f"catalog {meta.catalog_id} of {meta.bpp_id}: {e}",
+                item_errors=_item_errors(record, cg, e),
+                retryable=all(err.status >= 500 or err.status == 429 for err in e.errors),
+            ) from e
+        except BaseException:
+            await self._discard([cg])
+            raise
+        try:
+            before, _ = await generations.update(self.es, self.catalogs_alias, generations.replacing(ckey, cg))
+        except BaseException:
+            # The flip may have landed before the error: discard only if it is certainly not current.
+            try:
+                current, _, _ = await generations.read(self.es, self.catalogs_alias)
+            except Exception:  # noqa: BLE001 - unknown state: leave it to the orphan sweep
+                raise
+            if cg not in current:
+                await self._discard([cg])
+            raise
+        self._cache_meta(cg, meta)
+        old = [c for c in before if ckey_of(c) == ckey and c != cg]
+        self._retire_later(old)
+
+    async def delete_catalog(self, bpp_id: str, catalog_id: str) -> bool:
+        ckey = catalog_key(bpp_id, catalog_id)
+        before, _ = await self._guard(
+            generations.update(self.es, self.catalogs_alias, generations.replacing(ckey, None)))
+        old = [c for c in before if ckey_of(c) == ckey]
+        self._retire_later(old)
+        return bool(old)
+
+    async def _discard(self, cgs: list[str]) -> None:
+        """Delete generations; never raises (what it cannot delete, the orphan sweep will)."""
+        try:
+            await self._delete_generations(cgs)
+        except Exception:  # noqa: BLE001
+            log.exception("could not delete generation(s) %s; the orphan sweep will", cgs)
+
+    async def _delete_generations(self, cgs: list[str]) -> None:
+        if not cgs:
+            return
+        await delete_where(self.es, self.items_alias, {"terms": {"cg": cgs}}, refresh=self._refresh)
+        await bulk(self.es, [delete_op(self.catalogs_alias, meta_doc_id(c)) for c in cgs], refresh=self._refresh)
+        for c in cgs:
+            self._meta_cache.pop(c, None)
+
+    def _retire_later(self, cgs: list[str]) -> None:
+        if not cgs:
+            return
+
+        async def retire() -> None:
+            await asyncio.sleep(self._retire_grace_s)
+            await self._discard(cgs)
+
+        task = asyncio.get_running_loop().create_task(retire())
+        self._tasks.add(task)
+        task.add_done_callback(self._tasks.discard)
+
+    async def drain(self) -> None:
+        """Wait for pending retires (tests and shutdown of short-lived tools)."""
+        while self._tasks:
+            await asyncio.gather(*list(self._tasks), return_exceptions=True)
+
+    # --- reads ---------------------------------------------------------------------------------
+
+    async def get_catalog(self, bpp_id: str, catalog_id: str) -> CatalogMeta | None:
+        current, _, _ = await self._guard(generations.read(self.es, self.catalogs_alias))
+        cg = generations.current_of(current, catalog_key(bpp_id, catalog_id))
+        if cg is None:
+            return None
+        try:
+            resp = await self.es.get(index=self.catalogs_alias, id=meta_doc_id(cg))
+        except NotFoundError:
+            return None
+        return decode_meta(resp["_source"])
+
+    def _cache_meta(self, cg: str, meta: CatalogMeta) -> None:
+        slim = meta if not meta.raw else _slim(meta)
+        self._meta_cache[cg] = slim
+        self._meta_cache.move_to_end(cg)
+        while len(self._meta_cache) > META_CACHE_SIZE:
+            self._meta_cache.popitem(last=False)
+
+    async def _metas(self, cgs: set[str]) -> dict[str, CatalogMeta]:
+        """Meta of each generation (immutable per generation, so cached without expiry)."""
+        out = {cg: self._meta_cache[cg] for cg in cgs if cg in self._meta_cache}
+        missing = sorted(cgs - out.keys())
+        if missing:
+            resp = await self.es.mget(index=self.catalogs_alias, ids=[meta_doc_id(c) for c in missing],
+                                      source_excludes=["raw"])
+            for doc in resp["docs"]:
+                if doc.get("found"):
+                    meta = decode_meta(doc["_source"])
+                    cg = doc["_source"]["cg"]
+                    out[cg] = meta
+                    self._cache_meta(cg, meta)
+        return out
+
+    async def search(self, query: Query, now: float) -> list[Hit]:
+        if query.limit <= 0:
+            return []
+        # One read of the visible generations for all pages: a flip between two pages must not mix
+        # generations (their old docs outlive any search by the retire grace period).
+        current, _, _ = await self._guard(generations.read(self.es, self.catalogs_alias))
+        plan = translate.plan(query, now, current=current)
+        if plan.impossible:
+            return []
+        return await self._guard(self._collect(query, plan, now))
+
+    async def _collect(self, query: Query, plan: translate.Plan, now: float) -> list[Hit]:
+        hits: list[Hit] = []
+        size = min(max(query.limit + 20, 50), 1000)
+        search_after: list[Any] | None = None
+        seen = 0
+        while True:
+            body: dict[str, Any] = {"query": plan.query, "sort": plan.sort, "size": size,
+                                    "_source": ["d", "cg"], "track_total_hits": False}
+            if search_after is not None:
+                body["search_after"] = search_after
+            resp = await self.es.search(index=self.items_alias, filter_path="hits.hits._source,hits.hits.sort",
+                                        **body)
+            page = (resp.get("hits") or {}).get("hits") or []
+            metas = await self._metas({h["_source"]["cg"] for h in page})
+            for h in page:
+                meta = metas.get(h["_source"]["cg"])
+                if meta is None:    # generation retired between the search and the meta fetch
+                    continue
+                item = decode_item(h["_source"]["d"])
+                if matching.matches(query, item, meta, now):
+                    dist = matching.distance(query, item) if query.origin is not None else None
+                    hits.append(Hit(item=item, catalog=meta, distance=dist))
+            seen += len(page)
+            if len(page) < size:
+                return matching.select(hits, query.limit)
+            last = page[-1]["sort"]
+            if plan.done(hits, query.limit, last):
+                return matching.select(hits, query.limit)
+            if seen >= self._max_candidates:
+                certain = plan.certain(hits, last)
+                log.warning("search stopped after %d candidates with %d certain match(es) (limit %d): %s",
+                            seen, len(certain), query.limit, query.expression or "<no expression>")
+                return matching.select(certain, query.limit)
+            search_after = last
+            size = min(size * 2, 1000)
+
+    async def live_publishers(self, now: float) -> set[str]:
+        out: set[str] = set()
+        for meta in await self._current_metas(extra=[{"term": {"live": False}}, {"term": {"is_active": True}}]):
+            if meta.is_active and not meta.live and (meta.expires_at is None or meta.expires_at > now):
+                out.add(meta.bpp_id)
+        return out
+
+    async def _current_metas(self, extra: list[dict[str, Any]]) -> list[CatalogMeta]:
+        query = {"bool": {"filter": [generations.lookup_filter(self.catalogs_alias), {"term": {"kind": "meta"}},
+                                     *extra]}}
+        out: list[CatalogMeta] = []
+        search_after: list[Any] | None = None
+        while True:
+            kw: dict[str, Any] = {"search_after": search_after} if search_after else {}
+            resp = await self._guard(self.es.search(
+                index=self.catalogs_alias, query=query, sort=[{"cg": "asc"}], size=2000,
+                source_excludes=["raw"], track_total_hits=False, **kw))
+            page = resp["hits"]["hits"]
+            out += [decode_meta(h["_source"]) for h in page]
+            if len(page) < 2000:
+                return out
+            search_after = page[-1]["sort"]
+
+    async def stats(self) -> StorageStats:
+        lookup = generations.lookup_filter(self.catalogs_alias)
+        cats = await self._guard(self.es.search(
+            index=self.catalogs_alias, size=0, track_total_hits=True,
+            query={"bool": {"filter": [lookup, {"term": {"kind": "meta"}}]}},
+            aggs={"newest": {"max": {"field": "published_at"}}}))
+        items = await self.es.count(index=self.items_alias, query={"bool": {"filter": [lookup]}})
+        newest = cats["aggregations"]["newest"]["value"]
+        return StorageStats(catalogs=cats["hits"]["total"]["value"], items=items["count"],
+                            newest_published_at=newest)
+
+    # --- expiry --------------------------------------------------------------------------------
+
+    async def purge_expired(self, now: float) -> PurgeStats:
+        stats = PurgeStats()
+        expired = await self._current_metas(extra=[{"range": {"expires_at": {"lte": now}}}])
+        gone: set[str] = set()
+        current, _, _ = await generations.read(self.es, self.catalogs_alias)
+        by_key = {ckey_of(c): c for c in current}
+        for m in expired:
+            if m.expires_at is not None and m.expires_at <= now:
+                cg = by_key.get(catalog_key(m.bpp_id, m.catalog_id))
+                if cg is not None:
+                    gone.add(cg)
+        if gone:
+            before, after = await generations.update(self.es, self.catalogs_alias, generations.removing(gone))
+            removed = sorted(set(before) - set(after))
+            await self._delete_generations(removed)   # expired: no reader may show them anyway
+            stats.catalogs = len(removed)
+        stats.offers = await self._purge_offers(now)
+        await self._sweep_orphans()
+        return stats
+
+    async def _purge_offers(self, now: float) -> int:
+        from elasticsearch.helpers import async_scan
+
+        query = {"bool": {"filter": [
+            generations.lookup_filter(self.catalogs_alias),
+            {"nested": {"path": "offers", "query": {"range": {"offers.valid_to": {"lt": now}}}}},
+        ]}}
+        ops: list[Op] = []
+        removed: dict[str, set[str]] = {}   # cg -> ids of the offers removed (counted once per catalog)
+        rows: list[tuple[dict[str, Any], ItemDoc]] = []
+        async for hit in async_scan(self.es, index=self.items_alias, query={"query": query}, size=500,
+                                    seq_no_primary_term=True, _source=["d", "cg", "gen", "ts"]):
+            rows.append((hit, decode_item(hit["_source"]["d"])))
+        metas = await self._metas({h["_source"]["cg"] for h, _ in rows})
+        for hit, item in rows:
+            keep = [o for o in item.offers if o.valid_to is None or o.valid_to >= now]
+            meta = metas.get(hit["_source"]["cg"])
+            if len(keep) == len(item.offers) or meta is None:
+                continue
+            removed.setdefault(hit["_source"]["cg"], set()).update(
+                o.id for o in item.offers if o.valid_to is not None and o.valid_to < now)
+            item.offers = keep
+            src = hit["_source"]
+            body = item_body(item, meta, src["cg"], src["gen"], src["ts"])
+            # only if unchanged since read: a concurrent retire/replace wins
+            ops.append(index_op(self.items_alias, hit["_id"], body,
+                                if_seq_no=hit["_seq_no"], if_primary_term=hit["_primary_term"]))
+        if ops:
+            await bulk(self.es, ops, refresh=self._refresh, ignore_conflicts=True)
+        return sum(len(ids) for ids in removed.values())
+
+    async def _sweep_orphans(self) -> None:
+        """Delete generations that are not current and older than orphan_age_s (crashed writers,
+        retires cut short by a restart). Wall clock, not the purge's `now`."""
+        cutoff = time.time() - self._orphan_age_s
+        not_current = {"bool": {"must_not": [generations.lookup_filter(self.catalogs_alias)],
+                                "filter": [{"range": {"ts": {"lt": cutoff}}}]}}
+        n = await delete_where(self.es, self.items_alias, not_current, refresh=self._refresh)
+        meta_q = {"bool": {"must_not": [generations.lookup_filter(self.catalogs_alias)],
+                           "filter": [{"term": {"kind": "meta"}}, {"range": {"ts": {"lt": cutoff}}}]}}
+        n += await delete_where(self.es, self.catalogs_alias, meta_q, refresh=self._refresh)
+        if n:
+            log.info("swept %d orphaned document(s) older than %.0f s", n, self._orphan_age_s)
+
+    # --- errors --------------------------------------------------------------------------------
+
+    async def _guard(self, aw):
+        """Turn a missing index into StorageNotReadyError; every other API error propagates."""
+        try:
+            return await aw
+        except NotFoundError as e:
+            if generations._index_missing(e):
+                raise StorageNotReadyError(
+                    f"Elasticsearch indices {self._names.items}/{self._names.catalogs} are missing: "
+                    "run `cds index init`") from e
+            raise
+
+
+def _slim(meta: CatalogMeta) -> CatalogMeta:
+    return msgspec.structs.replace(meta, raw=b"")
+
+
+def _item_errors(record: CatalogRecord, cg: str, e: BulkWriteError) -> list[tuple[str, str]]:
+    """(item id, reason) per refused doc (the catalog's meta doc is reported as "<catalog>")."""
+    ids = {item_doc_id(cg, it.item_id): it.item_id for it in record.items}
+    ids[meta_doc_id(cg)] = "<catalog>"
+    return [(ids.get(err.id, err.id), f"{err.type}: {err.reason}") for err in e.errors]
+
+
+__all__ = ["ElasticStorage", "IndexStateError", "StorageNotReadyError", "new_generation"]

@@ -1,0 +1,532 @@
+"""In-memory index of the embedded backend: documents plus the structures that narrow a query to
+a small candidate set. Exact matching and ordering stay with `cds.matching` (see `store.py`).
+
+Layout (memory matters: 1M connectors must fit in a few GB):
+- `docs[id]` holds the ItemDoc itself (strings interned, offers shared per catalog); ids are reused.
+- numpy columns per doc id: alive, lon/lat, max_kw/min_kw, catalog slot and position inside the
+  catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
+  low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids.
+- a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
+  (value -> id or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
+- per catalog an `Entry` with its doc ids in no-origin order, so an unnarrowed query can stop
+  after `limit` matches instead of scanning everything.
+
+Every structure is changed only by `put`/`delete`/`purge`, each one synchronous step: a search
+(also synchronous) sees a catalog entirely old or entirely new.
+"""
+
+from __future__ import annotations
+
+import itertools
+import math
+import sys
+from dataclasses import dataclass, field
+from typing import Any, Callable, Iterable, Iterator, Sequence
+
+import msgspec
+import numpy as np
+import shapely
+
+from indexer.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
+
+CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
+BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
+POSTED = ("item_id", "evse_id", "qr", "station_id", "provider_id")            # scalar, looked up exactly
+NUMERIC = ("max_kw", "min_kw")
+CATALOG_TERMS = ("bpp_id", "catalog_id")
+
+_OVERFLOW_CODE = 0xFFFF          # a value beyond the code space: never excluded by a filter
+_OVERFLOW_BIT = np.uint64(1 << 63)
+_MAX_BITS = 63
+_INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connector_type", "power_type",
+                 "charging_speed", "parking_type", "status", "pack")
+_INTERNED_OFFER = ("currency", "unit", "tariff_model")
+_M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
+
+
+def intern_doc(doc: ItemDoc) -> None:
+    """Share repeated strings between documents (a decoded doc owns a copy of each otherwise)."""
+    for name in _INTERNED_DOC:
+        v = getattr(doc, name)
+        if v is not None:
+            setattr(doc, name, sys.intern(v))
+    if doc.vehicle_types:
+        doc.vehicle_types = [sys.intern(v) for v in doc.vehicle_types]
+    if doc.amenities:
+        doc.amenities = [sys.intern(v) for v in doc.amenities]
+
+
+def compact_record(record: CatalogRecord) -> None:
+    """Intern strings and let items that carry the same offer share one OfferDoc object."""
+    shared: dict[str, OfferDoc] = {}
+    for doc in record.items:
+        intern_doc(doc)
+        if not doc.offers:
+            continue
+        out = []
+        for o in doc.offers:
+            seen = shared.get(o.id)
+            if seen is not None and seen == o:
+                out.append(seen)
+                continue
+            for name in _INTERNED_OFFER:
+                v = getattr(o, name)
+                if v is not None:
+                    setattr(o, name, sys.intern(v))
+            shared.setdefault(o.id, o)
+            out.append(o)
+        doc.offers = out
+
+
+def offer_end(items: Iterable[ItemDoc]) -> float | None:
+    """Earliest offer validity end among the items (None: no offer ever expires)."""
+    ends = [o.valid_to for d in items for o in d.offers if o.valid_to is not None]
+    return min(ends) if ends else None
+
+
+class Entry:
+    """One stored catalog. Replaced wholesale, never edited in place."""
+
+    __slots__ = ("slot", "key", "meta", "record", "ids", "first_key", "last_key", "offer_end")
+
+    def __init__(self, slot: int, meta: CatalogMeta, record: CatalogRecord, ids: np.ndarray,
+                 first_key: Any, last_key: Any, offer_end: float | None) -> None:
+        self.slot, self.key, self.meta, self.record = slot, meta.key, meta, record
+        self.ids, self.first_key, self.last_key, self.offer_end = ids, first_key, last_key, offer_end
+
+
+@dataclass
+class Prepared:
+    """A catalog's index entries computed off to the side, ready for a quick swap-in."""
+
+    record: CatalogRecord
+    first_key: Any
+    last_key: Any
+    offer_end: float | None
+    lon: np.ndarray
+    lat: np.ndarray
+    nums: dict[str, np.ndarray]
+    codes: dict[str, np.ndarray]
+    bits: dict[str, np.ndarray]
+
+
+@dataclass
+class Narrowing:
+    """Candidate ids (after vectorised filters) plus the checks left for Python."""
+
+    ids: np.ndarray | None            # None: no narrowing source, every live doc is a candidate
+    posted_checks: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+    vector: Callable[[np.ndarray], np.ndarray] | None = None   # ids -> filtered ids
+
+
+class Index:
+    def __init__(self, order_key: Callable[[ItemDoc, CatalogMeta], Any], *, grid_deg: float = 0.05) -> None:
+        self.order_key = order_key                 # the no-origin order of cds.matching, per doc
+        self.grid_deg = grid_deg
+        self._nx = int(math.ceil(360 / grid_deg)) + 2
+        self._ny = int(math.ceil(180 / grid_deg)) + 2
+        self.docs: list[ItemDoc | None] = []
+        self.entry_of: list[Entry | None] = []
+        self._free: list[int] = []
+        self._cap = 0
+        self.alive = np.zeros(0, bool)
+        self.lon = np.zeros(0)
+        self.lat = np.zeros(0)
+        self.cat = np.zeros(0, np.int32)
+        self.pos = np.zeros(0, np.int32)
+        self.nums = {a: np.zeros(0) for a in NUMERIC}
+        self.codes = {a: np.zeros(0, np.uint16) for a in CODED}
+        self.bits = {a: np.zeros(0, np.uint64) for a in BITS}
+        self.vocab: dict[str, dict[str, int]] = {a: {} for a in CODED + BITS}
+        self.grid: dict[int, set[int]] = {}
+        self.postings: dict[str, dict[str, int | set[int]]] = {a: {} for a in POSTED}
+        self.catalogs: dict[tuple[str, str], Entry] = {}
+        self.entries: list[Entry | None] = []
+        self._free_slots: list[int] = []
+        self.by_term: dict[str, dict[str, set[tuple[str, str]]]] = {a: {} for a in CATALOG_TERMS}
+        self.item_count = 0
+        self._ordered: list[Entry] | None = None   # entries by first_key, rebuilt lazily
+        self._disjoint = True
+
+    # -- building ------------------------------------------------------------------------------
+
+    def prepare(self, record: CatalogRecord) -> Prepared:
+        """Compute everything a put needs, without touching what searches read."""
+        compact_record(record)
+        meta = record.meta
+        keyed = sorted(((self.order_key(d, meta), d) for d in record.items), key=lambda kd: kd[0])
+        items = [d for _, d in keyed]
+        record.items = items
+        n = len(items)
+        nan = math.nan
+        lon = np.array([d.lon if d.lon is not None else nan for d in items], dtype=float)
+        lat = np.array([d.lat if d.lat is not None else nan for d in items], dtype=float)
+        bad = ~(np.isfinite(lon) & np.isfinite(lat))
+        lon[bad] = nan
+        lat[bad] = nan
+        nums = {a: np.array([_num(getattr(d, a)) for d in items], dtype=float) for a in NUMERIC}
+        codes = {a: np.array([self._code(a, getattr(d, a)) for d in items], dtype=np.uint16) for a in CODED}
+        bits = {a: np.array([self._bitset(a, getattr(d, a)) for d in items], dtype=np.uint64) for a in BITS}
+        return Prepared(record=record, first_key=keyed[0][0] if n else None,
+                        last_key=keyed[-1][0] if n else None, offer_end=offer_end(items),
+                        lon=lon, lat=lat, nums=nums, codes=codes, bits=bits)
+
+    def _code(self, attr: str, value: str | None) -> int:
+        if value is None:
+            return 0
+        vocab = self.vocab[attr]
+        code = vocab.get(value)
+        if code is None:
+            if len(vocab) >= _OVERFLOW_CODE - 1:
+                return _OVERFLOW_CODE
+            code = vocab[sys.intern(value)] = len(vocab) + 1
+        return code
+
+    def _bitset(self, attr: str, values: Sequence[str]) -> int:
+        out = 0
+        vocab = self.vocab[attr]
+        for v in values:
+            code = vocab.get(v)
+            if code is None:
+                if len(vocab) >= _MAX_BITS:
+                    out |= 1 << 63
+                    continue
+                code = vocab[sys.intern(v)] = len(vocab)
+            out |= 1 << code
+        return out
+
+    # -- writing (each call is one synchronous, atomic step) ----------------------------------------
+
+    def put(self, p: Prepared) -> None:
+        meta = p.record.meta
+        old = self.catalogs.get(meta.key)
+        if old is not None:
+            self._remove(old)
+        items = p.record.items
+        n = len(items)
+        ids = self._alloc(n)
+        slot = self._free_slots.pop() if self._free_slots else len(self.entries)
+        entry = Entry(slot, meta, p.record, ids, p.first_key, p.last_key, p.offer_end)
+        if slot == len(self.entries):
+            self.entries.append(entry)
+        else:
+            self.entries[slot] = entry
+        self.alive[ids] = True
+        self.lon[ids] = p.lon
+        self.lat[ids] = p.lat
+        self.cat[ids] = slot
+        self.pos[ids] = np.arange(n, dtype=np.int32)
+        for a in NUMERIC:
+            self.nums[a][ids] = p.nums[a]
+        for a in CODED:
+            self.codes[a][ids] = p.codes[a]
+        for a in BITS:
+            self.bits[a][ids] = p.bits[a]
+        docs, entry_of = self.docs, self.entry_of
+        for i, d, x, y in zip(ids.tolist(), items, p.lon.tolist(), p.lat.tolist()):
+            docs[i] = d
+            entry_of[i] = entry
+            if x == x:                                   # not NaN
+                self.grid.setdefault(self._cell(x, y), set()).add(i)
+            for a in POSTED:
+                v = getattr(d, a)
+                if v is not None:
+                    _post_add(self.postings[a], v, i)
+        self.catalogs[meta.key] = entry
+        for a in CATALOG_TERMS:
+            self.by_term[a].setdefault(getattr(meta, a), set()).add(meta.key)
+        self.item_count += n
+        self._ordered = None
+
+    def delete(self, key: tuple[str, str]) -> bool:
+        entry = self.catalogs.get(key)
+        if entry is None:
+            return False
+        self._remove(entry)
+        self._ordered = None
+        return True
+
+    def replace_docs(self, entry: Entry, record: CatalogRecord) -> None:
+        """Swap in new document objects whose indexed fields are unchanged (offers were stripped)."""
+        for i, d in zip(entry.ids.tolist(), record.items):
+            self.docs[i] = d
+        entry.record = record
+        entry.offer_end = offer_end(record.items)
+
+    def _remove(self, entry: Entry) -> None:
+        ids = entry.ids
+        self.alive[ids] = False
+        self.cat[ids] = -1
+        lon, lat = self.lon[ids].tolist(), self.lat[ids].tolist()
+        for i, x, y in zip(ids.tolist(), lon, lat):
+            d = self.docs[i]
+            assert d is not None
+            if x == x:
+                c = self._cell(x, y)
+                cell = self.grid[c]
+                cell.discard(i)
+                if not cell:
+                    del self.grid[c]
+            for a in POSTED:
+                v = getattr(d, a)
+                if v is not None:
+                    _post_remove(self.postings[a], v, i)
+            self.docs[i] = None
+            self.entry_of[i] = None
+        self._free.extend(ids.tolist())
+        del self.catalogs[entry.key]
+        for a in CATALOG_TERMS:
+            keys = self.by_term[a][getattr(entry.meta, a)]
+            keys.discard(entry.key)
+            if not keys:
+                del self.by_term[a][getattr(entry.meta, a)]
+        self.entries[entry.slot] = None
+        self._free_slots.append(entry.slot)
+        self.item_count -= len(ids)
+
+    def _alloc(self, n: int) -> np.ndarray:
+        take = min(n, len(self._free))
+        reused = self._free[len(self._free) - take:]
+        del self._free[len(self._free) - take:]
+        start = len(self.docs)
+        fresh = n - take
+        if fresh:
+            self.docs.extend([None] * fresh)
+            self.entry_of.extend([None] * fresh)
+            self._grow(start + fresh)
+        return np.array(reused + list(range(start, start + fresh)), dtype=np.int64)
+
+    def _grow(self, need: int) -> None:
+        if need <= self._cap:
+            return
+        cap = max(need, self._cap * 2, 1024)
+
+        def grown(a: np.ndarray, fill: Any) -> np.ndarray:
+            out = np.full(cap, fill, dtype=a.dtype)
+            out[:len(a)] = a
+            return out
+
+        self.alive = grown(self.alive, False)
+        self.lon, self.lat = grown(self.lon, np.nan), grown(self.lat, np.nan)
+        self.cat, self.pos = grown(self.cat, -1), grown(self.pos, 0)
+        self.nums = {a: grown(v, np.nan) for a, v in self.nums.items()}
+        self.codes = {a: grown(v, 0) for a, v in self.codes.items()}
+        self.bits = {a: grown(v, 0) for a, v in self.bits.items()}
+        self._cap = cap
+
+    # -- narrowing ------------------------------------------------------------------------------------
+
+    def _cell(self, lon: float, lat: float) -> int:
+        g = self.grid_deg
+        ix = int((min(max(lon, -180.0), 180.0) + 180.0) // g)
+        iy = int((min(max(lat, -90.0), 90.0) + 90.0) // g)
+        return iy * self._nx + ix
+
+    def _cells_for(self, sf: Any) -> list[set[int]] | None:
+        """Grid cells that can hold a match of one spatial filter; None when the grid cannot help."""
+        minx, miny, maxx, maxy = sf.bbox
+        if not all(map(math.isfinite, sf.bbox)) or minx > maxx or miny > maxy:
+            return None
+        c0, c1 = self._cell(minx, miny), self._cell(maxx, maxy)
+        ix0, iy0, ix1, iy1 = c0 % self._nx, c0 // self._nx, c1 % self._nx, c1 // self._nx
+        nx = ix1 - ix0 + 1
+        if nx * (iy1 - iy0 + 1) <= len(self.grid):
+            keys = [k for iy in range(iy0, iy1 + 1) for k in range(iy * self._nx + ix0, iy * self._nx + ix0 + nx)
+                    if k in self.grid]
+        else:          # a huge box: walking the occupied cells is cheaper than walking the box
+            keys = [k for k in self.grid if ix0 <= k % self._nx <= ix1 and iy0 <= k // self._nx <= iy1]
+        if len(keys) > 4:
+            keys = self._prune_cells(sf, keys, max(abs(miny), abs(maxy)))
+        return [self.grid[k] for k in keys]
+
+    def _prune_cells(self, sf: Any, keys: list[int], lat_max: float) -> list[int]:
+        """Drop cells whose box lies farther from the filter geometry than any match can be.
+
+        Degrees are converted with a conservative bound (a lon/lat step of e degrees is at least
+        e * 110 km * cos(lat_max) on the ground), so a kept superset never loses a match.
+        """
+        if sf.op not in ("dwithin", "within", "intersects") or sf.distance_m > 300_000:
+            return keys
+        lat_max = lat_max + 0.5
+        if lat_max >= 80:
+            return keys
+        thr = 1e-9
+        if sf.distance_m > 0:
+            thr += sf.distance_m / (_M_PER_DEG_LOW * math.cos(math.radians(lat_max))) * 1.02
+        k = np.asarray(keys, dtype=np.int64)
+        g = self.grid_deg
+        x0 = (k % self._nx) * g - 180.0
+        y0 = (k // self._nx) * g - 90.0
+        boxes = shapely.box(x0, y0, x0 + g, y0 + g)
+        keep = shapely.dwithin(boxes, sf.geometry, thr)
+        return k[keep].tolist()
+
+    def narrow(self, query: Any) -> Narrowing:
+        """Pick the most selective candidate source, then filter it with every vectorisable pushdown."""
+        sources: list[tuple[int, str, Any, str | None]] = []   # (size, kind, data, POSTED attr)
+        for sf in query.spatial:
+            if sf.bbox is not None:
+                cells = self._cells_for(sf)
+                if cells is not None:
+                    sources.append((sum(map(len, cells)), "sets", cells, None))
+        for attr, values in query.terms.items():
+            if attr in POSTED:
+                post = self.postings[attr]
+                sets = [_as_set(post[v]) for v in values if v in post]
+                sources.append((sum(map(len, sets)), "sets", sets, attr))
+            elif attr in CATALOG_TERMS:
+                index = self.by_term[attr]
+                arrays = [self.catalogs[k].ids for v in values for k in index.get(v, ())]
+                sources.append((sum(map(len, arrays)), "arrays", arrays, None))
+        ids: np.ndarray | None = None
+        used_attr: str | None = None
+        if sources:
+            size, kind, data, used_attr = min(sources, key=lambda s: s[0])
+            if size > max(1024, self.item_count // 4):  # a vectorised pass over all docs is cheaper
+                used_attr = None
+            elif kind == "sets":
+                ids = np.fromiter(itertools.chain.from_iterable(data), dtype=np.int64, count=size)
+            else:
+                ids = np.concatenate(data) if data else np.zeros(0, np.int64)
+        # Exact keys not used as the source are checked per candidate (cheap: few candidates remain).
+        posted = [(a, v) for a, v in query.terms.items() if a in POSTED and a != used_attr]
+        return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query))
+
+    def _vector_filter(self, query: Any) -> Callable[[np.ndarray], np.ndarray]:
+        """Build one function applying every bbox, keyword-code, bit-set, range and catalog pushdown."""
+        tests: list[Callable[[np.ndarray], np.ndarray]] = []
+        for sf in query.spatial:
+            if sf.bbox is not None and all(map(math.isfinite, sf.bbox)):
+                minx, miny, maxx, maxy = sf.bbox
+                tests.append(lambda i, a=minx, b=miny, c=maxx, d=maxy:
+                             (self.lon[i] >= a) & (self.lon[i] <= c) & (self.lat[i] >= b) & (self.lat[i] <= d))
+        for attr, values in query.terms.items():
+            if attr in CODED:
+                vocab = self.vocab[attr]
+                allowed = np.array([vocab[v] for v in values if v in vocab] + [_OVERFLOW_CODE], dtype=np.uint16)
+                tests.append(lambda i, col=self.codes[attr], ok=allowed: np.isin(col[i], ok))
+            elif attr in BITS:
+                vocab = self.vocab[attr]
+                mask = _OVERFLOW_BIT
+                for v in values:
+                    if v in vocab:
+                        mask |= np.uint64(1 << vocab[v])
+                tests.append(lambda i, col=self.bits[attr], m=mask: (col[i] & m) != 0)
+            elif attr in CATALOG_TERMS:
+                slots = [self.catalogs[k].slot for v in values for k in self.by_term[attr].get(v, ())]
+                tests.append(lambda i, ok=np.array(slots, dtype=np.int32): np.isin(self.cat[i], ok))
+        for attr, (lo, hi) in query.ranges.items():
+            if attr in NUMERIC:
+                col = self.nums[attr]
+                if lo is not None:
+                    tests.append(lambda i, col=col, lo=lo: col[i] >= lo)
+                if hi is not None:
+                    tests.append(lambda i, col=col, hi=hi: col[i] <= hi)
+
+        def apply(ids: np.ndarray) -> np.ndarray:
+            keep = self.alive[ids]
+            for t in tests:
+                if not keep.any():
+                    break
+                keep &= t(ids)
+            return ids[keep]
+        return apply
+
+    def live_ids(self) -> np.ndarray:
+        return np.flatnonzero(self.alive[:len(self.docs)]).astype(np.int64)
+
+    # -- no-origin order ----------------------------------------------------------------------------
+
+    def ordered_entries(self) -> tuple[list[Entry], bool]:
+        """Catalogs by their first document's key, and whether their key ranges are disjoint
+        (then walking them in this order, each in its own order, is the global order)."""
+        if self._ordered is None:
+            ents = [e for e in self.catalogs.values() if len(e.ids)]
+            ents.sort(key=lambda e: e.first_key)
+            self._disjoint = all(a.last_key < b.first_key for a, b in zip(ents, ents[1:]))
+            self._ordered = ents
+        return self._ordered, self._disjoint
+
+    def in_order(self, ids: np.ndarray) -> np.ndarray | None:
+        """`ids` sorted by the no-origin order; None when catalog key ranges overlap (caller sorts)."""
+        if len(ids) == 0:
+            return ids
+        slots = self.cat[ids]
+        present = np.unique(slots)
+        ents = sorted((self.entries[s] for s in present.tolist()), key=lambda e: e.first_key)
+        if any(not a.last_key < b.first_key for a, b in zip(ents, ents[1:])):
+            return None
+        rank = np.zeros(len(self.entries), dtype=np.int32)
+        rank[[e.slot for e in ents]] = np.arange(len(ents), dtype=np.int32)
+        return ids[np.lexsort((self.pos[ids], rank[slots]))]
+
+    def postings_size(self) -> int:
+        """Total index entries (grid, postings, catalog terms): a leak shows up here."""
+        n = sum(len(s) for s in self.grid.values())
+        for post in self.postings.values():
+            n += sum(1 if isinstance(v, int) else len(v) for v in post.values())
+        for idx in self.by_term.values():
+            n += sum(len(v) for v in idx.values())
+        return n
+
+
+def _num(v: Any) -> float:
+    return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
+
+
+def _as_set(v: int | set[int]) -> set[int] | tuple[int]:
+    return (v,) if isinstance(v, int) else v  # type: ignore[return-value]
+
+
+def _post_add(post: dict[str, int | set[int]], value: str, i: int) -> None:
+    cur = post.get(value)
+    if cur is None:
+        post[value] = i
+    elif isinstance(cur, int):
+        post[value] = {cur, i}
+    else:
+        cur.add(i)
+
+
+def _post_remove(post: dict[str, int | set[int]], value: str, i: int) -> None:
+    cur = post.get(value)
+    if cur is None:
+        return
+    if isinstance(cur, int):
+        if cur == i:
+            del post[value]
+        return
+    cur.discard(i)
+    if len(cur) == 1:
+        post[value] = next(iter(cur))          # back to the compact single-id form
+    elif not cur:
+        del post[value]
+
+
+def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Great-circle distances in metres (NaN for missing coordinates); used only to order candidates."""
+    la0, lo0 = math.radians(lat0), math.radians(lon0)
+    la, lo = np.radians(lat), np.radians(lon)
+    h = np.sin((la - la0) / 2) ** 2 + math.cos(la0) * np.cos(la) * np.sin((lo - lo0) / 2) ** 2
+    return 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
+
+
+def ascending(ids: np.ndarray, dist: np.ndarray, first: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Chunks of `ids` in ascending `dist` (NaN last) without sorting everything up front."""
+    n = len(ids)
+    if n <= 4 * first:
+        order = np.argsort(dist, kind="stable")
+        yield ids[order], dist[order]
+        return
+    rest = np.arange(n)
+    k = first
+    while len(rest):
+        if len(rest) <= 2 * k:
+            order = rest[np.argsort(dist[rest], kind="stable")]
+            yield ids[order], dist[order]
+            return
+        part = np.argpartition(dist[rest], k)
+        head, rest = rest[part[:k]], rest[part[k:]]
+        head = head[np.argsort(dist[head], kind="stable")]
+        yield ids[head], dist[head]
+        k *= 2

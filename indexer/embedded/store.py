@@ -1,0 +1,409 @@
+"""`EmbeddedStorage`: the default, in-process storage backend (no Elasticsearch, no Redis).
+
+Writes: every change (put, delete, per-catalog purge) is a msgpack record in a write-ahead log
+(`wal-<gen>.log`, CRC frames, group commit). It is applied to the in-memory index in log order,
+on the event loop, right after its batch is fsynced and before its caller resumes: once
+`replace_catalog` returns the catalog is durable and searchable, and replaying the log after a
+crash rebuilds exactly that state. Purge records carry their `now`, so replay repeats them exactly.
+
+Snapshots: after `snapshot_bytes` of log (and on close) the log rotates; the state at that point
+is written to `snapshot-<gen>.bin` (tmp + fsync + rename) and older logs and snapshots are deleted.
+`open` loads the newest snapshot, then replays the logs from its generation on.
+
+Reads: `search` narrows with the index, then `cds.matching` has the final word. It never awaits,
+so it always sees each catalog entirely old or entirely new.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import heapq
+import logging
+import math
+from pathlib import Path
+from typing import TYPE_CHECKING, Any, Union
+
+import msgspec
+
+from cds import matching
+from indexer.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
+from indexer.embedded.index import Index, Narrowing, Prepared, ascending, haversine_m
+from indexer.embedded.persist import (
+    DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
+)
+from indexer.storage import PurgeStats, StorageStats
+
+if TYPE_CHECKING:
+    import numpy as np
+
+    from cds.query import Query
+
+log = logging.getLogger(__name__)
+
+_WAL, _SNAP, _SUFFIX_WAL, _SUFFIX_SNAP = "wal-", "snapshot-", ".log", ".bin"
+_PURGE_GROUP = 64          # purge records per commit: bounds how long one apply step blocks the loop
+_SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
+_DIST_SLACK = 0.01         # our haversine vs cds.matching.distance: stop only beyond this margin
+
+
+class _Put(msgspec.Struct, tag="put", array_like=True):
+    record: CatalogRecord
+
+
+class _Delete(msgspec.Struct, tag="del", array_like=True):
+    bpp_id: str
+    catalog_id: str
+
+
+class _Purge(msgspec.Struct, tag="purge", array_like=True):
+    bpp_id: str
+    catalog_id: str
+    now: float
+
+
+class _SnapHead(msgspec.Struct, tag="head", array_like=True):
+    version: int
+    catalogs: int
+
+
+class _SnapEnd(msgspec.Struct, tag="end", array_like=True):
+    catalogs: int
+
+
+_Op = Union[_Put, _Delete, _Purge, _SnapHead, _SnapEnd]
+_encode = msgspec.msgpack.Encoder().encode
+_decoder = msgspec.msgpack.Decoder(_Op)
+_ROTATE = object()
+
+
+def _order_key(item: ItemDoc, meta: CatalogMeta) -> Any:
+    return matching.order_key(Hit(item=item, catalog=meta), False)
+
+
+class EmbeddedStorage:
+    name = "embedded"
+
+    def __init__(self, data_dir: Path, *, fsync: bool = True, snapshot_bytes: int = 64 << 20,
+                 grid_deg: float = 0.05) -> None:
+        self.dir = Path(data_dir)
+        self.fsync = fsync
+        self.snapshot_bytes = snapshot_bytes
+        self._index = Index(_order_key, grid_deg=grid_deg)
+        self._wal = FrameLog(self.dir, _WAL, _SUFFIX_WAL, fsync=fsync, on_commit=self._on_commit)
+        self._lock = DirLock(self.dir, "index.lock")
+        self._opened = False
+        self._snapshot_task: asyncio.Task | None = None
+        self._replayed = 0          # log bytes replayed at open and not yet folded into a snapshot
+
+    # -- lifecycle ---------------------------------------------------------------------------------
+
+    async def open(self) -> None:
+        if self._opened:
+            return
+        self.dir.mkdir(parents=True, exist_ok=True)
+        self._lock.acquire()
+        try:
+            next_gen, self._replayed = await asyncio.to_thread(self._recover)
+            await self._wal.start(next_gen)
+        except BaseException:
+            self._lock.release()
+            raise
+        self._opened = True
+        if self._replayed > self.snapshot_bytes:
+            self._schedule_snapshot()
+
+    def _recover(self) -> tuple[int, int]:
+        """Load the newest snapshot and replay later logs; returns (next log generation, bytes replayed)."""
+        for tmp in self.dir.glob("*.tmp"):
+            tmp.unlink()
+        snaps = list_generations(self.dir, _SNAP, _SUFFIX_SNAP)
+        base = 0
+        if snaps:
+            base, path = snaps[-1]
+            self._load_snapshot(path)
+        wals = list_generations(self.dir, _WAL, _SUFFIX_WAL)
+        replayed = 0
+        for n, (gen, path) in enumerate(wals):
+            if gen < base:
+                continue
+            if path.stat().st_size == 0:
+                path.unlink()          # an earlier run opened it and wrote nothing
+                continue
+            scan = FrameScan(path)
+            for _, payload in scan:
+                self._apply(_decoder.decode(payload))
+            replayed += scan.end
+            if not scan.clean:
+                # A crash mid-write leaves a torn tail; nothing in it was ever confirmed to a caller.
+                (log.warning if n == len(wals) - 1 else log.error)(
+                    "%s: ignoring damaged tail after offset %d", path, scan.end)
+        self._remove_old(base)
+        return max([base] + [g for g, _ in wals]) + 1, replayed
+
+    def _load_snapshot(self, path: Path) -> None:
+        scan = FrameScan(path)
+        head: _SnapHead | None = None
+        count = 0
+        end: _SnapEnd | None = None
+        for _, payload in scan:
+            op = _decoder.decode(payload)
+            if isinstance(op, _SnapHead):
+                head = op
+            elif isinstance(op, _SnapEnd):
+                end = op
+            else:
+                self._apply(op)
+                count += 1
+        if not scan.clean or head is None or end is None or end.catalogs != count:
+            raise StorageCorrupt(f"{path} is incomplete or damaged; move it away to start from the logs "
+                                 "(catalogs published before it are then lost until re-published)")
+
+    def _remove_old(self, base: int) -> None:
+        for prefix, suffix in ((_WAL, _SUFFIX_WAL), (_SNAP, _SUFFIX_SNAP)):
+            for gen, path in list_generations(self.dir, prefix, suffix):
+                if gen < base:
+                    path.unlink()
+
+    async def close(self) -> None:
+        if not self._opened:
+            return
+        try:
+            if self._snapshot_task is not None:
+                with contextlib.suppress(Exception):
+                    await self._snapshot_task
+            if self._wal.failed is None and (self._wal.size or self._replayed):
+                await self._snapshot()          # a quick restart: load one file instead of replaying logs
+        finally:
+            await self._wal.close()
+            self._lock.release()
+            self._opened = False
+
+    async def ready(self) -> bool:
+        return self._opened and self._wal.failed is None
+
+    # -- writes ------------------------------------------------------------------------------------
+
+    async def replace_catalog(self, record: CatalogRecord) -> None:
+        prepared = self._index.prepare(record)          # off to the side: searches still see the old one
+        op = _Put(record=prepared.record)
+        await self._submit(op, prepared)
+
+    async def delete_catalog(self, bpp_id: str, catalog_id: str) -> bool:
+        return await self._submit(_Delete(bpp_id=bpp_id, catalog_id=catalog_id))
+
+    async def purge_expired(self, now: float) -> PurgeStats:
+        due = [e.key for e in self._index.catalogs.values()
+               if (e.meta.expires_at is not None and e.meta.expires_at <= now)
+               or (e.offer_end is not None and e.offer_end < now)]
+        total = PurgeStats()
+        for start in range(0, len(due), _PURGE_GROUP):
+            futs = [self._submit_nowait(_Purge(bpp_id=b, catalog_id=c, now=now))
+                    for b, c in due[start:start + _PURGE_GROUP]]
+            for stats in await asyncio.gather(*futs):
+                total.catalogs += stats.catalogs
+                total.offers += stats.offers
+        return total
+
+    async def _submit(self, op: _Op, prepared: Prepared | None = None) -> Any:
+        return await self._submit_nowait(op, prepared)
+
+    def _submit_nowait(self, op: _Op, prepared: Prepared | None = None) -> asyncio.Future:
+        if not self._opened:
+            raise RuntimeError("EmbeddedStorage is not open")
+        return self._wal.submit(_encode(op), token=(op, prepared))
+
+    def _on_commit(self, batch: list[LogOp]) -> None:
+        """Runs on the event loop once a batch is durable: apply it in log order, in one step."""
+        for op in batch:
+            if op.token is _ROTATE:
+                # The snapshot is the state after everything before the rotation and nothing after.
+                op.result = ([e.record for e in self._index.catalogs.values()], op.gen)
+            elif op.token is not None:
+                op.result = self._apply(*op.token)
+        if self._wal.size > self.snapshot_bytes:
+            self._schedule_snapshot()
+
+    def _apply(self, op: _Op, prepared: Prepared | None = None) -> Any:
+        idx = self._index
+        if isinstance(op, _Put):
+            idx.put(prepared if prepared is not None else idx.prepare(op.record))
+            return None
+        if isinstance(op, _Delete):
+            return idx.delete((op.bpp_id, op.catalog_id))
+        if isinstance(op, _Purge):
+            return self._apply_purge((op.bpp_id, op.catalog_id), op.now)
+        raise StorageCorrupt(f"unexpected log record {type(op).__name__}")
+
+    def _apply_purge(self, key: tuple[str, str], now: float) -> PurgeStats:
+        idx = self._index
+        entry = idx.catalogs.get(key)
+        if entry is None:
+            return PurgeStats()
+        if entry.meta.expires_at is not None and entry.meta.expires_at <= now:
+            idx.delete(key)
+            return PurgeStats(catalogs=1)
+        if entry.offer_end is None or entry.offer_end >= now:
+            return PurgeStats()
+        removed: set[str] = set()
+        items = []
+        for doc in entry.record.items:
+            keep = [o for o in doc.offers if o.valid_to is None or o.valid_to >= now]
+            if len(keep) != len(doc.offers):
+                removed.update(o.id for o in doc.offers if o.valid_to is not None and o.valid_to < now)
+                doc = msgspec.structs.replace(doc, offers=keep)
+            items.append(doc)
+        idx.replace_docs(entry, CatalogRecord(meta=entry.meta, items=items))
+        return PurgeStats(offers=len(removed))
+
+    # -- snapshots ---------------------------------------------------------------------------------
+
+    def _schedule_snapshot(self) -> None:
+        if self._snapshot_task is None or self._snapshot_task.done():
+            self._snapshot_task = asyncio.ensure_future(self._snapshot())
+            self._snapshot_task.add_done_callback(_log_failure)
+
+    async def _snapshot(self) -> None:
+        # `gen` is the rotation's new log generation: the snapshot is the state before it.
+        records, gen = await self._wal.rotate(token=_ROTATE)
+        self._replayed = 0
+        path = self.dir / f"{_SNAP}{gen:012d}{_SUFFIX_SNAP}"
+        await asyncio.to_thread(self._write_snapshot, path, records)
+        await asyncio.to_thread(self._remove_old, gen)
+
+    def _write_snapshot(self, path: Path, records: list[CatalogRecord]) -> None:
+        def chunks():
+            yield frame(_encode(_SnapHead(version=1, catalogs=len(records))))
+            for r in records:
+                yield frame(_encode(_Put(record=r)))
+            yield frame(_encode(_SnapEnd(catalogs=len(records))))
+        write_atomic(path, chunks(), fsync=self.fsync)
+
+    # -- reads -------------------------------------------------------------------------------------
+
+    async def get_catalog(self, bpp_id: str, catalog_id: str) -> CatalogMeta | None:
+        entry = self._index.catalogs.get((bpp_id, catalog_id))
+        return entry.meta if entry is not None else None
+
+    async def live_publishers(self, now: float) -> set[str]:
+        return {e.meta.bpp_id for e in self._index.catalogs.values()
+                if e.meta.is_active and not e.meta.live
+                and (e.meta.expires_at is None or e.meta.expires_at > now)}
+
+    async def stats(self) -> StorageStats:
+        cats = self._index.catalogs
+        return StorageStats(catalogs=len(cats), items=self._index.item_count,
+                            newest_published_at=max((e.meta.published_at for e in cats.values()), default=None))
+
+    def index_size(self) -> dict[str, int]:
+        """Sizes of the internal structures (for leak tests and debugging)."""
+        idx = self._index
+        return {"catalogs": len(idx.catalogs), "items": idx.item_count, "postings": idx.postings_size(),
+                "grid_cells": len(idx.grid), "doc_slots": len(idx.docs),
+                "live_slots": sum(d is not None for d in idx.docs), "entry_slots": len(idx.entries)}
+
+    async def search(self, query: Query, now: float) -> list[Hit]:
+        return self.search_now(query, now)
+
+    def search_now(self, query: Query, now: float) -> list[Hit]:
+        """The synchronous search (no await inside: a search never sees a half-applied write)."""
+        if query.limit <= 0:
+            return []
+        nar = self._index.narrow(query)
+        if query.origin is not None:
+            return self._nearest(query, now, nar)
+        return self._in_order(query, now, nar)
+
+    def _check(self, query: Query, now: float, nar: Narrowing, i: int) -> Hit | None:
+        doc = self._index.docs[i]
+        assert doc is not None
+        if query.text:
+            text = doc.text
+            if not all(t in text for t in query.text):
+                return None
+        for attr, allowed in nar.posted_checks:
+            if getattr(doc, attr) not in allowed:
+                return None
+        meta = self._index.entry_of[i].meta  # type: ignore[union-attr]
+        if not matching.matches(query, doc, meta, now):
+            return None
+        return Hit(item=doc, catalog=meta, distance=matching.distance(query, doc))
+
+    def _nearest(self, query: Query, now: float, nar: Narrowing) -> list[Hit]:
+        """Evaluate candidates nearest first; stop once no later one can beat the limit-th hit."""
+        idx = self._index
+        assert nar.vector is not None and query.origin is not None
+        ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
+        approx = haversine_m(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
+        limit = query.limit
+        hits: list[Hit] = []
+        worst: list[float] = []            # max-heap (negated) of the best `limit` true distances
+        for chunk, dist in ascending(ids, approx):
+            for j in range(0, len(chunk), 64):
+                if len(worst) == limit:
+                    kth = -worst[0]
+                    nxt = float(dist[j])
+                    if kth < math.inf and (nxt != nxt or nxt > kth * (1 + _DIST_SLACK) + 1.0):
+                        return matching.select(hits, limit)
+                for i in chunk[j:j + 64].tolist():
+                    hit = self._check(query, now, nar, i)
+                    if hit is None:
+                        continue
+                    hits.append(hit)
+                    d = -(hit.distance if hit.distance is not None else math.inf)
+                    if len(worst) < limit:
+                        heapq.heappush(worst, d)
+                    elif d > worst[0]:
+                        heapq.heapreplace(worst, d)
+        return matching.select(hits, limit)
+
+    def _in_order(self, query: Query, now: float, nar: Narrowing) -> list[Hit]:
+        """Without an origin the order is per catalog, then per item: walk it and stop at the limit."""
+        idx = self._index
+        assert nar.vector is not None
+        if nar.ids is None:
+            entries, disjoint = idx.ordered_entries()
+            if disjoint:
+                return self._walk(query, now, nar, _blocks(entries))
+            ordered = None
+            ids = nar.vector(idx.live_ids())
+        else:
+            ids = nar.vector(nar.ids)
+            ordered = idx.in_order(ids)
+        if ordered is None:                # catalogs interleave in the order: check all, then select
+            hits = [h for h in (self._check(query, now, nar, i) for i in ids.tolist()) if h is not None]
+            return matching.select(hits, query.limit)
+        return self._walk(query, now, nar, iter([ordered]), filtered=True)
+
+    def _walk(self, query: Query, now: float, nar: Narrowing, blocks: Any, filtered: bool = False) -> list[Hit]:
+        hits: list[Hit] = []
+        assert nar.vector is not None
+        for block in blocks:
+            for i in (block if filtered else nar.vector(block)).tolist():
+                hit = self._check(query, now, nar, i)
+                if hit is not None:
+                    hits.append(hit)
+                    if len(hits) >= query.limit:
+                        return matching.select(hits, query.limit)
+        return matching.select(hits, query.limit)
+
+
+def _blocks(entries: list[Any]) -> Any:
+    """Doc ids of catalogs in order, concatenated into blocks of about `_SCAN_BLOCK`."""
+    import numpy as np
+
+    buf: list[np.ndarray] = []
+    n = 0
+    for e in entries:
+        buf.append(e.ids)
+        n += len(e.ids)
+        if n >= _SCAN_BLOCK:
+            yield np.concatenate(buf)
+            buf, n = [], 0
+    if buf:
+        yield np.concatenate(buf)
+
+
+def _log_failure(task: asyncio.Task) -> None:
+    if not task.cancelled() and task.exception() is not None:
+        log.error("snapshot failed: %s", task.exception())

@@ -1,0 +1,16 @@
+#!/usr/bin/env bash
+# Install everything the tests need (venv, package + test deps, a real Elasticsearch from Maven
+# Central) and run the whole suite. Usage: scripts/test.sh [pytest args]
+set -euo pipefail
+cd "$(dirname "$0")/.."
+PY=${PYTHON:-python3}
+if [ ! -x .venv/bin/python ]; then
+  "$PY" -m venv .venv
+fi
+.venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
+.venv/bin/pip install -q -e ".[test]"
+# The Elasticsearch backend tests start a real server; fetch it once into .cache/ (needs Java + mvn).
+if [ -f scripts/elasticsearch.sh ]; then
+  bash scripts/elasticsearch.sh fetch || echo "WARNING: could not fetch Elasticsearch; its tests will be skipped loudly" >&2
+fi
+exec .venv/bin/python -m pytest "$@"
