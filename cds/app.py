@@ -6,7 +6,8 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-from typing import AsyncIterator
+import time
+from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
@@ -21,21 +22,24 @@ from cds.services.discover import DiscoverService
 from cds.services.ingest import IngestPipeline
 from cds.services.publish import PublishService
 from cds.storage_factory import build_storage
-from cds.typedefs import DISCOVER, INGEST, METRICS, OUTBOUND, REGISTRY, REPLAY, SETTINGS, STORAGE, TASKS
+from cds.typedefs import CLOCK, DISCOVER, INGEST, METRICS, OUTBOUND, REGISTRY, REPLAY, SETTINGS, STORAGE, TASKS
 from indexer.ingest_log import IngestLog
 from indexer.storage import Storage
 
 log = logging.getLogger("cds.app")
 
 
-def create_app(settings: Settings, *, storage: Storage | None = None, metrics: Metrics | None = None) -> web.Application:
-    """Build the API app. `storage` may be injected (tests run the same app on both backends)."""
+def create_app(settings: Settings, *, storage: Storage | None = None, metrics: Metrics | None = None,
+               clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the API app. `storage` may be injected (tests run the same app on both backends);
+    `clock` is the service clock (TTL tests move it)."""
     app = web.Application(middlewares=[beckn_errors],
                           client_max_size=max(settings.max_publish_bytes, settings.max_discover_bytes) + 1024)
     app[SETTINGS] = settings
     app[METRICS] = metrics or new_metrics()
     app[TASKS] = set()
     app[REPLAY] = MemoryReplayStore()
+    app[CLOCK] = clock
     app.cleanup_ctx.append(_http_and_registry)
     app.cleanup_ctx.append(_storage_ctx(storage))
     app.cleanup_ctx.append(_services)
@@ -75,10 +79,11 @@ def _storage_ctx(injected: Storage | None):
 async def _services(app: web.Application) -> AsyncIterator[None]:
     settings, metrics, storage = app[SETTINGS], app[METRICS], app[STORAGE]
     outbound = app[OUTBOUND]
-    app[DISCOVER] = DiscoverService(storage, settings, metrics, outbound)
+    clock = app[CLOCK]
+    app[DISCOVER] = DiscoverService(storage, settings, metrics, outbound, clock=clock)
     ingest_log = IngestLog(settings.data_path / "ingest")
     await ingest_log.open() if hasattr(ingest_log, "open") else None
-    app[INGEST] = IngestPipeline(ingest_log, PublishService(storage, settings, metrics, outbound))
+    app[INGEST] = IngestPipeline(ingest_log, PublishService(storage, settings, metrics, outbound, clock=clock))
     yield
     await app[INGEST].close()
     await ingest_log.close()
@@ -96,13 +101,11 @@ async def _background(app: web.Application) -> AsyncIterator[None]:
 
 async def _purge_loop(app: web.Application) -> None:
     """Expired catalogs and offers are filtered at query time; this also removes them."""
-    import time
-
     settings, storage, metrics = app[SETTINGS], app[STORAGE], app[METRICS]
     while True:
         await asyncio.sleep(settings.purge_interval_s)
         try:
-            st = await storage.purge_expired(time.time())
+            st = await storage.purge_expired(app[CLOCK]())
             metrics.purged.labels("catalog").inc(st.catalogs)
             metrics.purged.labels("offer").inc(st.offers)
         except Exception:  # noqa: BLE001 - keep sweeping; the next round may succeed

@@ -465,7 +465,8 @@ class _Parser:
             vals: list[Any] = []
             if not self.eat("]"):
                 while True:
-                    v = self.operand()
+                    self.ws()
+                    v = None if self.peek() in ("[", "@", "$") else self.operand()
                     if not isinstance(v, Lit):
                         raise self.fail("list elements must be literals")
                     vals.append(v.value)
@@ -724,9 +725,9 @@ _ITEM_FIELDS = {
     ("provider", "id"): _Field("provider_id", "str"),
     ("provider", "descriptor", "name"): _Field("provider_name", "str"),
     ("itemAttributes", "parkingType"): _Field("parking_type", "str"),
-    ("itemAttributes", "amenityFeature"): _Field("amenities", "list"),
+    ("itemAttributes", "amenityFeature"): _Field("amenities", "list", vocab.upper),
     ("itemAttributes", "reservationSupported"): _Field("reservation", "bool"),
-    ("itemAttributes", "chargingSpeed"): _Field("charging_speed", "str"),
+    ("itemAttributes", "chargingSpeed"): _Field("charging_speed", "str", vocab.upper),
     ("isActive",): _Field("is_active", "bool", typed_exists=False),
     ("itemAttributes", "stationStatus"): _Field("status", "status"),
     ("itemAttributes", "availability"): _Field("status", "status"),
@@ -735,12 +736,12 @@ _OFFER_FIELDS = {
     ("id",): _Field("id", "str"),
     ("price", "value"): _Field("price", "num"),
     ("price", "currency"): _Field("currency", "str"),
-    ("price", "applicableQuantity", "unitCode"): _Field("unit", "str"),
+    ("price", "applicableQuantity", "unitCode"): _Field("unit", "str", vocab.upper),
     ("considerations", "considerationAttributes", "price"): _Field("price", "num"),
     ("considerations", "considerationAttributes", "priceCurrency"): _Field("currency", "str"),
-    ("considerations", "considerationAttributes", "unitCode"): _Field("unit", "str"),
-    ("offerAttributes", "tariffModel"): _Field("tariff_model", "str"),
-    ("acceptedPaymentMethod",): _Field("payment_methods", "list"),
+    ("considerations", "considerationAttributes", "unitCode"): _Field("unit", "str", vocab.upper),
+    ("offerAttributes", "tariffModel"): _Field("tariff_model", "str", vocab.upper),
+    ("acceptedPaymentMethod",): _Field("payment_methods", "list", vocab.upper),
     ("items",): _Field("item_ids", "list"),
     ("isActive",): _Field("is_active", "bool", typed_exists=False),
 }
@@ -772,21 +773,32 @@ def _const(value: bool) -> Pred:
 
 
 def _all(fns: list[Pred]) -> Pred:
+    # nested pairs for short lists (cheaper per call than all(<generator>)), a loop for long ones
     if len(fns) == 1:
         return fns[0]
-    if len(fns) == 2:
-        a, b = fns
-        return lambda cur, ctx: a(cur, ctx) and b(cur, ctx)
-    return lambda cur, ctx: all(f(cur, ctx) for f in fns)
+    if len(fns) > 4:
+        def every(cur: Any, ctx: Ctx) -> bool:
+            for f in fns:
+                if not f(cur, ctx):
+                    return False
+            return True
+        return every
+    a, b = fns[0], _all(fns[1:])
+    return lambda cur, ctx: a(cur, ctx) and b(cur, ctx)
 
 
 def _any(fns: list[Pred]) -> Pred:
     if len(fns) == 1:
         return fns[0]
-    if len(fns) == 2:
-        a, b = fns
-        return lambda cur, ctx: a(cur, ctx) or b(cur, ctx)
-    return lambda cur, ctx: any(f(cur, ctx) for f in fns)
+    if len(fns) > 4:
+        def some(cur: Any, ctx: Ctx) -> bool:
+            for f in fns:
+                if f(cur, ctx):
+                    return True
+            return False
+        return some
+    a, b = fns[0], _any(fns[1:])
+    return lambda cur, ctx: a(cur, ctx) or b(cur, ctx)
 
 
 def _names(path: Path) -> tuple[str, ...] | None:
@@ -855,7 +867,7 @@ class _Compiler:
         if t is ITEM:
             if not segs or segs[0] != Name("availabilityWindow"):
                 return None
-            segs = segs[2:] if len(segs) > 1 and isinstance(segs[1], (Wild, Index)) else segs[1:]
+            segs = segs[2:] if len(segs) > 1 and isinstance(segs[1], Wild) else segs[1:]
         if len(segs) != 1 or not isinstance(segs[0], Name):
             return None
         name = segs[0].name

@@ -22,6 +22,7 @@ import math
 from dataclasses import dataclass, field
 from typing import Any, Callable, Iterable
 
+import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon
 from shapely.geometry.base import BaseGeometry
@@ -199,7 +200,9 @@ def check_target(target: Any) -> None:
 class PreparedSpatial(SpatialFilter):
     """A SpatialFilter with its precomputed point tester (what `build_spatial` returns)."""
 
-    negate: bool = False                         # quantifier "none"
+    # True: the item matches when the point is NOT in/near the geometry (s_disjoint, quantifier "none");
+    # such filters have bbox None, so backends must not narrow on them.
+    negate: bool = False
     test: Callable[[float, float], bool] | None = field(default=None, compare=False, repr=False)
 
 
@@ -249,33 +252,94 @@ def _radius_tester(pts: list[tuple[float, float]], d: float, bbox: tuple[float, 
     return many
 
 
+class _SegmentGrid:
+    """Uniform lon/lat grid of segment indices: each segment is filed under every cell its
+    distance-widened box touches, so a point only measures the segments that can be within reach."""
+
+    MAX_ENTRIES = 200_000
+
+    def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
+        dlat = d / _M_PER_DEG * (1 + 1e-9) + 1e-9
+        boxes = []
+        for a, b in segs:
+            dlon = _dlon_for(d, max(abs(a[1]), abs(b[1])))
+            if dlon >= 360.0:
+                boxes.append((-180.0, min(a[1], b[1]) - dlat, 180.0, max(a[1], b[1]) + dlat))
+            else:
+                boxes.append((min(a[0], b[0]) - dlon, min(a[1], b[1]) - dlat,
+                              max(a[0], b[0]) + dlon, max(a[1], b[1]) + dlat))
+        cell = max(2 * dlat, 0.01)
+        while sum((int((x1 - x0) / cell) + 2) * (int((y1 - y0) / cell) + 2) for x0, y0, x1, y1 in boxes) \
+                > self.MAX_ENTRIES:
+            cell *= 2
+        self.cell = cell
+        self.boxes = boxes
+        self.full = [i for i, bx in enumerate(boxes) if bx[2] - bx[0] >= 360.0]  # polar boxes: always check
+        grid: dict[tuple[int, int], list[int]] = {}
+        for i, (x0, y0, x1, y1) in enumerate(boxes):
+            if x1 - x0 >= 360.0:
+                continue
+            for gx in range(math.floor(x0 / cell), math.floor(x1 / cell) + 1):
+                for gy in range(math.floor(y0 / cell), math.floor(y1 / cell) + 1):
+                    grid.setdefault((gx, gy), []).append(i)
+        self.grid = grid
+
+    def candidates(self, lon: float, lat: float) -> list[int]:
+        """Segments whose widened box holds the point."""
+        hit = self.grid.get((math.floor(lon / self.cell), math.floor(lat / self.cell)), [])
+        boxes = self.boxes
+        out = [i for i in hit if boxes[i][0] <= lon <= boxes[i][2] and boxes[i][1] <= lat <= boxes[i][3]]
+        return out + self.full if self.full else out
+
+
+class _AreaGrid:
+    """Point-in-area with a grid of cells classified once as inside / outside / on the edge;
+    only points in edge cells need GEOS."""
+
+    N = 48
+
+    def __init__(self, geom: BaseGeometry) -> None:
+        shapely.prepare(geom)
+        self.geom = geom
+        x0, y0, x1, y1 = geom.bounds
+        self.x0, self.y0 = x0, y0
+        self.w = max((x1 - x0) / self.N, 1e-9)
+        self.h = max((y1 - y0) / self.N, 1e-9)
+        ix, iy = [a.ravel() for a in np.meshgrid(range(self.N), range(self.N))]
+        boxes = shapely.box(x0 + ix * self.w, y0 + iy * self.h, x0 + (ix + 1) * self.w, y0 + (iy + 1) * self.h)
+        inside = shapely.contains(geom, boxes)
+        touches = shapely.intersects(geom, boxes)
+        # 1 = inside, 0 = outside, -1 = edge
+        self.state = {(int(a), int(b)): (1 if i else (-1 if t else 0))
+                      for a, b, i, t in zip(ix, iy, inside, touches)}
+
+    def covers(self, lon: float, lat: float) -> bool:
+        st = self.state.get((math.floor((lon - self.x0) / self.w), math.floor((lat - self.y0) / self.h)), -1)
+        if st >= 0:
+            return st == 1
+        return bool(shapely.intersects_xy(self.geom, lon, lat))
+
+
+def _point_parts(geom: BaseGeometry) -> list[tuple[float, float]]:
+    return [(p.x, p.y) for p in getattr(geom, "geoms", [geom]) if isinstance(p, Point)]
+
+
 def _shape_tester(geom: BaseGeometry, d: float, bbox: tuple[float, float, float, float]):
     """dwithin for lines/polygons (and mixed multi-geometries)."""
     minx, miny, maxx, maxy = bbox
     segs = _segments(geom)
-    pts = [p for p in _points(geom)] if isinstance(geom, (Point, MultiPoint)) else []
-    areal = _areal(geom)
-    if areal:
-        shapely.prepare(geom)
-    tree = None
-    if len(segs) > 32:
-        dlat = d / _M_PER_DEG * 1.0001 + 1e-9
-        boxes = []
-        for a, b in segs:
-            dlon = _dlon_for(d, max(abs(a[1]), abs(b[1])))
-            boxes.append(shapely.box(min(a[0], b[0]) - dlon, min(a[1], b[1]) - dlat,
-                                     max(a[0], b[0]) + dlon, max(a[1], b[1]) + dlat))
-        tree = shapely.STRtree(boxes)
+    pts = _point_parts(geom)
+    area = _AreaGrid(geom) if _areal(geom) else None
+    grid = _SegmentGrid(segs, d)
 
     def test(lon: float, lat: float) -> bool:
         if not (miny <= lat <= maxy and minx <= lon <= maxx):
             return False
-        if areal and shapely.intersects_xy(geom, lon, lat):
+        if area is not None and area.covers(lon, lat):
             return True
         if pts and any(haversine_m(lon, lat, x, y) <= d for x, y in pts):
             return True
-        cand = segs if tree is None else [segs[i] for i in tree.query(Point(lon, lat))]
-        return any(segment_distance_m(lon, lat, a, b) <= d for a, b in cand)
+        return any(segment_distance_m(lon, lat, *segs[i]) <= d for i in grid.candidates(lon, lat))
     return test
 
 
@@ -284,9 +348,10 @@ def prepare(op: str, geom: BaseGeometry, distance_m: float = 0.0, negate: bool =
     if op not in OPS:
         raise _bad(f"spatial op 's_{op}' is not supported (use s_dwithin, s_within, s_intersects, "
                    "s_contains or s_disjoint)", SCH_TYPE_NOT_SUPPORTED)
-    if op == "disjoint":
-        op, negate = "intersects", not negate
-    if op == "dwithin":
+    test_op = op
+    if op == "disjoint":  # reported as asked; tested as "not intersects"
+        test_op, negate = "intersects", not negate
+    if test_op == "dwithin":
         bbox = _bbox(geom, distance_m)
         if isinstance(geom, (Point, MultiPoint)):
             test = _radius_tester(_points(geom), distance_m, bbox)
@@ -296,11 +361,17 @@ def prepare(op: str, geom: BaseGeometry, distance_m: float = 0.0, negate: bool =
         # within / contains / intersects of a station point and the request geometry: the point lies in
         # (or on) the geometry. A point cannot contain an area, so s_contains is read the only useful way.
         bbox = _bbox(geom, 0.0)
-        shapely.prepare(geom)
         minx, miny, maxx, maxy = bbox
+        if _areal(geom):
+            covers = _AreaGrid(geom).covers
+        else:
+            shapely.prepare(geom)
+
+            def covers(lon: float, lat: float) -> bool:
+                return bool(shapely.intersects_xy(geom, lon, lat))
 
         def test(lon: float, lat: float) -> bool:
-            return miny <= lat <= maxy and minx <= lon <= maxx and bool(shapely.intersects_xy(geom, lon, lat))
+            return miny <= lat <= maxy and minx <= lon <= maxx and covers(lon, lat)
     return PreparedSpatial(op=op, geometry=geom, distance_m=distance_m, bbox=None if negate else bbox,
                            negate=negate, test=test)
 

@@ -7,7 +7,8 @@ Conventions (DESIGN §8.5, §8.16):
   (`13:00:00Z`, `18:30:00+05:30`) it recurs at that offset's wall time, i.e. it is converted into the
   network zone's wall clock.
 - A daily window is `(start_s, end_s)` in seconds since local midnight (0..86400). `start > end` wraps past
-  midnight (22:00-06:00); `start == end` means the whole day (operators write 00:00-00:00 for 24 h).
+  midnight (22:00-06:00); `start == end` means the whole day (operators write 00:00-00:00 for 24 h), and so
+  does a window that leaves less than a minute a day (00:00-23:59:59).
 
 Interval tests are closed (`<=`/`>=`), matching the JSONPath comparisons they stand for. Daily windows are
 matched in local wall-clock time; in zones with DST an interval crossing a transition is judged on wall
@@ -177,10 +178,14 @@ def wall_seconds(instant: float, tz: "tzinfo | str | None") -> float:
     return instant + (off.total_seconds() if off is not None else 0.0)
 
 
+FULL_DAY_GAP = 60  # a window leaving at most this gap per day ("00:00-23:59:59") is open all day
+
+
 def _start_span(win: tuple[int, int]) -> tuple[int, int]:
     """(start, length) of a daily window; wrapping windows run past midnight; start == end is a full day."""
     start, end = win
-    return start, (end - start if end > start else end + DAY - start)
+    span = end - start if end > start else end + DAY - start
+    return start, (DAY if span >= DAY - FULL_DAY_GAP else span)
 
 
 def is_full_day(win: tuple[int, int]) -> bool:
@@ -299,9 +304,10 @@ def tod_contains(outer: tuple[int, int], inner: tuple[int, int]) -> bool:
 
 def tod_has(win: tuple[int, int], secs: int) -> bool:
     """Is the local time of day `secs` inside the daily window (closed, wrapping)?"""
-    start, end = win
-    if start == end:
+    start, span = _start_span(win)
+    if span >= DAY:
         return True
+    end = win[1]
     if start < end:
         return start <= secs <= end
     return secs >= start or secs <= end

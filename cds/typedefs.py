@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from typing import TYPE_CHECKING
+from typing import TYPE_CHECKING, Callable
 
 from aiohttp import web
 
@@ -25,4 +25,5 @@ REPLAY: web.AppKey["ReplayStore"] = web.AppKey("replay")
 OUTBOUND: web.AppKey["Outbound"] = web.AppKey("outbound")
 DISCOVER: web.AppKey["DiscoverService"] = web.AppKey("discover_service")
 INGEST: web.AppKey["IngestPipeline"] = web.AppKey("ingest_pipeline")
+CLOCK: web.AppKey["Callable[[], float]"] = web.AppKey("clock")
 TASKS: web.AppKey["set[asyncio.Task]"] = web.AppKey("background_tasks")

@@ -430,7 +430,7 @@ def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict
         valid_from=start, valid_to=end, daily=daily,
         price=price, currency=currency, unit=unit,
         tariff_model=(_text(oa.get("tariffModel"), 64) or "").upper() or None,
-        payment_methods=_strings(methods, lambda s: s.upper().replace(" ", "_")),
+        payment_methods=_strings(methods, vocab.upper),
         raw=_dumps(offer, path),
     )
 

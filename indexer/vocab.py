@@ -51,3 +51,9 @@ def vehicle_type(value: object) -> str | None:
         if v in (f"{n}W", f"{n}-W", f"{n}-WHEELER", f"{n}WHEELER", f"{word}-WHEELER", f"{word}WHEELER"):
             return f"{n}-WHEELER"
     return v
+
+
+def upper(value: object) -> str | None:
+    """Enum-like fields (chargingSpeed, amenityFeature, tariffModel, payment methods, unit codes)
+    are stored upper-cased; queries are compared the same way."""
+    return value.strip().upper() if isinstance(value, str) else None

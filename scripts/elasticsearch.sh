@@ -104,6 +104,8 @@ cmd_start() {
     launcher=(setpriv "--reuid=$RUN_AS_UID" "--regid=$RUN_AS_GID" --clear-groups)
     setpriv "--reuid=$RUN_AS_UID" "--regid=$RUN_AS_GID" --clear-groups test -r "$ES_HOME/lib/elasticsearch-$VERSION.jar" \
       || die "$ES_HOME is not readable by uid $RUN_AS_UID; set CDS_CACHE_DIR to a world-readable directory"
+    setpriv "--reuid=$RUN_AS_UID" "--regid=$RUN_AS_GID" --clear-groups test -w "$work/data" \
+      || die "workdir $work is not reachable by uid $RUN_AS_UID (a parent directory is private); use one under /tmp"
   fi
   echo "starting Elasticsearch $VERSION on 127.0.0.1:$port (workdir $work, java $java_home)" >&2
   # -d: daemonize once started; -p: the server's pid, used by `stop`.

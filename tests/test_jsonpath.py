@@ -186,6 +186,26 @@ def test_raw_json_paths() -> None:
         assert run(expr, docs) == expected, expr
 
 
+def test_rfc_selectors_on_json() -> None:
+    raw = {"a": [1, 2, 3, 4], "b": {"c": 1, "d": 2}}
+    win = [{"schema:startTime": "06:00:00", "schema:endTime": "22:00:00"},
+           {"schema:startTime": "23:00:00", "schema:endTime": "23:30:00"}]
+    docs = [make_item("s", extra_attrs=raw, raw_windows=win, daily=[(6 * H, 22 * H), (23 * H, 23 * H + 1800)])]
+    cases = {
+        "@.beckn:itemAttributes.a[1:3] == 3": True, "@.beckn:itemAttributes.a[-1] == 4": True,
+        "@.beckn:itemAttributes.a[::2] == 2": False, "@.beckn:itemAttributes.a[::2] == 3": True,
+        "@.beckn:itemAttributes.b['c','d'] == 2": True, "@.beckn:itemAttributes.b.* == 2": True,
+        "@.beckn:itemAttributes.a[9] == 1": False,
+        "@.beckn:availabilityWindow[1].schema:startTime == '23:00:00'": True,
+        "@.beckn:availabilityWindow[0].schema:startTime >= '23:00:00'": False,   # only the first window
+        "@.beckn:availabilityWindow[*].schema:startTime >= '23:00:00'": True,
+        "value(@.beckn:itemAttributes.b.c) == 1": True, "exists(@.beckn:itemAttributes.b)": True,
+        "exists(@.beckn:itemAttributes.zz)": False,
+    }
+    for cond, expected in cases.items():
+        assert run(f"$[?({cond})]", docs) == ({"s"} if expected else set()), cond
+
+
 def test_rfc_typing_and_missing_fields() -> None:
     docs = [make_item("a", kw=60), make_item("b", kw=60, status="Available", status_at=NOW)]
     assert run("$[?(@.beckn:itemAttributes.maxPowerKW == '60')]", docs) == set()       # number vs string

@@ -166,3 +166,30 @@ def test_brute_force_radius_matches_independent_expectation(pts, center, radius,
     expected = [i for _, _, i in sorted(inside)][:limit]
     got = matching.brute_force(q, recs, NOW)
     assert [h.item.item_id for h in got] == expected
+
+
+def test_ubc_examples_end_to_end_with_the_normaliser() -> None:
+    """The UBC discover examples against the UBC publish catalog, as indexed by indexer.normalize.
+
+    Expected counts are the ones the protocol reference found with two independent RFC 9535 libraries
+    (after rewriting the colon keys): QR -> 1, CPO -> 1, CCS2 && >= 50 kW -> 2, time window -> 1.
+    """
+    import json
+    import os
+
+    from indexer.normalize import normalize_catalog
+
+    fix = os.path.join(os.path.dirname(__file__), "fixtures")
+    with open(os.path.join(fix, "UBC_catalog_publish_ev-charging-catalog-publish.json"), encoding="utf-8") as fh:
+        catalog = json.load(fh)["message"]["catalogs"][0]
+    rec, _ = normalize_catalog(catalog, publisher_id="bpp.ev-network.example.com", publisher_uri=None, dialect="A",
+                               settings=SETTINGS, now=NOW)
+    expected = {"UBC_discovery-by-QR.json": 1, "UBC_discovery-services-by-a-cpo.json": 1,
+                "UBC_discovery-within-boundary-with-connection-spec.json": 2,
+                "UBC_discovery-within-a-timerange.json": 1,
+                "UBC_discovery-within-boundary-with-vehicle-spec.json": 0}
+    for name, count in expected.items():
+        with open(os.path.join(fix, name), encoding="utf-8") as fh:
+            expr = json.load(fh)["message"]["filters"]["expression"]
+        q = build_query(DiscoverIntent(expression=expr), settings=SETTINGS)
+        assert len(matching.brute_force(q, [rec], NOW)) == count, name

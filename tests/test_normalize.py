@@ -514,3 +514,13 @@ def test_merge_patch_depth_is_bounded():
     with pytest.raises(BecknError) as ei:
         merge_catalog(orjson.dumps(ubc_catalog()), {"beckn:descriptor": deep})
     assert ei.value.code == E.SCH_SCHEMA_VALIDATION_FAILED
+
+
+def test_absurdly_nested_item_is_rejected_not_crashing():
+    deep: list = []
+    node = deep
+    for _ in range(600):
+        node.append([])
+        node = node[0]
+    err = _reject(a_catalog([a_item("i1"), a_item("i2", _item={"beckn:networkId": deep})]))
+    assert (err.code, err.paths) == (E.SCH_SCHEMA_VALIDATION_FAILED, "catalogs[0].beckn:items[1]")

@@ -104,7 +104,7 @@ def test_polygon_ops() -> None:
     assert not spatial.contains(near, *destination((77.7, 13.0), 90, 3_000))
     disjoint = spatial.build_spatial(spec(op="s_disjoint", geometry=square, distance=None))
     assert not spatial.contains(disjoint, *inside) and spatial.contains(disjoint, *outside_near)
-    assert disjoint.bbox is None
+    assert disjoint.bbox is None and disjoint.op == "disjoint" and disjoint.negate
     none = spatial.build_spatial(spec(op="s_within", geometry=square, quantifier="none"))
     assert spatial.contains(none, *outside_near) and not spatial.contains(none, *inside)
 
@@ -233,3 +233,30 @@ def test_corridor_matches_sampling(lon, lat, heading, length, bearing, off, dist
     if spatial.contains(f, *p):
         minx, miny, maxx, maxy = f.bbox
         assert minx <= p[0] <= maxx and miny <= p[1] <= maxy
+
+
+@settings(max_examples=60, deadline=None)
+@given(st.floats(68, 97), st.floats(8, 35), st.lists(st.floats(2_000, 60_000), min_size=3, max_size=40),
+       st.lists(st.tuples(st.floats(0, 360), st.floats(0, 70_000)), min_size=1, max_size=30))
+def test_area_grid_agrees_with_shapely(lon, lat, radii, probes) -> None:
+    """Point-in-polygon through the pre-classified grid equals a direct shapely covers() test."""
+    from shapely.geometry import Point as P
+    from shapely.geometry import Polygon as Poly
+
+    ring = [destination((lon, lat), i * 360 / len(radii), r) for i, r in enumerate(radii)]
+    ring.append(ring[0])
+    poly = Poly(ring)
+    assume(poly.is_valid and poly.area > 0)
+    f = spatial.build_spatial(spec(op="s_within", geometry={"type": "Polygon", "coordinates": [ring]}, distance=None))
+    for bearing, dist in probes:
+        p = destination((lon, lat), bearing, dist)
+        assert spatial.contains(f, *p) == poly.covers(P(*p))
+
+
+def test_self_intersecting_polygon_is_repaired() -> None:
+    bowtie = {"type": "Polygon", "coordinates": [[[77.0, 12.0], [78.0, 13.0], [78.0, 12.0], [77.0, 13.0], [77.0, 12.0]]]}
+    f = spatial.build_spatial(spec(op="s_within", geometry=bowtie, distance=None))
+    assert spatial.contains(f, 77.1, 12.5)          # inside the left triangle
+    assert not spatial.contains(f, 77.5, 12.9)      # in the notch between the triangles
+    g = spatial.build_spatial(spec(geometry=bowtie, distance=1_000))
+    assert spatial.contains(g, 77.1, 12.5) and not spatial.contains(g, 77.5, 12.9)

@@ -108,7 +108,7 @@ def test_wrapping_windows() -> None:
 
 
 def test_full_day_windows() -> None:
-    for win in ((0, 0), (0, 86400), (5 * H, 5 * H)):
+    for win in ((0, 0), (0, 86400), (5 * H, 5 * H), (0, 86399), (6 * H, 6 * H - 60)):
         assert tu.daily_contains(win, ist(2026, 1, 4, 20), ist(2026, 1, 5, 3), IST)
         assert tu.tod_contains(win, (23 * H, 2 * H))
 
@@ -134,7 +134,7 @@ def _local(t: float) -> int:
 
 def _in(win: tuple[int, int], secs: int) -> bool:
     s, e = win
-    if s == e:
+    if (e - s) % 86400 == 0 or (e - s) % 86400 >= 86400 - 60:   # full day, or "00:00-23:59"
         return True
     return s <= secs <= e if s < e else (secs >= s or secs <= e)
 
@@ -172,7 +172,7 @@ def test_tod_overlap_and_contains_match_sets(a: tuple[int, int], b: tuple[int, i
     sa = {t for t in grid if _in(a, t)}
     sb = {t for t in grid if _in(b, t)}
     assert tu.tod_overlaps(a, b) == bool(sa & sb)
-    if b[0] != b[1]:
+    if not tu.is_full_day(b):
         assert tu.tod_contains(a, b) == (sb <= sa)
 
 
@@ -184,3 +184,31 @@ def test_dst_zone_wall_clock() -> None:
                              (day + timedelta(hours=7, minutes=45)).timestamp(), berlin)
     assert not tu.daily_overlaps((9 * H, 10 * H), (day + timedelta(hours=8, minutes=30)).timestamp(),
                                  (day + timedelta(hours=8, minutes=45)).timestamp(), berlin)
+
+
+def _occurrences(win: tuple[int, int], first: datetime, last: datetime):
+    """Occurrences of a daily window as naive local datetimes, by calendar arithmetic."""
+    s, e = win
+    span = e - s if e > s else e + 86400 - s
+    day = datetime(first.year, first.month, first.day) - timedelta(days=1)
+    while day <= last:
+        start = day + timedelta(seconds=s)
+        yield start, start + timedelta(seconds=span)
+        day += timedelta(days=1)
+
+
+def _naive(t: float) -> datetime:
+    return datetime.fromtimestamp(t, IST).replace(tzinfo=None)
+
+
+@settings(max_examples=150, deadline=None)
+@given(windows, queries)
+def test_within_and_point_match_calendar_arithmetic(win: tuple[int, int], q: tuple[float, float]) -> None:
+    ls, le = _naive(q[0]), _naive(q[1])
+    if _in(win, (win[1] + 30) % 86400):   # full-day window
+        expected_within = q[1] - q[0] >= 86400
+    else:
+        expected_within = any(a >= ls and b <= le for a, b in _occurrences(win, ls, le))
+    assert tu.daily_within(win, q[0], q[1], IST) == expected_within
+    expected_point = any(_local(t) == win[0] for t in _grid(*q))
+    assert tu.daily_point_in(win[0], q[0], q[1], IST) == expected_point

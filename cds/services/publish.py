@@ -79,9 +79,9 @@ class PublishService:
                         catalog = merge_catalog(stored.raw, catalog)
                 record, warnings = normalize_catalog(
                     catalog, publisher_id=entry.publisher_id, publisher_uri=entry.publisher_uri,
-                    dialect=ctx.dialect, settings=self._settings, now=self._clock())
+                    dialect=ctx.dialect, settings=self._settings, now=self._clock(), index=i)
             except BecknError as e:
-                paths = f"message.catalogs[{i}]" + (f".{e.paths}" if e.paths else "")
+                paths = f"message.{e.paths}" if e.paths else f"message.catalogs[{i}]"
                 results.append(CatalogResult(catalog_id=cid, status="REJECTED",
                                              error={"code": e.code, "message": e.message, "paths": paths}))
                 self._metrics.publish_catalogs.labels("REJECTED").inc()

@@ -50,6 +50,9 @@ from indexer.storage import CatalogWriteError, PurgeStats, StorageStats
 log = logging.getLogger(__name__)
 
 META_CACHE_SIZE = 4096
+# bulk item errors caused by the document itself: writing the same record again fails the same way
+DOCUMENT_ERRORS = frozenset({"mapper_parsing_exception", "document_parsing_exception", "illegal_argument_exception",
+                             "strict_dynamic_mapping_exception", "parse_exception", "x_content_parse_exception"})
 
 
 class StorageNotReadyError(RuntimeError):
@@ -166,14 +169,15 @@ class ElasticStorage:
         try:
             await self._guard(bulk(self.es, ops, refresh=self._visible))
         except BulkWriteError as e:
-            await self._discard([cg])
-            raise CatalogWriteError(
-                f"catalog {meta.catalog_id} of {meta.bpp_id}: {e}",
-                item_errors=_item_errors(record, cg, e),
-                retryable=all(err.status >= 500 or err.status == 429 for err in e.errors),
-            ) from e
+            await self._undo(ops)
+            if any(err.type == "index_not_found_exception" for err in e.errors):
+                raise self._not_ready() from e
+            if not all(err.type in DOCUMENT_ERRORS for err in e.errors):
+                raise   # the cluster's fault (closed index, blocks, overload): the caller retries
+            raise CatalogWriteError(f"catalog {meta.catalog_id} of {meta.bpp_id}: {e}",
+                                    item_errors=_item_errors(record, cg, e), retryable=False) from e
         except BaseException:
-            await self._discard([cg])
+            await self._undo(ops)
             raise
         try:
             before, _ = await generations.update(self.es, self.catalogs_alias, generations.replacing(ckey, cg))
@@ -184,7 +188,7 @@ class ElasticStorage:
             except Exception:  # noqa: BLE001 - unknown state: leave it to the orphan sweep
                 raise
             if cg not in current:
-                await self._discard([cg])
+                await self._undo(ops)
             raise
         self._cache_meta(cg, meta)
         old = [c for c in before if ckey_of(c) == ckey and c != cg]
@@ -197,6 +201,14 @@ class ElasticStorage:
         old = [c for c in before if ckey_of(c) == ckey]
         self._retire_later(old)
         return bool(old)
+
+    async def _undo(self, ops: list[Op]) -> None:
+        """Delete what a failed write may have written, by id (a search would miss unrefreshed docs);
+        never raises (what it cannot delete, the orphan sweep will)."""
+        try:
+            await bulk(self.es, [delete_op(op.index, op.id) for op in ops], refresh=self._refresh)
+        except Exception:  # noqa: BLE001
+            log.exception("could not undo a failed catalog write; the orphan sweep will")
 
     async def _discard(self, cgs: list[str]) -> None:
         """Delete generations; never raises (what it cannot delete, the orphan sweep will)."""
@@ -420,10 +432,12 @@ class ElasticStorage:
             return await aw
         except NotFoundError as e:
             if generations._index_missing(e):
-                raise StorageNotReadyError(
-                    f"Elasticsearch indices {self._names.items}/{self._names.catalogs} are missing: "
-                    "run `cds index init`") from e
+                raise self._not_ready() from e
             raise
+
+    def _not_ready(self) -> StorageNotReadyError:
+        return StorageNotReadyError(f"Elasticsearch indices {self._names.items}/{self._names.catalogs} are "
+                                    "missing: run `cds index init`")
 
 
 def _slim(meta: CatalogMeta) -> CatalogMeta:

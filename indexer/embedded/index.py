@@ -41,41 +41,65 @@ _MAX_BITS = 63
 _INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connector_type", "power_type",
                  "charging_speed", "parking_type", "status", "pack")
 _INTERNED_OFFER = ("currency", "unit", "tariff_model")
+_SHARED_LISTS = ("vehicle_types", "amenities", "windows", "daily_windows")
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
 
 
-def intern_doc(doc: ItemDoc) -> None:
-    """Share repeated strings between documents (a decoded doc owns a copy of each otherwise)."""
-    for name in _INTERNED_DOC:
-        v = getattr(doc, name)
-        if v is not None:
-            setattr(doc, name, sys.intern(v))
-    if doc.vehicle_types:
-        doc.vehicle_types = [sys.intern(v) for v in doc.vehicle_types]
-    if doc.amenities:
-        doc.amenities = [sys.intern(v) for v in doc.amenities]
+def _exact(b: bytes) -> bytes:
+    # orjson.dumps output keeps its whole growth buffer (~8 KB for a 1.5 KB document): an exact-size
+    # copy lets that buffer be freed once the caller drops its reference.
+    return bytes(memoryview(b)) if b else b
 
 
-def compact_record(record: CatalogRecord) -> None:
-    """Intern strings and let items that carry the same offer share one OfferDoc object."""
-    shared: dict[str, OfferDoc] = {}
+class _Shared:
+    """Per-catalog pools: equal strings, lists and offers are stored once and shared by the items."""
+
+    def __init__(self) -> None:
+        self.lists: dict[tuple, list] = {}
+        self.offers: dict[str, OfferDoc] = {}
+
+    def list(self, name: str, values: list) -> list:
+        if not values:
+            return values
+        key = (name, *values)
+        hit = self.lists.get(key)
+        if hit is None:
+            hit = self.lists[key] = [sys.intern(v) if isinstance(v, str) else v for v in values]
+        return hit
+
+    def offer(self, o: OfferDoc, copy: bool) -> OfferDoc:
+        seen = self.offers.get(o.id)
+        if seen is not None and seen == o:
+            return seen
+        for name in _INTERNED_OFFER:
+            v = getattr(o, name)
+            if v is not None:
+                setattr(o, name, sys.intern(v))
+        if o.payment_methods:
+            o.payment_methods = self.list("payment_methods", o.payment_methods)
+        if copy:
+            o.raw = _exact(o.raw)
+        self.offers.setdefault(o.id, o)
+        return o
+
+
+def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:
+    """Intern strings, share equal lists and offers between the items of a catalog and (with `copy`)
+    shrink raw bytes to their exact size. Values are unchanged; only memory use drops."""
+    pool = _Shared()
     for doc in record.items:
-        intern_doc(doc)
-        if not doc.offers:
-            continue
-        out = []
-        for o in doc.offers:
-            seen = shared.get(o.id)
-            if seen is not None and seen == o:
-                out.append(seen)
-                continue
-            for name in _INTERNED_OFFER:
-                v = getattr(o, name)
-                if v is not None:
-                    setattr(o, name, sys.intern(v))
-            shared.setdefault(o.id, o)
-            out.append(o)
-        doc.offers = out
+        for name in _INTERNED_DOC:
+            v = getattr(doc, name)
+            if v is not None:
+                setattr(doc, name, sys.intern(v))
+        for name in _SHARED_LISTS:
+            setattr(doc, name, pool.list(name, getattr(doc, name)))
+        if doc.offers:
+            doc.offers = [pool.offer(o, copy) for o in doc.offers]
+        if copy:
+            doc.raw = _exact(doc.raw)
+    if copy:
+        record.meta.header = _exact(record.meta.header)
 
 
 def offer_end(items: Iterable[ItemDoc]) -> float | None:
@@ -87,11 +111,12 @@ def offer_end(items: Iterable[ItemDoc]) -> float | None:
 class Entry:
     """One stored catalog. Replaced wholesale, never edited in place."""
 
-    __slots__ = ("slot", "key", "meta", "record", "ids", "first_key", "last_key", "offer_end")
+    __slots__ = ("slot", "key", "meta", "record", "raw_z", "ids", "first_key", "last_key", "offer_end")
 
-    def __init__(self, slot: int, meta: CatalogMeta, record: CatalogRecord, ids: np.ndarray,
+    def __init__(self, slot: int, record: CatalogRecord, raw_z: bytes, ids: np.ndarray,
                  first_key: Any, last_key: Any, offer_end: float | None) -> None:
-        self.slot, self.key, self.meta, self.record = slot, meta.key, meta, record
+        self.slot, self.key, self.meta, self.record = slot, record.meta.key, record.meta, record
+        self.raw_z = raw_z                 # the catalog as published (CatalogMeta.raw), zlib-compressed
         self.ids, self.first_key, self.last_key, self.offer_end = ids, first_key, last_key, offer_end
 
 
@@ -99,7 +124,8 @@ class Entry:
 class Prepared:
     """A catalog's index entries computed off to the side, ready for a quick swap-in."""
 
-    record: CatalogRecord
+    record: CatalogRecord              # meta.raw emptied: it lives compressed in raw_z
+    raw_z: bytes
     first_key: Any
     last_key: Any
     offer_end: float | None
@@ -150,9 +176,11 @@ class Index:
 
     # -- building ------------------------------------------------------------------------------
 
-    def prepare(self, record: CatalogRecord) -> Prepared:
-        """Compute everything a put needs, without touching what searches read."""
-        compact_record(record)
+    def prepare(self, record: CatalogRecord, raw_z: bytes, *, copy: bool = True) -> Prepared:
+        """Compute everything a put needs, without touching what searches read.
+
+        `record.meta.raw` must already be empty (the caller keeps it compressed as `raw_z`)."""
+        compact_record(record, copy=copy)
         meta = record.meta
         keyed = sorted(((self.order_key(d, meta), d) for d in record.items), key=lambda kd: kd[0])
         items = [d for _, d in keyed]
@@ -167,7 +195,7 @@ class Index:
         nums = {a: np.array([_num(getattr(d, a)) for d in items], dtype=float) for a in NUMERIC}
         codes = {a: np.array([self._code(a, getattr(d, a)) for d in items], dtype=np.uint16) for a in CODED}
         bits = {a: np.array([self._bitset(a, getattr(d, a)) for d in items], dtype=np.uint64) for a in BITS}
-        return Prepared(record=record, first_key=keyed[0][0] if n else None,
+        return Prepared(record=record, raw_z=raw_z, first_key=keyed[0][0] if n else None,
                         last_key=keyed[-1][0] if n else None, offer_end=offer_end(items),
                         lon=lon, lat=lat, nums=nums, codes=codes, bits=bits)
 
@@ -206,7 +234,7 @@ class Index:
         n = len(items)
         ids = self._alloc(n)
         slot = self._free_slots.pop() if self._free_slots else len(self.entries)
-        entry = Entry(slot, meta, p.record, ids, p.first_key, p.last_key, p.offer_end)
+        entry = Entry(slot, p.record, p.raw_z, ids, p.first_key, p.last_key, p.offer_end)
         if slot == len(self.entries):
             self.entries.append(entry)
         else:

@@ -18,9 +18,11 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import heapq
 import logging
 import math
+import zlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Any, Union
 
@@ -45,10 +47,12 @@ _WAL, _SNAP, _SUFFIX_WAL, _SUFFIX_SNAP = "wal-", "snapshot-", ".log", ".bin"
 _PURGE_GROUP = 64          # purge records per commit: bounds how long one apply step blocks the loop
 _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
 _DIST_SLACK = 0.01         # our haversine vs cds.matching.distance: stop only beyond this margin
+_ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
 
 
 class _Put(msgspec.Struct, tag="put", array_like=True):
-    record: CatalogRecord
+    record: CatalogRecord                  # meta.raw empty ...
+    raw_z: bytes = b""                     # ... it travels zlib-compressed here
 
 
 class _Delete(msgspec.Struct, tag="del", array_like=True):
@@ -104,7 +108,7 @@ class EmbeddedStorage:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         try:
-            next_gen, self._replayed = await asyncio.to_thread(self._recover)
+            next_gen, self._replayed = await asyncio.to_thread(_without_gc, self._recover)
             await self._wal.start(next_gen)
         except BaseException:
             self._lock.release()
@@ -185,9 +189,13 @@ class EmbeddedStorage:
     # -- writes ------------------------------------------------------------------------------------
 
     async def replace_catalog(self, record: CatalogRecord) -> None:
-        prepared = self._index.prepare(record)          # off to the side: searches still see the old one
-        op = _Put(record=prepared.record)
-        await self._submit(op, prepared)
+        # The whole published catalog (meta.raw) is needed only for MERGE publishes: keep it compressed.
+        raw = record.meta.raw
+        raw_z = (await asyncio.to_thread(zlib.compress, raw, 1) if len(raw) > _ZLIB_INLINE
+                 else zlib.compress(raw, 1) if raw else b"")
+        slim = CatalogRecord(meta=msgspec.structs.replace(record.meta, raw=b""), items=list(record.items))
+        prepared = self._index.prepare(slim, raw_z)     # off to the side: searches still see the old one
+        await self._submit(_Put(record=prepared.record, raw_z=raw_z), prepared)
 
     async def delete_catalog(self, bpp_id: str, catalog_id: str) -> bool:
         return await self._submit(_Delete(bpp_id=bpp_id, catalog_id=catalog_id))
@@ -218,7 +226,7 @@ class EmbeddedStorage:
         for op in batch:
             if op.token is _ROTATE:
                 # The snapshot is the state after everything before the rotation and nothing after.
-                op.result = ([e.record for e in self._index.catalogs.values()], op.gen)
+                op.result = ([(e.record, e.raw_z) for e in self._index.catalogs.values()], op.gen)
             elif op.token is not None:
                 op.result = self._apply(*op.token)
         if self._wal.size > self.snapshot_bytes:
@@ -227,7 +235,13 @@ class EmbeddedStorage:
     def _apply(self, op: _Op, prepared: Prepared | None = None) -> Any:
         idx = self._index
         if isinstance(op, _Put):
-            idx.put(prepared if prepared is not None else idx.prepare(op.record))
+            if prepared is None:
+                raw_z = op.raw_z
+                if op.record.meta.raw:                     # tolerate an uncompressed raw
+                    raw_z = zlib.compress(op.record.meta.raw, 1)
+                    op.record.meta.raw = b""
+                prepared = idx.prepare(op.record, raw_z, copy=False)
+            idx.put(prepared)
             return None
         if isinstance(op, _Delete):
             return idx.delete((op.bpp_id, op.catalog_id))
@@ -271,11 +285,11 @@ class EmbeddedStorage:
         await asyncio.to_thread(self._write_snapshot, path, records)
         await asyncio.to_thread(self._remove_old, gen)
 
-    def _write_snapshot(self, path: Path, records: list[CatalogRecord]) -> None:
+    def _write_snapshot(self, path: Path, records: list[tuple[CatalogRecord, bytes]]) -> None:
         def chunks():
             yield frame(_encode(_SnapHead(version=1, catalogs=len(records))))
-            for r in records:
-                yield frame(_encode(_Put(record=r)))
+            for r, z in records:
+                yield frame(_encode(_Put(record=r, raw_z=z)))
             yield frame(_encode(_SnapEnd(catalogs=len(records))))
         write_atomic(path, chunks(), fsync=self.fsync)
 
@@ -283,7 +297,13 @@ class EmbeddedStorage:
 
     async def get_catalog(self, bpp_id: str, catalog_id: str) -> CatalogMeta | None:
         entry = self._index.catalogs.get((bpp_id, catalog_id))
-        return entry.meta if entry is not None else None
+        if entry is None:
+            return None
+        if not entry.raw_z:
+            return entry.meta
+        raw = (await asyncio.to_thread(zlib.decompress, entry.raw_z) if len(entry.raw_z) > _ZLIB_INLINE // 8
+               else zlib.decompress(entry.raw_z))
+        return msgspec.structs.replace(entry.meta, raw=raw)
 
     async def live_publishers(self, now: float) -> set[str]:
         return {e.meta.bpp_id for e in self._index.catalogs.values()
@@ -402,6 +422,18 @@ def _blocks(entries: list[Any]) -> Any:
             buf, n = [], 0
     if buf:
         yield np.concatenate(buf)
+
+
+def _without_gc(fn: Any) -> Any:
+    """Run a bulk load with the cyclic GC paused: millions of new long-lived objects would otherwise
+    trigger repeated full collections (about half the replay time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return fn()
+    finally:
+        if was:
+            gc.enable()
 
 
 def _log_failure(task: asyncio.Task) -> None:

@@ -1,0 +1,353 @@
+"""ElasticStorage on a real Elasticsearch (tests/es_server.py): bootstrap, query acceptance, atomic
+replace under failure and concurrency, expiry in the index, orphan sweeps, migration, readiness and
+error surfacing. Backend-neutral behaviour is in tests/behaviour/test_storage_behaviour.py."""
+
+from __future__ import annotations
+
+import asyncio
+import math
+import uuid
+
+import msgspec
+import orjson
+import pytest
+from elasticsearch import ApiError
+from shapely.geometry import LineString, MultiPoint, MultiPolygon, Point, Polygon
+
+from cds import matching, spatial
+from cds.config import load_settings
+from cds.query import Query
+from indexer import storage as storage_contract
+from indexer.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
+from indexer.elastic import mapping, store as store_mod, translate
+from indexer.elastic.bulk import BulkWriteError, bulk, index_op
+from indexer.elastic.mapping import alias_target, catalog_key, cg_of, item_body, item_doc_id
+from indexer.elastic.store import ElasticStorage, StorageNotReadyError, build_client
+
+pytestmark = pytest.mark.es
+
+NOW = 1_767_484_800.0      # 2026-01-04T00:00Z
+LON0, LAT0 = 77.5946, 12.9716
+
+
+@pytest.fixture
+async def make_store(es_url):
+    """Factory of ElasticStorage instances, each on its own index prefix; indices deleted afterwards."""
+    made: list[ElasticStorage] = []
+
+    async def make(*, init: bool = True, url: str | None = None, prefix: str | None = None, **kw) -> ElasticStorage:
+        refresh = kw.pop("es_refresh", "true")
+        settings = load_settings({}, es_url=url or es_url, es_index_prefix=prefix or f"cdse-{uuid.uuid4().hex[:12]}",
+                                 es_refresh=refresh)
+        kw.setdefault("retire_grace_s", 0.0)
+        st = ElasticStorage(settings, **kw)
+        made.append(st)
+        if init:
+            await st.init_indices()
+        await st.open()
+        return st
+
+    yield make
+    for st in made:
+        try:
+            await st.drain()
+            for alias in (st.items_alias, st.catalogs_alias):
+                target = await alias_target(st.es, alias)
+                if target:
+                    await st.es.indices.delete(index=target)
+        except Exception:  # noqa: BLE001 - a stopped server (readiness test) has nothing to clean
+            pass
+        await st.close()
+
+
+def rec(bpp: str, cat: str, n: int, *, tag: str = "", start: int = 0, **meta) -> CatalogRecord:
+    items = [ItemDoc(bpp_id=bpp, catalog_id=cat, item_id=f"it{k:04d}", lon=LON0 + (k % 40) * 0.002,
+                     lat=LAT0 + (k // 40) * 0.002, connector_type=("CCS2", "Type2")[k % 2], max_kw=float(k % 5) * 25,
+                     text=f"station {k} {tag}", raw=orjson.dumps({"beckn:id": f"it{k:04d}", "tag": tag}))
+             for k in range(start, start + n)]
+    fields = {"published_at": NOW, "expires_at": NOW + 86400, "item_count": n,
+              "header": orjson.dumps({"tag": tag}), "raw": orjson.dumps({"beckn:id": cat, "tag": tag})}
+    fields.update(meta)
+    return CatalogRecord(meta=CatalogMeta(bpp_id=bpp, catalog_id=cat, **fields), items=items)
+
+
+def keys(hits) -> list[tuple[str, str, str]]:
+    return [h.item.key for h in hits]
+
+
+async def count(st: ElasticStorage, index: str, query: dict | None = None) -> int:
+    await st.es.indices.refresh(index=index)
+    return (await st.es.count(index=index, query=query or {"match_all": {}}))["count"]
+
+
+# --- bootstrap ------------------------------------------------------------------------------------
+
+
+async def test_indices_are_created_only_by_init_and_init_is_idempotent(make_store):
+    st = await make_store(init=False)
+    assert await st.ready() is False
+    assert not await st.es.indices.exists(index=st.items_alias)          # open() created nothing
+    with pytest.raises(StorageNotReadyError):
+        await st.search(Query(limit=5), NOW)
+    with pytest.raises((StorageNotReadyError, ApiError)):
+        await st.replace_catalog(rec("b", "c", 3))
+    assert not await st.es.indices.exists(index=st.items_alias)          # no auto-created dynamic index
+    first = await st.init_indices()
+    assert "created" in first and f"{st.items_alias}-v{mapping.MAPPING_VERSION}" in first
+    assert "up to date" in await st.init_indices()
+    assert await st.ready() is True
+    m = await st.es.indices.get_mapping(index=st.items_alias)
+    props = next(iter(m.body.values()))["mappings"]
+    assert props["_meta"]["version"] == mapping.MAPPING_VERSION and props["dynamic"] == "strict"
+    assert props["properties"]["loc"]["type"] == "geo_point"
+    assert props["properties"]["offers"]["type"] == "nested"
+    assert props["properties"]["windows"]["type"] == "date_range"
+
+
+async def test_migration_to_a_new_mapping_version_keeps_the_data(make_store, monkeypatch):
+    st = await make_store()
+    r = rec("bpp", "cat", 30, tag="v1")
+    await st.replace_catalog(r)
+    before = keys(await st.search(Query(limit=100), NOW))
+    monkeypatch.setattr(mapping, "MAPPING_VERSION", 2)
+    monkeypatch.setattr(store_mod, "MAPPING_VERSION", 2)
+    assert await st.ready() is False                           # code expects v2, cluster has v1
+    out = await st.init_indices()
+    assert "migrated" in out
+    assert await alias_target(st.es, st.items_alias) == f"{st.items_alias}-v2"
+    assert not await st.es.indices.exists(index=f"{st.items_alias}-v1")
+    assert await st.ready() is True
+    assert keys(await st.search(Query(limit=100), NOW)) == before
+    assert (await st.get_catalog("bpp", "cat")).raw == r.meta.raw
+
+
+# --- every query form is accepted (no 4xx) and pushed down ----------------------------------------
+
+
+def _queries() -> list[tuple[str, Query, str | None]]:
+    p = spatial.prepare
+    route = LineString([(LON0 + 0.0001 * k, LAT0 + 0.00005 * (k % 7)) for k in range(5000)])
+    square = Polygon([(77.58, 12.96), (77.62, 12.96), (77.62, 13.0), (77.58, 13.0), (77.58, 12.96)])
+    many = MultiPoint([(LON0 + 0.001 * k, LAT0) for k in range(100)])
+    return [
+        ("radius", Query(spatial=(p("dwithin", Point(LON0, LAT0), 1500.0),), origin=(LON0, LAT0)), "geo_distance"),
+        ("multipoint radius", Query(spatial=(p("dwithin", MultiPoint([(LON0, LAT0), (77.61, 12.99)]), 300.0),)),
+         "geo_distance"),
+        ("many points", Query(spatial=(p("dwithin", many, 200.0),)), "geo_bounding_box"),
+        ("corridor", Query(spatial=(p("dwithin", LineString([(77.58, 12.95), (77.64, 13.0)]), 400.0),)),
+         "geo_shape"),
+        ("long route", Query(spatial=(p("dwithin", route, 300.0),), origin=(LON0, LAT0)), "geo_shape"),
+        ("polygon buffer", Query(spatial=(p("dwithin", square, 250.0),)), "geo_shape"),
+        ("within", Query(spatial=(p("within", square),)), "geo_shape"),
+        ("multipolygon", Query(spatial=(p("intersects", MultiPolygon([square, square.buffer(-0.01)])),)), "geo_shape"),
+        ("exact point", Query(spatial=(p("intersects", Point(LON0, LAT0)),)), "geo_shape"),
+        ("line intersects", Query(spatial=(p("intersects", LineString([(LON0, LAT0), (LON0 + 0.01, LAT0)])),)),
+         "geo_shape"),
+        ("contains", Query(spatial=(p("contains", square),)), "geo_shape"),
+        ("disjoint", Query(spatial=(p("disjoint", square),)), None),
+        ("antimeridian", Query(spatial=(p("dwithin", Point(179.99, 0.0), 50_000.0),), origin=(179.99, 0.0)),
+         "geo_distance"),
+        ("pole", Query(spatial=(p("dwithin", Point(0.0, 89.9), 100_000.0),)), "geo_distance"),
+        ("continent", Query(spatial=(p("dwithin", Point(LON0, LAT0), 2_000_000.0),), origin=(LON0, LAT0)),
+         "geo_distance"),
+        ("text", Query(text=("station", "*", "?", "\\", "é")), "wildcard"),
+        ("terms", Query(terms={f: frozenset({"x", "it0001"}) for f in mapping.KEYWORD_FIELDS}), "terms"),
+        ("ranges", Query(ranges={"max_kw": (25.0, 50.0), "min_kw": (None, math.inf)}), "range"),
+        ("open range", Query(ranges={"max_kw": (None, None)}), "exists"),
+        ("non-numeric range", Query(ranges={"reservation": (1.0, 2.0)}), None),
+        ("packs", Query(packs=frozenset({"EvChargingService/v1"})), "terms"),
+        ("origin only", Query(origin=(LON0, LAT0), limit=7), None),
+        ("limit 1", Query(limit=1, predicate=lambda d, m, n: d.max_kw == 50.0), None),
+    ]
+
+
+async def test_every_query_form_is_accepted_and_exact(make_store):
+    st = await make_store()
+    records = [rec("bpp-a", "cat-a", 400), rec("bpp-b", "cat-b", 120, start=1000)]
+    records[1].items[0].lon, records[1].items[0].lat = None, None    # an item without a location
+    for r in records:
+        await st.replace_catalog(r)
+    for name, q, clause in _queries():
+        plan = translate.plan(q, NOW, current=["x"])
+        if clause is not None:
+            assert clause in orjson.dumps(plan.filters).decode(), name
+        got = await st.search(q, NOW)
+        assert keys(got) == keys(matching.brute_force(q, records, NOW)), name
+
+
+# --- atomic replace ---------------------------------------------------------------------------------
+
+
+async def test_failed_bulk_leaves_the_previous_catalog_fully_visible(make_store):
+    st = await make_store()
+    v1 = rec("bpp", "cat", 50, tag="v1")
+    await st.replace_catalog(v1)
+    v2 = rec("bpp", "cat", 1500, tag="v2")      # two bulk requests; the failing doc is in the second
+    v2.items[1200].qr = "q" * 40_000            # a keyword term over Lucene's 32766-byte limit: refused
+    with pytest.raises(storage_contract.CatalogWriteError) as err:
+        await st.replace_catalog(v2)
+    assert [i for i, _ in err.value.item_errors] == ["it1200"]
+    assert "qr" in err.value.item_errors[0][1]
+    assert err.value.retryable is False
+    hits = await st.search(Query(limit=5000), NOW)
+    assert keys(hits) == keys(matching.brute_force(Query(limit=5000), [v1], NOW))
+    assert {h.catalog.header for h in hits} == {v1.meta.header}
+    assert orjson.loads((await st.get_catalog("bpp", "cat")).raw)["tag"] == "v1"
+    # nothing of the failed generation is left behind
+    assert await count(st, st.items_alias) == 50
+    assert await count(st, st.catalogs_alias, {"term": {"kind": "meta"}}) == 1
+
+
+async def test_concurrent_readers_never_see_a_half_replaced_catalog(make_store):
+    # default refresh policy (wait_for); the grace period outlives any query
+    st = await make_store(es_refresh="wait_for", retire_grace_s=5.0)
+    v1 = rec("bpp", "cat", 300, tag="v1")
+    v2 = rec("bpp", "cat", 180, tag="v2", start=100)      # overlapping item ids, other content
+    other = rec("bpp", "other", 20, tag="o")
+    await st.replace_catalog(v1)
+    await st.replace_catalog(other)
+    full = {v.meta.header: frozenset(it.key for it in v.items) for v in (v1, v2)}
+    q_all = Query(terms={"catalog_id": frozenset({"cat"})}, limit=1000)
+    q_geo = Query(spatial=(spatial.prepare("dwithin", Point(LON0, LAT0), 50_000.0),),
+                  terms={"catalog_id": frozenset({"cat"})}, origin=(LON0, LAT0), limit=1000)
+    # a rare predicate and a small limit: several pages per query
+    q_page = Query(terms={"catalog_id": frozenset({"cat"})}, predicate=lambda d, m, n: int(d.item_id[2:]) % 25 == 0,
+                   limit=10)
+    seen: set[bytes] = set()
+    done = asyncio.Event()
+    reads = 0
+
+    async def writer():
+        for i in range(6):
+            await st.replace_catalog(v2 if i % 2 == 0 else v1)
+        done.set()
+
+    async def reader(q: Query):
+        nonlocal reads
+        while not done.is_set():
+            hits = await st.search(q, NOW)
+            headers = {h.catalog.header for h in hits}
+            assert len(headers) == 1, "a query saw two versions of one catalog"
+            header = headers.pop()
+            want = {k for k in full[header]}
+            got = {h.item.key for h in hits}
+            if q is q_page:
+                assert got == set(sorted(k for k in want if int(k[2][2:]) % 25 == 0)[:10])
+            else:
+                assert got == want
+            seen.add(header)
+            reads += 1
+
+    await asyncio.gather(writer(), reader(q_all), reader(q_geo), reader(q_page))
+    assert seen == {b'{"tag":"v1"}', b'{"tag":"v2"}'} and reads > 6
+    await st.drain()
+    assert await count(st, st.items_alias) == len(v1.items) + len(other.items)   # old generations retired
+
+
+# --- expiry in the index ------------------------------------------------------------------------------
+
+
+async def test_purge_removes_expired_offers_and_catalogs_from_the_index(make_store):
+    st = await make_store()
+    r = rec("bpp", "cat", 3)
+    for it in r.items:
+        it.offers = [OfferDoc(id="promo", item_ids=[it.item_id], valid_to=NOW + 10, raw=b'{"id":"promo"}'),
+                     OfferDoc(id="base", item_ids=[it.item_id], raw=b'{"id":"base"}')]
+    gone = rec("bpp", "gone", 4, expires_at=NOW + 5)
+    await st.replace_catalog(r)
+    await st.replace_catalog(gone)
+    stats = await st.purge_expired(NOW + 11)
+    assert (stats.catalogs, stats.offers) == (1, 1)
+    await st.es.indices.refresh(index=st.items_alias)
+    docs = (await st.es.search(index=st.items_alias, size=100, query={"match_all": {}}))["hits"]["hits"]
+    assert len(docs) == 3 and {d["_source"]["catalog_id"] for d in docs} == {"cat"}
+    for d in docs:
+        assert [o["id"] for o in d["_source"]["offers"]] == ["base"]
+        assert [o.id for o in mapping.decode_item(d["_source"]["d"]).offers] == ["base"]
+    metas = await count(st, st.catalogs_alias, {"term": {"kind": "meta"}})
+    assert metas == 1
+
+
+async def test_orphaned_generations_are_swept(make_store):
+    st = await make_store(orphan_age_s=0.0)
+    live = rec("bpp", "cat", 5)
+    await st.replace_catalog(live)
+    # a writer that died after its bulk and before the flip
+    dead = rec("bpp", "cat", 7, tag="dead")
+    cg = cg_of(catalog_key("bpp", "cat"), "deadbeef")
+    await bulk(st.es, [index_op(st.items_alias, item_doc_id(cg, it.item_id), item_body(it, dead.meta, cg, "deadbeef", 1.0))
+                       for it in dead.items], refresh="true")
+    assert await count(st, st.items_alias) == 12
+    assert keys(await st.search(Query(limit=100), NOW)) == keys(matching.brute_force(Query(limit=100), [live], NOW))
+    await st.purge_expired(NOW)
+    assert await count(st, st.items_alias) == 5
+
+
+# --- errors and readiness ---------------------------------------------------------------------------
+
+
+async def test_cluster_errors_are_raised_not_swallowed(make_store):
+    st = await make_store()
+    await st.replace_catalog(rec("b1", "c", 2))
+    await st.replace_catalog(rec("b2", "c", 2))
+    target = await alias_target(st.es, st.items_alias)
+    # a cluster limit below the number of visible catalogs: the search must fail loudly
+    await st.es.indices.put_settings(index=target, settings={"index.max_terms_count": 1})
+    with pytest.raises(ApiError) as e:
+        await st.search(Query(limit=10), NOW)
+    assert e.value.meta.status == 400
+    await st.es.indices.put_settings(index=target, settings={"index.max_terms_count": 65536})
+    await st.es.indices.close(index=target)
+    with pytest.raises(ApiError):
+        await st.search(Query(limit=10), NOW)
+    with pytest.raises(BulkWriteError) as bulk_err:     # the cluster's fault: not a rejected catalog
+        await st.replace_catalog(rec("b3", "c", 2))
+    assert not isinstance(bulk_err.value, storage_contract.CatalogWriteError)
+    assert {e.type for e in bulk_err.value.errors} == {"index_closed_exception"}
+    await st.es.indices.open(index=target, wait_for_active_shards="1")
+    assert len(await st.search(Query(limit=10), NOW)) == 4
+
+
+@pytest.mark.slow
+async def test_ready_follows_the_server(make_store):
+    from tests import es_server
+
+    # a second, short-lived server: the session's one is not disturbed
+    server = await asyncio.to_thread(es_server.start)
+    try:
+        st = await make_store(url=server.url)
+        await st.replace_catalog(rec("bpp", "cat", 3))
+        assert await st.ready() is True
+        await asyncio.to_thread(server.stop)
+        assert await st.ready() is False
+        with pytest.raises(Exception):
+            await st.search(Query(limit=5), NOW)
+        server = await asyncio.to_thread(es_server.start, server.port, server.workdir)
+        assert await st.ready() is True
+        assert len(await st.search(Query(limit=5), NOW)) == 3      # data survived the restart
+    finally:
+        await asyncio.to_thread(server.cleanup)
+
+
+def test_client_auth_and_tls_settings():
+    es = build_client(load_settings({}, es_url="https://es.example:9200", es_api_key="a2V5OnNlY3JldA=="))
+    assert es._headers["authorization"] == "ApiKey a2V5OnNlY3JldA=="
+    es = build_client(load_settings({}, es_url="https://es.example:9200", es_username="u", es_password="p",
+                                    es_verify_certs=False))
+    assert es._headers["authorization"].startswith("Basic ")
+    node = next(iter(es.transport.node_pool.all()))
+    assert node.config.verify_certs is False and node.config.scheme == "https"
+
+
+def test_item_docs_survive_the_binary_blob():
+    r = rec("bpp", "cat", 3)
+    r.items[0].offers = [OfferDoc(id="o", daily=(79200, 21600), price=12.5, raw=b"{}")]
+    r.items[0].windows = [(NOW, NOW + 3600)]
+    r.items[0].daily_windows = [(0, 0)]
+    for it in r.items:
+        body = item_body(it, r.meta, "c.g", "g", 1.0)
+        assert mapping.decode_item(body["d"]) == it
+    body = item_body(r.items[0], r.meta, "c.g", "g", 1.0)
+    assert body["offers"][0]["daily"] == [{"gte": 79200, "lte": 86400}, {"gte": 0, "lte": 21600}]
+    assert body["daily"] == [{"gte": 0, "lte": 86400}]
+    assert msgspec.json.decode(msgspec.json.encode(body))["loc"] == [r.items[0].lon, r.items[0].lat]
