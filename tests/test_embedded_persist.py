@@ -214,6 +214,67 @@ async def test_concurrent_replaces_share_fsyncs(tmp_path, monkeypatch):
     await store.close()
 
 
+@pytest.mark.parametrize("cut_off", [True, False])
+async def test_disk_error_fails_the_write_and_keeps_earlier_state(tmp_path, monkeypatch, cut_off):
+    store = await reopen(tmp_path)
+    first, second, third = _five()[:3]
+    await store.replace_catalog(first)
+
+    def broken(fd, data):
+        os.write(fd, bytes(data)[:10])                 # part of the batch reached the file
+        raise OSError(28, "No space left on device")
+
+    def no_truncate(fd, size):
+        raise OSError(5, "I/O error")
+
+    monkeypatch.setattr(persist, "write_all", broken)
+    if not cut_off:
+        monkeypatch.setattr(persist.os, "ftruncate", no_truncate)
+    with pytest.raises(OSError, match="No space"):
+        await store.replace_catalog(second)
+    monkeypatch.undo()
+    await assert_state(store, [first])                 # not applied: it was never durable
+    if cut_off:
+        # The torn batch was cut off: the log is clean and takes writes again.
+        assert await store.ready()
+        await store.replace_catalog(third)
+        survivors = [first, third]
+    else:
+        # The file may now hold a torn frame: refuse further writes and report not ready.
+        assert not await store.ready()
+        with pytest.raises(OSError, match="unusable"):
+            await store.replace_catalog(third)
+        survivors = [first]
+    await assert_state(store, survivors)
+    await crash(store)
+    store = await reopen(tmp_path)
+    await assert_state(store, survivors)
+    await store.close()
+
+
+async def test_a_record_that_fails_to_apply_does_not_fail_its_batch(tmp_path, monkeypatch):
+    from indexer.embedded.index import Index
+
+    real_put = Index.put
+
+    def put(self, p):
+        if p.record.meta.catalog_id == "c2":
+            raise ValueError("bad record")
+        real_put(self, p)
+
+    monkeypatch.setattr(Index, "put", put)
+    store = await reopen(tmp_path)
+    recs = _five()
+    results = await asyncio.gather(*(store.replace_catalog(x) for x in recs), return_exceptions=True)
+    assert [type(r) for r in results] == [type(None)] * 2 + [ValueError] + [type(None)] * 2
+    good = recs[:2] + recs[3:]
+    await assert_state(store, good)
+    await crash(store)
+    store = await reopen(tmp_path)                     # replay skips it (logged) instead of refusing to start
+    await assert_state(store, good)
+    await store.close()
+
+
 @pytest.mark.slow
 async def test_sigkill_loses_no_acked_catalog(tmp_path):
     lines = await asyncio.to_thread(

@@ -42,6 +42,7 @@ _INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connec
                  "charging_speed", "parking_type", "status", "pack")
 _INTERNED_OFFER = ("currency", "unit", "tariff_model")
 _SHARED_LISTS = ("vehicle_types", "amenities", "windows", "daily_windows")
+_POOLED_DOC = ("station_id", "evse_id", "text")     # repeated among a station's connectors only
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
 
 
@@ -57,6 +58,7 @@ class _Shared:
     def __init__(self) -> None:
         self.lists: dict[tuple, list] = {}
         self.offers: dict[str, OfferDoc] = {}
+        self.strings: dict[str, str] = {}
 
     def list(self, name: str, values: list) -> list:
         if not values:
@@ -92,6 +94,10 @@ def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:
             v = getattr(doc, name)
             if v is not None:
                 setattr(doc, name, sys.intern(v))
+        for name in _POOLED_DOC:
+            v = getattr(doc, name)
+            if v is not None:
+                setattr(doc, name, pool.strings.setdefault(v, v))
         for name in _SHARED_LISTS:
             setattr(doc, name, pool.list(name, getattr(doc, name)))
         if doc.offers:
@@ -165,6 +171,7 @@ class Index:
         self.bits = {a: np.zeros(0, np.uint64) for a in BITS}
         self.vocab: dict[str, dict[str, int]] = {a: {} for a in CODED + BITS}
         self.grid: dict[int, set[int]] = {}
+        self._grid_arrays: dict[int, np.ndarray] = {}   # cell -> its ids as an array, dropped on change
         self.postings: dict[str, dict[str, int | set[int]]] = {a: {} for a in POSTED}
         self.catalogs: dict[tuple[str, str], Entry] = {}
         self.entries: list[Entry | None] = []
@@ -255,7 +262,9 @@ class Index:
             docs[i] = d
             entry_of[i] = entry
             if x == x:                                   # not NaN
-                self.grid.setdefault(self._cell(x, y), set()).add(i)
+                c = self._cell(x, y)
+                self.grid.setdefault(c, set()).add(i)
+                self._grid_arrays.pop(c, None)
             for a in POSTED:
                 v = getattr(d, a)
                 if v is not None:
@@ -293,6 +302,7 @@ class Index:
                 c = self._cell(x, y)
                 cell = self.grid[c]
                 cell.discard(i)
+                self._grid_arrays.pop(c, None)
                 if not cell:
                     del self.grid[c]
             for a in POSTED:
@@ -350,7 +360,14 @@ class Index:
         iy = int((min(max(lat, -90.0), 90.0) + 90.0) // g)
         return iy * self._nx + ix
 
-    def _cells_for(self, sf: Any) -> list[set[int]] | None:
+    def _cell_array(self, c: int) -> np.ndarray:
+        arr = self._grid_arrays.get(c)
+        if arr is None:
+            cell = self.grid[c]
+            arr = self._grid_arrays[c] = np.fromiter(cell, dtype=np.int64, count=len(cell))
+        return arr
+
+    def _cells_for(self, sf: Any) -> list[np.ndarray] | None:
         """Grid cells that can hold a match of one spatial filter; None when the grid cannot help."""
         minx, miny, maxx, maxy = sf.bbox
         if not all(map(math.isfinite, sf.bbox)) or minx > maxx or miny > maxy:
@@ -365,7 +382,7 @@ class Index:
             keys = [k for k in self.grid if ix0 <= k % self._nx <= ix1 and iy0 <= k // self._nx <= iy1]
         if len(keys) > 4:
             keys = self._prune_cells(sf, keys, max(abs(miny), abs(maxy)))
-        return [self.grid[k] for k in keys]
+        return [self._cell_array(k) for k in keys]
 
     def _prune_cells(self, sf: Any, keys: list[int], lat_max: float) -> list[int]:
         """Drop cells whose box lies farther from the filter geometry than any match can be.
@@ -396,7 +413,7 @@ class Index:
             if sf.bbox is not None:
                 cells = self._cells_for(sf)
                 if cells is not None:
-                    sources.append((sum(map(len, cells)), "sets", cells, None))
+                    sources.append((sum(map(len, cells)), "arrays", cells, None))
         for attr, values in query.terms.items():
             if attr in POSTED:
                 post = self.postings[attr]
@@ -488,14 +505,18 @@ class Index:
         rank[[e.slot for e in ents]] = np.arange(len(ents), dtype=np.int32)
         return ids[np.lexsort((self.pos[ids], rank[slots]))]
 
-    def postings_size(self) -> int:
-        """Total index entries (grid, postings, catalog terms): a leak shows up here."""
+    def sizes(self) -> dict[str, int]:
+        """Counts of every internal structure (leak tests, debugging): postings = grid + exact
+        postings + catalog-term entries."""
         n = sum(len(s) for s in self.grid.values())
         for post in self.postings.values():
             n += sum(1 if isinstance(v, int) else len(v) for v in post.values())
         for idx in self.by_term.values():
             n += sum(len(v) for v in idx.values())
-        return n
+        return {"catalogs": len(self.catalogs), "items": self.item_count, "postings": n,
+                "grid_cells": len(self.grid), "grid_arrays": len(self._grid_arrays),
+                "doc_slots": len(self.docs), "live_slots": len(self.docs) - len(self._free),
+                "entry_slots": len(self.entries)}
 
 
 def _num(v: Any) -> float:

@@ -175,7 +175,8 @@ class LogOp:
     future: asyncio.Future | None = None
     gen: int = 0                          # filled in by the writer: where the frame landed
     offset: int = 0
-    result: Any = field(default=None)    # set by on_commit; becomes the future's result
+    result: Any = field(default=None)    # set by on_commit; becomes the future's result ...
+    error: BaseException | None = None    # ... or this, the caller's exception
 
 
 class FrameLog:
@@ -189,6 +190,8 @@ class FrameLog:
         self.on_commit = on_commit
         self.gen = 0
         self.size = 0                        # bytes in the current generation
+        # Set when a failed write could not be cut off the file: appending more could bury a torn
+        # frame in the middle of the log, so every later write is refused until a restart.
         self.failed: BaseException | None = None
         self._fd: int | None = None
         self._queue: list[LogOp] = []
@@ -255,10 +258,12 @@ class FrameLog:
                 raise
             except BaseException as e:  # noqa: BLE001 - a failed write fails every caller in the batch
                 log.error("write to %s failed: %s", self.path(self.gen), e)
-                self.failed = e
-                for op in batch + self._queue:
+                for op in batch:
                     _fail(op, e)
-                self._queue = []
+                if self.failed is not None:
+                    for op in self._queue:
+                        _fail(op, e)
+                    self._queue = []
                 continue
             if self.on_commit is not None:
                 try:
@@ -270,7 +275,10 @@ class FrameLog:
                     continue
             for op in batch:
                 if op.future is not None and not op.future.done():
-                    op.future.set_result(op.result)
+                    if op.error is not None:
+                        op.future.set_exception(op.error)
+                    else:
+                        op.future.set_result(op.result)
 
     def _write_batch(self, batch: list[LogOp]) -> None:
         assert self._fd is not None
@@ -289,10 +297,13 @@ class FrameLog:
                 write_all(self._fd, b"".join(parts))
                 if self.fsync:
                     os.fsync(self._fd)
-            except BaseException:
+            except BaseException as e:
                 # Cut the half-written batch off so the file stays a clean prefix of confirmed frames.
-                with contextlib.suppress(OSError):
+                try:
                     os.ftruncate(self._fd, start)
+                    os.lseek(self._fd, 0, os.SEEK_END)
+                except OSError:
+                    self.failed = e
                 raise
             self.size = pos
         if batch[-1].rotate:

@@ -135,8 +135,12 @@ class EmbeddedStorage:
                 path.unlink()          # an earlier run opened it and wrote nothing
                 continue
             scan = FrameScan(path)
-            for _, payload in scan:
-                self._apply(_decoder.decode(payload))
+            for offset, payload in scan:
+                try:
+                    self._apply(_decoder.decode(payload))
+                except Exception:  # noqa: BLE001 - one unusable record must not keep the index down;
+                    # the publisher's next publish repairs that catalog
+                    log.exception("%s: skipping log record at offset %d", path, offset)
             replayed += scan.end
             if not scan.clean:
                 # A crash mid-write leaves a torn tail; nothing in it was ever confirmed to a caller.
@@ -228,7 +232,11 @@ class EmbeddedStorage:
                 # The snapshot is the state after everything before the rotation and nothing after.
                 op.result = ([(e.record, e.raw_z) for e in self._index.catalogs.values()], op.gen)
             elif op.token is not None:
-                op.result = self._apply(*op.token)
+                try:
+                    op.result = self._apply(*op.token)
+                except Exception as e:  # noqa: BLE001 - one bad record must not fail its batch-mates
+                    log.exception("applying %s failed", type(op.token[0]).__name__)
+                    op.error = e
         if self._wal.size > self.snapshot_bytes:
             self._schedule_snapshot()
 
@@ -317,10 +325,7 @@ class EmbeddedStorage:
 
     def index_size(self) -> dict[str, int]:
         """Sizes of the internal structures (for leak tests and debugging)."""
-        idx = self._index
-        return {"catalogs": len(idx.catalogs), "items": idx.item_count, "postings": idx.postings_size(),
-                "grid_cells": len(idx.grid), "doc_slots": len(idx.docs),
-                "live_slots": sum(d is not None for d in idx.docs), "entry_slots": len(idx.entries)}
+        return self._index.sizes()
 
     async def search(self, query: Query, now: float) -> list[Hit]:
         return self.search_now(query, now)
