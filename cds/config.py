@@ -57,6 +57,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     callback_timeout_s: float = 5.0
     callback_retries: int = 3
     log_level: str = "INFO"
+    # --- fan-out (issue 6) ---
+    fanout_incremental: bool = False         # cached answer first, then one on_discover per BPP reply
+    fanout_reserve_ms: int = 200             # kept from context.ttl for merging and delivering the callback
+    fanout_late_window_s: float = 120.0      # a finished fan-out is remembered this long: late replies get ACK
+    circuit_failures: int = 5                # consecutive failures/timeouts that open a BPP's circuit
+    circuit_cooldown_s: float = 30.0         # open circuit: no calls for this long, then one probe
 
     @property
     def tz(self) -> ZoneInfo:
@@ -170,6 +176,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "CALLBACK_TIMEOUT_S": ("callback_timeout_s", _pos_float),
     "CALLBACK_RETRIES": ("callback_retries", int),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    # --- fan-out (issue 6) ---
+    "FANOUT_INCREMENTAL": ("fanout_incremental", _bool),
+    "FANOUT_RESERVE_MS": ("fanout_reserve_ms", int),
+    "FANOUT_LATE_WINDOW_S": ("fanout_late_window_s", _pos_float),
+    "CIRCUIT_FAILURES": ("circuit_failures", _pos_int),
+    "CIRCUIT_COOLDOWN_S": ("circuit_cooldown_s", _pos_float),
 }
 
 ENV_PREFIX = "CDS_"

@@ -120,9 +120,12 @@ class IngestLog:
         fut = self._log.submit(_ENTRY + _SEQ.pack(seq) + entry, token=(_ENTRY, seq, entry))
         if self._log.size > self.segment_bytes and not self._rotating:
             self._rotating = True
-            self._log.rotate(token=(b"R", 0, b""))
-            # Queue order is file order: the header is the new segment's first frame.
-            self._log.submit(_HEAD + _SEQ.pack(self._next_seq))
+            # Queue order is file order: the header is the new segment's first frame. Nobody waits
+            # for these two; a failure shows up in the appends that share their batch.
+            rotation = self._log.rotate(token=(b"R", 0, b""))
+            header = self._log.submit(_HEAD + _SEQ.pack(self._next_seq))
+            for side in (rotation, header):
+                side.add_done_callback(_retrieved)
         return await fut
 
     @property
@@ -251,6 +254,11 @@ class IngestLog:
             os.close(fd)
         if self.fsync:
             fsync_dir(self.dir)
+
+
+def _retrieved(fut: asyncio.Future) -> None:
+    if not fut.cancelled():
+        fut.exception()
 
 
 async def _wait_any(*events: asyncio.Event, timeout: float | None = None) -> bool:

@@ -21,9 +21,8 @@ import itertools
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Sequence
 
-import msgspec
 import numpy as np
 import shapely
 
@@ -115,7 +114,7 @@ def offer_end(items: Iterable[ItemDoc]) -> float | None:
 
 
 class Entry:
-    """One stored catalog. Replaced wholesale, never edited in place."""
+    """One stored catalog (a purge may swap in documents with fewer offers; nothing else changes)."""
 
     __slots__ = ("slot", "key", "meta", "record", "raw_z", "ids", "first_key", "last_key", "offer_end")
 
@@ -147,8 +146,8 @@ class Narrowing:
     """Candidate ids (after vectorised filters) plus the checks left for Python."""
 
     ids: np.ndarray | None            # None: no narrowing source, every live doc is a candidate
+    vector: Callable[[np.ndarray], np.ndarray]                 # ids -> ids passing every pushdown
     posted_checks: list[tuple[str, frozenset[str]]] = field(default_factory=list)
-    vector: Callable[[np.ndarray], np.ndarray] | None = None   # ids -> filtered ids
 
 
 class Index:
@@ -156,7 +155,6 @@ class Index:
         self.order_key = order_key                 # the no-origin order of cds.matching, per doc
         self.grid_deg = grid_deg
         self._nx = int(math.ceil(360 / grid_deg)) + 2
-        self._ny = int(math.ceil(180 / grid_deg)) + 2
         self.docs: list[ItemDoc | None] = []
         self.entry_of: list[Entry | None] = []
         self._free: list[int] = []
@@ -550,32 +548,3 @@ def _post_remove(post: dict[str, int | set[int]], value: str, i: int) -> None:
         post[value] = next(iter(cur))          # back to the compact single-id form
     elif not cur:
         del post[value]
-
-
-def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Great-circle distances in metres (NaN for missing coordinates); used only to order candidates."""
-    la0, lo0 = math.radians(lat0), math.radians(lon0)
-    la, lo = np.radians(lat), np.radians(lon)
-    h = np.sin((la - la0) / 2) ** 2 + math.cos(la0) * np.cos(la) * np.sin((lo - lo0) / 2) ** 2
-    return 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
-
-
-def ascending(ids: np.ndarray, dist: np.ndarray, first: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Chunks of `ids` in ascending `dist` (NaN last) without sorting everything up front."""
-    n = len(ids)
-    if n <= 4 * first:
-        order = np.argsort(dist, kind="stable")
-        yield ids[order], dist[order]
-        return
-    rest = np.arange(n)
-    k = first
-    while len(rest):
-        if len(rest) <= 2 * k:
-            order = rest[np.argsort(dist[rest], kind="stable")]
-            yield ids[order], dist[order]
-            return
-        part = np.argpartition(dist[rest], k)
-        head, rest = rest[part[:k]], rest[part[k:]]
-        head = head[np.argsort(dist[head], kind="stable")]
-        yield ids[head], dist[head]
-        k *= 2

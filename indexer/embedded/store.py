@@ -6,12 +6,18 @@ on the event loop, right after its batch is fsynced and before its caller resume
 `replace_catalog` returns the catalog is durable and searchable, and replaying the log after a
 crash rebuilds exactly that state. Purge records carry their `now`, so replay repeats them exactly.
 
-Snapshots: after `snapshot_bytes` of log (and on close) the log rotates; the state at that point
-is written to `snapshot-<gen>.bin` (tmp + fsync + rename) and older logs and snapshots are deleted.
-`open` loads the newest snapshot, then replays the logs from its generation on.
+Snapshots: once the log outgrows both `snapshot_bytes` and the last snapshot (so rewriting the
+state costs at most about as much as the log it replaces), and on close, the log rotates; the
+state at that point is written to `snapshot-<gen>.bin` (tmp + fsync + rename) and older logs and
+snapshots are deleted. `open` loads the newest snapshot, then replays the logs from its generation on.
 
-Reads: `search` narrows with the index, then `cds.matching` has the final word. It never awaits,
-so it always sees each catalog entirely old or entirely new.
+Reads: `search` narrows with the index, then `cds.matching` has the final word. It never awaits
+(call it on the event loop thread), so it always sees each catalog entirely old or entirely new.
+
+Memory: `CatalogMeta.raw` (the whole published catalog, needed only for MERGE publishes) is kept
+zlib-compressed; `get_catalog` returns it in full, while `Hit.catalog` carries the meta with an
+empty `raw` (assembly uses `header`). `replace_catalog` interns strings and shares equal lists and
+offers inside the caller's ItemDocs (same values, less memory).
 """
 
 from __future__ import annotations
@@ -24,21 +30,20 @@ import logging
 import math
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Union
+from typing import TYPE_CHECKING, Any, Iterator, Union
 
 import msgspec
+import numpy as np
 
 from cds import matching
 from indexer.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
-from indexer.embedded.index import Index, Narrowing, Prepared, ascending, haversine_m
+from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.persist import (
     DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
 )
 from indexer.storage import PurgeStats, StorageStats
 
 if TYPE_CHECKING:
-    import numpy as np
-
     from cds.query import Query
 
 log = logging.getLogger(__name__)
@@ -99,6 +104,7 @@ class EmbeddedStorage:
         self._opened = False
         self._snapshot_task: asyncio.Task | None = None
         self._replayed = 0          # log bytes replayed at open and not yet folded into a snapshot
+        self._snapshot_size = 0     # bytes of the newest snapshot
 
     # -- lifecycle ---------------------------------------------------------------------------------
 
@@ -114,7 +120,7 @@ class EmbeddedStorage:
             self._lock.release()
             raise
         self._opened = True
-        if self._replayed > self.snapshot_bytes:
+        if self._replayed > max(self.snapshot_bytes, self._snapshot_size):
             self._schedule_snapshot()
 
     def _recover(self) -> tuple[int, int]:
@@ -126,6 +132,7 @@ class EmbeddedStorage:
         if snaps:
             base, path = snaps[-1]
             self._load_snapshot(path)
+            self._snapshot_size = path.stat().st_size
         wals = list_generations(self.dir, _WAL, _SUFFIX_WAL)
         replayed = 0
         for n, (gen, path) in enumerate(wals):
@@ -210,17 +217,15 @@ class EmbeddedStorage:
                or (e.offer_end is not None and e.offer_end < now)]
         total = PurgeStats()
         for start in range(0, len(due), _PURGE_GROUP):
-            futs = [self._submit_nowait(_Purge(bpp_id=b, catalog_id=c, now=now))
+            futs = [self._submit(_Purge(bpp_id=b, catalog_id=c, now=now))
                     for b, c in due[start:start + _PURGE_GROUP]]
             for stats in await asyncio.gather(*futs):
                 total.catalogs += stats.catalogs
                 total.offers += stats.offers
         return total
 
-    async def _submit(self, op: _Op, prepared: Prepared | None = None) -> Any:
-        return await self._submit_nowait(op, prepared)
-
-    def _submit_nowait(self, op: _Op, prepared: Prepared | None = None) -> asyncio.Future:
+    def _submit(self, op: _Op, prepared: Prepared | None = None) -> asyncio.Future:
+        """Queue a log record; the future resolves to `_apply`'s result once durable and applied."""
         if not self._opened:
             raise RuntimeError("EmbeddedStorage is not open")
         return self._wal.submit(_encode(op), token=(op, prepared))
@@ -237,7 +242,7 @@ class EmbeddedStorage:
                 except Exception as e:  # noqa: BLE001 - one bad record must not fail its batch-mates
                     log.exception("applying %s failed", type(op.token[0]).__name__)
                     op.error = e
-        if self._wal.size > self.snapshot_bytes:
+        if self._wal.size > max(self.snapshot_bytes, self._snapshot_size):
             self._schedule_snapshot()
 
     def _apply(self, op: _Op, prepared: Prepared | None = None) -> Any:
@@ -290,16 +295,16 @@ class EmbeddedStorage:
         records, gen = await self._wal.rotate(token=_ROTATE)
         self._replayed = 0
         path = self.dir / f"{_SNAP}{gen:012d}{_SUFFIX_SNAP}"
-        await asyncio.to_thread(self._write_snapshot, path, records)
+        self._snapshot_size = await asyncio.to_thread(self._write_snapshot, path, records)
         await asyncio.to_thread(self._remove_old, gen)
 
-    def _write_snapshot(self, path: Path, records: list[tuple[CatalogRecord, bytes]]) -> None:
+    def _write_snapshot(self, path: Path, records: list[tuple[CatalogRecord, bytes]]) -> int:
         def chunks():
             yield frame(_encode(_SnapHead(version=1, catalogs=len(records))))
             for r, z in records:
                 yield frame(_encode(_Put(record=r, raw_z=z)))
             yield frame(_encode(_SnapEnd(catalogs=len(records))))
-        write_atomic(path, chunks(), fsync=self.fsync)
+        return write_atomic(path, chunks(), fsync=self.fsync)
 
     # -- reads -------------------------------------------------------------------------------------
 
@@ -342,6 +347,7 @@ class EmbeddedStorage:
     def _check(self, query: Query, now: float, nar: Narrowing, i: int) -> Hit | None:
         doc = self._index.docs[i]
         assert doc is not None
+        # Cheap rejections first (matches() repeats them, after its costlier spatial test).
         if query.text:
             text = doc.text
             if not all(t in text for t in query.text):
@@ -357,7 +363,7 @@ class EmbeddedStorage:
     def _nearest(self, query: Query, now: float, nar: Narrowing) -> list[Hit]:
         """Evaluate candidates nearest first; stop once no later one can beat the limit-th hit."""
         idx = self._index
-        assert nar.vector is not None and query.origin is not None
+        assert query.origin is not None
         ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
         approx = haversine_m(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
         limit = query.limit
@@ -385,7 +391,6 @@ class EmbeddedStorage:
     def _in_order(self, query: Query, now: float, nar: Narrowing) -> list[Hit]:
         """Without an origin the order is per catalog, then per item: walk it and stop at the limit."""
         idx = self._index
-        assert nar.vector is not None
         if nar.ids is None:
             entries, disjoint = idx.ordered_entries()
             if disjoint:
@@ -402,7 +407,6 @@ class EmbeddedStorage:
 
     def _walk(self, query: Query, now: float, nar: Narrowing, blocks: Any, filtered: bool = False) -> list[Hit]:
         hits: list[Hit] = []
-        assert nar.vector is not None
         for block in blocks:
             for i in (block if filtered else nar.vector(block)).tolist():
                 hit = self._check(query, now, nar, i)
@@ -413,10 +417,37 @@ class EmbeddedStorage:
         return matching.select(hits, query.limit)
 
 
-def _blocks(entries: list[Any]) -> Any:
-    """Doc ids of catalogs in order, concatenated into blocks of about `_SCAN_BLOCK`."""
-    import numpy as np
+def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """Great-circle distances in metres (NaN for missing coordinates); used only to order candidates."""
+    la0, lo0 = math.radians(lat0), math.radians(lon0)
+    la, lo = np.radians(lat), np.radians(lon)
+    h = np.sin((la - la0) / 2) ** 2 + math.cos(la0) * np.cos(la) * np.sin((lo - lo0) / 2) ** 2
+    return 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
 
+
+def ascending(ids: np.ndarray, dist: np.ndarray, first: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
+    """Chunks of `ids` in ascending `dist` (NaN last) without sorting everything up front."""
+    n = len(ids)
+    if n <= 4 * first:
+        order = np.argsort(dist, kind="stable")
+        yield ids[order], dist[order]
+        return
+    rest = np.arange(n)
+    k = first
+    while len(rest):
+        if len(rest) <= 2 * k:
+            order = rest[np.argsort(dist[rest], kind="stable")]
+            yield ids[order], dist[order]
+            return
+        part = np.argpartition(dist[rest], k)
+        head, rest = rest[part[:k]], rest[part[k:]]
+        head = head[np.argsort(dist[head], kind="stable")]
+        yield ids[head], dist[head]
+        k *= 2
+
+
+def _blocks(entries: list[Any]) -> Iterator[np.ndarray]:
+    """Doc ids of catalogs in order, concatenated into blocks of about `_SCAN_BLOCK`."""
     buf: list[np.ndarray] = []
     n = 0
     for e in entries:
