@@ -66,8 +66,14 @@ def _indexer(args: argparse.Namespace) -> int:
         print("cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded default "
               "the API process (cds serve) indexes publishes itself.", file=sys.stderr)
         return 2
-    print("the Redis-stream indexer is not available in this version", file=sys.stderr)
-    return 2
+    if not settings.signing_private_key:
+        print("CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks.", file=sys.stderr)
+        return 2
+    from cds.logs import setup_logging
+    from indexer.worker import run_indexer
+
+    setup_logging(settings.log_level)
+    return asyncio.run(run_indexer(settings))
 
 
 def _index_init(args: argparse.Namespace) -> int:

@@ -63,6 +63,21 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     fanout_late_window_s: float = 120.0      # a finished fan-out is remembered this long: late replies get ACK
     circuit_failures: int = 5                # consecutive failures/timeouts that open a BPP's circuit
     circuit_cooldown_s: float = 30.0         # open circuit: no calls for this long, then one probe
+    # --- durable ingest and shared state (issue 5) ---
+    rate_limit_rps: float = 0.0              # per-subscriber requests/s (token bucket); 0 = no limit
+    rate_limit_burst: int = 0                # bucket size; 0 = two seconds' worth of the rate (at least 1)
+    ingest_max_backlog: int = 10000          # queued publishes beyond which publish is a 503 NET_OVERLOADED
+    ingest_max_backlog_bytes: int = 512 << 20  # the same bound on their bytes (Redis memory)
+    ingest_partitions: int = 16              # sub-streams by publisher (per-publisher order); same everywhere
+    ingest_batch: int = 64                   # entries read per partition per XREADGROUP
+    ingest_concurrency: int = 16             # publishers indexed at once by one worker
+    ingest_lease_s: float = 10.0             # a worker's hold on a partition (renewed every third of it)
+    ingest_claim_idle_s: float = 15.0        # a dead worker's entries are reclaimed after this idle time
+    ingest_max_attempts: int = 5             # failures with a healthy index before an entry is dead-lettered
+    ingest_max_deliveries: int = 5           # deliveries (worker crashes) before an entry is dead-lettered
+    indexer_in_api: str = "auto"             # auto | true | false: API consumes the stream (auto: embedded index)
+    indexer_host: str = "0.0.0.0"            # `cds indexer` serves /metrics and /health/* here
+    indexer_port: int = 9091                 # 0 = no HTTP endpoint
 
     @property
     def tz(self) -> ZoneInfo:
@@ -93,6 +108,20 @@ def _pos_float(v: str) -> float:
     n = float(v)
     if n <= 0:
         raise ValueError("must be a positive number")
+    return n
+
+
+def _nonneg_float(v: str) -> float:
+    n = float(v)
+    if not n >= 0 or n == float("inf"):
+        raise ValueError("must be a number >= 0")
+    return n
+
+
+def _nonneg_int(v: str) -> int:
+    n = int(v)
+    if n < 0:
+        raise ValueError("must be an integer >= 0")
     return n
 
 
@@ -182,6 +211,21 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "FANOUT_LATE_WINDOW_S": ("fanout_late_window_s", _pos_float),
     "CIRCUIT_FAILURES": ("circuit_failures", _pos_int),
     "CIRCUIT_COOLDOWN_S": ("circuit_cooldown_s", _pos_float),
+    # --- durable ingest and shared state (issue 5) ---
+    "RATE_LIMIT_RPS": ("rate_limit_rps", _nonneg_float),
+    "RATE_LIMIT_BURST": ("rate_limit_burst", _nonneg_int),
+    "INGEST_MAX_BACKLOG": ("ingest_max_backlog", _pos_int),
+    "INGEST_MAX_BACKLOG_BYTES": ("ingest_max_backlog_bytes", _pos_int),
+    "INGEST_PARTITIONS": ("ingest_partitions", _pos_int),
+    "INGEST_BATCH": ("ingest_batch", _pos_int),
+    "INGEST_CONCURRENCY": ("ingest_concurrency", _pos_int),
+    "INGEST_LEASE_S": ("ingest_lease_s", _pos_float),
+    "INGEST_CLAIM_IDLE_S": ("ingest_claim_idle_s", _pos_float),
+    "INGEST_MAX_ATTEMPTS": ("ingest_max_attempts", _pos_int),
+    "INGEST_MAX_DELIVERIES": ("ingest_max_deliveries", _pos_int),
+    "INDEXER_IN_API": ("indexer_in_api", _choice("auto", "true", "false")),
+    "INDEXER_HOST": ("indexer_host", _str),
+    "INDEXER_PORT": ("indexer_port", _nonneg_int),
 }
 
 ENV_PREFIX = "CDS_"

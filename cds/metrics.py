@@ -41,6 +41,53 @@ class Metrics:
         self.purged = Counter("cds_expiry_purged_total", "Expired objects purged", ["kind"], registry=registry)
         self.registry_lookups = Counter("cds_registry_lookups_total", "Registry key lookups by result (hit|miss)",
                                         ["result"], registry=registry)
+        # --- fan-out (issue 6); `bpp` labels are registry subscriber ids (bounded by the registry) ---
+        self.fanout_requests = Counter("cds_fanout_requests_total", "Fan-out discovers sent, per BPP", ["bpp"],
+                                       registry=registry)
+        self.fanout_responses = Counter("cds_fanout_responses_total",
+                                        "Answers to our fan-out discover per BPP (ack|nack|error|timeout)",
+                                        ["bpp", "result"], registry=registry)
+        self.fanout_replies = Counter("cds_fanout_replies_total",
+                                      "on_discover replies from targeted BPPs (accepted|late|duplicate)",
+                                      ["bpp", "result"], registry=registry)
+        self.fanout_reply_latency = Histogram("cds_fanout_reply_seconds",
+                                              "From our fan-out discover to the BPP's accepted on_discover",
+                                              ["bpp"], buckets=_LATENCY_BUCKETS, registry=registry)
+        self.fanout_timeouts = Counter("cds_fanout_timeouts_total", "Targets that had not replied by the deadline",
+                                       ["bpp"], registry=registry)
+        self.fanout_circuit_open = Gauge("cds_fanout_circuit_open", "1 while the BPP's circuit is open or half-open",
+                                         ["bpp"], registry=registry)
+        self.fanout_targets = Histogram("cds_fanout_targets", "BPPs asked per fanned-out discover",
+                                        buckets=(1, 2, 5, 10, 20, 50, 100), registry=registry)
+        self.fanout_skipped = Counter("cds_fanout_skipped_total",
+                                      "Discovers answered without fan-out, by reason", ["reason"], registry=registry)
+        self.fanout_callback_latency = Histogram("cds_fanout_merged_callback_seconds",
+                                                 "From discover receipt to the merged on_discover delivered "
+                                                 "(async) or returned (sync)", ["mode"], buckets=_LATENCY_BUCKETS,
+                                                 registry=registry)
+        # --- durable ingest on Redis streams (issue 5); `cds_ingest_pending` above is the stream backlog ---
+        self.ingest_backlog_bytes = Gauge("cds_ingest_backlog_bytes", "Bytes of queued publishes (stream mode)",
+                                          registry=registry)
+        self.ingest_stream_pending = Gauge("cds_ingest_stream_pending",
+                                           "Publishes delivered to an indexer and not yet acknowledged", registry=registry)
+        self.ingest_consumer_lag = Gauge("cds_ingest_consumer_lag", "Queued publishes not yet delivered to an indexer",
+                                         registry=registry)
+        self.ingest_dead_letters = Gauge("cds_ingest_dead_letters", "Entries in the dead-letter stream",
+                                         registry=registry)
+        self.ingest_dead_lettered = Counter("cds_ingest_dead_lettered_total",
+                                            "Publishes set aside as poison, by reason "
+                                            "(undecodable|unparsable|failing|redelivered)", ["reason"], registry=registry)
+        self.ingest_reclaimed = Counter("cds_ingest_reclaimed_total",
+                                        "Entries reclaimed from indexers that died or stalled (XAUTOCLAIM)",
+                                        registry=registry)
+        self.ingest_index_waits = Counter("cds_ingest_index_unavailable_total",
+                                          "Indexing attempts that found the index unavailable (retried)",
+                                          registry=registry)
+        self.ingest_partitions_held = Gauge("cds_ingest_partitions_held", "Stream partitions this indexer holds",
+                                            registry=registry)
+        self.ingest_overloaded = Counter("cds_ingest_rejected_total",
+                                         "Publishes refused before queueing (overloaded|unavailable)", ["reason"],
+                                         registry=registry)
 
     def render(self) -> tuple[bytes, str]:
         return generate_latest(self.registry), CONTENT_TYPE_LATEST

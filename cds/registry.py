@@ -22,7 +22,7 @@ import re
 import time
 from collections import OrderedDict
 from datetime import datetime, timezone
-from typing import Any, Awaitable, Callable, Protocol, TypeVar
+from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, TypeVar
 from urllib.parse import quote
 
 import aiohttp
@@ -36,6 +36,10 @@ from cds.errors import (
     NET_DOWNSTREAM_UNAVAILABLE,
     BecknError,
 )
+from cds.redisstate import REDIS_ERRORS, Degraded
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 log = logging.getLogger(__name__)
 
@@ -379,6 +383,54 @@ class MemoryKeyCache:
 
     def __len__(self) -> int:
         return len(self._data)
+
+
+class _Cached(msgspec.Struct, array_like=True):
+    """A cache value on the wire: exactly one of the two is set."""
+    subscriber: Subscriber | None = None
+    negative: Negative | None = None
+
+
+_cached_encoder = msgspec.msgpack.Encoder()
+_cached_decoder = msgspec.msgpack.Decoder(_Cached)
+
+
+class RedisKeyCache:
+    """The key cache shared by every API replica: one registry lookup serves them all, and a revocation
+    reaches them all within the same TTL (Redis expires the entry; negative entries alike). While Redis is
+    unreachable the replica's own memory cache answers, so signature checks keep working."""
+
+    def __init__(self, redis: "Redis", *, prefix: str = "cds:keys:", fallback: KeyCache | None = None) -> None:
+        self._redis = redis
+        self.prefix = prefix
+        self.fallback = fallback if fallback is not None else MemoryKeyCache()
+        self.degraded = Degraded("the registry key cache")
+
+    async def get(self, key: str) -> CacheValue | None:
+        try:
+            data = await self._redis.get(self.prefix + key)
+        except REDIS_ERRORS as e:
+            self.degraded.note(e)
+            return await self.fallback.get(key)
+        if data is None:
+            return None
+        try:
+            rec = _cached_decoder.decode(data)
+        except msgspec.DecodeError:        # written by another version: a miss, fetched again
+            return None
+        return rec.subscriber if rec.subscriber is not None else rec.negative
+
+    async def set(self, key: str, value: CacheValue, ttl_s: float) -> None:
+        ms = int(ttl_s * 1000)
+        try:
+            if ms <= 0:
+                await self._redis.delete(self.prefix + key)
+                return
+            rec = _Cached(negative=value) if isinstance(value, Negative) else _Cached(subscriber=value)
+            await self._redis.set(self.prefix + key, _cached_encoder.encode(rec), px=ms)
+        except REDIS_ERRORS as e:
+            self.degraded.note(e)
+            await self.fallback.set(key, value, ttl_s)
 
 
 # ---------------------------------------------------------------- registry

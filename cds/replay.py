@@ -3,9 +3,15 @@ within its signature's validity is ACKed again but processed once."""
 
 from __future__ import annotations
 
+import hashlib
 import time
 from collections import OrderedDict
-from typing import Callable, Protocol
+from typing import TYPE_CHECKING, Callable, Protocol
+
+from cds.redisstate import REDIS_ERRORS, Degraded
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
 
 MAX_REPLAY_WINDOW_S = 3600
 
@@ -22,6 +28,9 @@ def replay_ttl(expires: float, now: float) -> float:
 class ReplayStore(Protocol):
     async def first_seen(self, key: str, ttl_s: float) -> bool:
         """Atomically record `key`; True if it was not already recorded (i.e. process it)."""
+
+    async def forget(self, key: str) -> None:
+        """Un-record `key`: the request was refused after the check, so its retry must be processed."""
 
 
 class MemoryReplayStore:
@@ -50,3 +59,36 @@ class MemoryReplayStore:
                 break
             self._seen.popitem(last=False)
         return True
+
+    async def forget(self, key: str) -> None:
+        """Un-record `key` (its request was refused after all, e.g. the ingest queue was full)."""
+        self._seen.pop(key, None)
+
+
+class RedisReplayStore:
+    """Shared by every API replica: `SET NX PX` records a key atomically, so a replay sent to another
+    replica is recognised too. Keys are hashed (bounded size whatever the message id). While Redis is
+    unreachable each replica falls back to its own memory store."""
+
+    def __init__(self, redis: "Redis", *, prefix: str = "cds:replay:", fallback: MemoryReplayStore | None = None) -> None:
+        self._redis = redis
+        self.prefix = prefix
+        self.fallback = fallback or MemoryReplayStore()
+        self.degraded = Degraded("replay protection")
+
+    def _key(self, key: str) -> str:
+        return self.prefix + hashlib.blake2b(key.encode(), digest_size=16).hexdigest()
+
+    async def first_seen(self, key: str, ttl_s: float) -> bool:
+        try:
+            return bool(await self._redis.set(self._key(key), b"1", nx=True, px=max(1, int(ttl_s * 1000))))
+        except REDIS_ERRORS as e:
+            self.degraded.note(e)
+            return await self.fallback.first_seen(key, ttl_s)
+
+    async def forget(self, key: str) -> None:
+        await self.fallback.forget(key)
+        try:
+            await self._redis.delete(self._key(key))
+        except REDIS_ERRORS as e:
+            self.degraded.note(e)

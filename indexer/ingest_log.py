@@ -214,7 +214,8 @@ class IngestLog:
             elif kind == _ACK:
                 self._drop_pending(seq)
             else:                                  # rotation: op.gen is the new segment
-                self._segments.append(op.gen)
+                if op.error is None:
+                    self._segments.append(op.gen)
                 self._rotating = False
         self._compact()
 

@@ -45,6 +45,8 @@ class Scenario(msgspec.Struct, kw_only=True):
     rate_per_user: float             # 0 = closed loop
     duration_s: float                # the locust -t
     window_s: float = 0.0            # measured test window (test_start → test_stop)
+    t_start: float = 0.0             # that window in time.time()
+    t_end: float = 0.0
     requests: int = 0
     failures: int = 0                # locust failures (non-200, wrong body, connection errors)
     non_200: int = 0
@@ -54,6 +56,9 @@ class Scenario(msgspec.Struct, kw_only=True):
     by_kind: dict[str, Latency] = {}
     hits: dict[str, list[int]] = {}  # sync: kind -> [answers with items, answers]
     server_cpu_pct: float | None = None
+    server_cpu_ms_per_req: float | None = None
+    gc_full: int | None = None               # generation-2 collections in the server during the window
+    gc_full_max_ms: float | None = None
     client_cpu_pct: float | None = None
     locust_exit: int | None = None
     csv_requests: int | None = None  # locust's own stats CSV, as a cross-check
@@ -104,6 +109,7 @@ class Run(msgspec.Struct, kw_only=True):
     publish_drain_s: float | None = None
     publish_drain_complete: bool = True
     profile_top: list[str] = []
+    gc: dict[str, Any] = {}          # the server's GC totals over the whole run (profile_serve)
     storage: str = "embedded"
     errors: list[str] = []           # anything that makes the smoke fail
 
@@ -136,8 +142,14 @@ def figures_table(run: Run) -> list[str]:
     rows = []
     if hello and sync and hello.rps:
         ratio = sync.rps / hello.rps
+        cost = ""
+        if hello.server_cpu_ms_per_req and sync.server_cpu_ms_per_req:
+            cost = (f"; by server CPU per request ({hello.server_cpu_ms_per_req * 1000:,.0f} µs hello vs "
+                    f"{sync.server_cpu_ms_per_req * 1000:,.0f} µs discover): "
+                    f"{hello.server_cpu_ms_per_req / sync.server_cpu_ms_per_req:.3f} ×")
         rows.append(("sync discover throughput, signatures included", "≥ 0.35 × hello-world",
-                     f"**{ratio:.2f} ×** ({sync.rps:,.0f} ÷ {hello.rps:,.0f} req/s){_verdict(ratio, 0.35, True)}"))
+                     f"**{ratio:.2f} ×** ({sync.rps:,.0f} ÷ {hello.rps:,.0f} req/s){_verdict(ratio, 0.35, True)}"
+                     f"{cost}"))
     p99 = paced.latency.p99 if paced else None
     sat = f"; saturated ({sync.users} users, closed loop): p99 {_ms(sync.latency.p99)}" if sync else ""
     rows.append((f"sync discover p99 at {n} connectors", "≤ 25 ms" if run.connectors <= 100_000 else "≤ 50 ms",
@@ -182,13 +194,24 @@ def figures_table(run: Run) -> list[str]:
 
 def scenario_table(run: Run) -> list[str]:
     out = ["| scenario | target | users × rate | requests | failures | req/s | p50 | p90 | p99 | max | "
-           "server CPU | locust CPU |", "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
+           "server CPU | server CPU / req | locust CPU | server gen-2 GCs (max pause) |",
+           "| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |"]
     for s in run.scenarios:
         rate = "closed loop" if not s.rate_per_user else f"{s.rate_per_user:g}/s"
         cpu = lambda v: "–" if v is None else f"{v:.0f} %"  # noqa: E731
+        per = "–" if s.server_cpu_ms_per_req is None else _ms(s.server_cpu_ms_per_req)
+        gcs = "–" if s.gc_full is None else f"{s.gc_full} ({_ms(s.gc_full_max_ms)})" if s.gc_full else "0"
         out.append(f"| {s.name} | {s.target} | {s.users} × {rate} | {s.requests:,} | {s.failures} | {s.rps:,.0f} | "
                    f"{_ms(s.latency.p50)} | {_ms(s.latency.p90)} | {_ms(s.latency.p99)} | {_ms(s.latency.max)} | "
-                   f"{cpu(s.server_cpu_pct)} | {cpu(s.client_cpu_pct)} |")
+                   f"{cpu(s.server_cpu_pct)} | {per} | {cpu(s.client_cpu_pct)} | {gcs} |")
+    return out
+
+
+def probes_table(run: Run) -> list[str]:
+    out = ["| catalog items | publish ACK | ACK → searchable | ACK → on_catalog_publish |", "| --- | --- | --- | --- |"]
+    for p in sorted(run.probes, key=lambda p: p.items):
+        out.append(f"| {p.items:,} | {_ms(p.ack_ms)} | {_ms(p.searchable_ms) if p.searchable_ms is not None else 'never'}"
+                   f" | {_ms(p.callback_ms)} |")
     return out
 
 
@@ -214,7 +237,7 @@ def render(run: Run) -> str:
              "",
              f"Network: {run.connectors:,} connectors (seed {run.seed}): {net.get('bpps', '?')} BPPs, "
              f"{net.get('catalogs', '?')} catalogs, {net.get('stations', '?')} stations, {net.get('offers', '?')} "
-             f"offers; generated in {run.generate_s:.1f} s. Storage: {run.storage}. Every request carries a fresh "
+             f"offers (planned and inputs written in {run.generate_s:.1f} s; catalogs are generated while seeding). Storage: {run.storage}. Every request carries a fresh "
              "Ed25519 signature made by the client; the CDS verifies each one against the registry key.", "",
              *figures_table(run), "",
              "Scenarios (same locust client settings for hello-world and discover; `rate` is per user; server and "
@@ -230,6 +253,16 @@ def render(run: Run) -> str:
               f"{run.connectors / sd.indexed_s if sd.indexed_s else 0:,.0f} connectors/s; "
               f"{sd.catalogs_accepted} catalogs accepted, {sd.catalogs_rejected} rejected, {sd.nacks} NACKs. "
               f"CDS RSS after seeding: {run.rss_after_seed_mb or 0:,.0f} MB; at the end: {run.rss_end_mb or 0:,.0f} MB."]
+    if run.gc.get("count"):
+        g = run.gc
+        lines += ["", f"Garbage collection in the CDS over the whole run (gen 0/1/2): {g['count'][0]:,}/{g['count'][1]:,}/"
+                  f"{g['count'][2]:,} collections, max pause {_ms(g['max_ms'][0])}/{_ms(g['max_ms'][1])}/"
+                  f"{_ms(g['max_ms'][2])}, total {g['total_ms'][0] / 1000:.1f}/{g['total_ms'][1] / 1000:.1f}/"
+                  f"{g['total_ms'][2] / 1000:.1f} s."]
+    if run.probes:
+        lines += ["", "Publish → searchable probes (one catalog re-published with one new item; the time from the "
+                  "ACK until a signed sync discover for that item id returns it, polled every 5 ms):", "",
+                  *probes_table(run)]
     if run.publish_drain_s is not None:
         pub = run.scenario("publish")
         lines += ["", f"Publish load: {pub.requests if pub else 0:,} re-publishes ACKed; the ingest queue "

@@ -15,11 +15,15 @@ Environment (see also loadtests/locust_support.py):
   LOADTEST_BASE_PATH     default /beckn
   LOADTEST_RATE          requests/s per user (constant_throughput); 0 or unset = closed loop, no wait
   LOADTEST_RECORD        file to write exact per-request timings to when the test stops (JSON)
+  LOADTEST_TRACK         1 = in sync mode too, record (message_id, sent, answered) per request (fan-out joins)
+  LOADTEST_EXPECT        bytes a good sync answer contains (default "catalogs"; the hello-world baseline
+                         runs this same file with "Hello", so both runs cost the client the same)
 
 Each request gets new transaction/message ids and timestamp, is serialised once and signed over exactly those
 bytes (the message part of each query is serialised once at start-up, so per request the client does what a
 real BAP must: the context, the digest, the signature). In async mode every ACKed message id is recorded with
-its send and ACK times, so the runner can join them with the sink's on_discover receipt times.
+its send and ACK times, so the runner can join them with the sink's on_discover receipt times (and, with
+LOADTEST_TRACK=1, sync answers with the mock BPPs' reply times).
 """
 
 from __future__ import annotations
@@ -38,6 +42,7 @@ from loadtests.locust_support import (  # noqa: E402 - locust first
 import orjson  # noqa: E402
 
 MODE = os.environ.get("LOADTEST_MODE", "sync")
+EXPECT = os.environ.get("LOADTEST_EXPECT", '"catalogs"').encode()
 if MODE not in ("sync", "async"):
     raise SystemExit(f"LOADTEST_MODE must be sync or async, not {MODE!r}")
 
@@ -59,7 +64,9 @@ _QUERIES = _load_queries()
 _BAP = Signer(participants()["bap"])
 _rec = Recorder(MODE)
 _hits: dict[str, list[int]] = _rec.extra.setdefault("hits", {})           # sync: kind -> [with items, all]
-_acks: list[tuple[str, float, float]] = _rec.extra.setdefault("acks", [])  # async: (message_id, sent, acked)
+# async: (message_id, sent, ACKed); sync with LOADTEST_TRACK=1: (message_id, sent, answered)
+_tracked: list[tuple[str, float, float]] = _rec.extra.setdefault("tracked", [])
+TRACK = MODE == "async" or os.environ.get("LOADTEST_TRACK") == "1"
 
 
 def signed_discover(query: tuple[str, bytes, dict], now: float) -> tuple[str, bytes, dict[str, str]]:
@@ -90,7 +97,9 @@ class DiscoverUser(FastHttpUser):
         if MODE == "sync":
             with self.client.request("GET", BASE + "/discover", data=body, headers=headers,
                                      name=f"GET discover {kind}", catch_response=True) as resp:
-                if check(resp, b'"catalogs"'):
+                if check(resp, EXPECT):
+                    if TRACK:
+                        _tracked.append((mid, t, time.time()))
                     h = _hits.setdefault(kind, [0, 0])
                     h[0] += b'"beckn:items"' in resp.content
                     h[1] += 1
@@ -98,4 +107,4 @@ class DiscoverUser(FastHttpUser):
             with self.client.request("POST", BASE + "/discover", data=body, headers=headers,
                                      name=f"POST discover {kind}", catch_response=True) as resp:
                 if check(resp, b'"ACK"'):
-                    _acks.append((mid, t, time.time()))
+                    _tracked.append((mid, t, time.time()))

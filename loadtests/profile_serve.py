@@ -1,19 +1,27 @@
-"""Start `cds serve` with an on-demand cProfile switch (load tests only; cds/ knows nothing of this).
+"""Start `cds serve` with benchmark instrumentation (load tests only; cds/ knows nothing of this).
 
     python -m loadtests.profile_serve serve --port 8080      # same arguments as `cds`
-    kill -USR1 <pid>    # start profiling the event-loop thread
-    kill -USR2 <pid>    # stop and write pstats to $CDS_BENCH_PROFILE_OUT (default ./cds.prof)
+    kill -USR1 <pid>    # start cProfile on the event-loop thread
+    kill -USR2 <pid>    # stop it and write pstats to $CDS_BENCH_PROFILE_OUT (default ./cds.prof)
 
-Without the signals it is exactly `cds.cli.main`, so the benchmark runner always starts the CDS through
-this wrapper and profiles only the window it chooses (a dedicated short scenario), in the same process
-whose throughput and memory it measured."""
+Also, when $CDS_BENCH_GC_OUT is set, every garbage collection is timed (gc.callbacks; a few µs each) and
+written there as JSON when the server exits: per generation the count, total and maximum pause, and every
+generation-2 pause with its wall-clock time, so the runner can attribute stop-the-world pauses to scenarios.
+
+Without signals and variables this is exactly `cds.cli.main`, so the benchmark runner always starts the CDS
+through it and profiles only the window it chooses, in the same process whose throughput and memory it
+measured."""
 
 from __future__ import annotations
 
 import cProfile
+import gc
 import os
 import signal
 import sys
+import time
+
+import orjson
 
 from cds.cli import main as cds_main
 
@@ -35,12 +43,48 @@ def _stop(signum: int, frame: object) -> None:
         _profiler = None
 
 
+class GcTimer:
+    MAX_FULL = 100_000   # recorded generation-2 pauses (bounded)
+
+    def __init__(self) -> None:
+        self.count = [0, 0, 0]
+        self.total_ms = [0.0, 0.0, 0.0]
+        self.max_ms = [0.0, 0.0, 0.0]
+        self.full: list[tuple[float, float]] = []   # (time.time() at start, ms)
+        self._t0 = 0.0
+
+    def __call__(self, phase: str, info: dict) -> None:
+        if phase == "start":
+            self._t0 = time.perf_counter()
+            return
+        g = info["generation"]
+        ms = (time.perf_counter() - self._t0) * 1000
+        self.count[g] += 1
+        self.total_ms[g] += ms
+        self.max_ms[g] = max(self.max_ms[g], ms)
+        if g == 2 and len(self.full) < self.MAX_FULL:
+            self.full.append((time.time() - ms / 1000, ms))
+
+    def dump(self, path: str) -> None:
+        with open(path, "wb") as f:
+            f.write(orjson.dumps({"count": self.count, "total_ms": self.total_ms, "max_ms": self.max_ms,
+                                  "full": self.full}))
+
+
 def main(argv: list[str] | None = None) -> int:
     # aiohttp's run_app only claims SIGINT/SIGTERM; these two stay ours. The handlers run on the main
     # thread, which is the event-loop thread, so the profiler sees every request handler.
     signal.signal(signal.SIGUSR1, _start)
     signal.signal(signal.SIGUSR2, _stop)
-    return cds_main(argv)
+    gc_out = os.environ.get("CDS_BENCH_GC_OUT")
+    timer = GcTimer() if gc_out else None
+    if timer:
+        gc.callbacks.append(timer)
+    try:
+        return cds_main(argv)
+    finally:
+        if timer and gc_out:
+            timer.dump(gc_out)
 
 
 if __name__ == "__main__":

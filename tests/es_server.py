@@ -76,7 +76,9 @@ def start(port: int | None = None, workdir: Path | None = None) -> EsServer:
     port = port or free_port()
     workdir = workdir or Path(tempfile.mkdtemp(prefix="cds-es-"))
     r = subprocess.run([str(SCRIPT), "start", str(port), str(workdir)], capture_output=True, text=True,
-                       timeout=START_TIMEOUT_S + 30, env={**os.environ, "CDS_ES_START_TIMEOUT": str(START_TIMEOUT_S)})
+                       timeout=START_TIMEOUT_S + 30,
+                       env={**os.environ, "CDS_ES_START_TIMEOUT": str(START_TIMEOUT_S),
+                            "CDS_ES_WATCH_PID": str(os.getpid())})   # dies with this process if we are killed
     if r.returncode != 0:
         server = EsServer(url="", workdir=workdir, port=port)
         server.stop()

@@ -175,6 +175,33 @@ async def test_every_query_form_is_accepted_and_exact(make_store):
         assert keys(got) == keys(matching.brute_force(q, records, NOW)), name
 
 
+async def test_distance_order_is_exact_across_page_boundaries(make_store):
+    # Elasticsearch sorts on quantised points (latitude floored to 180/2^32 deg, ~4.7 mm). An exact match
+    # that Elasticsearch puts on the next page can still be nearer than everything collected so far.
+    step = 180 / 2**32
+    m_per_deg = spatial.EARTH_R * math.pi / 180
+    for k in range(100):
+        # y: south, stored ~4.4 mm farther south than it is; x: north, on the grid (stored exactly),
+        # the first grid point beyond y's true distance: x is farther than y, Elasticsearch says nearer
+        y_lat = (math.floor((LAT0 - 1000 / m_per_deg) / step) - k + 0.95) * step
+        dy = spatial.haversine_m(LON0, LAT0, LON0, y_lat)
+        x_lat = math.ceil((LAT0 + (dy + 0.0005) / m_per_deg) / step) * step
+        dx = spatial.haversine_m(LON0, LAT0, LON0, x_lat)
+        if dx < dy + 0.95 * step * m_per_deg - 0.0005:
+            break
+    assert dy + 0.0004 < dx < dy + 0.95 * step * m_per_deg - 0.0004
+    near = [ItemDoc(bpp_id="b", catalog_id="c", item_id=f"near{k:02d}", lon=LON0, lat=LAT0 + 10 * k / m_per_deg,
+                    max_kw=0.0, raw=b"{}") for k in range(1, 50)]
+    far = [ItemDoc(bpp_id="b", catalog_id="c", item_id=i, lon=LON0, lat=lat, max_kw=1.0, raw=b"{}")
+           for i, lat in (("x", x_lat), ("y", y_lat))]
+    r = CatalogRecord(meta=CatalogMeta(bpp_id="b", catalog_id="c", expires_at=NOW + 60), items=near + far)
+    st = await make_store()
+    await st.replace_catalog(r)
+    q = Query(predicate=lambda d, m, n: d.max_kw == 1.0, origin=(LON0, LAT0), limit=1)   # first page: 50 docs
+    got = await st.search(q, NOW)
+    assert [h.item.item_id for h in got] == ["y"] == [h.item.item_id for h in matching.brute_force(q, [r], NOW)]
+
+
 # --- atomic replace ---------------------------------------------------------------------------------
 
 
@@ -275,8 +302,9 @@ async def test_orphaned_generations_are_swept(make_store):
     # a writer that died after its bulk and before the flip
     dead = rec("bpp", "cat", 7, tag="dead")
     cg = cg_of(catalog_key("bpp", "cat"), "deadbeef")
-    await bulk(st.es, [index_op(st.items_alias, item_doc_id(cg, it.item_id), item_body(it, dead.meta, cg, "deadbeef", 1.0))
-                       for it in dead.items], refresh="true")
+    ops = [index_op(st.items_alias, item_doc_id(cg, it.item_id), item_body(it, dead.meta, cg, "deadbeef", 1.0))
+           for it in dead.items]
+    await bulk(st.es, ops, refresh="true")
     assert await count(st, st.items_alias) == 12
     assert keys(await st.search(Query(limit=100), NOW)) == keys(matching.brute_force(Query(limit=100), [live], NOW))
     await st.purge_expired(NOW)

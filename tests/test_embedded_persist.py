@@ -296,3 +296,26 @@ async def test_sigkill_loses_no_acked_catalog(tmp_path):
         assert sorted(items, key=lambda i: i.item_id) == sorted(want.items, key=lambda i: i.item_id)
         assert (await store.get_catalog("bpp.crash", cid)).header == cid.encode()
     await store.close()
+
+
+async def test_failed_log_switch_keeps_the_writes_before_it(tmp_path, monkeypatch):
+    store = await reopen(tmp_path)
+    real_open = persist.FrameLog._open_gen
+
+    def no_new_file(self, gen):
+        raise OSError(24, "Too many open files")
+
+    monkeypatch.setattr(persist.FrameLog, "_open_gen", no_new_file)
+    a, b = _five()[:2]
+    # Queued in one batch: put a, the snapshot's log switch, put b.
+    results = await asyncio.gather(store.replace_catalog(a), store._snapshot(), store.replace_catalog(b),
+                                   return_exceptions=True)
+    assert results[0] is None and results[2] is None        # both writes are durable and confirmed
+    assert isinstance(results[1], OSError)                 # only the snapshot failed
+    assert await store.ready()
+    await assert_state(store, [a, b])
+    monkeypatch.setattr(persist.FrameLog, "_open_gen", real_open)
+    await crash(store)
+    store = await reopen(tmp_path)
+    await assert_state(store, [a, b])
+    await store.close()

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 import time
 from typing import Any, Awaitable, Callable
 
@@ -16,8 +17,9 @@ from cds.auth import Caller, authenticate
 from cds.errors import BecknError
 from cds.models import DIALECT_A, Context
 from cds.protocol import ack_body, detect_dialect, nack_body, parse_context, parse_json
+from cds.ratelimit import check_rate
 from cds.replay import replay_key, replay_ttl
-from cds.typedefs import METRICS, REGISTRY, REPLAY, SETTINGS, TASKS
+from cds.typedefs import METRICS, RATE_LIMIT, REGISTRY, REPLAY, SETTINGS, TASKS
 
 log = logging.getLogger("cds.http")
 
@@ -62,6 +64,7 @@ async def receive(request: web.Request, *, actions: set[str], limit: int) -> Inb
     ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)
     request[CTX] = ctx
     caller = await authenticate(body, request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at)
+    await check_rate(app.get(RATE_LIMIT), caller.subscriber_id, ctx.action)   # 429 AUT_RATE_LIMITED
     return Inbound(body=body, doc=doc, context=ctx, caller=caller, received_at=received_at)
 
 
@@ -72,6 +75,13 @@ async def first_time(request: web.Request, inbound: Inbound) -> bool:
     return await request.app[REPLAY].first_seen(key, ttl)
 
 
+async def not_processed(request: web.Request, inbound: Inbound) -> None:
+    """Undo `first_time` for a request that was refused after all (e.g. 503 from the ingest queue),
+    so that its retry is processed rather than ACKed as a replay."""
+    key = replay_key(inbound.caller.subscriber_id, inbound.context.action, inbound.context.message_id or "")
+    await request.app[REPLAY].forget(key)
+
+
 def ack(request: web.Request) -> web.Response:
     return web.Response(body=ack_body(request.get(DIALECT, DIALECT_A)), content_type="application/json")
 
@@ -80,6 +90,9 @@ def nack(err: BecknError, dialect: str, realm: str) -> web.Response:
     headers = {}
     if err.status == 401:
         headers["WWW-Authenticate"] = f'Signature realm="{realm}",headers="(created) (expires) digest"'
+    retry_after = getattr(err, "retry_after", None)      # rate limits (cds.ratelimit.RateLimited)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
     return web.Response(status=err.status, body=nack_body(err, dialect), content_type="application/json",
                         headers=headers)
 

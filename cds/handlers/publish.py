@@ -5,7 +5,7 @@ from __future__ import annotations
 from aiohttp import web
 
 from cds.auth import require_publisher
-from cds.handlers.base import ack, first_time, receive
+from cds.handlers.base import ack, first_time, not_processed, receive
 from cds.netguard import check_callback_url
 from cds.protocol import PUBLISH_ACTIONS, parse_publish
 from cds.services.publish import IngestEntry, publisher_of
@@ -26,5 +26,9 @@ class PublishView(web.View):
             entry = IngestEntry(publisher_id=publisher_id or inbound.caller.subscriber_id,
                                 publisher_uri=publisher_uri, callback_url=callback,
                                 body=inbound.body, received_at=inbound.received_at)
-            await self.request.app[INGEST].submit(entry)   # durable before we ACK
+            try:
+                await self.request.app[INGEST].submit(entry)   # durable before we ACK
+            except BaseException:
+                await not_processed(self.request, inbound)   # refused (503): a retry must not count as a replay
+                raise
         return ack(self.request)

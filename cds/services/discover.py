@@ -1,18 +1,23 @@
-"""Discover: plan the query, search the index, assemble one on_discover in the caller's dialect."""
+"""Discover: plan the query, search the index, fan out to non-caching BPPs, merge, and assemble one
+on_discover in the caller's dialect (DESIGN §4; fan-out details in cds.fanout)."""
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import time
 from typing import Any, Callable
 
 from cds.assemble import assemble_catalogs, build_on_discover
 from cds.config import Settings
+from cds.fanout import Fanout, FanoutRun, merge_hits
+from cds.matching import select
 from cds.metrics import Metrics
 from cds.models import DiscoverRequest
 from cds.outbound import Delivery, Outbound
 from cds.planner import build_query
 from cds.query import Query
+from indexer.documents import Hit
 from indexer.storage import Storage
 
 log = logging.getLogger("cds.discover")
@@ -20,35 +25,112 @@ log = logging.getLogger("cds.discover")
 
 class DiscoverService:
     def __init__(self, storage: Storage, settings: Settings, metrics: Metrics, outbound: Outbound | None,
-                 clock: Callable[[], float] = time.time) -> None:
+                 clock: Callable[[], float] = time.time, fanout: Fanout | None = None) -> None:
         self._storage = storage
         self._settings = settings
         self._metrics = metrics
         self._outbound = outbound
         self._clock = clock
+        self._fanout = fanout
 
     def plan(self, req: DiscoverRequest) -> Query:
         """Compile the request; raises BecknError (400) for invalid filters/geometry."""
         return build_query(req.intent, settings=self._settings)
 
-    async def answer(self, req: DiscoverRequest, query: Query) -> dict[str, Any]:
-        now = self._clock()
+    async def _search(self, query: Query, now: float) -> list[Hit]:
         t0 = time.perf_counter()
         hits = await self._storage.search(query, now)
         self._metrics.search_latency.labels(self._storage.name).observe(time.perf_counter() - t0)
+        return hits
+
+    async def _search_or_none(self, query: Query, now: float, run: FanoutRun | None) -> list[Hit]:
+        """The index's hits; with a fan-out under way an index failure leaves the live replies to answer."""
+        try:
+            return await self._search(query, now)
+        except Exception:
+            if run is None:
+                raise
+            log.exception("index search failed; answering with the fan-out replies only")
+            return []
+
+    async def _start_fanout(self, req: DiscoverRequest, query: Query, received_at: float) -> FanoutRun | None:
+        if self._fanout is None:
+            return None
+        try:
+            return await self._fanout.start(req, query, received_at)
+        except Exception:  # noqa: BLE001 - the cached answer must still go out
+            log.exception("fan-out for %s could not start", req.context.message_id)
+            return None
+
+    async def _collect(self, run: FanoutRun, on_reply=None) -> list[Hit]:
+        assert self._fanout is not None
+        try:
+            return await self._fanout.collect(run, on_reply)
+        except Exception:  # noqa: BLE001 - answer with what the cache has
+            log.exception("fan-out collection failed")
+            return []
+
+    async def _merged(self, query: Query, cached: list[Hit], live: list[Hit], now: float) -> list[Hit]:
+        merged, overridden = merge_hits(cached, live, query.limit)
+        if overridden and len(cached) >= query.limit:
+            # Live items replaced some of a full cached page: refill from the index so the cap is exact.
+            wider = await self._search(dataclasses.replace(query, limit=query.limit + len(live)), now)
+            merged, _ = merge_hits(wider, live, query.limit)
+        return merged
+
+    def _body(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
+        now = self._clock()
         self._metrics.discover_results.observe(len(hits))
         catalogs = assemble_catalogs(hits, dialect=req.context.dialect, now=now, settings=self._settings)
         return build_on_discover(req.context, catalogs, settings=self._settings, now=now)
+
+    async def _answer(self, req: DiscoverRequest, query: Query, received_at: float) -> tuple[dict[str, Any], bool]:
+        run = await self._start_fanout(req, query, received_at)  # the fan-out runs while the index answers
+        now = self._clock()
+        hits = await self._search_or_none(query, now, run)
+        if run is not None:
+            hits = await self._merged(query, hits, await self._collect(run), now)
+        return self._body(req, hits), run is not None
+
+    async def answer(self, req: DiscoverRequest, query: Query, received_at: float | None = None) -> dict[str, Any]:
+        """The merged on_discover body (cache + fan-out; waits for the fan-out like the async path, §8.3)."""
+        received_at = time.time() if received_at is None else received_at
+        body, fanned = await self._answer(req, query, received_at)
+        if fanned:
+            self._metrics.fanout_callback_latency.labels("sync").observe(time.time() - received_at)
+        return body
 
     async def answer_and_deliver(self, req: DiscoverRequest, query: Query, callback_base: str,
                                  received_at: float) -> Delivery | None:
         """The async path: compute the answer and POST it to {bap_uri}/on_discover."""
         assert self._outbound is not None
         try:
-            body = await self.answer(req, query)
+            if self._settings.fanout_incremental and self._fanout is not None:
+                return await self._deliver_incremental(req, query, callback_base, received_at)
+            body, fanned = await self._answer(req, query, received_at)
         except Exception:  # noqa: BLE001 - a background task must log, never die silently
             log.exception("discover %s failed", req.context.message_id)
             return None
+        return await self._deliver(callback_base, body, received_at, fanned)
+
+    async def _deliver_incremental(self, req: DiscoverRequest, query: Query, callback_base: str,
+                                   received_at: float) -> Delivery | None:
+        """CDS_FANOUT_INCREMENTAL: the cached answer at once, then one on_discover per accepted BPP reply
+        (each holding only that BPP's matched items). Late replies are still dropped."""
+        run = await self._start_fanout(req, query, received_at)
+        hits = await self._search_or_none(query, self._clock(), run)
+        first = await self._deliver(callback_base, self._body(req, hits), received_at, False)
+        if run is None:
+            return first
+
+        async def partial(_bpp: str, live: list[Hit]) -> None:
+            await self._deliver(callback_base, self._body(req, select(live, query.limit)), received_at, True)
+
+        await self._collect(run, partial)
+        return first
+
+    async def _deliver(self, callback_base: str, body: dict[str, Any], received_at: float, fanned: bool) -> Delivery:
+        assert self._outbound is not None
         delivery = await self._outbound.post(f"{callback_base}/on_discover", body)
         outcome = "delivered" if delivery.ok else "failed"
         self._metrics.callbacks.labels("on_discover", outcome).inc()
@@ -56,4 +138,6 @@ class DiscoverService:
             self._metrics.callback_retries.labels("on_discover").inc(delivery.attempts - 1)
         if delivery.ok:
             self._metrics.callback_latency.labels("on_discover").observe(time.time() - received_at)
+            if fanned:
+                self._metrics.fanout_callback_latency.labels("async").observe(time.time() - received_at)
         return delivery

@@ -14,7 +14,7 @@ import random
 from typing import Any, Iterable
 
 import msgspec
-from elasticsearch import AsyncElasticsearch, ConflictError, NotFoundError
+from elasticsearch import AsyncElasticsearch, ConflictError
 from elasticsearch.helpers import async_scan
 
 log = logging.getLogger(__name__)
@@ -66,7 +66,7 @@ def _approx_size(src: dict[str, Any]) -> int:
     return len(d) + 512
 
 
-def _chunks(ops: list[Op]) -> Iterable[list[Op]]:
+def _chunks(ops: Iterable[Op]) -> Iterable[list[Op]]:
     chunk: list[Op] = []
     size = 0
     for op in ops:
@@ -124,24 +124,35 @@ async def _send(es: AsyncElasticsearch, ops: list[Op], refresh: str | bool, atte
     return failed
 
 
-async def bulk(es: AsyncElasticsearch, ops: list[Op], *, refresh: str | bool = False, attempts: int = 5,
+async def bulk(es: AsyncElasticsearch, ops: Iterable[Op], *, refresh: str | bool = False, attempts: int = 5,
                backoff: float = 0.2, ignore_conflicts: bool = False) -> None:
-    """Run `ops` in bounded requests. Raises BulkWriteError when any operation failed for good.
+    """Run `ops` (streamed: bodies are built one request at a time) in bounded requests. Raises
+    BulkWriteError when any operation failed for good.
 
     `refresh` ("wait_for" | "true" | False) makes every write visible before returning: a single request
     carries it; several requests end with one explicit refresh, since a request's wait_for covers only
     the shards that request touched."""
-    chunks = list(_chunks(ops))
-    single = len(chunks) == 1
-    failed: list[BulkItemError] = []
-    for chunk in chunks:
-        failed += await _send(es, chunk, refresh if single else False, attempts, backoff, ignore_conflicts)
-        if failed:
-            break  # the caller undoes the write; no point sending the rest
+    indices: set[str] = set()
+    held: list[Op] | None = None
+    sent = 0
+    for chunk in _chunks(ops):
+        if held is not None:
+            await _send_or_raise(es, held, False, attempts, backoff, ignore_conflicts)
+            sent += 1
+        held = chunk
+        indices.update(op.index for op in chunk)
+    if held is None:
+        return
+    await _send_or_raise(es, held, refresh if sent == 0 else False, attempts, backoff, ignore_conflicts)
+    if refresh and refresh != "false" and sent > 0:
+        await es.indices.refresh(index=",".join(sorted(indices)))
+
+
+async def _send_or_raise(es: AsyncElasticsearch, ops: list[Op], refresh: str | bool, attempts: int,
+                         backoff: float, ignore_conflicts: bool) -> None:
+    failed = await _send(es, ops, refresh, attempts, backoff, ignore_conflicts)
     if failed:
-        raise BulkWriteError(failed)
-    if refresh and refresh != "false" and not single and chunks:
-        await es.indices.refresh(index=",".join(sorted({op.index for op in ops})))
+        raise BulkWriteError(failed)   # the caller undoes the write; no point sending the rest
 
 
 async def scan_ids(es: AsyncElasticsearch, index: str, query: dict[str, Any]) -> list[str]:
@@ -157,10 +168,7 @@ async def delete_where(es: AsyncElasticsearch, index: str, query: dict[str, Any]
                        refresh: str | bool = False) -> int:
     """Delete every doc matching `query` in the alias `index`; the number deleted. Missing docs are not
     errors."""
-    try:
-        ids = await scan_ids(es, index, query)
-    except NotFoundError:
-        return 0
+    ids = await scan_ids(es, index, query)
     if ids:
         await bulk(es, [delete_op(index, i) for i in ids], refresh=refresh)
     return len(ids)

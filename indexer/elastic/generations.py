@@ -34,14 +34,14 @@ async def read(es: AsyncElasticsearch, catalogs_alias: str) -> tuple[list[str], 
     try:
         resp = await es.get(index=catalogs_alias, id=GENERATIONS_ID, realtime=True)
     except NotFoundError as e:
-        if _index_missing(e):
+        if index_missing(e):
             raise
         return [], None, None
     current = resp["_source"].get("current") or []
     return list(current), resp["_seq_no"], resp["_primary_term"]
 
 
-def _index_missing(e: NotFoundError) -> bool:
+def index_missing(e: NotFoundError) -> bool:
     body = e.body if isinstance(e.body, dict) else {}
     return (body.get("error") or {}).get("type") == "index_not_found_exception"
 

@@ -24,6 +24,8 @@ runs on Elastic's integ-test distribution as on a full cluster.
 from __future__ import annotations
 
 import asyncio
+import contextlib
+import itertools
 import logging
 import os
 import time
@@ -163,13 +165,18 @@ class ElasticStorage:
         gen = new_generation()
         cg = cg_of(ckey, gen)
         ts = time.time()
-        ops: list[Op] = [index_op(self.items_alias, item_doc_id(cg, it.item_id), item_body(it, meta, cg, gen, ts))
-                         for it in record.items]
-        ops.append(index_op(self.catalogs_alias, meta_doc_id(cg), meta_body(meta, cg, gen, ts)))
+        # streamed: one request's bodies in memory at a time; the meta doc goes last, so the final
+        # request's refresh covers it too
+        ops = itertools.chain(
+            (index_op(self.items_alias, item_doc_id(cg, it.item_id), item_body(it, meta, cg, gen, ts))
+             for it in record.items),
+            [index_op(self.catalogs_alias, meta_doc_id(cg), meta_body(meta, cg, gen, ts))])
+        written = [delete_op(self.items_alias, item_doc_id(cg, it.item_id)) for it in record.items]
+        written.append(delete_op(self.catalogs_alias, meta_doc_id(cg)))
         try:
-            await self._guard(bulk(self.es, ops, refresh=self._visible))
+            await bulk(self.es, ops, refresh=self._visible)
         except BulkWriteError as e:
-            await self._undo(ops)
+            await self._undo(written)
             if any(err.type == "index_not_found_exception" for err in e.errors):
                 raise self._not_ready() from e
             if not all(err.type in DOCUMENT_ERRORS for err in e.errors):
@@ -177,18 +184,14 @@ class ElasticStorage:
             raise CatalogWriteError(f"catalog {meta.catalog_id} of {meta.bpp_id}: {e}",
                                     item_errors=_item_errors(record, cg, e), retryable=False) from e
         except BaseException:
-            await self._undo(ops)
+            await self._undo(written)
             raise
         try:
             before, _ = await generations.update(self.es, self.catalogs_alias, generations.replacing(ckey, cg))
         except BaseException:
-            # The flip may have landed before the error: discard only if it is certainly not current.
-            try:
-                current, _, _ = await generations.read(self.es, self.catalogs_alias)
-            except Exception:  # noqa: BLE001 - unknown state: leave it to the orphan sweep
-                raise
-            if cg not in current:
-                await self._undo(ops)
+            # The flip may have landed before the error: undo only if it certainly did not.
+            if not await self._maybe_current(cg):
+                await self._undo(written)
             raise
         self._cache_meta(cg, meta)
         old = [c for c in before if ckey_of(c) == ckey and c != cg]
@@ -196,17 +199,24 @@ class ElasticStorage:
 
     async def delete_catalog(self, bpp_id: str, catalog_id: str) -> bool:
         ckey = catalog_key(bpp_id, catalog_id)
-        before, _ = await self._guard(
-            generations.update(self.es, self.catalogs_alias, generations.replacing(ckey, None)))
+        with self._errors():
+            before, _ = await generations.update(self.es, self.catalogs_alias, generations.replacing(ckey, None))
         old = [c for c in before if ckey_of(c) == ckey]
         self._retire_later(old)
         return bool(old)
 
-    async def _undo(self, ops: list[Op]) -> None:
+    async def _maybe_current(self, cg: str) -> bool:
+        try:
+            current, _, _ = await generations.read(self.es, self.catalogs_alias)
+        except Exception:  # noqa: BLE001 - unknown: keep the docs (the orphan sweep removes them if unused)
+            return True
+        return cg in current
+
+    async def _undo(self, deletes: list[Op]) -> None:
         """Delete what a failed write may have written, by id (a search would miss unrefreshed docs);
         never raises (what it cannot delete, the orphan sweep will)."""
         try:
-            await bulk(self.es, [delete_op(op.index, op.id) for op in ops], refresh=self._refresh)
+            await bulk(self.es, deletes, refresh=self._refresh)
         except Exception:  # noqa: BLE001
             log.exception("could not undo a failed catalog write; the orphan sweep will")
 
@@ -245,7 +255,8 @@ class ElasticStorage:
     # --- reads ---------------------------------------------------------------------------------
 
     async def get_catalog(self, bpp_id: str, catalog_id: str) -> CatalogMeta | None:
-        current, _, _ = await self._guard(generations.read(self.es, self.catalogs_alias))
+        with self._errors():
+            current, _, _ = await generations.read(self.es, self.catalogs_alias)
         cg = generations.current_of(current, catalog_key(bpp_id, catalog_id))
         if cg is None:
             return None
@@ -282,11 +293,12 @@ class ElasticStorage:
             return []
         # One read of the visible generations for all pages: a flip between two pages must not mix
         # generations (their old docs outlive any search by the retire grace period).
-        current, _, _ = await self._guard(generations.read(self.es, self.catalogs_alias))
-        plan = translate.plan(query, now, current=current)
-        if plan.impossible:
-            return []
-        return await self._guard(self._collect(query, plan, now))
+        with self._errors():
+            current, _, _ = await generations.read(self.es, self.catalogs_alias)
+            plan = translate.plan(query, now, current=current)
+            if plan.impossible:
+                return []
+            return await self._collect(query, plan, now)
 
     async def _collect(self, query: Query, plan: translate.Plan, now: float) -> list[Hit]:
         hits: list[Hit] = []
@@ -338,9 +350,9 @@ class ElasticStorage:
         search_after: list[Any] | None = None
         while True:
             kw: dict[str, Any] = {"search_after": search_after} if search_after else {}
-            resp = await self._guard(self.es.search(
-                index=self.catalogs_alias, query=query, sort=[{"cg": "asc"}], size=2000,
-                source_excludes=["raw"], track_total_hits=False, **kw))
+            with self._errors():
+                resp = await self.es.search(index=self.catalogs_alias, query=query, sort=[{"cg": "asc"}], size=2000,
+                                            source_excludes=["raw"], track_total_hits=False, **kw)
             page = resp["hits"]["hits"]
             out += [decode_meta(h["_source"]) for h in page]
             if len(page) < 2000:
@@ -349,11 +361,12 @@ class ElasticStorage:
 
     async def stats(self) -> StorageStats:
         lookup = generations.lookup_filter(self.catalogs_alias)
-        cats = await self._guard(self.es.search(
-            index=self.catalogs_alias, size=0, track_total_hits=True,
-            query={"bool": {"filter": [lookup, {"term": {"kind": "meta"}}]}},
-            aggs={"newest": {"max": {"field": "published_at"}}}))
-        items = await self.es.count(index=self.items_alias, query={"bool": {"filter": [lookup]}})
+        with self._errors():
+            cats = await self.es.search(
+                index=self.catalogs_alias, size=0, track_total_hits=True,
+                query={"bool": {"filter": [lookup, {"term": {"kind": "meta"}}]}},
+                aggs={"newest": {"max": {"field": "published_at"}}})
+            items = await self.es.count(index=self.items_alias, query={"bool": {"filter": [lookup]}})
         newest = cats["aggregations"]["newest"]["value"]
         return StorageStats(catalogs=cats["hits"]["total"]["value"], items=items["count"],
                             newest_published_at=newest)
@@ -426,12 +439,13 @@ class ElasticStorage:
 
     # --- errors --------------------------------------------------------------------------------
 
-    async def _guard(self, aw):
-        """Turn a missing index into StorageNotReadyError; every other API error propagates."""
+    @contextlib.contextmanager
+    def _errors(self):
+        """A missing index becomes StorageNotReadyError; every other API error propagates as is."""
         try:
-            return await aw
+            yield
         except NotFoundError as e:
-            if generations._index_missing(e):
+            if generations.index_missing(e):
                 raise self._not_ready() from e
             raise
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import tzinfo
 from typing import Any
 
 import shapely
@@ -194,9 +193,8 @@ def _terms(query: Query) -> tuple[list[dict[str, Any]], bool]:
     return out, False
 
 
-def plan(query: Query, now: float, *, current: list[str], tz: "tzinfo | str | None" = None) -> Plan:
-    """The ES request for `query` over the visible generations `current`."""
-    del tz  # windows are not filtered on (see module doc)
+def plan(query: Query, now: float, *, current: list[str]) -> Plan:
+    """The ES request for `query` over the visible generations `current` (read once per search)."""
     filters: list[dict[str, Any]] = [{"terms": {"cg": current}}, *_live(now)]
     for f in query.spatial:
         filters += _spatial(f)

@@ -307,8 +307,12 @@ class FrameLog:
                 raise
             self.size = pos
         if batch[-1].rotate:
-            self._open_gen(self.gen + 1)
-            batch[-1].gen = self.gen
+            try:
+                self._open_gen(self.gen + 1)
+                batch[-1].gen = self.gen
+            except OSError as e:      # the frames above are durable: only the switch failed
+                log.error("cannot start %s: %s", self.path(self.gen + 1), e)
+                batch[-1].error = e
 
     async def drain(self) -> None:
         """Wait until everything queued so far is written and committed."""

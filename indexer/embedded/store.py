@@ -233,6 +233,8 @@ class EmbeddedStorage:
     def _on_commit(self, batch: list[LogOp]) -> None:
         """Runs on the event loop once a batch is durable: apply it in log order, in one step."""
         for op in batch:
+            if op.error is not None:
+                continue                           # a failed rotation: no snapshot this time
             if op.token is _ROTATE:
                 # The snapshot is the state after everything before the rotation and nothing after.
                 op.result = ([(e.record, e.raw_z) for e in self._index.catalogs.values()], op.gen)

@@ -223,7 +223,8 @@ async def test_polygon_within_with_hole_and_boundary(storage):
 
 async def test_terms_ranges_lists_and_packs(storage):
     stations = [
-        item("", "", "ccs50", connector_type="CCS2", max_kw=50.0, vehicle_types=["4-WHEELER"], pack="EvChargingService/v1"),
+        item("", "", "ccs50", connector_type="CCS2", max_kw=50.0, vehicle_types=["4-WHEELER"],
+             pack="EvChargingService/v1"),
         item("", "", "ccs60", connector_type="CCS2", max_kw=60.0, vehicle_types=["3-WHEELER", "4-WHEELER"]),
         item("", "", "t2", connector_type="Type2", max_kw=22.0, vehicle_types=["2-WHEELER", "3-WHEELER"],
              pack="EvChargingService/v1"),
