@@ -4,6 +4,8 @@ One `ItemDoc` per connector item, self-contained (it carries the offers that ref
 plus one `CatalogMeta` per (publisher, catalog). Both storage backends store exactly these;
 `indexer.normalize` builds them and `cds.assemble` turns hits back into wire catalogs.
 Times are epoch seconds (UTC). Raw JSON is kept as compact bytes, decoded only when needed.
+The document structs are `gc=False`: they never form reference cycles, and at a million connectors
+the cyclic collector would otherwise walk every one of them on each full collection.
 """
 
 from __future__ import annotations
@@ -11,7 +13,7 @@ from __future__ import annotations
 import msgspec
 
 
-class OfferDoc(msgspec.Struct, kw_only=True):
+class OfferDoc(msgspec.Struct, kw_only=True, gc=False):
     id: str
     item_ids: list[str] = []
     is_active: bool = True
@@ -28,7 +30,7 @@ class OfferDoc(msgspec.Struct, kw_only=True):
     raw: bytes = b""                         # the offer as published (compact JSON)
 
 
-class ItemDoc(msgspec.Struct, kw_only=True):
+class ItemDoc(msgspec.Struct, kw_only=True, gc=False):
     bpp_id: str                              # publisher subscriber id (the signer)
     catalog_id: str
     item_id: str
@@ -63,7 +65,7 @@ class ItemDoc(msgspec.Struct, kw_only=True):
         return (self.bpp_id, self.catalog_id, self.item_id)
 
 
-class CatalogMeta(msgspec.Struct, kw_only=True):
+class CatalogMeta(msgspec.Struct, kw_only=True, gc=False):
     bpp_id: str
     catalog_id: str
     bpp_uri: str | None = None

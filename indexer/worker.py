@@ -541,7 +541,7 @@ async def _sleep(stop: asyncio.Event | None, seconds: float) -> None:
 
 async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -> int:
     """Run one worker until SIGTERM/SIGINT (or `stop`); 0 on a clean stop, 2 on a startup error."""
-    from aiohttp import ClientSession, web
+    from aiohttp import ClientSession
 
     from cds.metrics import new_metrics
     from cds.outbound import Outbound, Signer, make_session
@@ -565,6 +565,7 @@ async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -
                   "a separate `cds indexer` needs CDS_ES_URL or a data directory of its own)", e)
         await redis.aclose()
         return 2
+    init = asyncio.ensure_future(_init_indices(storage, stop))
     metrics = new_metrics()
     session: ClientSession = make_session(settings)
     service = PublishService(storage, settings, metrics, Outbound(session, Signer(settings), settings))
@@ -574,6 +575,7 @@ async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -
     try:
         await worker.run(stop)
     finally:
+        init.cancel()
         if runner is not None:
             await runner.cleanup()
         await session.close()
@@ -581,6 +583,20 @@ async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -
         await redis.aclose()
     log.info("indexer %s stopped", worker.name)
     return 0
+
+
+async def _init_indices(storage: "Storage", stop: asyncio.Event) -> None:
+    """The indexer owns the index: create/migrate it (Elasticsearch) at start, retrying while unreachable."""
+    init = getattr(storage, "init_indices", None)
+    delay = 0.5
+    while init is not None and not stop.is_set():
+        try:
+            log.info("index: %s", await init())
+            return
+        except Exception as e:  # noqa: BLE001 - the index may come up after us
+            log.warning("cannot initialise the index yet (%s); retrying", e)
+            await _sleep(stop, delay)
+            delay = min(delay * 2, 30.0)
 
 
 async def _serve_probes(settings: "Settings", worker: StreamWorker, storage: "Storage", metrics: "Metrics"):

@@ -3,13 +3,14 @@
     python -m loadtests.bench [--connectors 100000] [--duration 30] [--users 20] [--smoke] [--out BENCHMARKS.md]
     make bench          # the same, 100k connectors, writes BENCHMARKS.md (< 10 min on the 2-core dev VM)
     make bench-smoke    # ~1k connectors, a few seconds per scenario; exit 1 on any request error
+    python -m loadtests.bench --gc-freeze    # experiment: the same with gc.freeze() in the CDS after seeding
 
 What one run does (every process is a real subprocess on loopback; locust always runs as its own process):
  1. generate the network (loadtests.generator, seeded) and write registry.json (BAP, BPPs and a freshly
     generated CDS key; callback URLs point at the sink), participants.json and queries.jsonl;
  2. start the callback sink (loadtests.callback_sink: the BAP's and BPPs' callback endpoints), the hello-world
     baseline (loadtests.hello) and the CDS (`cds serve` on the embedded default with a temporary data dir,
-    through loadtests.profile_serve, which only adds an on-demand cProfile switch);
+    through loadtests.profile_serve, which only adds GC timing and an on-demand cProfile switch);
  3. seed: send every catalog as a signed publish over HTTP (4 in flight), wait for every on_catalog_publish;
     read the CDS's RSS (VmRSS);
  4. publish → searchable: re-publish single catalogs, each with one new item, and poll a signed sync discover
@@ -21,8 +22,12 @@ What one run does (every process is a real subprocess on loopback; locust always
       discover_async_paced  POST /beckn/discover at that rate: ACK latency, and ACK → on_discover from the
                             sink's receipt times joined on message_id
       publish               signed re-publishes of the smallest catalogs (ACK latency), then the ingest drain
-      profile (--profile)   a closed-loop sync run with cProfile switched on inside the CDS
- 6. write the markdown table into --out (between generated markers; the rest of the file is kept).
+      profile               a closed-loop sync run with cProfile switched on inside the CDS (--profile 0: off)
+                            (and, after step 6, the same for the fan-out scenario)
+ 6. fan-out (--fanout-bpps 0: off): restart the CDS on the same data dir (restart time, items after reload)
+    with 20 mock live BPPs (loadtests.mock_bpp, 20–100 ms reply delays) added to the registry, so every
+    discover fans out to them; a paced sync scenario measures the answer time minus the slowest BPP's reply;
+ 7. write the markdown table into --out (between generated markers; the rest of the file is kept).
 
 Request errors, non-200 answers, NACKed or rejected publishes, lost callbacks and never-searchable probes are
 errors: the run exits 1 (the CI smoke relies on this). Slowness never fails a run.
@@ -32,22 +37,15 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import heapq
-import importlib.util
+import io
 import os
-import platform
 import pstats
-import resource
 import shlex
+import shutil
 import signal
-import socket
-import subprocess
 import sys
 import tempfile
-import threading
 import time
-import urllib.request
-import uuid
 from datetime import datetime, timezone
 from pathlib import Path
 from typing import Any
@@ -56,17 +54,17 @@ import aiohttp
 import msgspec
 import orjson
 
-from cds.outbound import now_rfc3339
-from cds.signing import generate_keypair, load_private_key, sign_request
-from loadtests.bench_report import Latency, Probe, Run, Scenario, render, write_section
+from cds.signing import generate_keypair
+from loadtests.bench_procs import (
+    PY, Service, check_scenario, free_port, http_json, loadavg, locust_available, machine_info, rss_mb, run_locust,
+    wait_http)
+from loadtests.bench_report import Fanout, Latency, Run, Scenario, render, write_section
+from loadtests.bench_seed import Seeder, index_items
 from loadtests.generator import Network, generate_network
+from loadtests.mock_bpp import mock_bpps, registry_records
 
-HERE = Path(__file__).resolve().parent
-PY = sys.executable
 CDS_ID, CDS_KEY_ID = "cds.bench.local", "bench-key-1"
-SEED_CONCURRENCY = 4
-PUBLISH_POOL = 16                      # smallest publish requests re-sent by the publish scenario
-_CTX_SPLIT = b',"message":{"catalogs":['
+FANOUT_DELAY_MS = (20.0, 100.0)
 
 
 class Config(msgspec.Struct, kw_only=True):
@@ -80,15 +78,12 @@ class Config(msgspec.Struct, kw_only=True):
     publish_users: int
     publish_duration: float
     profile: float                     # seconds of profiled sync load; 0 = off
+    fanout_bpps: int                   # mock live BPPs of the fan-out phase; 0 = off
+    fanout_rate: float                 # discovers/s (all users together) in the fan-out phase
+    gc_freeze: bool                    # experiment: gc.freeze() in the CDS after seeding (and after the restart)
     es_url: str | None
     redis_url: str | None
     keep: bool
-
-
-# ---------------------------------------------------------------- processes
-
-
-# ---------------------------------------------------------------- inputs
 
 
 def write_inputs(work: Path, net: Network, *, sink: str, cds_public_key: str, queries: int, seed: int) -> None:
@@ -105,91 +100,12 @@ def write_inputs(work: Path, net: Network, *, sink: str, cds_public_key: str, qu
     (work / "queries.jsonl").write_bytes(b"\n".join(lines) + b"\n")
 
 
-# ---------------------------------------------------------------- locust
-
-
-def locust_available() -> bool:
-    return importlib.util.find_spec("locust") is not None
-
-
-def _csv_aggregate(prefix: Path) -> tuple[int | None, int | None]:
-    try:
-        import csv
-
-        with open(f"{prefix}_stats.csv", newline="") as f:
-            for row in csv.DictReader(f):
-                if row.get("Name") == "Aggregated":
-                    return int(row["Request Count"]), int(row["Failure Count"])
-    except (OSError, KeyError, ValueError):
-        pass
-    return None, None
-
-
-def run_locust(name: str, locustfile: str, host: str, *, target: str, mode: str, users: int, duration: float,
-               rate: float, work: Path, server_pid: int, env_extra: dict[str, str]) -> tuple[Scenario, dict]:
-    """One headless locust process; returns the scenario summary and the raw record (timings, acks...)."""
-    record = work / f"{name}.record.json"
-    prefix = work / name
-    env = {**os.environ, "LOADTEST_DIR": str(work), "LOADTEST_MODE": mode, "LOADTEST_RATE": str(rate),
-           "LOADTEST_RECORD": str(record), **env_extra}
-    argv = [PY, "-m", "locust", "-f", str(HERE / locustfile), "--headless", "-u", str(users), "-r", str(users),
-            "-t", f"{max(1, round(duration))}s", "--host", host, "--csv", str(prefix), "--only-summary",
-            "--loglevel", "WARNING", "--exit-code-on-error", "1"]
-    sc = Scenario(name=name, target=target, locustfile=locustfile, mode=mode, users=users, rate_per_user=rate,
-                  duration_s=duration)
-    with open(work / f"{name}.locust.log", "wb") as log:
-        proc = subprocess.Popen(argv, env=env, stdout=log, stderr=subprocess.STDOUT, cwd=HERE.parent)
-        sampler = CpuSampler({"server": server_pid, "client": proc.pid})
-        sampler.start()
-        try:
-            sc.locust_exit = proc.wait(duration + 120)
-        except subprocess.TimeoutExpired:
-            proc.kill()
-            sc.locust_exit = proc.wait()
-            sc.notes.append("locust did not stop in time and was killed")
-        finally:
-            sampler.stop()
-    if not record.exists():
-        sc.notes.append(f"no timing record: locust failed (see {name}.locust.log): "
-                        + (work / f"{name}.locust.log").read_text("utf-8", "replace")[-1500:])
-        return sc, {}
-    raw = orjson.loads(record.read_bytes())
-    t0, t1 = raw["window"]
-    sc.window_s = t1 - t0 if t0 else 0.0
-    sc.t_start, sc.t_end = t0 or 0.0, t1
-    all_ms = [v for vs in raw["timings_ms"].values() for v in vs]
-    sc.latency = Latency.of(all_ms)
-    sc.by_kind = {k: Latency.of(v) for k, v in raw["timings_ms"].items()}
-    sc.statuses = raw["status"]
-    sc.requests = len(all_ms)
-    sc.non_200 = sum(n for code, n in sc.statuses.items() if code != "200")
-    sc.hits = raw.get("hits", {})
-    sc.csv_requests, sc.csv_failures = _csv_aggregate(prefix)
-    ok = sum(h[1] for h in sc.hits.values()) if mode == "sync" else len(raw.get("acks", [])) \
-        if mode == "async" else sc.requests - sc.non_200
-    sc.failures = max(sc.csv_failures or 0, sc.requests - ok)
-    sc.rps = ok / sc.window_s if sc.window_s else 0.0
-    if t0:
-        sc.server_cpu_pct = sampler.percent("server", t0, t1)
-        sc.client_cpu_pct = sampler.percent("client", t0, t1)
-        if sc.server_cpu_pct is not None and sc.requests:
-            sc.server_cpu_ms_per_req = sc.server_cpu_pct / 100 * sc.window_s * 1000 / sc.requests
-    return sc, raw
-
-
-def check_scenario(run: Run, sc: Scenario) -> None:
-    if sc.requests == 0:
-        run.errors.append(f"{sc.name}: no requests were made ({'; '.join(sc.notes) or 'see its locust log'})")
-    if sc.failures or sc.non_200:
-        run.errors.append(f"{sc.name}: {sc.failures} failed requests, {sc.non_200} non-200 answers "
-                          f"(status counts {sc.statuses})")
-    if sc.locust_exit not in (0, None) and not (sc.failures or sc.non_200):
-        run.errors.append(f"{sc.name}: locust exited with {sc.locust_exit}")
+# ---------------------------------------------------------------- joins of client, sink and mock timings
 
 
 def join_callbacks(run: Run, sc: Scenario, raw: dict, sink: str, timeout: float) -> None:
     """ACK → on_discover per message id: the locust record's ACK times against the sink's receipt times."""
-    acks = raw.get("acks", [])
+    acks = raw.get("tracked", [])
     deadline = time.monotonic() + timeout
     times: dict[str, float] = {}
     while time.monotonic() < deadline:
@@ -209,159 +125,262 @@ def join_callbacks(run: Run, sc: Scenario, raw: dict, sink: str, timeout: float)
         run.errors.append(f"{stats['unsigned']} callbacks reached the sink without an Authorization header")
 
 
-def attribute_gc(run: Run, path: Path) -> None:
-    """The CDS's generation-2 collections (stop-the-world pauses) per scenario window (cds scenarios only)."""
-    try:
-        run.gc = orjson.loads(path.read_bytes())
-    except (OSError, orjson.JSONDecodeError):
-        return
+def join_fanout(run: Run, sc: Scenario, raw: dict, mock: str, bpps: int) -> Fanout:
+    """Per sync discover: answer time at the BAP − the slowest BPP's own latency (reply sent − discover received,
+    at the mock), i.e. everything the CDS adds: sending the fan-out, taking the replies in, merging, answering."""
+    replies: dict[str, list[list[Any]]] = http_json(f"{mock}/_mock/replies")
+    stats = http_json(f"{mock}/_mock/stats")
+    over, slowest, complete = [], [], 0
+    for mid, sent, done in raw.get("tracked", []):
+        rs = replies.get(mid, [])
+        if len(rs) == bpps:
+            complete += 1
+            bpp_latency = max(out - got for _, got, out in rs)
+            over.append((done - sent - bpp_latency) * 1000)
+            slowest.append(bpp_latency * 1000)
+    fo = Fanout(bpps=bpps, delay_ms=list(FANOUT_DELAY_MS), requests=sc.requests, complete=complete,
+                overhead=Latency.of(over), slowest_reply=Latency.of(slowest), answer=sc.latency,
+                mock_stats=dict(stats))
+    if complete < sc.requests:
+        sc.notes.append(f"{sc.requests - complete} discovers did not get all {bpps} BPP replies ACKed")
+    if any(k.startswith(("reply_error", "nack")) or (k.startswith("reply_") and k != "reply_200") for k in stats):
+        run.errors.append(f"fan-out: mock BPP counters {stats}")
+    return fo
+
+
+def attribute_gc(run: Run, paths: list[Path]) -> None:
+    """The CDS's generation-2 collections (stop-the-world pauses) per scenario window (cds scenarios only);
+    the totals of the first (seeded) instance."""
+    full: list[list[float]] = []
+    for i, path in enumerate(paths):
+        try:
+            doc = orjson.loads(path.read_bytes())
+        except (OSError, orjson.JSONDecodeError):
+            continue
+        full += doc.pop("full", [])
+        if i == 0:
+            run.gc = doc
     for sc in run.scenarios:
         if sc.target == "cds" and sc.t_start:
-            pauses = [ms for t, ms in run.gc.get("full", []) if sc.t_start <= t <= sc.t_end]
+            pauses = [ms for t, ms in full if sc.t_start <= t <= sc.t_end]
             sc.gc_full, sc.gc_full_max_ms = len(pauses), max(pauses, default=None)
-    run.gc.pop("full", None)
 
 
 def profile_summary(path: Path, top: int = 22) -> list[str]:
-    import io
-
     out = io.StringIO()
-    st = pstats.Stats(str(path), stream=out)
-    st.strip_dirs().sort_stats("tottime").print_stats(top)
+    pstats.Stats(str(path), stream=out).strip_dirs().sort_stats("tottime").print_stats(top)
     lines = out.getvalue().splitlines()
-    start = next((i for i, l in enumerate(lines) if "ncalls" in l), 0)
-    total = next((l.strip() for l in lines if "function calls" in l), "")
-    return [total, ""] + [l.rstrip() for l in lines[start:] if l.strip()]
+    start = next((i for i, line in enumerate(lines) if "ncalls" in line), 0)
+    total = next((line.strip() for line in lines if "function calls" in line), "")
+    return [total, ""] + [line.rstrip() for line in lines[start:] if line.strip()]
 
 
 # ---------------------------------------------------------------- the run
 
 
-def execute(cfg: Config, run: Run, work: Path) -> None:
-    t0 = time.time()
-    net = generate_network(cfg.connectors, seed=cfg.seed)
-    ports = {k: free_port() for k in ("cds", "sink", "hello")}
-    sink, hello = f"http://127.0.0.1:{ports['sink']}", f"http://127.0.0.1:{ports['hello']}"
-    cds_root = f"http://127.0.0.1:{ports['cds']}"
-    cds = f"{cds_root}/beckn"
-    seed_b64, pub_b64 = generate_keypair()
-    write_inputs(work, net, sink=sink, cds_public_key=pub_b64, queries=cfg.queries, seed=cfg.seed)
-    run.generate_s = time.time() - t0
-    base_env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
-    cds_env = {**base_env, "CDS_SUBSCRIBER_ID": CDS_ID, "CDS_KEY_ID": CDS_KEY_ID, "CDS_SIGNING_PRIVATE_KEY": seed_b64,
-               "CDS_SUBSCRIBER_URL": cds, "CDS_REGISTRY_FILE": str(work / "registry.json"),
-               "CDS_DATA_DIR": str(work / "data"), "CDS_ALLOW_PRIVATE_CALLBACKS": "true", "CDS_LOG_LEVEL": "WARNING",
-               "CDS_BENCH_PROFILE_OUT": str(work / "cds.prof"), "CDS_BENCH_GC_OUT": str(work / "gc.json")}
-    if cfg.es_url:
-        cds_env["CDS_ES_URL"] = cfg.es_url
-        run.storage = "Elasticsearch"
-    if cfg.redis_url:
-        cds_env["CDS_REDIS_URL"] = cfg.redis_url
-    services: list[Service] = []
-    try:
-        services.append(Service("sink", [PY, "-m", "loadtests.callback_sink", "--port", str(ports["sink"])],
-                                base_env, work))
-        services.append(Service("hello", [PY, "-m", "loadtests.hello", "--port", str(ports["hello"])], base_env, work))
-        cds_svc = Service("cds", [PY, "-m", "loadtests.profile_serve", "serve", "--port", str(ports["cds"])],
-                          cds_env, work)
-        services.append(cds_svc)
-        wait_http(f"{sink}/_sink/stats", services[0], 30)
-        wait_http(hello, services[1], 30)
-        wait_http(f"{cds_root}/health/ready", cds_svc, 60)
-        _progress(f"network generated, services up ({time.time() - t0:.0f} s); seeding {cfg.connectors:,} connectors")
+class Bench:
+    """One run: the services, their URLs, and the phases in order."""
 
-        seeder = Seeder(cfg, run, net, work, cds, sink)
+    def __init__(self, cfg: Config, run: Run, work: Path) -> None:
+        self.cfg, self.run, self.work = cfg, run, work
+        self.ports = {k: free_port() for k in ("cds", "sink", "hello", "mock")}
+        self.sink = f"http://127.0.0.1:{self.ports['sink']}"
+        self.hello = f"http://127.0.0.1:{self.ports['hello']}"
+        self.mock = f"http://127.0.0.1:{self.ports['mock']}"
+        self.cds_root = f"http://127.0.0.1:{self.ports['cds']}"
+        self.cds = f"{self.cds_root}/beckn"
+        self.cds_seed, self.cds_pub = generate_keypair()
+        self.base_env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+        self.services: list[Service] = []
+        self.gc_files: list[Path] = []
+        self.cds_svc: Service | None = None
 
-        async def seed_and_probe() -> None:
-            timeout = aiohttp.ClientTimeout(total=300)
-            async with aiohttp.ClientSession(timeout=timeout) as session:
+    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Service:
+        svc = Service(name, argv, env, self.work)
+        self.services.append(svc)
+        return svc
+
+    def start_cds(self, name: str) -> Service:
+        gc_file = self.work / f"{name}.gc.json"
+        self.gc_files.append(gc_file)
+        env = {**self.base_env, "CDS_SUBSCRIBER_ID": CDS_ID, "CDS_KEY_ID": CDS_KEY_ID,
+               "CDS_SIGNING_PRIVATE_KEY": self.cds_seed, "CDS_SUBSCRIBER_URL": self.cds,
+               "CDS_REGISTRY_FILE": str(self.work / "registry.json"), "CDS_DATA_DIR": str(self.work / "data"),
+               "CDS_ALLOW_PRIVATE_CALLBACKS": "true", "CDS_LOG_LEVEL": "WARNING",
+               "CDS_BENCH_PROFILE_OUT": str(self.work / "cds.prof"), "CDS_BENCH_GC_OUT": str(gc_file)}
+        if self.cfg.es_url:
+            env["CDS_ES_URL"] = self.cfg.es_url
+        if self.cfg.redis_url:
+            env["CDS_REDIS_URL"] = self.cfg.redis_url
+        self.cds_svc = self.start(name, [PY, "-m", "loadtests.profile_serve", "serve", "--port", str(self.ports["cds"])],
+                                  env)
+        return self.cds_svc
+
+    def locust(self, name: str, *, mode: str = "sync", rate: float = 0, target: str = "cds",
+               locustfile: str = "locustfile_discover.py", **over: Any) -> tuple[Scenario, dict]:
+        assert self.cds_svc is not None
+        kw: dict[str, Any] = dict(work=self.work, server_pid=self.cds_svc.pid, users=self.cfg.users,
+                                  duration=self.cfg.duration, env_extra={})
+        kw.update(over)
+        sc, raw = run_locust(name, locustfile, self.hello if target == "hello" else self.cds_root, target=target,
+                             mode=mode, rate=rate, **kw)
+        self.run.scenarios.append(sc)
+        check_scenario(self.run, sc)
+        return sc, raw
+
+    def execute(self) -> None:
+        cfg, run = self.cfg, self.run
+        t0 = time.time()
+        net = generate_network(cfg.connectors, seed=cfg.seed)
+        write_inputs(self.work, net, sink=self.sink, cds_public_key=self.cds_pub, queries=cfg.queries, seed=cfg.seed)
+        run.generate_s = time.time() - t0
+        if cfg.es_url:
+            run.storage = "Elasticsearch"
+        try:
+            sink = self.start("sink", [PY, "-m", "loadtests.callback_sink", "--port", str(self.ports["sink"])],
+                              self.base_env)
+            hello = self.start("hello", [PY, "-m", "loadtests.hello", "--port", str(self.ports["hello"])],
+                               self.base_env)
+            cds = self.start_cds("cds")
+            wait_http(f"{self.sink}/_sink/stats", sink, 30)
+            wait_http(self.hello, hello, 30)
+            wait_http(f"{self.cds_root}/health/ready", cds, 60)
+            _progress(f"services up ({time.time() - t0:.0f} s); seeding {cfg.connectors:,} connectors")
+            self.seed_and_probe(net)
+            self.scenarios(hello)
+            if cfg.profile:
+                run.profile_top = self.profile()
+            run.rss_end_mb = rss_mb(cds.pid)
+            if cfg.fanout_bpps:
+                self.fanout()
+        finally:
+            for s in reversed(self.services):
+                crashed = not s.alive() and s.proc.returncode not in (0, -signal.SIGTERM)
+                s.stop()
+                if crashed:
+                    run.errors.append(f"{s.name} died during the run (exit {s.proc.returncode}): {s.tail(800)}")
+            attribute_gc(run, self.gc_files)
+
+    def seed_and_probe(self, net: Network) -> None:
+        run, cds = self.run, self.cds_svc
+        assert cds is not None
+        seeder = Seeder(run, net, self.work, cds=self.cds, sink=self.sink, probes=self.cfg.probes, smoke=self.cfg.smoke)
+
+        async def go() -> None:
+            async with aiohttp.ClientSession(timeout=aiohttp.ClientTimeout(total=300)) as session:
                 await seeder.seed(session)
-                run.seeding.items_indexed = index_items(cds_root)
-                run.rss_after_seed_mb = rss_mb(cds_svc.pid)
+                run.seeding.items_indexed = index_items(self.cds_root)
+                run.rss_after_seed_mb = rss_mb(cds.pid)
                 _progress(f"seeded in {run.seeding.indexed_s:.0f} s ({run.seeding.items_indexed} items, "
-                          f"RSS {run.rss_after_seed_mb:.0f} MB); probing publish → searchable")
+                          f"RSS {run.rss_after_seed_mb or 0:.0f} MB); probing publish → searchable")
                 await seeder.probe_all(session)
 
-        asyncio.run(seed_and_probe())
+        asyncio.run(go())
         run.network = net.counts()   # cached by the seeding pass
-        if run.seeding.items_indexed is not None and run.seeding.items_indexed < cfg.connectors:
-            run.errors.append(f"the index holds {run.seeding.items_indexed} items, {cfg.connectors} were published")
+        self.maybe_freeze()
+        if run.seeding.items_indexed is not None and run.seeding.items_indexed < self.cfg.connectors:
+            run.errors.append(f"the index holds {run.seeding.items_indexed} items, {self.cfg.connectors} were published")
 
-        common = dict(work=work, server_pid=cds_svc.pid, users=cfg.users, duration=cfg.duration)
-        # 1-2: hello-world and closed-loop sync discover: same locustfile, same bodies, same signing, same users.
+    def maybe_freeze(self) -> None:
+        if self.cfg.gc_freeze and self.cds_svc is not None:
+            os.kill(self.cds_svc.pid, signal.SIGHUP)
+            self.run.gc_frozen = True
+            time.sleep(2)   # the collect() before the freeze takes ~0.5 s at 100k
+
+    def scenarios(self, hello: Service) -> None:
+        cfg, run = self.cfg, self.run
+        # hello-world and closed-loop sync discover: same locustfile, bodies, signing and users.
         _progress("scenario hello")
-        sc, _ = run_locust("hello", "locustfile_discover.py", hello, target="hello", mode="sync", rate=0,
-                           env_extra={"LOADTEST_EXPECT": "Hello"}, **{**common, "server_pid": services[1].pid})
-        run.scenarios.append(sc)
-        check_scenario(run, sc)
+        self.locust("hello", target="hello", server_pid=hello.pid, env_extra={"LOADTEST_EXPECT": "Hello"})
         _progress("scenario discover_sync")
-        sync, _ = run_locust("discover_sync", "locustfile_discover.py", cds_root, target="cds", mode="sync", rate=0,
-                             env_extra={}, **common)
-        run.scenarios.append(sync)
-        check_scenario(run, sync)
-        # 3-4: latency at half the measured capacity (a saturated closed loop measures queueing, not service).
+        sync, _ = self.locust("discover_sync")
+        # Latency at half the measured capacity (a saturated closed loop measures queueing, not service).
         rate = round(max(1.0, sync.rps * 0.5) / cfg.users, 3)
         _progress(f"scenario discover_sync_paced ({rate:g}/s per user)")
-        paced, _ = run_locust("discover_sync_paced", "locustfile_discover.py", cds_root, target="cds", mode="sync",
-                              rate=rate, env_extra={}, **common)
-        run.scenarios.append(paced)
-        check_scenario(run, paced)
+        self.locust("discover_sync_paced", rate=rate)
         _progress("scenario discover_async_paced")
-        http_json(f"{sink}/_sink/reset", data=b"")
-        asy, raw = run_locust("discover_async_paced", "locustfile_discover.py", cds_root, target="cds", mode="async",
-                              rate=rate, env_extra={"LOADTEST_CALLBACK_URI": f"{sink}/bap"}, **common)
-        run.scenarios.append(asy)
-        check_scenario(run, asy)
+        http_json(f"{self.sink}/_sink/reset", data=b"")
+        asy, raw = self.locust("discover_async_paced", mode="async", rate=rate,
+                               env_extra={"LOADTEST_CALLBACK_URI": f"{self.sink}/bap"})
         if raw:
-            join_callbacks(run, asy, raw, sink, timeout=15 if cfg.smoke else 30)
-        # 5: publish load, then the ingest drain.
+            join_callbacks(run, asy, raw, self.sink, timeout=15 if cfg.smoke else 30)
         _progress("scenario publish")
-        http_json(f"{sink}/_sink/reset", data=b"")
-        pub, raw = run_locust("publish", "locustfile_publish.py", cds_root, target="cds", mode="publish", rate=0,
-                              env_extra={"LOADTEST_CALLBACK_URI": f"{sink}/bpp"},
-                              **{**common, "users": cfg.publish_users, "duration": cfg.publish_duration})
-        run.scenarios.append(pub)
-        check_scenario(run, pub)
+        http_json(f"{self.sink}/_sink/reset", data=b"")
+        pub, _ = self.locust("publish", mode="publish", locustfile="locustfile_publish.py", users=cfg.publish_users,
+                             duration=cfg.publish_duration, env_extra={"LOADTEST_CALLBACK_URI": f"{self.sink}/bpp"})
+        self.drain(pub)
+
+    def drain(self, pub: Scenario) -> None:
+        """Wait until every ACKed re-publish was indexed and reported (on_catalog_publish at the sink)."""
         acked = pub.requests - pub.non_200
         t_end = time.time()
-        deadline = time.monotonic() + (60 if cfg.smoke else 180)
+        deadline = time.monotonic() + (60 if self.cfg.smoke else 180)
         got = 0
         while time.monotonic() < deadline:
-            got = http_json(f"{sink}/_sink/stats")["counts"].get("on_catalog_publish", 0)
+            got = http_json(f"{self.sink}/_sink/stats")["counts"].get("on_catalog_publish", 0)
             if got >= acked:
                 break
             time.sleep(0.2)
-        run.publish_drain_s = time.time() - t_end
-        run.publish_drain_complete = got >= acked
-        if not run.publish_drain_complete:
-            pub.notes.append(f"ingest not drained: {got} of {acked} on_catalog_publish after {run.publish_drain_s:.0f} s")
-        res = http_json(f"{sink}/_sink/results")
+        self.run.publish_drain_s = time.time() - t_end
+        self.run.publish_drain_complete = got >= acked
+        if not self.run.publish_drain_complete:
+            pub.notes.append(f"ingest not drained: {got} of {acked} on_catalog_publish after "
+                             f"{self.run.publish_drain_s:.0f} s")
+        res = http_json(f"{self.sink}/_sink/results")
         if res["statuses"].get("REJECTED"):
-            run.errors.append(f"publish scenario: {res['statuses']['REJECTED']} catalogs REJECTED: {res['rejections'][:2]}")
-        # 6: optional profile of the sync discover hot path (the same server process).
+            self.run.errors.append(f"publish scenario: {res['statuses']['REJECTED']} catalogs REJECTED: "
+                                   f"{res['rejections'][:2]}")
+
+    def profile(self, name: str = "profile", **locust_kw: Any) -> list[str]:
+        """cProfile inside the CDS during one more run of a scenario (same process, same index)."""
+        assert self.cds_svc is not None
+        _progress(f"{name}: cProfile on")
+        prof_path = self.work / f"{name}.prof"
+        os.kill(self.cds_svc.pid, signal.SIGUSR1)
+        sc, _ = self.locust(name, duration=self.cfg.profile, **locust_kw)
+        os.kill(self.cds_svc.pid, signal.SIGUSR2)
+        out = self.work / "cds.prof"
+        for _ in range(100):
+            if out.exists() and out.stat().st_size:
+                break
+            time.sleep(0.1)
+        time.sleep(0.5)   # dump_stats writes in one go; give it a moment to finish
+        out.rename(prof_path)
+        top = [f"({sc.requests:,} requests at {sc.rps:,.1f} req/s with the profiler on)", *profile_summary(prof_path)]
+        (self.work / f"{name}.txt").write_text("\n".join(top))
+        return top
+
+    def fanout(self) -> None:
+        """Restart the CDS on the same data with mock live BPPs in the registry; every discover fans out."""
+        cfg, run = self.cfg, self.run
+        assert self.cds_svc is not None
+        _progress(f"fan-out: restarting the CDS with {cfg.fanout_bpps} mock live BPPs")
+        items_before = index_items(self.cds_root)
+        self.cds_svc.stop()
+        bpps = mock_bpps(cfg.fanout_bpps, base_url=self.mock, seed=cfg.seed)
+        registry = orjson.loads((self.work / "registry.json").read_bytes()) + registry_records(bpps)
+        (self.work / "registry.json").write_bytes(orjson.dumps(registry))
+        lo, hi = FANOUT_DELAY_MS
+        mock = self.start("mock_bpp", [PY, "-m", "loadtests.mock_bpp", "--port", str(self.ports["mock"]),
+                                       "--bpps", str(cfg.fanout_bpps), "--seed", str(cfg.seed), "--delay-ms", str(lo),
+                                       "--delay-ms-max", str(hi), "--cds-public-key", self.cds_pub], self.base_env)
+        t = time.time()
+        cds = self.start_cds("cds_fanout")
+        wait_http(f"{self.cds_root}/health/ready", cds, 300)
+        run.restart_s = time.time() - t
+        run.rss_after_restart_mb = rss_mb(cds.pid)
+        wait_http(f"{self.mock}/_mock/stats", mock, 30)
+        items_after = index_items(self.cds_root)
+        self.maybe_freeze()
+        if items_before is not None and items_after != items_before:
+            run.errors.append(f"after a restart the index holds {items_after} items, before it held {items_before}")
+        rate = round(cfg.fanout_rate / cfg.users, 3)
+        _progress(f"scenario discover_fanout ({cfg.fanout_bpps} BPPs, {cfg.fanout_rate:g} discovers/s)")
+        sc, raw = self.locust("discover_fanout", rate=rate, env_extra={"LOADTEST_TRACK": "1"})
+        if raw:
+            run.fanout = join_fanout(run, sc, raw, self.mock, cfg.fanout_bpps)
         if cfg.profile:
-            _progress("profiling sync discover")
-            os.kill(cds_svc.pid, signal.SIGUSR1)
-            prof, _ = run_locust("profile", "locustfile_discover.py", cds_root, target="cds", mode="sync", rate=0,
-                                 env_extra={}, **{**common, "duration": cfg.profile})
-            os.kill(cds_svc.pid, signal.SIGUSR2)
-            prof_path = work / "cds.prof"
-            for _ in range(100):
-                if prof_path.exists() and prof_path.stat().st_size:
-                    break
-                time.sleep(0.1)
-            time.sleep(0.5)
-            run.profile_top = [f"({prof.requests:,} requests at {prof.rps:,.0f} req/s with the profiler on)"] + \
-                profile_summary(prof_path)
-            (work / "profile.txt").write_text("\n".join(run.profile_top))
-        run.rss_end_mb = rss_mb(cds_svc.pid)
-    finally:
-        for s in reversed(services):
-            crashed = not s.alive()
-            s.stop()
-            if crashed:
-                run.errors.append(f"{s.name} died during the run (exit {s.proc.returncode}): {s.tail(800)}")
-        attribute_gc(run, work / "gc.json")
+            run.profile_fanout_top = self.profile("profile_fanout", rate=rate)
 
 
 def _progress(msg: str) -> None:
@@ -377,7 +396,12 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path | None, Path | None
     p.add_argument("--smoke", action="store_true", help="small and short; for CI: fails only on errors")
     p.add_argument("--probes", type=int, default=None, help="publish → searchable probes (default 20; smoke 3)")
     p.add_argument("--profile", type=float, default=None,
-                   help="seconds of cProfile-d sync load at the end (default 10; smoke 0 = off)")
+                   help="seconds of cProfile-d sync load (default 10; smoke 0 = off)")
+    p.add_argument("--fanout-bpps", type=int, default=20, help="mock live BPPs in the fan-out phase (0 = skip it)")
+    p.add_argument("--fanout-rate", type=float, default=None,
+                   help="discovers/s of the fan-out scenario, all users together (default 5)")
+    p.add_argument("--gc-freeze", action="store_true",
+                   help="experiment: gc.freeze() inside the CDS once seeded (not what the service does by itself)")
     p.add_argument("--out", type=Path, default=None,
                    help="markdown file to write the results into (default BENCHMARKS.md; smoke: none)")
     p.add_argument("--json", type=Path, default=None, help="also write the raw results as JSON")
@@ -392,12 +416,15 @@ def parse_args(argv: list[str] | None) -> tuple[Config, Path | None, Path | None
                  queries=500 if s else 5000, publish_users=2 if s else 4,
                  publish_duration=a.duration or (3 if s else 15),
                  profile=a.profile if a.profile is not None else (0 if s else 10),
+                 fanout_bpps=a.fanout_bpps, fanout_rate=a.fanout_rate or 5, gc_freeze=a.gc_freeze,
                  es_url=a.es_url, redis_url=a.redis_url, keep=a.keep)
     if not 10 <= cfg.connectors <= 5_000_000:
         p.error("--connectors must be within 10..5000000")
     if not 1 <= cfg.users <= 1000 or not 1 <= cfg.duration <= 3600:
         p.error("--users must be within 1..1000 and --duration within 1..3600")
-    out = a.out if a.out is not None else (None if s else HERE.parent / "BENCHMARKS.md")
+    if not 0 <= cfg.fanout_bpps <= 200 or not 0 < cfg.fanout_rate <= 1000 or not 0 <= cfg.profile <= 600:
+        p.error("--fanout-bpps must be within 0..200, --fanout-rate within (0, 1000], --profile within 0..600")
+    out = a.out if a.out is not None else (None if s else Path(__file__).resolve().parent.parent / "BENCHMARKS.md")
     return cfg, out, a.json
 
 
@@ -406,13 +433,14 @@ def main(argv: list[str] | None = None) -> int:
     if not locust_available():
         print("locust is not installed: pip install -e '.[load]' (or pip install locust)", file=sys.stderr)
         return 2
-    run = Run(command="python -m loadtests.bench " + shlex.join(sys.argv[1:] if argv is None else argv),
+    args = sys.argv[1:] if argv is None else argv
+    run = Run(command="python -m loadtests.bench" + (" " + shlex.join(args) if args else ""),
               started=datetime.now(timezone.utc).strftime("%Y-%m-%d %H:%M UTC"), connectors=cfg.connectors,
               seed=cfg.seed, smoke=cfg.smoke, machine=machine_info(), load_before=loadavg())
     t0 = time.time()
     work = Path(tempfile.mkdtemp(prefix="cds-bench-"))
     try:
-        execute(cfg, run, work)
+        Bench(cfg, run, work).execute()
     except Exception as e:  # noqa: BLE001 - report what happened, with the table so far
         run.errors.append(f"run aborted: {type(e).__name__}: {e}")
     finally:
@@ -421,8 +449,6 @@ def main(argv: list[str] | None = None) -> int:
         if cfg.keep:
             print(f"work directory kept: {work}", file=sys.stderr)
         else:
-            import shutil
-
             shutil.rmtree(work, ignore_errors=True)
     block = render(run)
     print(block)

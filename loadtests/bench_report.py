@@ -89,6 +89,17 @@ class Probe(msgspec.Struct, kw_only=True):
     callback_ms: float | None        # ACK → on_catalog_publish at the sink
 
 
+class Fanout(msgspec.Struct, kw_only=True):
+    bpps: int
+    delay_ms: list[float]
+    requests: int
+    complete: int                    # discovers for which every BPP's reply was ACKed by the CDS
+    overhead: Latency                # answer time at the BAP − the slowest BPP's own latency
+    slowest_reply: Latency           # the slowest BPP's own latency (its reply left − its discover arrived)
+    answer: Latency
+    mock_stats: dict[str, int] = {}
+
+
 class Run(msgspec.Struct, kw_only=True):
     command: str
     started: str
@@ -108,7 +119,12 @@ class Run(msgspec.Struct, kw_only=True):
     scenarios: list[Scenario] = []
     publish_drain_s: float | None = None
     publish_drain_complete: bool = True
+    restart_s: float | None = None   # CDS restart on the seeded data dir → ready
+    rss_after_restart_mb: float | None = None
+    fanout: Fanout | None = None
+    gc_frozen: bool = False          # the --gc-freeze experiment was on
     profile_top: list[str] = []
+    profile_fanout_top: list[str] = []
     gc: dict[str, Any] = {}          # the server's GC totals over the whole run (profile_serve)
     storage: str = "embedded"
     errors: list[str] = []           # anything that makes the smoke fail
@@ -180,9 +196,15 @@ def figures_table(run: Run) -> list[str]:
                  "not measured in this run: the runner started the CDS on the "
                  f"{run.storage} backend; pass `--es-url http://…` to run it against Elasticsearch"
                  if other == "Elasticsearch" else "not measured in this run (Elasticsearch run)"))
-    rows.append(("fan-out overhead beyond the slowest BPP, p99 (20 BPPs)", "≤ 20 ms",
-                 "not measured in this run: live fan-out is not in this build yet; `loadtests/mock_bpp.py` "
-                 "(20 signed mock BPPs with configurable delays) is ready for the scenario"))
+    fo, fo_sc = run.fanout, run.scenario("discover_fanout")
+    if fo and fo.overhead.n:
+        rows.append((f"fan-out overhead beyond the slowest answering BPP, p99 ({fo.bpps} BPPs)", "≤ 20 ms",
+                     f"**{_ms(fo.overhead.p99)}** (p50 {_ms(fo.overhead.p50)}; {fo.requests:,} sync discovers at "
+                     f"{fo_sc.rps if fo_sc else 0:,.1f} req/s, mock reply delays {fo.delay_ms[0]:g}–{fo.delay_ms[1]:g} ms,"
+                     f" {fo.complete} with every reply){_verdict(fo.overhead.p99, 20)}"))
+    else:
+        rows.append(("fan-out overhead beyond the slowest answering BPP, p99 (20 BPPs)", "≤ 20 ms",
+                     "not measured in this run (`--fanout-bpps 0`, or no discover got every BPP's reply)"))
     rss = f"{run.rss_after_seed_mb:,.0f} MB" if run.rss_after_seed_mb else "–"
     rows.append(("memory at 1M connectors (embedded)", "≤ 3 GB RSS",
                  f"not measured in this run (1M not seeded); RSS after seeding {n} connectors: **{rss}**"
@@ -237,8 +259,11 @@ def render(run: Run) -> str:
              "",
              f"Network: {run.connectors:,} connectors (seed {run.seed}): {net.get('bpps', '?')} BPPs, "
              f"{net.get('catalogs', '?')} catalogs, {net.get('stations', '?')} stations, {net.get('offers', '?')} "
-             f"offers (planned and inputs written in {run.generate_s:.1f} s; catalogs are generated while seeding). Storage: {run.storage}. Every request carries a fresh "
-             "Ed25519 signature made by the client; the CDS verifies each one against the registry key.", "",
+             f"offers (planned and inputs written in {run.generate_s:.1f} s; catalogs are generated while seeding). "
+             f"Storage: {run.storage}. Every request carries a fresh Ed25519 signature made by the client; the CDS "
+             "verifies each one against the registry key."
+             + (" **Experiment: `gc.freeze()` was called inside the CDS after seeding (`--gc-freeze`); the service "
+                "does not do this by itself.**" if run.gc_frozen else ""), "",
              *figures_table(run), "",
              "Scenarios (same locust client settings for hello-world and discover; `rate` is per user; server and "
              "locust CPU are % of one core over the scenario):", "",
@@ -263,6 +288,17 @@ def render(run: Run) -> str:
         lines += ["", "Publish → searchable probes (one catalog re-published with one new item; the time from the "
                   "ACK until a signed sync discover for that item id returns it, polled every 5 ms):", "",
                   *probes_table(run)]
+    if run.restart_s is not None:
+        lines += ["", f"Restart: the CDS came back on the seeded data dir (snapshot + log replay) and was ready in "
+                  f"{run.restart_s:.1f} s; RSS after the restart {run.rss_after_restart_mb or 0:,.0f} MB."]
+    if run.fanout and run.fanout.overhead.n:
+        fo = run.fanout
+        lines += ["", f"Fan-out ({fo.bpps} mock live BPPs, loadtests.mock_bpp, reply delay uniform "
+                  f"{fo.delay_ms[0]:g}–{fo.delay_ms[1]:g} ms): sync discover answer p50 {_ms(fo.answer.p50)} / p99 "
+                  f"{_ms(fo.answer.p99)}; the slowest BPP's own latency (its reply left − its discover arrived) p50 "
+                  f"{_ms(fo.slowest_reply.p50)} / p99 {_ms(fo.slowest_reply.p99)}; overhead beyond it (answer time − that) p50 {_ms(fo.overhead.p50)} / "
+                  f"p90 {_ms(fo.overhead.p90)} / p99 {_ms(fo.overhead.p99)} / max {_ms(fo.overhead.max)}. "
+                  f"Mock counters: {dict(fo.mock_stats)}."]
     if run.publish_drain_s is not None:
         pub = run.scenario("publish")
         lines += ["", f"Publish load: {pub.requests if pub else 0:,} re-publishes ACKed; the ingest queue "
@@ -273,6 +309,9 @@ def render(run: Run) -> str:
     if run.profile_top:
         lines += ["", "Profile of the CDS during a closed-loop sync discover scenario (cProfile, top by own time):",
                   "", "```", *run.profile_top, "```"]
+    if run.profile_fanout_top:
+        lines += ["", "Profile of the CDS during the fan-out scenario (cProfile, top by own time):",
+                  "", "```", *run.profile_fanout_top, "```"]
     lines += ["", END]
     return "\n".join(lines) + "\n"
 

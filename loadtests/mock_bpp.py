@@ -14,8 +14,9 @@ Each BPP `i` lives at `{base}/bpp/{i}` (its registry `url`). On `POST {base}/bpp
 
 `--registry-out` writes the BPPs' static registry records (merge them into the CDS's registry file);
 keys are derived from `--seed`, so the same seed gives the same identities. Control endpoints for a runner:
-`GET /_mock/stats` (counts) and `GET /_mock/replies` ({message_id: [[bpp_id, reply sent at], ...]} for the
-replies the CDS ACKed: the moment each left, to measure fan-out overhead = answer at the BAP − the slowest reply).
+`GET /_mock/stats` (counts) and `GET /_mock/replies` ({message_id: [[bpp_id, discover received at, reply sent
+at], ...]} for the replies the CDS ACKed; time.time() values). A BPP's own latency is sent − received, so a
+runner can compute the fan-out overhead = answer time at the BAP − the slowest BPP's own latency.
 """
 
 from __future__ import annotations
@@ -145,7 +146,7 @@ class MockBppServer:
         self.template = base_catalog(items, seed)
         self.rng = random.Random(seed)
         self.stats: Counter[str] = Counter()
-        self.replies: dict[str, list[tuple[str, float]]] = {}
+        self.replies: dict[str, list[tuple[str, float, float]]] = {}
         self.tasks: set[asyncio.Task] = set()
         self.session: aiohttp.ClientSession | None = None
 
@@ -174,6 +175,7 @@ class MockBppServer:
             {"message": {"ack": {"status": "NACK"}}, "error": {"code": code, "message": message}}))
 
     async def discover(self, request: web.Request) -> web.Response:
+        received = time.time()
         self.stats["discover"] += 1
         try:
             bpp = self.bpps[int(request.match_info["i"])]
@@ -194,12 +196,13 @@ class MockBppServer:
         except (orjson.JSONDecodeError, KeyError, TypeError, AttributeError):
             return self._nack(400, "CTX_MISSING_FIELD", "discover needs a JSON context with bap_uri and message_id")
         delay = self.rng.uniform(*self.delay_ms) / 1000
-        task = asyncio.ensure_future(self._reply(bpp, ctx, doc.get("message") or {}, callback, mid, delay))
+        task = asyncio.ensure_future(self._reply(bpp, ctx, doc.get("message") or {}, callback, mid, delay, received))
         self.tasks.add(task)
         task.add_done_callback(self.tasks.discard)
         return web.Response(body=_ACK, content_type="application/json")
 
-    async def _reply(self, bpp: MockBpp, ctx: dict, message: Any, callback: str, mid: str, delay: float) -> None:
+    async def _reply(self, bpp: MockBpp, ctx: dict, message: Any, callback: str, mid: str, delay: float,
+                     received: float) -> None:
         await asyncio.sleep(delay)
         now = time.time()
         reply_ctx = {**ctx, "action": "on_discover", "bpp_id": bpp.subscriber_id, "bpp_uri": bpp.url,
@@ -219,7 +222,7 @@ class MockBppServer:
             self.stats[f"reply_error_{type(e).__name__}"] += 1
             return
         if r.status == 200 and len(self.replies) < MAX_REPLIES_KEPT:
-            self.replies.setdefault(mid, []).append((bpp.subscriber_id, sent))
+            self.replies.setdefault(mid, []).append((bpp.subscriber_id, received, sent))
 
     async def get_stats(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(self.stats), content_type="application/json")

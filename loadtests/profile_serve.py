@@ -3,6 +3,7 @@
     python -m loadtests.profile_serve serve --port 8080      # same arguments as `cds`
     kill -USR1 <pid>    # start cProfile on the event-loop thread
     kill -USR2 <pid>    # stop it and write pstats to $CDS_BENCH_PROFILE_OUT (default ./cds.prof)
+    kill -HUP <pid>     # experiment: gc.freeze() (everything alive now leaves the collector's view)
 
 Also, when $CDS_BENCH_GC_OUT is set, every garbage collection is timed (gc.callbacks; a few µs each) and
 written there as JSON when the server exits: per generation the count, total and maximum pause, and every
@@ -71,11 +72,19 @@ class GcTimer:
                                   "full": self.full}))
 
 
+def _freeze(signum: int, frame: object) -> None:
+    # What a service could do after loading its index: long-lived objects are never traversed again by
+    # generation-2 collections (the runner's --gc-freeze uses this to size the effect; cds/ does not do it).
+    gc.collect()
+    gc.freeze()
+
+
 def main(argv: list[str] | None = None) -> int:
     # aiohttp's run_app only claims SIGINT/SIGTERM; these two stay ours. The handlers run on the main
     # thread, which is the event-loop thread, so the profiler sees every request handler.
     signal.signal(signal.SIGUSR1, _start)
     signal.signal(signal.SIGUSR2, _stop)
+    signal.signal(signal.SIGHUP, _freeze)
     gc_out = os.environ.get("CDS_BENCH_GC_OUT")
     timer = GcTimer() if gc_out else None
     if timer:

@@ -25,7 +25,7 @@ PUBLISH = "UBC_catalog_publish_ev-charging-catalog-publish.json"
 REPO = Path(__file__).resolve().parents[1]
 
 # Fast leases and claims so that crash recovery happens within a test's patience.
-FAST = {"ingest_lease_s": 0.6, "ingest_claim_idle_s": 0.5, "ingest_partitions": 4}
+FAST = {"ingest_lease_s": 0.6, "ingest_claim_idle_s": 0.5, "ingest_partitions": 4, "fanout_max_bpps": 0}
 FAST_ENV = {"CDS_INGEST_LEASE_S": "0.6", "CDS_INGEST_CLAIM_IDLE_S": "0.5", "CDS_INGEST_PARTITIONS": "4"}
 
 

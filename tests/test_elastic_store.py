@@ -5,6 +5,7 @@ error surfacing. Backend-neutral behaviour is in tests/behaviour/test_storage_be
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import math
 import uuid
 
@@ -200,6 +201,102 @@ async def test_distance_order_is_exact_across_page_boundaries(make_store):
     q = Query(predicate=lambda d, m, n: d.max_kw == 1.0, origin=(LON0, LAT0), limit=1)   # first page: 50 docs
     got = await st.search(q, NOW)
     assert [h.item.item_id for h in got] == ["y"] == [h.item.item_id for h in matching.brute_force(q, [r], NOW)]
+
+
+async def test_spatial_pushdowns_never_drop_boundary_points(make_store):
+    # stations packed around each shape's edge (just inside and just outside): the widened ES filters
+    # must let every true match through
+    import random
+
+    rnd = random.Random(11)
+    m_per_deg = spatial.EARTH_R * math.pi / 180
+    shapes: list[tuple[str, object, float]] = []
+    for _ in range(3):
+        lon, lat = rnd.uniform(70, 88), rnd.uniform(9, 30)
+        route = LineString([(lon + k * rnd.uniform(0.05, 0.3), lat + rnd.uniform(-0.2, 0.2)) for k in range(6)])
+        shapes.append(("dwithin", route, rnd.choice([300.0, 2000.0, 15000.0])))
+        shapes.append(("dwithin", Point(lon, lat), rnd.choice([50.0, 5000.0, 60000.0])))
+        poly = Point(lon, lat).buffer(rnd.uniform(0.05, 0.5), quad_segs=3)
+        shapes.append(("within", poly, 0.0))
+        shapes.append(("dwithin", poly, 800.0))
+    items: list[ItemDoc] = []
+    for op, geom, d in shapes:
+        edge = geom.boundary if geom.geom_type == "Polygon" else geom
+        for _ in range(150):
+            q = edge.interpolate(rnd.random(), normalized=True) if edge.length else edge
+            r = d * rnd.uniform(0.985, 1.015) + rnd.uniform(-0.5, 0.5)
+            th = rnd.uniform(0, 2 * math.pi)
+            lat = q.y + r * math.cos(th) / m_per_deg
+            lon = q.x + r * math.sin(th) / (m_per_deg * math.cos(math.radians(q.y)))
+            items.append(ItemDoc(bpp_id="b", catalog_id="c", item_id=f"p{len(items):05d}", lon=lon, lat=lat, raw=b"{}"))
+    r = CatalogRecord(meta=CatalogMeta(bpp_id="b", catalog_id="c"), items=items)
+    st = await make_store()
+    await st.replace_catalog(r)
+    own_inside = 0
+    for i, (op, geom, d) in enumerate(shapes):
+        q = Query(spatial=(spatial.prepare(op, geom, d),), limit=5000)
+        want = matching.brute_force(q, [r], NOW)
+        assert keys(await st.search(q, NOW)) == keys(want), (op, geom.geom_type, d)
+        own = {it.item_id for it in items[150 * i:150 * (i + 1)]}
+        own_inside += sum(h.item.item_id in own for h in want)
+    assert 0.2 * len(items) < own_inside < 0.8 * len(items)   # the points really straddle the edges
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _WindowRequired(Query):
+    time_window_required: bool = True
+
+
+def test_window_pushdown_is_a_superset_of_daily_overlap():
+    # every (daily window, query interval) the matcher accepts must pass the integer-range pushdown
+    import random
+
+    from cds import timeutil
+    from indexer.elastic.mapping import daily_ranges
+
+    rnd = random.Random(7)
+    for tz in ("Asia/Kolkata", "Europe/Berlin", "UTC"):
+        for _ in range(4000):
+            win = (rnd.randrange(0, 86401, 900), rnd.randrange(0, 86401, 900))
+            a = NOW + rnd.uniform(-5e6, 5e6)
+            b = a + rnd.choice([rnd.uniform(0, 7200), rnd.uniform(0, 90000)])
+            if not (timeutil.daily_overlaps(win, a, b, tz) or timeutil.daily_contains(win, a, b, tz)):
+                continue
+            tods = translate.tod_ranges(a, b, tz)
+            if tods is None:
+                continue
+            stored = daily_ranges(win)
+            assert any(r["gte"] <= hi and r["lte"] >= lo for r in stored for lo, hi in tods), (win, a, b, tz)
+
+
+async def test_required_time_window_is_pushed_down_and_exact(make_store):
+    from datetime import datetime, timezone
+
+    from cds.planner import build_query
+    from cds.protocol import parse_context, parse_discover
+    from indexer.normalize import normalize_catalog
+    from loadtests.generator import generate_network
+
+    net = generate_network(600, seed=4, now=datetime.fromtimestamp(NOW, timezone.utc))
+    settings = load_settings({})
+    recs = [normalize_catalog(c, publisher_id=b.subscriber_id, publisher_uri=b.url, dialect="A", settings=settings,
+                              now=NOW)[0] for b, c in net.iter_catalogs()]
+    st = await make_store()
+    for r in recs:
+        await st.replace_catalog(r)
+    found = 0
+    for _, body in net.labeled_query_mix(30, seed=1, weights={"time_window": 1.0}):
+        q = build_query(parse_discover(body, parse_context(body, expected_actions={"discover"}, now=NOW)).intent,
+                        settings=settings)
+        assert q.time_window is not None
+        q = _WindowRequired(**{f.name: getattr(q, f.name) for f in dataclasses.fields(Query)})
+        # without the spatial filter too, so the window clause does the narrowing
+        for query in (q, dataclasses.replace(q, spatial=(), origin=None)):
+            assert '"windows"' in orjson.dumps(translate.plan(query, NOW, current=["x"]).filters).decode()
+            got = await st.search(query, NOW + 3600)
+            assert keys(got) == keys(matching.brute_force(query, recs, NOW + 3600))
+            found += len(got)
+    assert found > 0
 
 
 # --- atomic replace ---------------------------------------------------------------------------------

@@ -213,10 +213,10 @@ def item_body(item: ItemDoc, meta: CatalogMeta, cg: str, gen: str, ts: float) ->
         words = sorted(set(item.text.split()))
         body["words"] = [w for w in words if len(w) <= MAX_WORD]
         body["long_words"] = len(body["words"]) < len(words)
-    if meta.expires_at is not None:
-        body["exp"] = meta.expires_at
-    if meta.valid_from is not None:
-        body["cat_from"] = meta.valid_from
+    if _finite(meta.expires_at) is not None:
+        body["exp"] = _finite(meta.expires_at)
+    if _finite(meta.valid_from) is not None:
+        body["cat_from"] = _finite(meta.valid_from)
     body["cat_active"] = meta.is_active
     body["live"] = meta.live
     offers = []
@@ -244,14 +244,14 @@ def meta_body(meta: CatalogMeta, cg: str, gen: str, ts: float) -> dict[str, Any]
     slim = msgspec.structs.replace(meta, raw=b"")
     body: dict[str, Any] = {
         "kind": "meta", "cg": cg, "ckey": ckey_of(cg), "gen": gen, "ts": ts,
-        "bpp_id": meta.bpp_id, "catalog_id": meta.catalog_id, "published_at": meta.published_at,
+        "bpp_id": meta.bpp_id, "catalog_id": meta.catalog_id, "published_at": _finite(meta.published_at),
         "is_active": meta.is_active, "live": meta.live, "item_count": meta.item_count,
         "m": _b64(_enc.encode(slim)),
     }
-    if meta.expires_at is not None:
-        body["expires_at"] = meta.expires_at
-    if meta.valid_from is not None:
-        body["valid_from"] = meta.valid_from
+    if _finite(meta.expires_at) is not None:
+        body["expires_at"] = _finite(meta.expires_at)
+    if _finite(meta.valid_from) is not None:
+        body["valid_from"] = _finite(meta.valid_from)
     if meta.raw:
         body["raw"] = _b64(meta.raw)
     return body

@@ -295,7 +295,7 @@ class ElasticStorage:
         # generations (their old docs outlive any search by the retire grace period).
         with self._errors():
             current, _, _ = await generations.read(self.es, self.catalogs_alias)
-            plan = translate.plan(query, now, current=current)
+            plan = translate.plan(query, now, current=current, tz=self._settings.tz)
             if plan.impossible:
                 return []
             return await self._collect(query, plan, now)
@@ -338,15 +338,16 @@ class ElasticStorage:
 
     async def live_publishers(self, now: float) -> set[str]:
         out: set[str] = set()
-        for meta in await self._current_metas(extra=[{"term": {"live": False}}, {"term": {"is_active": True}}]):
+        for _, meta in await self._current_metas(extra=[{"term": {"live": False}}, {"term": {"is_active": True}}]):
             if meta.is_active and not meta.live and (meta.expires_at is None or meta.expires_at > now):
                 out.add(meta.bpp_id)
         return out
 
-    async def _current_metas(self, extra: list[dict[str, Any]]) -> list[CatalogMeta]:
+    async def _current_metas(self, extra: list[dict[str, Any]]) -> list[tuple[str, CatalogMeta]]:
+        """(cg, meta) of the visible catalogs matching `extra` filters."""
         query = {"bool": {"filter": [generations.lookup_filter(self.catalogs_alias), {"term": {"kind": "meta"}},
                                      *extra]}}
-        out: list[CatalogMeta] = []
+        out: list[tuple[str, CatalogMeta]] = []
         search_after: list[Any] | None = None
         while True:
             kw: dict[str, Any] = {"search_after": search_after} if search_after else {}
@@ -354,7 +355,7 @@ class ElasticStorage:
                 resp = await self.es.search(index=self.catalogs_alias, query=query, sort=[{"cg": "asc"}], size=2000,
                                             source_excludes=["raw"], track_total_hits=False, **kw)
             page = resp["hits"]["hits"]
-            out += [decode_meta(h["_source"]) for h in page]
+            out += [(h["_source"]["cg"], decode_meta(h["_source"])) for h in page]
             if len(page) < 2000:
                 return out
             search_after = page[-1]["sort"]
@@ -375,22 +376,17 @@ class ElasticStorage:
 
     async def purge_expired(self, now: float) -> PurgeStats:
         stats = PurgeStats()
-        expired = await self._current_metas(extra=[{"range": {"expires_at": {"lte": now}}}])
-        gone: set[str] = set()
-        current, _, _ = await generations.read(self.es, self.catalogs_alias)
-        by_key = {ckey_of(c): c for c in current}
-        for m in expired:
-            if m.expires_at is not None and m.expires_at <= now:
-                cg = by_key.get(catalog_key(m.bpp_id, m.catalog_id))
-                if cg is not None:
-                    gone.add(cg)
-        if gone:
-            before, after = await generations.update(self.es, self.catalogs_alias, generations.removing(gone))
-            removed = sorted(set(before) - set(after))
-            await self._delete_generations(removed)   # expired: no reader may show them anyway
-            stats.catalogs = len(removed)
-        stats.offers = await self._purge_offers(now)
-        await self._sweep_orphans()
+        with self._errors():
+            expired = await self._current_metas(extra=[{"range": {"expires_at": {"lte": now}}}])
+            # by generation, not by catalog: a catalog re-published meanwhile keeps its new generation
+            gone = {cg for cg, m in expired if m.expires_at is not None and m.expires_at <= now}
+            if gone:
+                before, after = await generations.update(self.es, self.catalogs_alias, generations.removing(gone))
+                removed = sorted(set(before) - set(after))
+                await self._delete_generations(removed)   # expired: no reader may show them anyway
+                stats.catalogs = len(removed)
+            stats.offers = await self._purge_offers(now)
+            await self._sweep_orphans()
         return stats
 
     async def _purge_offers(self, now: float) -> int:

@@ -11,24 +11,26 @@ drop a true match:
 - text: a token occurs in `ItemDoc.text` => it occurs in one whitespace-separated word of it, so
   each token becomes `wildcard *token*` on the keyword field `words`;
 - packs: `terms` on `pack`.
-Availability windows are indexed but not filtered on: `Query.time_window` is informative (it may come
-from an OR/NOT branch), so only the predicate may decide.
+- availability: only when the query says the window is required (`time_window_required`, see
+  `_window`): some instant window intersects it, or some daily window intersects its local times of
+  day. `Query.time_window` alone may come from an OR/NOT branch of the filter, so it is not pushed.
 """
 
 from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from datetime import datetime, tzinfo
 from typing import Any
 
 import shapely
 from shapely.geometry import MultiPoint, Point, box, mapping as geojson
 from shapely.geometry.base import BaseGeometry
 
-from cds import spatial
+from cds import spatial, timeutil
 from cds.query import Query, SpatialFilter
 from indexer.documents import Hit
-from indexer.elastic.mapping import KEYWORD_FIELDS, NUMERIC_FIELDS, big
+from indexer.elastic.mapping import DAY, KEYWORD_FIELDS, NUMERIC_FIELDS, big, instant_range
 
 EPS_DEG = 1e-6                 # > geo_point quantisation (~1e-7 deg) and float noise
 DIST_REL = 1e-3                # radius widening: ES and cds.spatial use the same sphere; this is slack
@@ -36,6 +38,7 @@ DIST_ABS_M = 5.0
 SORT_TOL_REL = 1e-6            # |ES sort distance - exact distance| bound, relative ...
 SORT_TOL_ABS_M = 1.0           # ... plus absolute (quantised points are off by < 1 cm)
 MAX_SHAPE_VERTICES = 2000      # bigger shapes fall back to the bbox only
+MAX_SHAPE_LAT = 85.0           # degree-space buffers are used only away from the poles
 MAX_POINTS = 64                # MultiPoint radius: one geo_distance per point up to this many
 _WORLD = box(-180.0, -90.0, 180.0, 90.0)
 _M_PER_DEG = spatial.EARTH_R * math.pi / 180.0
@@ -92,7 +95,7 @@ def _bbox_filter(b: tuple[float, float, float, float]) -> dict[str, Any] | None:
 def _dlon(distance_m: float, lat_max: float) -> float:
     """Longitude half-width of a spherical cap of radius distance_m at |lat| <= lat_max (as cds.spatial)."""
     delta = distance_m / spatial.EARTH_R
-    ratio = math.sin(delta) / math.cos(math.radians(min(89.0, abs(lat_max))))
+    ratio = math.sin(delta) / math.cos(math.radians(abs(lat_max)))
     return math.degrees(math.asin(min(1.0, ratio)))
 
 
@@ -139,11 +142,12 @@ def _spatial(f: SpatialFilter) -> list[dict[str, Any]]:
                 out.append(clauses[0] if len(clauses) == 1 else
                            {"bool": {"should": clauses, "minimum_should_match": 1}})
             return out
-        if wraps:
-            return out
         minx, miny, maxx, maxy = geom.bounds
         dlat = d / _M_PER_DEG
-        dlon = _dlon(d, max(abs(miny), abs(maxy)) + dlat)
+        lat_max = max(abs(miny), abs(maxy)) + dlat
+        if wraps or lat_max > MAX_SHAPE_LAT:
+            return out
+        dlon = _dlon(d, lat_max)
         shape = _shape_query(geom, math.hypot(dlat, dlon))
     else:
         # within / intersects / contains: the station point lies in or on the geometry
@@ -151,6 +155,31 @@ def _spatial(f: SpatialFilter) -> list[dict[str, Any]]:
     if shape is not None:
         out.append(shape)
     return out
+
+
+def tod_ranges(a: float, b: float, tz: "tzinfo | str | None") -> list[tuple[int, int]] | None:
+    """Local times of day (seconds) covered by the instants [a, b]; None = the whole day."""
+    za, zb = datetime.fromtimestamp(a, timeutil.as_tz(tz)), datetime.fromtimestamp(b, timeutil.as_tz(tz))
+    ls, le = timeutil.local_seconds(a, tz), timeutil.local_seconds(b, tz)
+    days = (zb.date() - za.date()).days
+    if b - a >= DAY or days >= 2 or (days == 1 and le >= ls):
+        return None
+    if days == 0:
+        return [(ls, min(DAY, le + 1))]
+    return [(ls, DAY), (0, min(DAY, le + 1))]
+
+
+def _window(tw: tuple[float, float], tz: "tzinfo | str | None") -> dict[str, Any]:
+    """Superset of the window predicate's matches (`startTime <= X && endTime >= Y`, overlap or contain):
+    both need some window that intersects [min, max] of the query interval."""
+    a, b = min(tw), max(tw)
+    should: list[dict[str, Any]] = [{"range": {"windows": {**instant_range(a, b), "relation": "intersects"}}}]
+    tods = tod_ranges(a, b, tz)
+    if tods is None:
+        should.append({"exists": {"field": "daily"}})
+    else:
+        should += [{"range": {"daily": {"gte": lo, "lte": hi, "relation": "intersects"}}} for lo, hi in tods]
+    return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
 def _escape_wildcard(tok: str) -> str:
@@ -193,14 +222,17 @@ def _terms(query: Query) -> tuple[list[dict[str, Any]], bool]:
     return out, False
 
 
-def plan(query: Query, now: float, *, current: list[str]) -> Plan:
-    """The ES request for `query` over the visible generations `current` (read once per search)."""
+def plan(query: Query, now: float, *, current: list[str], tz: "tzinfo | str | None" = None) -> Plan:
+    """The ES request for `query` over the visible generations `current` (read once per search); `tz` is
+    the network time zone of daily windows."""
     filters: list[dict[str, Any]] = [{"terms": {"cg": current}}, *_live(now)]
     for f in query.spatial:
         filters += _spatial(f)
     term_filters, impossible = _terms(query)
     filters += term_filters
     filters += _text(query.text)
+    if query.time_window is not None and getattr(query, "time_window_required", False):
+        filters.append(_window(query.time_window, tz))
     if query.packs is not None:
         if not query.packs:
             impossible = True
