@@ -87,17 +87,45 @@ def _index_init(args: argparse.Namespace) -> int:
               "(the embedded index needs no initialisation).", file=sys.stderr)
         return 2
 
-    async def run() -> None:
-        from indexer.elastic.store import ElasticStorage
+    from elastic_transport import TransportError
+    from elasticsearch import ApiError
 
+    from indexer.elastic.store import ElasticStorage, IndexStateError
+
+    async def run() -> None:
         storage = ElasticStorage(settings)
         try:
             print(await storage.init_indices())
         finally:
             await storage.close()
 
-    asyncio.run(run())
+    # one clear line instead of a traceback: these are the operator's to fix (URL, server, auth, old indices)
+    url = _redacted(settings.es_url)
+    try:
+        asyncio.run(run())
+    except TransportError as e:   # refused, timed out, TLS: nothing answered
+        print(f"cds index init: cannot reach Elasticsearch at {url}: {e.message}", file=sys.stderr)
+        return 2
+    except ApiError as e:         # it answered with an error (401/403 credentials, 400 ...)
+        err = e.body.get("error") if isinstance(e.body, dict) else None
+        why = (f"{err.get('type')}: {err.get('reason')}" if isinstance(err, dict) else str(err or e.body or "")[:200]
+               or "empty reply (is this an Elasticsearch server?)")
+        print(f"cds index init: Elasticsearch at {url} answered HTTP {e.meta.status}: {why}", file=sys.stderr)
+        return 2
+    except IndexStateError as e:
+        print(f"cds index init: {e}", file=sys.stderr)
+        return 2
     return 0
+
+
+def _redacted(url: str) -> str:
+    """The URL without user:password (it is printed)."""
+    from urllib.parse import urlsplit, urlunsplit
+
+    parts = urlsplit(url)
+    if "@" not in parts.netloc:
+        return url
+    return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
 def build_parser() -> argparse.ArgumentParser:

@@ -207,7 +207,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
     # --- fan-out (issue 6) ---
     "FANOUT_INCREMENTAL": ("fanout_incremental", _bool),
-    "FANOUT_RESERVE_MS": ("fanout_reserve_ms", int),
+    "FANOUT_RESERVE_MS": ("fanout_reserve_ms", _nonneg_int),
     "FANOUT_LATE_WINDOW_S": ("fanout_late_window_s", _pos_float),
     "CIRCUIT_FAILURES": ("circuit_failures", _pos_int),
     "CIRCUIT_COOLDOWN_S": ("circuit_cooldown_s", _pos_float),

@@ -25,8 +25,6 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import msgspec
 import orjson
-from redis.exceptions import RedisError
-
 from cds import errors as E
 from cds.auth import Caller, require_publisher
 from cds.circuit import CLOSED, CircuitBreaker, MemoryCircuitBreaker, RedisCircuitBreaker
@@ -40,6 +38,7 @@ from cds.pending import (ACCEPTED, LATE, NOT_TARGETED, UNKNOWN, MemoryPendingSto
                          RedisPendingStore, Reply, pending_key)
 from cds.planner import build_query
 from cds.query import Query
+from cds.redisstate import REDIS_ERRORS
 from cds.registry import Registry, Subscriber, domain_family
 from cds.timeutil import parse_duration, parse_instant
 from indexer.documents import Hit
@@ -282,8 +281,12 @@ class Fanout:
             return None
         try:
             targets = await self.targets(ctx)
-        except (BecknError, RedisError, OSError) as e:
-            log.warning("fan-out skipped for %s: %s", ctx.message_id, getattr(e, "message", e))
+        except BecknError as e:  # the registry cannot list BPPs (503): answer from the cache
+            log.warning("fan-out skipped for %s: %s", ctx.message_id, e.message)
+            self._skip("registry_unavailable")
+            return None
+        except REDIS_ERRORS as e:
+            log.warning("fan-out skipped for %s: circuit state unavailable: %s", ctx.message_id, e)
             self._skip("state_unavailable")
             return None
         if not targets:
@@ -295,7 +298,7 @@ class Fanout:
                             owner=self.pending.owner, intent=msgspec.msgpack.encode(req.intent))
         try:
             opened = await self.pending.open(key, rec, deadline - time.time() + s.fanout_late_window_s)
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             log.warning("fan-out skipped for %s: pending store unavailable: %s", ctx.message_id, e)
             self._skip("state_unavailable")
             return None
@@ -307,10 +310,19 @@ class Fanout:
                         event=self.pending.watch(key))
         self.metrics.fanout_targets.observe(len(targets))
         for t in targets:
-            task = asyncio.ensure_future(self._send(run, t, fanout_body(req, t, s)))
-            self._tasks.add(task)
-            task.add_done_callback(self._tasks.discard)
+            self._background(self._send(run, t, fanout_body(req, t, s)))
         return run
+
+    def _background(self, coro: Awaitable[None]) -> None:
+        """Tracked (cancelled on close); exceptions are logged."""
+        task = asyncio.ensure_future(coro)
+        self._tasks.add(task)
+        task.add_done_callback(self._done)
+
+    def _done(self, task: asyncio.Task) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            log.error("fan-out background task failed", exc_info=task.exception())
 
     async def _send(self, run: FanoutRun, target: Subscriber, body: bytes) -> None:
         bpp = target.subscriber_id
@@ -330,7 +342,7 @@ class Fanout:
     async def _record(self, bpp: str, ok: bool) -> None:
         try:
             state = await self.circuit.record(bpp, ok, self.clock())
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             log.warning("circuit state of %s not recorded: %s", bpp, e)
             return
         self.metrics.fanout_circuit_open.labels(bpp).set(0 if state == CLOSED else 1)
@@ -348,20 +360,21 @@ class Fanout:
                 with contextlib.suppress(asyncio.TimeoutError):
                     await asyncio.wait_for(run.event.wait(), left)
             try:
-                final = await self.pending.finish(run.key)
-            except (RedisError, OSError) as e:
+                final = await self.pending.finish(run.key, run.seen)
+            except REDIS_ERRORS as e:
                 log.warning("fan-out %s: closing the pending record failed: %s", run.key, e)
                 final = []
-            await self._take(run, final[run.seen:], on_reply)
+            await self._take(run, final, on_reply)
         finally:
             self.pending.unwatch(run.key)
-        await self._settle(run)
+        run.settled = True   # from here on, a send that fails late does not count again
+        self._background(self._settle(run))  # circuit bookkeeping stays off the answer's path
         return run.hits
 
     async def _read(self, run: FanoutRun) -> list[Reply]:
         try:
             return await self.pending.replies(run.key, run.seen)
-        except (RedisError, OSError) as e:  # keep waiting: finish() reads everything again
+        except REDIS_ERRORS as e:  # keep waiting: finish() reads everything again
             log.warning("fan-out %s: reading replies failed: %s", run.key, e)
             return []
 
@@ -385,7 +398,6 @@ class Fanout:
     async def _settle(self, run: FanoutRun) -> None:
         """One circuit outcome per target: replied = success; silent by the deadline = failure (failed sends
         were recorded when they failed)."""
-        run.settled = True
         for bpp in run.targets:
             if bpp in run.answered:
                 await self._record(bpp, True)
@@ -436,7 +448,7 @@ class Fanout:
                                                               payload=_hits_enc.encode(hits)))
                 if verdict in (UNKNOWN, NOT_TARGETED):  # forgotten in between: its late window ended
                     verdict = LATE
-        except (RedisError, OSError) as e:
+        except REDIS_ERRORS as e:
             log.warning("on_discover from %s: pending store unavailable: %s", bpp, e)
             raise BecknError(E.NET_DOWNSTREAM_UNAVAILABLE, "fan-out state temporarily unavailable; retry", 503) from None
         self.metrics.fanout_replies.labels(bpp, verdict).inc()

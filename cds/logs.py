@@ -37,3 +37,4 @@ def setup_logging(level: str = "INFO", stream=None) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel(logging.WARNING)  # our own request line replaces it
+    logging.getLogger("elastic_transport").setLevel(logging.WARNING)  # one INFO line per ES call is noise

@@ -100,8 +100,8 @@ class PendingStore(Protocol):
     async def replies(self, key: str, start: int = 0) -> list[Reply]:
         """Accepted replies from position `start` on, in acceptance order."""
 
-    async def finish(self, key: str) -> list[Reply]:
-        """Close the record (later offers are LATE) and return all accepted replies."""
+    async def finish(self, key: str, start: int = 0) -> list[Reply]:
+        """Close the record (later offers are LATE) and return the accepted replies from `start` on."""
 
     def watch(self, key: str) -> asyncio.Event:
         """An event set whenever a reply for `key` is accepted (by any replica)."""
@@ -200,12 +200,12 @@ class MemoryPendingStore(_Watchers):
         e = self._live(key)
         return [] if e is None else e.replies[start:]
 
-    async def finish(self, key: str) -> list[Reply]:
+    async def finish(self, key: str, start: int = 0) -> list[Reply]:
         e = self._live(key)
         if e is None:
             return []
         e.done = True
-        return list(e.replies)
+        return e.replies[start:]
 
 
 # ---- Redis ------------------------------------------------------------------------------------------
@@ -235,7 +235,7 @@ return 'accepted'
 
 _FINISH = """
 if redis.call('EXISTS', KEYS[1]) == 1 then redis.call('HSET', KEYS[1], 'state', 'done') end
-return redis.call('LRANGE', KEYS[2], 0, -1)
+return redis.call('LRANGE', KEYS[2], ARGV[1], -1)
 """
 
 WAKE_PREFIX = "cds:fo:wake:"
@@ -317,5 +317,5 @@ class RedisPendingStore(_Watchers):
     async def replies(self, key: str, start: int = 0) -> list[Reply]:
         return [_reply_dec.decode(b) for b in await self.redis.lrange(self._keys(key)[1], start, -1)]
 
-    async def finish(self, key: str) -> list[Reply]:
-        return [_reply_dec.decode(b) for b in await self._finish(keys=self._keys(key))]
+    async def finish(self, key: str, start: int = 0) -> list[Reply]:
+        return [_reply_dec.decode(b) for b in await self._finish(keys=self._keys(key), args=[start])]

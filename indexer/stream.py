@@ -265,7 +265,7 @@ class StreamIngest:
     index cannot be shared with a separate `cds indexer`), runs a worker in-process."""
 
     def __init__(self, stream: IngestStream, metrics: "Metrics", worker: Any | None = None,
-                 refresh_s: float = 5.0) -> None:
+                 refresh_s: float = 2.0) -> None:
         self.stream = stream
         self.metrics = metrics
         self.worker = worker
@@ -288,7 +288,6 @@ class StreamIngest:
         except Unavailable:
             self.metrics.ingest_overloaded.labels("unavailable").inc()
             raise
-        self._last.entries += 1
         return entry_id
 
     def pending_count(self) -> int:

@@ -125,11 +125,14 @@ def join_callbacks(run: Run, sc: Scenario, raw: dict, sink: str, timeout: float)
         run.errors.append(f"{stats['unsigned']} callbacks reached the sink without an Authorization header")
 
 
-def join_fanout(run: Run, sc: Scenario, raw: dict, mock: str, bpps: int) -> Fanout:
+def join_fanout(run: Run, sc: Scenario, raw: dict, mock: str, bpps: int, dump: Path | None = None) -> Fanout:
     """Per sync discover: answer time at the BAP − the slowest BPP's own latency (reply sent − discover received,
     at the mock), i.e. everything the CDS adds: sending the fan-out, taking the replies in, merging, answering."""
     replies: dict[str, list[list[Any]]] = http_json(f"{mock}/_mock/replies")
     stats = http_json(f"{mock}/_mock/stats")
+    if dump is not None:   # per discover: (sent, answered) and every reply's (bpp, received, sent), for --keep
+        dump.write_bytes(orjson.dumps([[mid, sent, done, replies.get(mid, [])]
+                                       for mid, sent, done in raw.get("tracked", [])]))
     over, slowest, complete = [], [], 0
     for mid, sent, done in raw.get("tracked", []):
         rs = replies.get(mid, [])
@@ -273,11 +276,11 @@ class Bench:
                 run.rss_after_seed_mb = rss_mb(cds.pid)
                 _progress(f"seeded in {run.seeding.indexed_s:.0f} s ({run.seeding.items_indexed} items, "
                           f"RSS {run.rss_after_seed_mb or 0:.0f} MB); probing publish → searchable")
+                self.maybe_freeze()
                 await seeder.probe_all(session)
 
         asyncio.run(go())
         run.network = net.counts()   # cached by the seeding pass
-        self.maybe_freeze()
         if run.seeding.items_indexed is not None and run.seeding.items_indexed < self.cfg.connectors:
             run.errors.append(f"the index holds {run.seeding.items_indexed} items, {self.cfg.connectors} were published")
 
@@ -378,7 +381,7 @@ class Bench:
         _progress(f"scenario discover_fanout ({cfg.fanout_bpps} BPPs, {cfg.fanout_rate:g} discovers/s)")
         sc, raw = self.locust("discover_fanout", rate=rate, env_extra={"LOADTEST_TRACK": "1"})
         if raw:
-            run.fanout = join_fanout(run, sc, raw, self.mock, cfg.fanout_bpps)
+            run.fanout = join_fanout(run, sc, raw, self.mock, cfg.fanout_bpps, self.work / "fanout_join.json")
         if cfg.profile:
             run.profile_fanout_top = self.profile("profile_fanout", rate=rate)
 

@@ -193,8 +193,8 @@ def figures_table(run: Run) -> list[str]:
                      f"{_verdict(p, 250 if run.storage == 'embedded' else 1500)}"))
     other = "Elasticsearch" if run.storage == "embedded" else "embedded"
     rows.append((f"publish → searchable p99 ({other})", "≤ 1.5 s" if other == "Elasticsearch" else "≤ 250 ms",
-                 "not measured in this run: the runner started the CDS on the "
-                 f"{run.storage} backend; pass `--es-url http://…` to run it against Elasticsearch"
+                 "not measured in this run (the CDS ran on the embedded backend; `--es-url http://…` runs it on "
+                 "Elasticsearch); `loadtests/bench_es.py` measures it, see its section of BENCHMARKS.md"
                  if other == "Elasticsearch" else "not measured in this run (Elasticsearch run)"))
     fo, fo_sc = run.fanout, run.scenario("discover_fanout")
     if fo and fo.overhead.n:

@@ -5,11 +5,13 @@ monkey-patching breaks when urllib3 was imported first, reference tooling §2)."
 from __future__ import annotations
 
 import os
+import random
 import time
 from pathlib import Path
 from typing import Any
 
-from locust import constant, constant_throughput, events
+import gevent
+from locust import constant, events
 
 import orjson  # noqa: E402 - after locust on purpose (gevent patches first)
 
@@ -24,8 +26,28 @@ RECORD = os.environ.get("LOADTEST_RECORD")
 
 
 def pacing():
-    """constant_throughput(LOADTEST_RATE) per user, or no wait at all (closed loop)."""
-    return constant_throughput(RATE) if RATE > 0 else constant(0)
+    """Closed loop (no wait) unless LOADTEST_RATE is set; then each user starts one request every 1/RATE s
+    on its own random phase (see `stagger`). locust's constant_throughput is not used: it keeps every user
+    on the spawn instant's phase, so N users at rate r send bursts of N concurrent requests every 1/r s, which
+    measures a queue, not a steady load. A user that falls behind does not catch up with a burst."""
+    if RATE <= 0:
+        return constant(0)
+    period = 1 / RATE
+
+    def wait(user: Any) -> float:
+        now = time.time()
+        nxt = max(now, getattr(user, "_next_at", now) + period)
+        user._next_at = nxt
+        return nxt - now
+
+    return wait
+
+
+def stagger(user: Any) -> None:
+    """Call from on_start: a paced user first sleeps a random part of its period (its phase)."""
+    if RATE > 0:
+        gevent.sleep(random.uniform(0, 1 / RATE))
+        user._next_at = time.time()
 
 
 def participants() -> dict[str, Any]:

@@ -13,7 +13,7 @@ Environment (see also loadtests/locust_support.py):
                          async = POST /beckn/discover, the ACK is the response; on_discover goes to bap_uri
   LOADTEST_CALLBACK_URI  bap_uri sent in the context (async mode; its host must match the registry record)
   LOADTEST_BASE_PATH     default /beckn
-  LOADTEST_RATE          requests/s per user (constant_throughput); 0 or unset = closed loop, no wait
+  LOADTEST_RATE          requests/s per user, each user on a random phase; 0 or unset = closed loop, no wait
   LOADTEST_RECORD        file to write exact per-request timings to when the test stops (JSON)
   LOADTEST_TRACK         1 = in sync mode too, record (message_id, sent, answered) per request (fan-out joins)
   LOADTEST_EXPECT        bytes a good sync answer contains (default "catalogs"; the hello-world baseline
@@ -37,7 +37,7 @@ import uuid
 from locust import FastHttpUser, task
 
 from loadtests.locust_support import (  # noqa: E402 - locust first
-    BASE, CALLBACK_URI, DIR, Recorder, Signer, check, now_rfc3339, pacing, participants)
+    BASE, CALLBACK_URI, DIR, Recorder, Signer, check, now_rfc3339, pacing, participants, stagger)
 
 import orjson  # noqa: E402
 
@@ -87,6 +87,7 @@ class DiscoverUser(FastHttpUser):
     def on_start(self) -> None:
         # Each user walks the mix from its own random offset: the same content, no lock-step.
         self._queries = itertools.islice(itertools.cycle(_QUERIES), random.randrange(len(_QUERIES)), None)
+        stagger(self)
 
     @task
     def discover(self) -> None:

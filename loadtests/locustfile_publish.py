@@ -10,7 +10,7 @@ Environment (see also loadtests/locust_support.py):
                          e.g. some of the generator's publish/ files)
   LOADTEST_CALLBACK_URI  bpp_uri sent in the context (its host must match the BPP's registry record)
   LOADTEST_BASE_PATH     default /beckn
-  LOADTEST_RATE          requests/s per user (constant_throughput); 0 or unset = closed loop
+  LOADTEST_RATE          requests/s per user, each user on a random phase; 0 or unset = closed loop
   LOADTEST_RECORD        file for exact per-request timings when the test stops (JSON)
 
 A re-publish of the same catalog is a FULL replace with the same content, so the index stays as seeded.
@@ -25,7 +25,7 @@ import uuid
 from locust import FastHttpUser, task
 
 from loadtests.locust_support import (  # noqa: E402 - locust first
-    BASE, CALLBACK_URI, DIR, Recorder, Signer, check, now_rfc3339, pacing, participants)
+    BASE, CALLBACK_URI, DIR, Recorder, Signer, check, now_rfc3339, pacing, participants, stagger)
 
 import orjson  # noqa: E402
 
@@ -52,6 +52,9 @@ _rec = Recorder("publish")
 
 class PublishUser(FastHttpUser):
     wait_time = pacing()
+
+    def on_start(self) -> None:
+        stagger(self)
 
     @task
     def publish(self) -> None:

@@ -9,11 +9,13 @@ import os
 import signal
 import subprocess
 import sys
+import threading
 import time
 from pathlib import Path
 from typing import Any
 
 import orjson
+from aiohttp import web
 
 from cds.metrics import new_metrics
 from cds.services.publish import IngestEntry, PublishService
@@ -88,8 +90,56 @@ class Running:
         await asyncio.wait_for(self.task, 30)
 
 
+class ThreadedSink:
+    """A BPP callback endpoint on its own thread and event loop: it answers at once even while the test's
+    loop is busy (publishing), so a crash test measures the indexer's in-flight window, not ours."""
+
+    def __init__(self) -> None:
+        self.received: list[tuple[str, dict[str, str], bytes]] = []
+        self._lock = threading.Lock()
+        self._ready = threading.Event()
+        self._loop: asyncio.AbstractEventLoop | None = None
+        self._runner: web.AppRunner | None = None
+        self.port = 0
+        self._thread = threading.Thread(target=self._serve, daemon=True)
+        self._thread.start()
+        self._ready.wait(10)
+
+    @property
+    def url(self) -> str:
+        return f"http://127.0.0.1:{self.port}"
+
+    def _serve(self) -> None:
+        self._loop = asyncio.new_event_loop()
+        self._loop.run_until_complete(self._start())
+        self._ready.set()
+        self._loop.run_forever()
+
+    async def _start(self) -> None:
+        app = web.Application()
+        app.router.add_post("/{tail:.*}", self._handle)
+        self._runner = web.AppRunner(app, access_log=None)
+        await self._runner.setup()
+        site = web.TCPSite(self._runner, "127.0.0.1", 0)
+        await site.start()
+        self.port = site._server.sockets[0].getsockname()[1]
+
+    async def _handle(self, request: web.Request) -> web.Response:
+        body = await request.read()
+        with self._lock:
+            self.received.append((request.path, dict(request.headers), body))
+        return web.Response(body=b'{"message":{"ack":{"status":"ACK"}}}', content_type="application/json")
+
+    def close(self) -> None:
+        if self._loop is None:
+            return
+        asyncio.run_coroutine_threadsafe(self._runner.cleanup(), self._loop).result(10)
+        self._loop.call_soon_threadsafe(self._loop.stop)
+        self._thread.join(10)
+
+
 def callbacks(sink, path_suffix: str = "/on_catalog_publish") -> list[dict[str, Any]]:
-    return [orjson.loads(body) for path, _, body in sink.received if path.endswith(path_suffix)]
+    return [orjson.loads(body) for path, _, body in list(sink.received) if path.endswith(path_suffix)]
 
 
 def message_ids(docs: list[dict[str, Any]]) -> list[str]:

@@ -426,3 +426,48 @@ def test_merge_prefers_live_and_caps_the_whole():
     assert overridden == 1
     assert [(h.item.bpp_id, h.item.item_id, h.item.text) for h in merged] == [
         ("a", "1", "new"), ("c", "9", ""), ("a", "2", "")]
+
+
+# Arbitrary reply catalogs (random JSON spliced into a real catalog) either yield live hits or a clear
+# BecknError (400/401 NACK), never another exception (which would be a 500 to the BPP).
+from hypothesis import HealthCheck, given, settings as hsettings, strategies as st  # noqa: E402
+
+_json = st.recursive(st.none() | st.booleans() | st.integers(-10**6, 10**6) | st.floats(allow_nan=False)
+                     | st.text(max_size=12),
+                     lambda c: st.lists(c, max_size=3) | st.dictionaries(st.text(max_size=10), c, max_size=4),
+                     max_leaves=12)
+_paths = st.sampled_from(["beckn:items", "beckn:offers", "beckn:validity", "beckn:id", "beckn:items.0",
+                          "beckn:items.0.beckn:itemAttributes", "beckn:items.0.beckn:id",
+                          "beckn:items.0.beckn:itemAttributes.chargingStation",
+                          "beckn:items.0.beckn:itemAttributes.maxPowerKW", "beckn:offers.0.beckn:price",
+                          "beckn:offers.0.beckn:validity", "beckn:offers.0.beckn:items"])
+
+
+@hsettings(max_examples=200, deadline=None, suppress_health_check=list(HealthCheck))
+@given(path=_paths, value=_json)
+def test_reply_catalogs_never_raise_anything_but_beckn_errors(network, path, value):
+    from cds.errors import BecknError
+    from cds.fanout import live_hits, reply_catalogs
+    from cds.planner import build_query
+    from cds.protocol import parse_discover
+
+    s = network.settings()
+    doc = discover_doc(network)
+    query = build_query(parse_discover(doc, Context(dialect="A", action="discover")).intent, settings=s)
+    cat = catalog_for("x.bpp.test")
+    parts = path.split(".")
+    node = cat
+    for p in parts[:-1]:
+        node = node[int(p)] if isinstance(node, list) else node[p]
+    last = parts[-1]
+    if isinstance(node, list):
+        node[int(last)] = value
+    else:
+        node[last] = value
+    try:
+        hits = live_hits(reply_catalogs({"message": {"catalogs": [cat]}}), bpp_id="x.bpp.test", bpp_uri=None,
+                         dialect="A", query=query, settings=s, now=time.time())
+    except BecknError as e:
+        assert e.status in (400, 401) and e.code
+    else:
+        assert all(h.item.bpp_id == "x.bpp.test" and h.catalog.live for h in hits)

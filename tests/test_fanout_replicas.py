@@ -20,8 +20,13 @@ DELIVERED = 'cds_callbacks_total{action="on_discover",outcome="delivered"}'
 
 
 async def two_replicas(network, redis_url, **settings):
-    a = await start_cds(network, redis_url=redis_url, **settings)
-    b = await start_cds(network, redis_url=redis_url, **settings)
+    """Two CDS apps sharing the Redis (each with its own embedded index: one writer per data directory)."""
+    a = await start_cds(network, redis_url=redis_url, data_dir=str(network.tmp / "data-a"), **settings)
+    try:
+        b = await start_cds(network, redis_url=redis_url, data_dir=str(network.tmp / "data-b"), **settings)
+    except BaseException:
+        await a.close()
+        raise
     return a, b
 
 
@@ -207,3 +212,26 @@ async def test_memory_store_is_bounded():
     assert await store2.open("k1", rec, 0.01)
     await asyncio.sleep(0.02)
     assert await store2.open("k2", rec, 10)                      # expired entries make room
+
+
+async def test_redis_outage_answers_from_the_cache_and_asks_repliers_to_retry(network, redis_server, redis_url):
+    network.bpp.status = "UNSUBSCRIBED"
+    cds = await start_cds(network, redis_url=redis_url)
+    bpps = await start_bpps(network, {"fast": {}})
+    bpps["fast"].reply_to = base_url(cds)
+    try:
+        redis_server.stop()
+        sent = discover_doc(network)
+        body = orjson.dumps(sent)
+        resp = await cds.request("GET", "/beckn/discover", data=body, headers=network.bap.sign(body))
+        assert resp.status == 200
+        assert orjson.loads(await resp.read())["message"]["catalogs"] == []
+        assert bpps["fast"].received == []        # no shared state: no fan-out, the cached answer still goes out
+        assert await metric(cds, 'cds_fanout_skipped_total{reason="state_unavailable"}') == 1
+        status, doc = await bpps["fast"].reply(sent)
+        assert (status, doc["error"]["code"]) == (503, "NET_DOWNSTREAM_UNAVAILABLE")
+    finally:
+        if redis_server.proc is None:
+            redis_server.start()
+        await cds.close()
+        await bpps["fast"].close()

@@ -29,7 +29,7 @@ from cds.typedefs import INGEST
 from indexer.embedded.store import EmbeddedStorage
 from indexer.stream import GROUP, IngestStream
 from tests.harness import Participant, start_client
-from tests.stream_support import (FAST, callbacks, indexer_env, kill_indexer, publish_body, spawn_indexer,
+from tests.stream_support import (FAST, ThreadedSink, callbacks, indexer_env, kill_indexer, publish_body, spawn_indexer,
                                   stop_indexer, wait_until)
 from tests.test_api_protocol import assert_nack, discover_body
 
@@ -66,8 +66,8 @@ async def _kill_mid_batch(network, redis_url, tmp_path, env: dict[str, str], *, 
     Returns (sent: message id -> (publisher, catalog id), in-flight message ids at the kill)."""
     from redis.asyncio import Redis
 
-    publishers = [network.add(Participant(f"bpp-{k}.kill", "BPP", network.bpp_sink.url + f"/k{k}"))
-                  for k in range(N_PUBLISHERS)]
+    sink = ThreadedSink()
+    publishers = [network.add(Participant(f"bpp-{k}.kill", "BPP", sink.url + f"/k{k}")) for k in range(N_PUBLISHERS)]
     settings = network.settings(redis_url=redis_url, indexer_in_api="false", **FAST)
     api = await start_client(create_app(settings))
     redis = Redis.from_url(redis_url)
@@ -92,10 +92,10 @@ async def _kill_mid_batch(network, redis_url, tmp_path, env: dict[str, str], *, 
         if concurrent:     # both must be at work before one dies
             await wait_until(lambda: _consumers(redis, stream, at_least=2), timeout=60, what="two busy indexers")
         # Kill while busy: some catalogs done, some in flight, most still queued.
-        await wait_until(lambda: len(callbacks(network.bpp_sink)) >= 300, timeout=120, what="300 callbacks")
+        await wait_until(lambda: len(callbacks(sink)) >= 300, timeout=120, what="300 callbacks")
         before = await _consumer_names(redis, stream)
         kill_indexer(victim)
-        seen_at_kill = len(callbacks(network.bpp_sink))
+        seen_at_kill = len(callbacks(sink))
         assert seen_at_kill < N_CATALOGS
         # In flight at the kill = pending with the victim's consumer (its name carries its pid).
         victim_names = {n for n in before if n.startswith(f"{socket.gethostname()}-{victim.pid}-")}
@@ -105,7 +105,7 @@ async def _kill_mid_batch(network, redis_url, tmp_path, env: dict[str, str], *, 
             other = spawn_indexer(env, tmp_path / "indexer-2.log")
         await publishing                                   # ACKs went on regardless
         assert len(sent) == N_CATALOGS
-        await wait_until(lambda: len(_accepted(network.bpp_sink)) >= N_CATALOGS, timeout=240,
+        await wait_until(lambda: len(_accepted(sink)) >= N_CATALOGS, timeout=240,
                          what="every publish reported")
         await wait_until(lambda: _stream_empty(stream), timeout=60, what="the stream to drain")
         assert stop_indexer(other) == 0
@@ -115,8 +115,9 @@ async def _kill_mid_batch(network, redis_url, tmp_path, env: dict[str, str], *, 
             kill_indexer(other)
         await api.close()
         await redis.aclose()
+        sink.close()
 
-    reports = _accepted(network.bpp_sink)
+    reports = _accepted(sink)
     assert set(reports) == set(sent)
     duplicated = {mid for mid, docs in reports.items() if len(docs) > 1}
     assert duplicated <= in_flight, "only a callback in flight at the kill may be repeated"

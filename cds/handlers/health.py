@@ -10,6 +10,13 @@ from aiohttp import web
 from cds.typedefs import INGEST, METRICS, STORAGE
 
 
+# what the operator can do about "not ready" (storage.ready() only answers yes or no)
+NOT_READY_HINTS = {
+    "elasticsearch": "Elasticsearch is unreachable or its indices are missing: check CDS_ES_URL and the cluster, "
+                     "and create the indices with `cds index init`",
+}
+
+
 async def live(request: web.Request) -> web.Response:
     return web.Response(body=b'{"status":"ok"}', content_type="application/json")
 
@@ -21,9 +28,10 @@ async def ready(request: web.Request) -> web.Response:
     except Exception:  # noqa: BLE001 - a failing backend means "not ready", not a 500
         ok = False
     checks = {"storage": ok, "backend": storage.name}
-    status = 200 if ok else 503
-    return web.Response(status=status, body=orjson.dumps({"status": "ready" if ok else "unavailable", "checks": checks}),
-                        content_type="application/json")
+    doc: dict = {"status": "ready" if ok else "unavailable", "checks": checks}
+    if not ok and storage.name in NOT_READY_HINTS:
+        doc["hint"] = NOT_READY_HINTS[storage.name]
+    return web.Response(status=200 if ok else 503, body=orjson.dumps(doc), content_type="application/json")
 
 
 async def metrics(request: web.Request) -> web.Response:
