@@ -6,7 +6,7 @@ import re
 
 from cds.config import Settings
 from cds.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
-from cds.jsonpath import compile_filter
+from cds.filters import compile_filter
 from cds.models import DiscoverIntent
 from cds.query import Query
 from cds.spatial import MAX_SPATIAL, build_spatial, origin_of

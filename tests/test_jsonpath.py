@@ -17,9 +17,9 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from cds import jsonpath
+from cds import filters, jsonpath
 from cds.errors import SCH_INVALID_JSONPATH, BecknError
-from cds.jsonpath import compile_filter
+from cds.filters import compile_filter
 from indexer.documents import CatalogMeta, ItemDoc, OfferDoc
 
 IST = ZoneInfo("Asia/Kolkata")
@@ -353,8 +353,8 @@ def test_catalog_rooted_filters() -> None:
 
 def test_json_decoded_only_when_needed(monkeypatch: pytest.MonkeyPatch) -> None:
     calls = []
-    real = jsonpath._decode
-    monkeypatch.setattr(jsonpath, "_decode", lambda raw: calls.append(1) or real(raw))
+    real = filters._decode
+    monkeypatch.setattr(filters, "_decode", lambda raw: calls.append(1) or real(raw))
     docs = [make_item(f"i{n}") for n in range(5)]
     run("$[?(@.beckn:itemAttributes.connectorType == 'CCS2' && @.beckn:itemAttributes.maxPowerKW >= 50)]", docs)
     assert calls == []
@@ -366,16 +366,16 @@ def test_json_decoded_only_when_needed(monkeypatch: pytest.MonkeyPatch) -> None:
 
 
 def test_pushdowns_only_from_top_level_conjunctions() -> None:
-    def pd(expr: str) -> jsonpath.Pushdowns:
+    def pd(expr: str) -> filters.Pushdowns:
         return compile_filter(expr, tz=IST, status_fresh_s=900).pushdowns
     p = pd("$[?(@.beckn:itemAttributes.connectorType == 'ccs2' && @.beckn:itemAttributes.maxPowerKW >= 50 "
            "&& @.beckn:itemAttributes.maxPowerKW < 150 && @.beckn:id in ['a', 'b'])]")
     assert p.terms == {"connector_type": frozenset({"CCS2"}), "item_id": frozenset({"a", "b"})}
     assert p.ranges == {"max_kw": (50, 150)}
-    assert pd("$[?(@.beckn:itemAttributes.connectorType == 'CCS2' || @.beckn:id == 'x')]") == jsonpath.Pushdowns()
-    assert pd("$[?(!(@.beckn:id == 'x'))]") == jsonpath.Pushdowns()
-    assert pd("$[?(@.beckn:itemAttributes.stationStatus == 'Available')]") == jsonpath.Pushdowns()
-    assert pd("$.catalogs[*].offers[?(@.beckn:id == 'o1')]") == jsonpath.Pushdowns()
+    assert pd("$[?(@.beckn:itemAttributes.connectorType == 'CCS2' || @.beckn:id == 'x')]") == filters.Pushdowns()
+    assert pd("$[?(!(@.beckn:id == 'x'))]") == filters.Pushdowns()
+    assert pd("$[?(@.beckn:itemAttributes.stationStatus == 'Available')]") == filters.Pushdowns()
+    assert pd("$.catalogs[*].offers[?(@.beckn:id == 'o1')]") == filters.Pushdowns()
 
 
 CONNECTORS = ["CCS2", "Type2", "CHAdeMO", "GB_T"]
@@ -427,7 +427,7 @@ def expr_st() -> st.SearchStrategy:
         lambda xs: (" && ".join(x[0] for x in xs), lambda d, xs=xs: all(x[1](d) for x in xs)))
 
 
-def passes_pushdowns(p: jsonpath.Pushdowns, d: ItemDoc) -> bool:
+def passes_pushdowns(p: filters.Pushdowns, d: ItemDoc) -> bool:
     for attr, allowed in p.terms.items():
         v = getattr(d, attr)
         if not (set(v) & allowed if isinstance(v, list) else v in allowed):

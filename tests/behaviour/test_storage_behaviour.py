@@ -19,7 +19,7 @@ from shapely.geometry import LineString, Point, Polygon
 
 from cds import matching, spatial
 from cds.config import load_settings
-from cds.jsonpath import compile_filter
+from cds.filters import compile_filter
 from cds.planner import build_query
 from cds.protocol import parse_context, parse_discover
 from cds.query import Query
