@@ -70,7 +70,7 @@ def _indexer(args: argparse.Namespace) -> int:
         print("CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks.", file=sys.stderr)
         return 2
     from cds.logs import setup_logging
-    from indexer.worker import run_indexer
+    from indexer.worker_process import run_indexer
 
     setup_logging(settings.log_level)
     return asyncio.run(run_indexer(settings))

@@ -1,18 +1,22 @@
 """The ingest worker (`cds indexer`): consumes the publish stream (`indexer.stream`), indexes, sends
 `on_catalog_publish`, and only then acknowledges each entry.
 
-Ordering. Entries are spread over partition streams by publisher, and a worker processes a partition
-only while it holds that partition's lease (a Redis key with a TTL, renewed every third of it). So
-any number of replicas share the work - each takes about `partitions / live workers` partitions - and
-a publisher's publishes are indexed in the order they were ACKed (per-catalog order follows; it is a
-little stronger than needed, but holds for MERGE publishes and needs no catalog ids before parsing).
-Within a batch, different publishers are indexed concurrently, one publisher's entries in order.
+Ordering. Entries are spread over partition streams by publisher (`indexer.stream`), and a worker
+reads a partition only while it holds that partition's lease (`indexer.leases`): any number of replicas
+share the work, each taking about `partitions / live workers` partitions, and all of one publisher's
+entries pass through one worker at a time. That worker runs each entry as soon as every earlier entry
+writing one of the same catalogs is done (a chain per (publisher, catalog), a publish with several
+catalogs joins several chains): per-catalog order, MERGE publishes included, while a publisher's other
+catalogs - and other publishers - go ahead concurrently (`CDS_INGEST_CONCURRENCY` at once). No batch
+barrier: a slow catalog holds up nothing but its own later versions. Why not per-publisher order: with
+Elasticsearch a write takes about a second (refresh=wait_for), and one CPO publishing its stations one
+catalog at a time would be indexed one per second.
 
 Crash safety (§4 "never lost", §8.21).
 - An entry is acknowledged (XACK + XDEL) only after its callback went out. A worker that dies leaves
   its entries pending in the consumer group; whoever takes the partition next reclaims them with
   XAUTOCLAIM once idle for `CDS_INGEST_CLAIM_IDLE_S` and processes them before anything newer.
-- Once indexed, an entry's results are stored (`done` key) before the next entry of that publisher is
+- Once indexed, an entry's results are stored (`done` key) before the next entry of its catalogs is
   indexed: a redelivery re-sends the same results and never re-indexes an old version over a newer
   one. Only a callback in flight at a crash is sent twice.
 - Index unavailable: the entry is retried with backoff for as long as the index is down (never
@@ -30,15 +34,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
-import math
 import os
-import signal
 import socket
 import time
 import uuid
 from typing import TYPE_CHECKING, Any
 
 import msgspec
+import orjson
 from redis.exceptions import ResponseError
 
 from cds import errors as E
@@ -47,6 +50,7 @@ from cds.models import CatalogResult, PublishRequest
 from cds.protocol import PUBLISH_ACTIONS, parse_context, parse_json, parse_publish
 from cds.redisstate import REDIS_ERRORS
 from cds.services.publish import IngestEntry, PublishService, decode_entry
+from indexer.leases import PartitionLeases
 from indexer.stream import DONE_TTL_S, GROUP, IngestStream
 
 if TYPE_CHECKING:
@@ -64,34 +68,38 @@ STALE_CONSUMER_FACTOR = 20       # consumers idle 20 x claim_idle with nothing p
 _results_enc = msgspec.msgpack.Encoder()
 _results_dec = msgspec.msgpack.Decoder(list[CatalogResult])
 
-# KEYS: workers zset. ARGV: name, stale ms. Heartbeat on Redis's clock; returns the live worker count.
-_HEARTBEAT = """
-local t = redis.call('TIME')
-local now = tonumber(t[1]) * 1000 + math.floor(tonumber(t[2]) / 1000)
-redis.call('ZADD', KEYS[1], now, ARGV[1])
-redis.call('ZREMRANGEBYSCORE', KEYS[1], '-inf', now - tonumber(ARGV[2]))
-return redis.call('ZCARD', KEYS[1])
-"""
-# KEYS: lease. ARGV: name, ttl ms. Renew our lease, or take it back if it lapsed and nobody took it.
-_RENEW = """
-local owner = redis.call('GET', KEYS[1])
-if owner == ARGV[1] then return redis.call('PEXPIRE', KEYS[1], ARGV[2]) end
-if not owner then redis.call('SET', KEYS[1], ARGV[1], 'PX', ARGV[2]); return 1 end
-return 0
-"""
-# KEYS: lease. ARGV: name. Release only our own lease.
-_RELEASE = """
-if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) end
-return 0
-"""
-
-
 class _Item(msgspec.Struct):
     """One delivered stream entry."""
     partition: int
     id: str
     fields: dict
     deliveries: int = 1
+    entry: IngestEntry | None = None
+    error: str | None = None                   # why `entry` could not be decoded
+    keys: list[str] = []                       # the catalogs it writes (ordering keys)
+
+
+def _decode(it: _Item) -> None:
+    """Decode the entry and find the ids of the catalogs it writes (as `PublishService.index` names them).
+    An entry that cannot be parsed writes nothing and needs no order: it goes to the dead letters."""
+    raw = it.fields.get(b"e")
+    if raw is None:
+        return
+    try:
+        it.entry = decode_entry(raw)
+    except Exception as e:  # noqa: BLE001 - whatever the bytes are, they must not block the partition
+        it.error = f"undecodable entry: {e}"
+        return
+    try:
+        doc = orjson.loads(it.entry.body)
+        msg = doc.get("message") if isinstance(doc, dict) else None
+        cats = msg.get("catalogs") if isinstance(msg, dict) else None
+        if cats is None and isinstance(doc, dict):
+            cats = doc.get("catalogs")
+        if isinstance(cats, list):
+            it.keys = sorted({_catalog_id(c, k) for k, c in enumerate(cats)})
+    except orjson.JSONDecodeError:
+        pass
 
 
 class _Abandon(Exception):
@@ -121,17 +129,20 @@ class StreamWorker:
         self.name = name or worker_name()
         self.lease_ms = max(300, int(settings.ingest_lease_s * 1000))
         self.claim_idle_ms = max(100, int(settings.ingest_claim_idle_s * 1000))
-        self.held: set[int] = set()            # partitions whose lease we hold
+        self.leases = PartitionLeases(self.redis, stream, self.name, self.lease_ms, on_lost=self._lost)
         self._recovered: set[int] = set()      # held partitions whose pending entries are dealt with
-        self._releasing: set[int] = set()      # over our share: finish, then release
         self._busy: dict[int, int] = {}        # partition -> entries delivered and not yet acked/abandoned
         self._inflight: set[tuple[int, str]] = set()
         self._callbacks: set[asyncio.Task] = set()
+        self._queued: dict[int, int] = {}      # partition -> entries dispatched, not yet handed to a callback
+        self._failed: set[int] = set()         # a lane of it failed: recover before queueing more
+        self._tails: dict[tuple[int, str], asyncio.Future] = {}   # catalog -> its last queued entry's outcome
+        self._tasks: set[asyncio.Task] = set()
+        self._room = asyncio.Event()
+        # Entries read and not yet acknowledged, at most: bounds memory and the work a crash hands over.
+        self.max_inflight = max(settings.ingest_batch, settings.ingest_batch * 4)
         self._sem = asyncio.Semaphore(settings.ingest_concurrency)
         self._cb_sem = asyncio.Semaphore(max(16, settings.ingest_concurrency * 8))
-        self._heartbeat = self.redis.register_script(_HEARTBEAT)
-        self._renew = self.redis.register_script(_RENEW)
-        self._release = self.redis.register_script(_RELEASE)
         self._stop: asyncio.Event | None = None
         self._done = asyncio.Event()
         self._index_down_logged = 0.0
@@ -166,12 +177,12 @@ class StreamWorker:
                     if isinstance(e, ResponseError) and "NOGROUP" in str(e):
                         with contextlib.suppress(*REDIS_ERRORS):
                             await self.stream.ensure_groups()
-                    await _sleep(stop, backoff)
+                    await pause(stop, backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
                 except Exception:  # noqa: BLE001 - a bug must not stop ingestion; pending entries are retried
                     log.exception("indexer %s: unexpected error; retrying in %.1f s", self.name, backoff)
                     self._recovered.clear()
-                    await _sleep(stop, backoff)
+                    await pause(stop, backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
         finally:
             leases.cancel()
@@ -188,25 +199,27 @@ class StreamWorker:
                 return
             except REDIS_ERRORS as e:
                 log.warning("indexer %s: cannot reach Redis (%s); retrying", self.name, e)
-                await _sleep(stop, delay)
+                await pause(stop, delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
     async def _shutdown(self) -> None:
         budget = self.settings.callback_timeout_s * (self.settings.callback_retries + 1) + 5
+        if self._tasks:                 # what was read is finished (an index outage abandons it instead)
+            await asyncio.wait(list(self._tasks), timeout=budget)
+        for t in list(self._tasks):
+            t.cancel()
         if self._callbacks:
             await asyncio.wait(list(self._callbacks), timeout=budget)
         for t in list(self._callbacks):
             t.cancel()
         with contextlib.suppress(*REDIS_ERRORS):
-            for i in list(self.held):
-                await self._release(keys=[self.stream.keys.lease(i)], args=[self.name])
-            await self.redis.zrem(self.stream.keys.workers, self.name)
+            await self.leases.release_all()
             for name in self.stream.keys.all_streams():   # leave no empty consumer behind
                 pend = await self.redis.xpending_range(name, GROUP, min="-", max="+", count=1,
                                                        consumername=self.name)
                 if not pend:
                     await self.redis.xgroup_delconsumer(name, GROUP, self.name)
-        self.held.clear()
+        self.leases.held.clear()
         self.metrics.ingest_partitions_held.set(0)
 
     # ---- leases ----------------------------------------------------------------------------------
@@ -214,64 +227,44 @@ class StreamWorker:
     async def _lease_loop(self, stop: asyncio.Event) -> None:
         while not stop.is_set():
             try:
-                await self._balance()
+                await self.leases.balance(busy=lambda i: bool(self._busy.get(i)))
+                self.metrics.ingest_partitions_held.set(len(self.held))
             except REDIS_ERRORS as e:
                 log.debug("indexer %s: lease round failed: %s", self.name, e)
-            await _sleep(stop, self.lease_ms / 3000)
+            await pause(stop, self.lease_ms / 3000)
 
-    async def _balance(self) -> None:
-        keys = self.stream.keys
-        live = int(await self._heartbeat(keys=[keys.workers], args=[self.name, self.lease_ms * 3]))
-        for i in sorted(self.held):
-            if not await self._renew(keys=[keys.lease(i)], args=[self.name, self.lease_ms]):
-                log.warning("indexer %s lost partition %d", self.name, i)
-                self._drop(i)
-        share = math.ceil(keys.partitions / max(1, live))
-        for i in sorted(self._releasing):
-            if not self._busy.get(i):
-                await self._release(keys=[keys.lease(i)], args=[self.name])
-                self._drop(i)
-        excess = len(self.held) - len(self._releasing) - share
-        for i in sorted(self.held - self._releasing, reverse=True)[:max(0, excess)]:
-            self._releasing.add(i)          # finish what was read, then let a newcomer have it
-        if len(self.held) < share:
-            start = hash(self.name) % keys.partitions
-            for k in range(keys.partitions):
-                i = (start + k) % keys.partitions
-                if len(self.held) >= share:
-                    break
-                if i not in self.held and await self.redis.set(keys.lease(i), self.name, nx=True, px=self.lease_ms):
-                    self.held.add(i)
-        self.metrics.ingest_partitions_held.set(len(self.held))
+    @property
+    def held(self) -> set[int]:
+        return self.leases.held
+
+    def _lost(self, i: int) -> None:
+        self._recovered.discard(i)
 
     def _stopping(self) -> bool:
         return self._stop is not None and self._stop.is_set()
 
-    def _drop(self, i: int) -> None:
-        self.held.discard(i)
-        self._recovered.discard(i)
-        self._releasing.discard(i)
-
     def _holds(self, i: int) -> bool:
-        return i in self.held
+        return i in self.leases.held
 
     # ---- reading ---------------------------------------------------------------------------------
 
     async def _step(self, stop: asyncio.Event) -> None:
-        active = sorted(self.held - self._releasing)
-        if not active:
-            await _sleep(stop, min(0.5, self.lease_ms / 3000))
-            return
+        """Read what there is room for and hand it to the publisher lanes; no batch barrier, so a slow
+        publisher never holds up the others."""
+        active = sorted(self.held - self.leases.releasing)
         for i in active:
-            if i not in self._recovered and await self._recover(i):
+            if i not in self._recovered and not self._queued.get(i) and await self._recover(i):
                 self._recovered.add(i)
         readable = [i for i in active if i in self._recovered and i in self.held]
-        if not readable:
-            await _sleep(stop, 0.2)
+        room = self.max_inflight - len(self._inflight)
+        if not readable or room <= 0:
+            self._room.clear()
+            await _wait_any(stop, self._room, timeout=0.2)
             return
         keys = self.stream.keys
         read = asyncio.ensure_future(self.redis.xreadgroup(
-            GROUP, self.name, {keys.stream(i): ">" for i in readable}, count=self.settings.ingest_batch, block=BLOCK_MS))
+            GROUP, self.name, {keys.stream(i): ">" for i in readable}, count=min(self.settings.ingest_batch, room),
+            block=BLOCK_MS))
         halt = asyncio.ensure_future(stop.wait())
         try:
             await asyncio.wait([read, halt], return_when=asyncio.FIRST_COMPLETED)
@@ -282,20 +275,18 @@ class StreamWorker:
                 read.add_done_callback(_retrieve)
         if not read.done() or read.cancelled():
             return
-        resp = read.result()
-        items = [_Item(partition=_partition_of(stream_name), id=_s(entry_id), fields=fields or {})
-                 for stream_name, entries in resp or [] for entry_id, fields in entries]
-        if items:
-            await self._process(items)
+        self._dispatch([_Item(partition=_partition_of(stream_name), id=_s(entry_id), fields=fields or {})
+                        for stream_name, entries in read.result() or [] for entry_id, fields in entries])
 
     async def _recover(self, i: int) -> bool:
         """Before reading new entries of a partition: take over the entries its previous holder left
-        (once idle long enough) and finish our own pending ones, oldest first. False = not yet."""
+        (once idle long enough) and queue our own pending ones, oldest first. False = not yet."""
         name = self.stream.keys.stream(i)
+        self._failed.discard(i)
         start = "0-0"
         while True:
             # Not JUSTID: that form would not count the delivery, and the count is how a worker-killing
-            # entry is recognised. The claimed entries are read again below, in order, with the rest.
+            # entry is recognised. The claimed entries are queued below, in order, with the rest.
             res = await self.redis.xautoclaim(name, GROUP, self.name, self.claim_idle_ms, start,
                                               count=self.settings.ingest_batch)
             cursor, claimed = res[0], res[1]
@@ -311,11 +302,16 @@ class StreamWorker:
                 return False            # not idle long enough yet: its holder may still be at work
         await self._forget_stale_consumers(name)
         # Our pending entries, oldest first: ids and delivery counts from XPENDING, contents by XRANGE
-        # (a history XREADGROUP would count as one more delivery).
+        # (a history XREADGROUP would count as one more delivery). Queued before anything newer is read.
         start = "-"
         while self._holds(i):
+            while len(self._inflight) >= self.max_inflight and self._holds(i) and not self._stopping():
+                self._room.clear()
+                await _wait_any(self._stop, self._room, timeout=0.2)
             info = await self.redis.xpending_range(name, GROUP, min=start, max="+", count=self.settings.ingest_batch,
                                                    consumername=self.name)
+            if i in self._failed:
+                return False        # a lane failed meanwhile: start over
             if not info:
                 return True
             start = "(" + _s(info[-1]["message_id"])
@@ -323,14 +319,9 @@ class StreamWorker:
             for p in info:
                 pipe.xrange(name, p["message_id"], p["message_id"])
             found = await pipe.execute()
-            items = []
-            for p, rows in zip(info, found):
-                eid = _s(p["message_id"])
-                if (i, eid) not in self._inflight:
-                    items.append(_Item(partition=i, id=eid, fields=rows[0][1] if rows else {},
-                                       deliveries=int(p["times_delivered"])))
-            if items:
-                await self._process(items)
+            self._dispatch([_Item(partition=i, id=_s(p["message_id"]), fields=rows[0][1] if rows else {},
+                                  deliveries=int(p["times_delivered"]))
+                            for p, rows in zip(info, found) if (i, _s(p["message_id"])) not in self._inflight])
         return False
 
     async def _forget_stale_consumers(self, name: str) -> None:
@@ -343,51 +334,75 @@ class StreamWorker:
 
     # ---- processing ------------------------------------------------------------------------------
 
-    async def _process(self, items: list[_Item]) -> None:
-        """Index a batch: publishers concurrently, each publisher's entries in stream order."""
-        groups: dict[tuple[int, bytes], list[_Item]] = {}
+    def _dispatch(self, items: list[_Item]) -> None:
+        """Start one task per entry, chained behind the last earlier entry that writes any of the same
+        catalogs (per-catalog order; everything else runs concurrently, up to CDS_INGEST_CONCURRENCY)."""
         for it in items:
-            groups.setdefault((it.partition, it.fields.get(b"p", b"")), []).append(it)
-            self._busy[it.partition] = self._busy.get(it.partition, 0) + 1
+            if it.partition in self._failed or not self._holds(it.partition):
+                continue            # left pending: the partition's recovery takes it, in order
             self._inflight.add((it.partition, it.id))
-        results = await asyncio.gather(*(self._run_group(g) for g in groups.values()), return_exceptions=True)
-        errors = [r for r in results if isinstance(r, BaseException)]
-        if errors:
-            raise errors[0]
+            self._busy[it.partition] = self._busy.get(it.partition, 0) + 1
+            self._queued[it.partition] = self._queued.get(it.partition, 0) + 1
+            _decode(it)
+            keys = [(it.partition, k) for k in it.keys]
+            deps = {id(f): f for f in (self._tails.get(k) for k in keys) if f is not None}
+            done = asyncio.get_running_loop().create_future()
+            for k in keys:
+                self._tails[k] = done
+            done.add_done_callback(lambda _f, keys=keys, done=done: self._untail(keys, done))
+            task = asyncio.ensure_future(self._run_item(it, list(deps.values()), done))
+            self._tasks.add(task)
+            task.add_done_callback(self._tasks.discard)
 
-    async def _run_group(self, group: list[_Item]) -> None:
-        async with self._sem:
-            for k, it in enumerate(group):
-                try:
-                    if not self._holds(it.partition):
-                        raise _Abandon()
-                    await self._handle(it)
-                except BaseException as e:
-                    for rest in group[k:]:             # not handed to a callback task: release them
-                        self._release_item(rest)
-                    if isinstance(e, REDIS_ERRORS):
-                        self._recovered.discard(it.partition)
-                    if isinstance(e, _Abandon):
-                        return
-                    raise
+    def _untail(self, keys: list[tuple[int, str]], done: asyncio.Future) -> None:
+        for k in keys:
+            if self._tails.get(k) is done:
+                del self._tails[k]
+
+    async def _run_item(self, it: _Item, deps: list[asyncio.Future], done: asyncio.Future) -> None:
+        """Wait for the entries this one must follow; process it; tell its followers whether it went
+        through (an entry whose predecessor was abandoned is abandoned too: it may not overtake it)."""
+        i = it.partition
+        ok = False
+        try:
+            for d in deps:
+                if not await d:
+                    raise _Abandon()
+            if not self._holds(i):
+                raise _Abandon()
+            async with self._sem:
+                await self._handle(it)
+            ok = True
+        except BaseException as e:
+            if not isinstance(e, (_Abandon, asyncio.CancelledError)):
+                (log.warning if isinstance(e, REDIS_ERRORS) else log.exception)(
+                    "indexer %s: entry %s of partition %d left pending: %r", self.name, it.id, i, e)
+            self._recovered.discard(i)
+            self._failed.add(i)     # what is read of it from now on stays pending until recovery
+            self._release_item(it)
+            if isinstance(e, asyncio.CancelledError):
+                raise
+        finally:
+            self._queued[i] -= 1
+            if not done.done():
+                done.set_result(ok)
 
     def _release_item(self, it: _Item) -> None:
         if (it.partition, it.id) in self._inflight:
             self._inflight.discard((it.partition, it.id))
             self._busy[it.partition] = max(0, self._busy.get(it.partition, 0) - 1)
+            self._room.set()
 
     async def _handle(self, it: _Item) -> None:
-        raw = it.fields.get(b"e")
-        if raw is None:                         # deleted under us (acknowledged elsewhere): nothing owed
+        if not it.fields:                       # deleted under us (acknowledged elsewhere): nothing owed
             await self.stream.ack(it.partition, it.id, 0)
             self._release_item(it)
             return
-        try:
-            entry = decode_entry(raw)
-        except Exception as e:  # noqa: BLE001 - whatever the bytes are, they must not block the partition
-            await self._dead(it, None, "undecodable", f"undecodable entry: {e}")
+        entry = it.entry
+        if entry is None:
+            await self._dead(it, None, "undecodable", it.error or "undecodable entry")
             return
-        if it.deliveries > self.settings.ingest_max_deliveries and await self._index_ready():
+        if it.deliveries > self.settings.ingest_max_deliveries and await self.index_ready():
             await self._dead(it, entry, "redelivered",
                              f"delivered {it.deliveries} times without completing (it may crash the indexer)")
             return
@@ -417,7 +432,7 @@ class StreamWorker:
             except BecknError as e:
                 return f"unparsable publish: {e.code}: {e.message}"
             except Exception as e:  # noqa: BLE001 - an index outage or a poison entry; tell them apart below
-                if await self._index_ready():
+                if await self.index_ready():
                     attempts += 1
                     log.warning("indexing entry %s (publisher %s) failed (attempt %d): %r",
                                 it.id, entry.publisher_id, attempts, e)
@@ -429,10 +444,10 @@ class StreamWorker:
                     if now - self._index_down_logged > 30:
                         self._index_down_logged = now
                         log.warning("index unavailable (%r); publishes stay queued until it is back", e)
-            await _sleep(self._stop, delay)
+            await pause(self._stop, delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
 
-    async def _index_ready(self) -> bool:
+    async def index_ready(self) -> bool:
         try:
             return bool(await asyncio.wait_for(self.storage.ready(), READY_TIMEOUT_S))
         except Exception:  # noqa: BLE001 - an unreachable index is simply not ready
@@ -502,6 +517,16 @@ class StreamWorker:
             self._release_item(it)
 
 
+async def _wait_any(stop: asyncio.Event | None, event: asyncio.Event, timeout: float) -> None:
+    """Wait until `event` or `stop` is set, or `timeout` passes."""
+    waits = [asyncio.ensure_future(e.wait()) for e in (stop, event) if e is not None]
+    try:
+        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
+    finally:
+        for w in waits:
+            w.cancel()
+
+
 def _retrieve(task: asyncio.Future) -> None:
     """Consume the outcome of an abandoned task (no "exception was never retrieved" noise)."""
     if not task.cancelled():
@@ -528,108 +553,10 @@ def _int(v: Any) -> int:
         return 0
 
 
-async def _sleep(stop: asyncio.Event | None, seconds: float) -> None:
-    """Sleep, waking early when `stop` is set."""
+async def pause(stop: asyncio.Event | None, seconds: float) -> None:
+    """Sleep, waking early when `stop` is set (shared with indexer.worker_process)."""
     if stop is None:
         await asyncio.sleep(seconds)
         return
     with contextlib.suppress(asyncio.TimeoutError):
         await asyncio.wait_for(stop.wait(), seconds)
-
-
-# ---- the `cds indexer` process --------------------------------------------------------------------
-
-async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -> int:
-    """Run one worker until SIGTERM/SIGINT (or `stop`); 0 on a clean stop, 2 on a startup error."""
-    from aiohttp import ClientSession
-
-    from cds.metrics import new_metrics
-    from cds.outbound import Outbound, Signer, make_session
-    from cds.redisconn import connect
-    from cds.storage_factory import build_storage
-
-    redis = connect(settings)
-    if redis is None:
-        log.error("cds indexer needs CDS_REDIS_URL")
-        return 2
-    stop = stop or asyncio.Event()
-    loop = asyncio.get_running_loop()
-    for sig in (signal.SIGTERM, signal.SIGINT):
-        with contextlib.suppress(NotImplementedError, RuntimeError):
-            loop.add_signal_handler(sig, stop.set)
-    storage = build_storage(settings)
-    try:
-        await storage.open()
-    except RuntimeError as e:       # e.g. the embedded index is locked by `cds serve`
-        log.error("cannot open the index: %s (with the embedded index, `cds serve` indexes the stream itself; "
-                  "a separate `cds indexer` needs CDS_ES_URL or a data directory of its own)", e)
-        await redis.aclose()
-        return 2
-    init = asyncio.ensure_future(_init_indices(storage, stop))
-    metrics = new_metrics()
-    session: ClientSession = make_session(settings)
-    service = PublishService(storage, settings, metrics, Outbound(session, Signer(settings), settings))
-    worker = StreamWorker(IngestStream.from_settings(redis, settings), service, storage, settings, metrics)
-    runner = await _serve_probes(settings, worker, storage, metrics) if settings.indexer_port else None
-    log.info("indexer %s started (storage: %s)", worker.name, storage.name)
-    try:
-        await worker.run(stop)
-    finally:
-        init.cancel()
-        if runner is not None:
-            await runner.cleanup()
-        await session.close()
-        await storage.close()
-        await redis.aclose()
-    log.info("indexer %s stopped", worker.name)
-    return 0
-
-
-async def _init_indices(storage: "Storage", stop: asyncio.Event) -> None:
-    """The indexer owns the index: create/migrate it (Elasticsearch) at start, retrying while unreachable."""
-    init = getattr(storage, "init_indices", None)
-    delay = 0.5
-    while init is not None and not stop.is_set():
-        try:
-            log.info("index: %s", await init())
-            return
-        except Exception as e:  # noqa: BLE001 - the index may come up after us
-            log.warning("cannot initialise the index yet (%s); retrying", e)
-            await _sleep(stop, delay)
-            delay = min(delay * 2, 30.0)
-
-
-async def _serve_probes(settings: "Settings", worker: StreamWorker, storage: "Storage", metrics: "Metrics"):
-    """/metrics, /health/live and /health/ready (index and Redis reachable) for the worker's pod."""
-    from aiohttp import web
-
-    async def live(_: web.Request) -> web.Response:
-        return web.json_response({"status": "ok", "worker": worker.name})
-
-    async def ready(_: web.Request) -> web.Response:
-        checks = {"storage": await worker._index_ready(), "redis": False}
-        with contextlib.suppress(*REDIS_ERRORS):
-            checks["redis"] = bool(await asyncio.wait_for(worker.redis.ping(), READY_TIMEOUT_S))
-        ok = all(checks.values())
-        return web.json_response({"status": "ready" if ok else "unavailable", "checks": checks},
-                                 status=200 if ok else 503)
-
-    async def metrics_view(_: web.Request) -> web.Response:
-        with contextlib.suppress(*REDIS_ERRORS):
-            b = await worker.stream.backlog()
-            metrics.ingest_pending.set(b.entries)
-            metrics.ingest_backlog_bytes.set(b.bytes)
-            metrics.ingest_stream_pending.set(b.pending)
-            metrics.ingest_consumer_lag.set(b.lag)
-            metrics.ingest_dead_letters.set(b.dead)
-        body, ctype = metrics.render()
-        return web.Response(body=body, headers={"Content-Type": ctype})
-
-    app = web.Application()
-    app.router.add_get("/health/live", live)
-    app.router.add_get("/health/ready", ready)
-    app.router.add_get("/metrics", metrics_view)
-    runner = web.AppRunner(app, access_log=None)
-    await runner.setup()
-    await web.TCPSite(runner, settings.indexer_host, settings.indexer_port).start()
-    return runner

@@ -320,7 +320,7 @@ class Bench:
         deadline = time.monotonic() + (60 if self.cfg.smoke else 180)
         got = 0
         while time.monotonic() < deadline:
-            got = http_json(f"{self.sink}/_sink/stats")["counts"].get("on_catalog_publish", 0)
+            got = http_json(f"{self.sink}/_sink/stats")["distinct"].get("on_catalog_publish", 0)
             if got >= acked:
                 break
             time.sleep(0.2)

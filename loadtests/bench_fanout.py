@@ -187,7 +187,7 @@ async def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
         cpu1 = sum(cpu_seconds(p) or 0.0 for p in cds_pids)
         load_after = loadavg()
         replies = http_json(f"http://127.0.0.1:{mock_port}/_mock/replies")
-        over, e2e, slowest = [], [], []
+        over, e2e, slowest, rows = [], [], [], []
         incomplete = 0
         for mid, t0 in sent_at.items():
             got = replies.get(mid, [])
@@ -197,8 +197,12 @@ async def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
                 continue
             last_sent = max(s for _b, _r, s in got)
             over.append((arrival - last_sent) * 1000)
+            sends = sorted(x for _b, _r, x in got)
+            rows.append((t0, (arrival - last_sent) * 1000, len(got), (sends[-1] - sends[-2]) * 1000))
             e2e.append((arrival - t0) * 1000)
             slowest.append((last_sent - t0) * 1000)
+        if args.raw:
+            (args.raw / f"{mode}.json").write_bytes(orjson.dumps(sorted(rows)))
         return {"mode": mode, "n": len(over), "incomplete": incomplete, "over": over, "e2e": e2e, "slowest": slowest,
                 "load": f"{load_before} → {load_after}", "cpu_ms": (cpu1 - cpu0) * 1000 / max(1, len(sent_at))}
     finally:
@@ -275,6 +279,9 @@ def main(argv: list[str] | None = None) -> None:
     ap.add_argument("--delay-ms-max", type=float, default=200.0)
     ap.add_argument("--timeout-ms", type=int, default=3000)
     ap.add_argument("--modes", default="memory,redis,replicas")
+    ap.add_argument("--raw", type=Path, default=None,
+                    help="write per-request rows [sent at, overhead ms, replies, gap between the last two replies ms] "
+                         "to <mode>.json in this directory")
     ap.add_argument("--profile", type=Path, default=None, help="run the CDS under cProfile, write <mode>-cdsN.prof here")
     ap.add_argument("--no-write", action="store_true", help="print only; do not update BENCHMARKS.md")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")

@@ -130,6 +130,7 @@ class Bench:
                "CDS_INGEST_MAX_BACKLOG": str(self.a.max_backlog), "CDS_INDEXER_PORT": "0"}
         if es_url:
             env.update(CDS_ES_URL=es_url, CDS_ES_INDEX_PREFIX=f"bench-ingest-{uuid.uuid4().hex[:8]}")
+        env.update(kv.split("=", 1) for kv in self.a.env)
         return env
 
     def write_registry(self, net: Any) -> None:
@@ -384,6 +385,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--max-backlog", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--env", action="append", default=[], metavar="CDS_X=V",
+                   help="extra setting for the CDS processes (repeatable), e.g. CDS_INGEST_BATCH=16")
     p.add_argument("--no-write", action="store_true")
     p.add_argument("--out", default=str(REPO / "BENCHMARKS.md"))
     return p.parse_args(argv)

@@ -111,7 +111,7 @@ class Seeder:
         deadline = time.monotonic() + timeout
         got = 0
         while time.monotonic() < deadline:
-            got = http_json(f"{self.sink}/_sink/stats")["counts"].get("on_catalog_publish", 0)
+            got = http_json(f"{self.sink}/_sink/stats")["distinct"].get("on_catalog_publish", 0)
             if got >= expected:
                 return
             await asyncio.sleep(0.1)
@@ -124,7 +124,7 @@ class Seeder:
             (d / f"{i:05d}.json").write_bytes(body)
 
     async def probe_all(self, session: aiohttp.ClientSession) -> None:
-        before = http_json(f"{self.sink}/_sink/stats")["counts"].get("on_catalog_publish", 0)
+        before = http_json(f"{self.sink}/_sink/stats")["distinct"].get("on_catalog_publish", 0)
         for bpp_id, cat_json in self.probe_catalogs:
             self.run.probes.append(await self._probe(session, bpp_id, cat_json))
         await self._wait_callbacks(before + len(self.probe_catalogs), timeout=30)

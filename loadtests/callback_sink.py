@@ -7,7 +7,8 @@ them back to measure ACK → on_discover and publish → on_catalog_publish. Onl
 presence is checked (verifying the CDS signature would put the sink's CPU on the critical path of the very
 latency it measures; the protocol tests verify callback signatures).
 
-Control endpoints (runner only): `GET /_sink/stats` (counts), `GET /_sink/times/{action}` ({message_id: t}),
+Control endpoints (runner only): `GET /_sink/stats` (deliveries per action, and `distinct` message ids per
+action: a callback retried by the CDS counts once there), `GET /_sink/times/{action}` ({message_id: t}),
 `GET /_sink/results` (on_catalog_publish catalog results: {status: count} and the first few rejections),
 `POST /_sink/reset`."""
 
@@ -34,6 +35,7 @@ class Sink:
         self.counts: Counter[str] = Counter()
         self.unsigned = 0
         self.bad_bodies = 0
+        self.redelivered = 0
         self.results: Counter[str] = Counter()
         self.rejections: list[dict] = []
 
@@ -51,8 +53,11 @@ class Sink:
             self.bad_bodies += 1
             return web.Response(body=_ACK, content_type="application/json")
         seen = self.times.setdefault(action, {})
+        if str(mid) in seen:               # a redelivery (the CDS retried): the first receipt counts
+            self.redelivered += 1
+            return web.Response(body=_ACK, content_type="application/json")
         if len(seen) < MAX_RECORDED:
-            seen.setdefault(str(mid), t)   # the first delivery counts; a retry is not a new receipt
+            seen[str(mid)] = t
         if action == "on_catalog_publish":
             for r in (doc.get("message") or {}).get("results") or []:
                 status = str(r.get("status"))
@@ -62,8 +67,9 @@ class Sink:
         return web.Response(body=_ACK, content_type="application/json")
 
     async def stats(self, request: web.Request) -> web.Response:
-        return web.Response(body=orjson.dumps({"counts": self.counts, "unsigned": self.unsigned,
-                                               "bad_bodies": self.bad_bodies}), content_type="application/json")
+        distinct = {action: len(seen) for action, seen in self.times.items()}
+        return web.Response(body=orjson.dumps({"counts": self.counts, "distinct": distinct, "redelivered": self.redelivered,
+                                               "unsigned": self.unsigned, "bad_bodies": self.bad_bodies}), content_type="application/json")
 
     async def times_of(self, request: web.Request) -> web.Response:
         return web.Response(body=orjson.dumps(self.times.get(request.match_info["action"], {})),

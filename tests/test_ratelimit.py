@@ -128,7 +128,6 @@ async def test_api_rate_limits_per_subscriber_after_authentication(network, requ
         assert network.bap.subscriber_id in doc["error"]["message"]
         assert int(resp.headers["Retry-After"]) >= 1
         # A forged request in the name of the limited BAP is a 401 (checks run in order, §8.12).
-        body = discover_body(network)
         resp, raw = await discover(headers={**network.bap.sign(b"{}"), "Content-Type": "application/json"})
         assert_nack(resp.status, raw, 401, "AUT_SIGNATURE_INVALID")
         # Another subscriber has its own budget.

@@ -161,6 +161,44 @@ async def test_one_publishers_versions_are_indexed_in_order_by_competing_workers
     assert sum(1 for r in runs if r.worker.metrics.publish_catalogs.labels("ACCEPTED")._value.get() > 0) > 1
 
 
+class Gated(Recording):
+    """Writes of the gated catalog wait until the test opens the gate (a slow index write)."""
+
+    def __init__(self, inner, gated: str) -> None:
+        super().__init__(inner)
+        self.gated = gated
+        self.gate = asyncio.Event()
+
+    async def replace_catalog(self, record) -> None:
+        if record.meta.catalog_id == self.gated:
+            await self.gate.wait()
+        await super().replace_catalog(record)
+
+
+async def test_per_catalog_order_across_multi_catalog_publishes_and_no_head_of_line_blocking(network, redis, storage):
+    """One publisher: A1 = {A}, AB2 = {A, B}, B3 = {B}, C4 = {C}. While A1's write hangs, C4 (another
+    catalog) goes through, but AB2 and B3 wait: B3 must not overtake AB2, which must not overtake A1."""
+    settings = network.settings(redis_url="redis://unused", **FAST)
+    stream = IngestStream.from_settings(redis, settings)
+    await stream.open()
+    p = network.bpp
+    for cats, v in ((["A"], "v1"), (["A", "B"], "v2"), (["B"], "v3"), (["C"], "v4")):
+        await stream.append(entry_for(p, publish_body(p, cats, version=v, items=1)))
+    gated = Gated(storage, "A")
+    run = Running(make_worker(settings, redis, gated))
+    try:
+        await wait_until(lambda: any(cid == "C" for _, cid, _ in gated.writes), what="C to be written")
+        assert [(cid, _version(h)) for _, cid, h in gated.writes] == [("C", "v4")]
+        gated.gate.set()
+        await wait_until(lambda: _empty(stream), what="the rest")
+    finally:
+        await run.stop()
+    order = [(cid, _version(h)) for _, cid, h in gated.writes]
+    assert order.index(("A", "v1")) < order.index(("A", "v2"))
+    assert order.index(("B", "v2")) < order.index(("B", "v3"))
+    assert sorted(order) == [("A", "v1"), ("A", "v2"), ("B", "v2"), ("B", "v3"), ("C", "v4")]
+
+
 def _version(header: bytes) -> str:
     name = orjson.loads(header)["beckn:descriptor"]["schema:name"]
     return name.rsplit(" ", 1)[1]
@@ -250,7 +288,6 @@ async def test_failing_entry_with_the_index_up_is_dead_lettered_and_reported(net
                 raise ValueError("normaliser produced something the store cannot take")
             await super().replace_catalog(record)
 
-    from cds.app import _http_and_registry  # noqa: F401  (the app's own outbound signer is used below)
     from cds.outbound import Outbound, Signer, make_session
 
     session = make_session(settings)
