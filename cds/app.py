@@ -11,6 +11,7 @@ from typing import AsyncIterator, Callable
 
 from aiohttp import web
 
+from cds import gcpolicy
 from cds.config import Settings
 from cds.fanout import build_fanout  # fan-out (issue 6)
 from cds.handlers.base import beckn_errors
@@ -79,6 +80,7 @@ def _storage_ctx(injected: Storage | None):
         storage = injected or build_storage(app[SETTINGS])
         if injected is None:
             await storage.open()
+            gcpolicy.settle()  # the loaded index is long-lived: keep it out of full collections
         app[STORAGE] = storage
         yield
         if injected is None:
@@ -170,5 +172,6 @@ async def _purge_loop(app: web.Application) -> None:
             st = await storage.purge_expired(app[CLOCK]())
             metrics.purged.labels("catalog").inc(st.catalogs)
             metrics.purged.labels("offer").inc(st.offers)
+            gcpolicy.full_sweep()
         except Exception:  # noqa: BLE001 - keep sweeping; the next round may succeed
             log.exception("expiry purge failed")

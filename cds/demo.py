@@ -134,6 +134,9 @@ async def seed(app: web.Application) -> None:
                                               settings=settings, now=time.time())
         await storage.replace_catalog(record)
         items += len(record.items)
+    from cds import gcpolicy
+
+    gcpolicy.settle()
     log.info("demo network seeded", extra={"fields": {"catalogs": len(batches), "items_indexed": items,
                                                       "seconds": round(time.perf_counter() - t0, 2)}})
 

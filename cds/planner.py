@@ -2,11 +2,12 @@
 
 from __future__ import annotations
 
+import functools
 import re
 
 from cds.config import Settings
 from cds.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
-from cds.filters import compile_filter
+from cds.filters import CompiledFilter, compile_filter
 from cds.models import DiscoverIntent
 from cds.query import Query
 from cds.spatial import MAX_SPATIAL, build_spatial, origin_of
@@ -54,6 +55,13 @@ def schema_packs(urls: list[str]) -> frozenset[str] | None:
     return frozenset(names) if names else None
 
 
+@functools.lru_cache(maxsize=1024)
+def _compiled(expression: str, timezone: str, status_fresh_s: int) -> CompiledFilter:
+    """Apps repeat the same few filter shapes; a compiled filter is immutable (its only memo is
+    keyed on the catalog and `now`), so one compilation serves every request that sends it."""
+    return compile_filter(expression, tz=timezone, status_fresh_s=status_fresh_s)
+
+
 def build_query(intent: DiscoverIntent, *, settings: Settings, limit: int | None = None) -> Query:
     cap = settings.max_results
     lim = cap if limit is None or limit <= 0 else min(limit, cap)
@@ -64,7 +72,7 @@ def build_query(intent: DiscoverIntent, *, settings: Settings, limit: int | None
         if (intent.filter_type or "jsonpath").strip().lower() != "jsonpath":
             raise schema_error(f"filter type {intent.filter_type!r} is not supported (use jsonpath)",
                                "message.filters.type", SCH_TYPE_NOT_SUPPORTED)
-        compiled = compile_filter(expr, tz=settings.tz, status_fresh_s=settings.status_fresh_s)
+        compiled = _compiled(expr, settings.timezone, settings.status_fresh_s)
 
     if len(intent.spatial) > MAX_SPATIAL:
         raise schema_error(f"at most {MAX_SPATIAL} spatial constraints are allowed", "message.spatial")

@@ -155,14 +155,18 @@ def attribute_gc(run: Run, paths: list[Path]) -> None:
     """The CDS's generation-2 collections (stop-the-world pauses) per scenario window (cds scenarios only);
     the totals of the first (seeded) instance."""
     full: list[list[float]] = []
+    read = 0
     for i, path in enumerate(paths):
         try:
             doc = orjson.loads(path.read_bytes())
         except (OSError, orjson.JSONDecodeError):
             continue
+        read += 1
         full += doc.pop("full", [])
         if i == 0:
             run.gc = doc
+    if not read:
+        return   # no GC record (the server did not exit cleanly): leave the column empty rather than "0"
     for sc in run.scenarios:
         if sc.target == "cds" and sc.t_start:
             pauses = [ms for t, ms in full if sc.t_start <= t <= sc.t_end]
@@ -198,8 +202,8 @@ class Bench:
         self.gc_files: list[Path] = []
         self.cds_svc: Service | None = None
 
-    def start(self, name: str, argv: list[str], env: dict[str, str]) -> Service:
-        svc = Service(name, argv, env, self.work)
+    def start(self, name: str, argv: list[str], env: dict[str, str], stop_timeout: float = 15.0) -> Service:
+        svc = Service(name, argv, env, self.work, stop_timeout=stop_timeout)
         self.services.append(svc)
         return svc
 
@@ -215,8 +219,9 @@ class Bench:
             env["CDS_ES_URL"] = self.cfg.es_url
         if self.cfg.redis_url:
             env["CDS_REDIS_URL"] = self.cfg.redis_url
+        # A graceful stop writes a snapshot of the whole index (GBs at 1M connectors): give it time.
         self.cds_svc = self.start(name, [PY, "-m", "loadtests.profile_serve", "serve", "--port", str(self.ports["cds"])],
-                                  env)
+                                  env, stop_timeout=300)
         return self.cds_svc
 
     def locust(self, name: str, *, mode: str = "sync", rate: float = 0, target: str = "cds",
@@ -262,6 +267,8 @@ class Bench:
                 s.stop()
                 if crashed:
                     run.errors.append(f"{s.name} died during the run (exit {s.proc.returncode}): {s.tail(800)}")
+                elif s.killed:
+                    run.errors.append(f"{s.name} did not stop within {s.stop_timeout:.0f} s of SIGTERM and was killed")
             attribute_gc(run, self.gc_files)
 
     def seed_and_probe(self, net: Network) -> None:

@@ -35,8 +35,11 @@ def free_port() -> int:
 class Service:
     """A subprocess with its output in a log file; stopped with SIGTERM (then SIGKILL) by its own pid."""
 
-    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path) -> None:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str], logdir: Path, *,
+                 stop_timeout: float = 15.0) -> None:
         self.name = name
+        self.stop_timeout = stop_timeout
+        self.killed = False
         self.log_path = logdir / f"{name}.log"
         self._log = open(self.log_path, "wb")
         self.proc = subprocess.Popen(argv, env=env, stdout=self._log, stderr=subprocess.STDOUT, cwd=HERE.parent)
@@ -58,8 +61,9 @@ class Service:
         if self.alive():
             self.proc.send_signal(signal.SIGTERM)
             try:
-                self.proc.wait(15)
+                self.proc.wait(self.stop_timeout)
             except subprocess.TimeoutExpired:
+                self.killed = True
                 self.proc.kill()
                 self.proc.wait(5)
         self._log.close()

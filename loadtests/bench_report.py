@@ -76,6 +76,7 @@ class Seeding(msgspec.Struct, kw_only=True):
     catalogs_rejected: int = 0
     rejections: list[Any] = []
     nacks: int = 0
+    callbacks_redelivered: int = 0   # on_catalog_publish deliveries the CDS repeated (counted once)
     acked_s: float = 0.0             # start → last ACK
     indexed_s: float = 0.0           # start → last on_catalog_publish
     items_indexed: int | None = None
@@ -276,7 +277,8 @@ def render(run: Run) -> str:
               f"after {sd.acked_s:.1f} s (ACK p50 {_ms(sd.ack_latency.p50)}, p99 {_ms(sd.ack_latency.p99)}), all "
               f"indexed and reported (on_catalog_publish) after {sd.indexed_s:.1f} s = "
               f"{run.connectors / sd.indexed_s if sd.indexed_s else 0:,.0f} connectors/s; "
-              f"{sd.catalogs_accepted} catalogs accepted, {sd.catalogs_rejected} rejected, {sd.nacks} NACKs. "
+              f"{sd.catalogs_accepted} catalogs accepted, {sd.catalogs_rejected} rejected, {sd.nacks} NACKs"
+              f"{f', {sd.callbacks_redelivered} on_catalog_publish redelivered by the CDS' if sd.callbacks_redelivered else ''}. "
               f"CDS RSS after seeding: {run.rss_after_seed_mb or 0:,.0f} MB; at the end: {run.rss_end_mb or 0:,.0f} MB."]
     if run.gc.get("count"):
         g = run.gc

@@ -99,6 +99,7 @@ class Seeder:
         sd.ack_latency = Latency.of(acks)
         await self._wait_callbacks(sd.publishes, timeout=max(120.0, self.net.connectors / 300))
         sd.indexed_s = time.time() - t0
+        sd.callbacks_redelivered = http_json(f"{self.sink}/_sink/stats").get("redelivered", 0)
         res = http_json(f"{self.sink}/_sink/results")
         sd.catalogs_accepted = res["statuses"].get("ACCEPTED", 0)
         sd.catalogs_rejected = res["statuses"].get("REJECTED", 0)

@@ -19,7 +19,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 
 from cds.signing import generate_keypair, load_private_key, parse_authorization, sign_request, verify_request
-from loadtests import bench_report
+from loadtests import bench_report, callback_sink
 from loadtests.bench_seed import restamp
 from loadtests.generator import generate_network
 from loadtests.mock_bpp import MockBppServer, mock_bpps, query_point, registry_records
@@ -187,6 +187,37 @@ def test_query_point_reads_points_lines_polygons_and_falls_back():
     assert query_point(poly) == (1.0, 2.0)
     assert query_point({"filters": "x"}) == (77.5946, 12.9716)
     assert query_point({"spatial": [{"geometry": {"coordinates": ["a", "b"]}}]}) == (77.5946, 12.9716)
+
+
+# ---------------------------------------------------------------- callback sink
+
+
+async def test_sink_counts_a_redelivered_callback_once():
+    # The runner waits for "every publish reported" on these counts: a retried callback must not count twice.
+    srv = TestServer(callback_sink.create_app(), host="127.0.0.1")
+    await srv.start_server()
+    base = f"http://127.0.0.1:{srv.port}"
+    body = lambda mid, status: orjson.dumps({"context": {"message_id": mid},  # noqa: E731
+                                             "message": {"results": [{"catalog_id": "c", "status": status}]}})
+    try:
+        async with _session() as s:
+            for mid, status, auth in (("m1", "ACCEPTED", "Signature x"), ("m1", "ACCEPTED", "Signature x"),
+                                      ("m2", "REJECTED", "")):
+                async with s.post(f"{base}/bpp/on_catalog_publish", data=body(mid, status),
+                                  headers={"Authorization": auth} if auth else {}) as r:
+                    assert r.status == 200 and (await r.json())["message"]["ack"]["status"] == "ACK"
+            async with s.get(f"{base}/_sink/stats") as r:
+                stats = await r.json()
+            async with s.get(f"{base}/_sink/results") as r:
+                results = await r.json()
+            async with s.get(f"{base}/_sink/times/on_catalog_publish") as r:
+                times = await r.json()
+    finally:
+        await srv.close()
+    assert stats["counts"]["on_catalog_publish"] == 3 and stats["distinct"]["on_catalog_publish"] == 2
+    assert stats["redelivered"] == 1 and stats["unsigned"] == 1
+    assert results["statuses"] == {"ACCEPTED": 1, "REJECTED": 1} and len(results["rejections"]) == 1
+    assert set(times) == {"m1", "m2"}
 
 
 # ---------------------------------------------------------------- runner helpers

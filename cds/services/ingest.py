@@ -8,6 +8,7 @@ from __future__ import annotations
 import asyncio
 import logging
 
+from cds import gcpolicy
 from cds.services.publish import IngestEntry, PublishService, decode_entry, encode_entry
 from indexer.ingest_log import IngestLog
 
@@ -48,6 +49,7 @@ class IngestPipeline:
                     await self._done(seq)
                     continue
                 outcome = await self._service.index_with_retry(entry)
+                gcpolicy.settle()  # the new index objects are long-lived (see cds.gcpolicy)
                 task = asyncio.ensure_future(self._report(seq, entry, outcome))
                 self._reports.add(task)
                 task.add_done_callback(self._reports.discard)
