@@ -69,6 +69,7 @@ async def _http_and_registry(app: web.Application) -> AsyncIterator[None]:
 
     reg_session = aiohttp.ClientSession()
     app[REGISTRY] = build_registry(settings, reg_session)
+    app[REGISTRY].on_lookup = lambda result: app[METRICS].registry_lookups.labels(result).inc()
     yield
     await app[REGISTRY].close()
     await reg_session.close()

@@ -446,6 +446,7 @@ class Registry:
         self.clock = clock
         self._inflight: dict[str, asyncio.Future[Any]] = {}
         self._lists: dict[str, tuple[float, list[Subscriber]]] = {}
+        self.on_lookup: Callable[[str], None] = lambda result: None   # "hit" | "miss", for metrics
 
     async def _single_flight(self, key: str, fetch: Callable[[], Awaitable[T]]) -> T:
         """Concurrent callers for one key share one fetch; a cancelled caller does not cancel it."""
@@ -470,6 +471,7 @@ class Registry:
             raise BecknError(AUT_SUBSCRIBER_NOT_FOUND, "subscriber id or key id empty or too long", 401)
         ck = f"k:{subscriber_id}|{key_id}"
         hit = await self.cache.get(ck)
+        self.on_lookup("miss" if hit is None else "hit")
         if hit is None:
             hit = await self._single_flight(ck, lambda: self._fetch_key(ck, subscriber_id, key_id))
         if isinstance(hit, Negative):

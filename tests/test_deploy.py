@@ -24,7 +24,7 @@ from tests.deploy_tools import (CHART, COMPOSE_SCHEMA, DEPLOY, HELM, KUBE_VALIDA
 
 PROD_VALUES = CHART / "values-production.yaml"
 KUBE_VERSION = "1.31.0"
-CRD_KINDS = {"ServiceMonitor"}          # kubernetes-validate has schemas for built-in kinds only
+CRD_KINDS = {"ServiceMonitor", "PodMonitor"}   # kubernetes-validate has schemas for built-in kinds only
 SEED = base64.b64encode(bytes(range(32))).decode()
 
 
@@ -187,7 +187,15 @@ def test_indexer_only_with_redis():
     docs = render("--set", "redis.url=redis://redis:6379/0", "--set", "indexer.replicaCount=3")
     idx = one(docs, "Deployment", "-indexer")
     assert idx["spec"]["replicas"] == 3
-    assert idx["spec"]["template"]["spec"]["containers"][0]["args"] == ["indexer"]
+    c = idx["spec"]["template"]["spec"]["containers"][0]
+    assert c["args"] == ["indexer"]
+    # `cds indexer` serves its probes and /metrics on CDS_INDEXER_PORT: the container port the probes use
+    ports = {p["name"]: p["containerPort"] for p in c["ports"]}
+    assert c["livenessProbe"]["httpGet"] == {"path": "/health/live", "port": "metrics"}
+    assert c["readinessProbe"]["httpGet"] == {"path": "/health/ready", "port": "metrics"}
+    env = {**env_of(docs), **{e["name"]: e["value"] for e in c["env"]}}
+    settings = load_settings({k: v for k, v in env.items() if k in env_names()})
+    assert settings.indexer_port == ports["metrics"] and settings.indexer_host == "0.0.0.0"
     assert env_of(docs)["CDS_REDIS_URL"] == "redis://redis:6379/0"
     docs = render("--set", "redis.url=redis://redis:6379/0", "--set", "indexer.enabled=false")
     assert not [d for d in docs if d["metadata"]["name"].endswith("-indexer")]
@@ -258,6 +266,17 @@ def test_servicemonitor_scrapes_the_api_service_as_job_cds():
     assert {e["port"] for e in sm["spec"]["endpoints"]} <= {p["name"] for p in svc["spec"]["ports"]}
     assert sm["spec"]["endpoints"][0]["path"] == "/metrics"
     assert svc["metadata"]["labels"][sm["spec"]["jobLabel"]] == "cds"   # the job the alert rules select
+    # the indexer pods (no Service) are scraped by a PodMonitor under the same job
+    pm, idx = one(docs, "PodMonitor"), one(docs, "Deployment", "-indexer")
+    pod = idx["spec"]["template"]
+    assert pm["spec"]["selector"]["matchLabels"].items() <= pod["metadata"]["labels"].items()
+    assert pod["metadata"]["labels"][pm["spec"]["jobLabel"]] == "cds"
+    ports = {p["name"] for c in pod["spec"]["containers"] for p in c.get("ports", [])}
+    assert [(e["port"], e["path"]) for e in pm["spec"]["podMetricsEndpoints"]] == [("metrics", "/metrics")]
+    assert "metrics" in ports
+    metrics_rule = next(r for r in one(docs, "NetworkPolicy")["spec"]["ingress"]
+                        if [p["port"] for p in r["ports"]] == ["metrics"])
+    assert metrics_rule["from"] == yaml.safe_load(PROD_VALUES.read_text())["networkPolicy"]["ingressFrom"]
 
 
 def test_values_documented_in_chart_readme():

@@ -49,8 +49,6 @@ def metric_catalog() -> dict[str, set[str]]:
     return catalog
 
 
-# Referenced before it exists: the fan-out work (issue #6) adds it; see the comment in alerts.yml.
-FUTURE_METRICS = {"cds_fanout_circuit_open": {"bpp_id"}}
 TARGET_LABELS = {"job", "instance"}
 _FUNCS = {"sum", "min", "max", "avg", "count", "topk", "bottomk", "quantile", "group", "rate", "irate", "increase",
           "delta", "deriv", "histogram_quantile", "absent", "abs", "clamp_min", "clamp_max", "label_values",
@@ -139,13 +137,14 @@ def test_alert_rules_structure():
 
 
 def test_alert_rules_reference_real_metrics_and_cover_the_failures_that_matter():
-    catalog = metric_catalog() | FUTURE_METRICS
+    catalog = metric_catalog()
     problems = [p for r in alert_rules() for p in check_expr(r["expr"], catalog)]
     assert not problems, problems
     exprs = " ".join(r["expr"] for r in alert_rules())
     for needle in ('cds_callbacks_total{job="cds",outcome="failed"}', "cds_index_freshness_lag_seconds",
                    "cds_ingest_pending", 'cds_requests_total{job="cds",outcome="error"}', "cds_fanout_circuit_open",
-                   'up{job="cds"} == 0'):
+                   'up{job="cds"} == 0', "cds_ingest_consumer_lag", "cds_ingest_stream_pending",
+                   "cds_ingest_dead_letters", "cds_ingest_rejected_total"):
         assert needle in exprs, needle
 
 
@@ -209,6 +208,11 @@ def test_promtool_rule_unit_tests(tmp_path):
              {"series": f'cds_publish_catalogs_total{{{a},status="ACCEPTED"}}', "values": "3x40"},
              {"series": f"cds_index_freshness_lag_seconds{{{a}}}", "values": "60x40"},
              {"series": f'cds_requests_total{{{a},action="discover",outcome="ack"}}', "values": "0+100x40"},
+             {"series": f"cds_ingest_consumer_lag{{{a}}}", "values": "20x40"},
+             {"series": f"cds_ingest_stream_pending{{{a}}}", "values": "64x40"},
+             {"series": f"cds_ingest_index_unavailable_total{{{a}}}", "values": "7x40"},
+             {"series": f"cds_ingest_dead_letters{{{a}}}", "values": "0x40"},
+             {"series": f'cds_ingest_rejected_total{{{a},reason="overloaded"}}', "values": "4x40"},
          ],
          "alert_rule_test": [
              {"eval_time": "30m", "alertname": "CDSCallbackFailureRate",
@@ -221,6 +225,10 @@ def test_promtool_rule_unit_tests(tmp_path):
              {"eval_time": "40m", "alertname": "CDSIndexStale", "exp_alerts": []},
              {"eval_time": "30m", "alertname": "CDSHighErrorRate", "exp_alerts": []},
              {"eval_time": "30m", "alertname": "CDSFanoutCircuitOpen", "exp_alerts": []},
+             {"eval_time": "30m", "alertname": "CDSIngestConsumerLag", "exp_alerts": []},
+             {"eval_time": "30m", "alertname": "CDSIngestUnacked", "exp_alerts": []},   # pending, index fine
+             {"eval_time": "30m", "alertname": "CDSIngestDeadLetters", "exp_alerts": []},
+             {"eval_time": "30m", "alertname": "CDSPublishRefused", "exp_alerts": []},
          ]},
         {"interval": "1m",
          "input_series": [
@@ -229,7 +237,13 @@ def test_promtool_rule_unit_tests(tmp_path):
              {"series": f"cds_index_freshness_lag_seconds{{{a}}}", "values": "2000x40"},
              {"series": f'cds_requests_total{{{a},action="discover",outcome="ack"}}', "values": "0+98x40"},
              {"series": f'cds_requests_total{{{a},action="discover",outcome="error"}}', "values": "0+2x40"},
-             {"series": f'cds_fanout_circuit_open{{{a},bpp_id="bpp.example"}}', "values": "1x40"},
+             {"series": f'cds_fanout_circuit_open{{{a},bpp="bpp.example"}}', "values": "1x40"},
+             {"series": f'cds_fanout_circuit_open{{{a},bpp="ok.example"}}', "values": "0x40"},
+             {"series": f"cds_ingest_consumer_lag{{{a}}}", "values": "5000x40"},
+             {"series": f"cds_ingest_stream_pending{{{a}}}", "values": "64x40"},
+             {"series": f"cds_ingest_index_unavailable_total{{{a}}}", "values": "0+3x40"},
+             {"series": f"cds_ingest_dead_letters{{{a}}}", "values": "0 0 0 2x37"},
+             {"series": f'cds_ingest_rejected_total{{{a},reason="overloaded"}}', "values": "0+10x40"},
              {"series": f"up{{{a}}}", "values": "1x40"},
          ],
          "alert_rule_test": [
@@ -240,7 +254,16 @@ def test_promtool_rule_unit_tests(tmp_path):
              {"eval_time": "30m", "alertname": "CDSIndexStale",
               "exp_alerts": [fired("CDSIndexStale", {"severity": "warning"}, dur="33m 20s")]},
              {"eval_time": "30m", "alertname": "CDSFanoutCircuitOpen",
-              "exp_alerts": [fired("CDSFanoutCircuitOpen", {"severity": "warning", "bpp_id": "bpp.example"})]},
+              "exp_alerts": [fired("CDSFanoutCircuitOpen", {"severity": "warning", "bpp": "bpp.example"})]},
+             {"eval_time": "30m", "alertname": "CDSIngestConsumerLag",
+              "exp_alerts": [fired("CDSIngestConsumerLag", {"severity": "warning"}, value="5000")]},
+             {"eval_time": "30m", "alertname": "CDSIngestUnacked",
+              "exp_alerts": [fired("CDSIngestUnacked", {"severity": "critical"}, value="64")]},
+             {"eval_time": "30m", "alertname": "CDSIngestDeadLetters",
+              "exp_alerts": [fired("CDSIngestDeadLetters", {"severity": "warning"}, value="2")]},
+             {"eval_time": "7m", "alertname": "CDSIngestDeadLetters", "exp_alerts": []},       # `for` not over
+             {"eval_time": "30m", "alertname": "CDSPublishRefused",
+              "exp_alerts": [fired("CDSPublishRefused", {"severity": "warning", "reason": "overloaded"})]},
          ]}]}
     (tmp_path / "tests.yml").write_text(yaml.safe_dump(tests, sort_keys=False))
     run(PROMTOOL, "test", "rules", tmp_path / "tests.yml")
