@@ -186,10 +186,12 @@ class IngestStream:
         data = encode_entry(entry)
         i = self.keys.partition_of(entry.publisher_id)
         try:
-            res = await asyncio.wait_for(self._append(
-                keys=[self.keys.stream(i), self.keys.bytes, self.keys.dedup(entry), *self.keys.all_streams()],
-                args=[data, entry.publisher_id, len(data), self.max_backlog, self.max_backlog_bytes,
-                      DEDUP_TTL_S * 1000]), APPEND_TIMEOUT_S)
+            # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (shutdown hangs).
+            async with asyncio.timeout(APPEND_TIMEOUT_S):
+                res = await self._append(
+                    keys=[self.keys.stream(i), self.keys.bytes, self.keys.dedup(entry), *self.keys.all_streams()],
+                    args=[data, entry.publisher_id, len(data), self.max_backlog, self.max_backlog_bytes,
+                          DEDUP_TTL_S * 1000])
         except REDIS_ERRORS as e:
             raise Unavailable(f"the ingest queue is unreachable ({type(e).__name__}); the publish was not "
                               "accepted, send it again later") from e
@@ -305,27 +307,26 @@ class StreamIngest:
         return b
 
     async def run(self) -> None:
-        tasks = [asyncio.ensure_future(self._refresh_loop())]
-        if self.worker is not None:
-            tasks.append(asyncio.ensure_future(self.worker.run(self._stop)))
+        refresh = asyncio.ensure_future(self._refresh_loop())
+        work = asyncio.ensure_future(self.worker.run(self._stop)) if self.worker is not None else None
+        tasks = [t for t in (refresh, work) if t is not None]
         try:
-            await asyncio.gather(*tasks)
+            await asyncio.wait(tasks)           # (not gather: a cancelled gather cancels the worker at once)
         finally:
             self._stop.set()
-            for t in tasks:
-                t.cancel()
+            refresh.cancel()
+            if work is not None:                # graceful: finish what was read, hand the partitions back
+                await asyncio.wait([work], timeout=30)
+                work.cancel()
             await asyncio.gather(*tasks, return_exceptions=True)
 
     async def _refresh_loop(self) -> None:
-        while not self._stop.is_set():
+        while True:             # until cancelled by `run`
             try:
                 await self.refresh()
             except REDIS_ERRORS:
                 pass        # metrics keep their last values while Redis is away
-            try:
-                await asyncio.wait_for(self._stop.wait(), self.refresh_s)
-            except asyncio.TimeoutError:
-                pass
+            await asyncio.sleep(self.refresh_s)
 
     async def drain(self, timeout: float = 10.0) -> None:
         """Wait until the queue is empty and no callback is in flight (tests, shutdown)."""

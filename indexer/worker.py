@@ -249,21 +249,22 @@ class StreamWorker:
     # ---- reading ---------------------------------------------------------------------------------
 
     async def _step(self, stop: asyncio.Event) -> None:
-        """Read what there is room for and hand it to the publisher lanes; no batch barrier, so a slow
-        publisher never holds up the others."""
+        """Read what there is room for and start it (chained per catalog, see `_dispatch`); no batch
+        barrier, so a slow catalog holds up nothing but its own later versions."""
         active = sorted(self.held - self.leases.releasing)
         for i in active:
             if i not in self._recovered and not self._queued.get(i) and await self._recover(i):
                 self._recovered.add(i)
         readable = [i for i in active if i in self._recovered and i in self.held]
+        self._room.clear()          # (before counting: a release from now on wakes the wait below)
         room = self.max_inflight - len(self._inflight)
         if not readable or room <= 0:
-            self._room.clear()
             await _wait_any(stop, self._room, timeout=0.2)
             return
         keys = self.stream.keys
         read = asyncio.ensure_future(self.redis.xreadgroup(
-            GROUP, self.name, {keys.stream(i): ">" for i in readable}, count=min(self.settings.ingest_batch, room),
+            GROUP, self.name, {keys.stream(i): ">" for i in readable},
+            count=max(1, min(self.settings.ingest_batch, room // len(readable))),   # COUNT is per stream
             block=BLOCK_MS))
         halt = asyncio.ensure_future(stop.wait())
         try:
@@ -449,7 +450,8 @@ class StreamWorker:
 
     async def index_ready(self) -> bool:
         try:
-            return bool(await asyncio.wait_for(self.storage.ready(), READY_TIMEOUT_S))
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                return bool(await self.storage.ready())
         except Exception:  # noqa: BLE001 - an unreachable index is simply not ready
             return False
 
@@ -517,8 +519,11 @@ class StreamWorker:
             self._release_item(it)
 
 
-async def _wait_any(stop: asyncio.Event | None, event: asyncio.Event, timeout: float) -> None:
-    """Wait until `event` or `stop` is set, or `timeout` passes."""
+async def _wait_any(stop: asyncio.Event | None, event: asyncio.Event | None, timeout: float) -> None:
+    """Wait until `event` or `stop` is set, or `timeout` passes. (asyncio.wait, not wait_for: on 3.11
+    wait_for can swallow a cancellation that races with the event, and shutdown then hangs.)"""
+    if any(e is not None and e.is_set() for e in (stop, event)):
+        return
     waits = [asyncio.ensure_future(e.wait()) for e in (stop, event) if e is not None]
     try:
         await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
@@ -558,5 +563,4 @@ async def pause(stop: asyncio.Event | None, seconds: float) -> None:
     if stop is None:
         await asyncio.sleep(seconds)
         return
-    with contextlib.suppress(asyncio.TimeoutError):
-        await asyncio.wait_for(stop.wait(), seconds)
+    await _wait_any(stop, None, seconds)

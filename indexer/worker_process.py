@@ -93,7 +93,8 @@ async def _serve_probes(settings: "Settings", worker: StreamWorker, storage: "St
     async def ready(_: web.Request) -> web.Response:
         checks = {"storage": await worker.index_ready(), "redis": False}
         with contextlib.suppress(*REDIS_ERRORS):
-            checks["redis"] = bool(await asyncio.wait_for(worker.redis.ping(), READY_TIMEOUT_S))
+            async with asyncio.timeout(READY_TIMEOUT_S):
+                checks["redis"] = bool(await worker.redis.ping())
         ok = all(checks.values())
         return web.json_response({"status": "ready" if ok else "unavailable", "checks": checks},
                                  status=200 if ok else 503)
