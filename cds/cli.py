@@ -56,16 +56,25 @@ def _request(args: argparse.Namespace) -> int:
     return asyncio.run(run_request(args))
 
 
-def _indexer(args: argparse.Namespace) -> int:
+class _Refused(Exception):
+    """A command cannot run with this configuration; the message says why (exit 2)."""
+
+
+def _settings_requiring(field: str, why: str, **overrides: object):
+    """Load settings; refuse (exit 2 with `why`) when `field` is unset."""
     try:
-        settings = load_settings()
+        settings = load_settings(**overrides)
     except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
-    if not settings.redis_url:
-        print("cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded default "
-              "the API process (cds serve) indexes publishes itself.", file=sys.stderr)
-        return 2
+        raise _Refused(str(e)) from None
+    if not getattr(settings, field):
+        raise _Refused(why)
+    return settings
+
+
+def _indexer(args: argparse.Namespace) -> int:
+    settings = _settings_requiring(
+        "redis_url", "cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded "
+        "default the API process (cds serve) indexes publishes itself.")
     if not settings.signing_private_key:
         print("CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks.", file=sys.stderr)
         return 2
@@ -77,15 +86,9 @@ def _indexer(args: argparse.Namespace) -> int:
 
 
 def _index_init(args: argparse.Namespace) -> int:
-    try:
-        settings = load_settings()
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
-    if not settings.es_url:
-        print("cds index init creates the Elasticsearch indices and needs CDS_ES_URL "
-              "(the embedded index needs no initialisation).", file=sys.stderr)
-        return 2
+    settings = _settings_requiring(
+        "es_url", "cds index init creates the Elasticsearch indices and needs CDS_ES_URL "
+        "(the embedded index needs no initialisation).")
 
     from elastic_transport import TransportError
     from elasticsearch import ApiError
@@ -160,7 +163,11 @@ def build_parser() -> argparse.ArgumentParser:
 
 def main(argv: list[str] | None = None) -> int:
     args = build_parser().parse_args(argv)
-    return int(args.func(args) or 0)
+    try:
+        return int(args.func(args) or 0)
+    except _Refused as e:
+        print(e, file=sys.stderr)
+        return 2
 
 
 if __name__ == "__main__":  # pragma: no cover
