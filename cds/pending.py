@@ -3,8 +3,10 @@
 The replica that received the discover (the *owner*) opens a record, sends the fan-out and waits; a BPP's
 `on_discover` may land on any replica, which checks it against the record and `offer`s it. An offer is
 decided atomically: accepted (first reply of a targeted BPP before the deadline, while the record is open),
-late, duplicate, not targeted or unknown. `finish` closes the record and returns every accepted reply in the
-same atomic step, so a reply is either ACKed-and-merged or ACKed-and-dropped as late, never ACKed-and-lost.
+late, duplicate, not targeted or unknown. `finish` closes the record and returns the accepted replies the owner
+has not read yet in the same atomic step, so a reply is either ACKed-and-merged or ACKed-and-dropped as late,
+never ACKed-and-lost (unless the owner replica itself dies while waiting: that BAP then gets no on_discover,
+and the record simply expires).
 
 - `MemoryPendingStore`: one process (the default).
 - `RedisPendingStore`: the record is a hash, accepted replies a list (both with a TTL: the deadline plus the

@@ -54,7 +54,6 @@ from loadtests.generator import generate_network
 
 CDS_ID, CDS_KEY_ID = "cds.bench.local", "bench-key-1"
 DOMAIN = "beckn.one:deg:ev-charging"
-BEGIN, END = "<!-- bench_ingest:begin -->", "<!-- bench_ingest:end -->"
 HEADING = "## Publish ingest (Redis stream)"
 REPO = Path(__file__).resolve().parents[1]
 
@@ -217,14 +216,21 @@ class Bench:
         t0 = time.time()
         n = 0
         probe_every = max(1, int(rate * self.a.paced_duration / max(1, self.a.probes)))
+        # Probes get catalogs of their own: a regular re-publish of a probe's catalog (a FULL replace
+        # without the probe's new connector) would otherwise remove it before it is found.
+        n_probe = min(self.a.probes, len(work) // 2)
+        probe_pool, pool = work[:n_probe], work[n_probe:]
+        sent_probes = 0
         backlog_max = 0
         while time.time() - t0 < self.a.paced_duration:
             due = t0 + n / rate
             await asyncio.sleep(max(0.0, due - time.time()))
-            who, cat, _ = work[rng.randrange(len(work))]
-            if n % probe_every == 0 and len(probes) < self.a.probes:
+            if n % probe_every == 0 and sent_probes < n_probe:
+                who, cat, _ = probe_pool[sent_probes]
+                sent_probes += 1
                 task = asyncio.ensure_future(self.probe(session, who, cat, bap, probes))
             else:
+                who, cat, _ = pool[rng.randrange(len(pool))]
                 task = asyncio.ensure_future(self.publish(session, who, cat))
                 task.add_done_callback(lambda t: t.result() and mids.append(t.result()))
             tasks.add(task)
@@ -232,8 +238,8 @@ class Bench:
             n += 1
             if n % max(1, int(rate)) == 0:
                 backlog_max = max(backlog_max, await self.backlog(session))
+        elapsed = time.time() - t0             # the paced window (the last probes may still be polling)
         await asyncio.gather(*tasks)
-        elapsed = time.time() - t0
         times = await self.wait_callbacks(set(mids), timeout=120)
         lat = [(times[m] - self.sent[m]) * 1000 for m in mids if m in times]
         found = [p for p in probes if p is not None]
@@ -291,7 +297,9 @@ class Bench:
             if a.backend == "es":   # the indexers create the indices; the API waits for them
                 for k in range(a.workers):
                     self.start(f"indexer-{k}", [PY, "-m", "cds", "indexer"], env)
-            cds = self.start("cds", [PY, "-m", "cds", "serve", "--port", str(self.ports["cds"])], env)
+            # Through loadtests.profile_serve (exactly `cds serve`, plus GC pause timing for the report).
+            cds = self.start("cds", [PY, "-m", "loadtests.profile_serve", "serve", "--port", str(self.ports["cds"])],
+                             {**env, "CDS_BENCH_GC_OUT": str(self.work / "gc.json")})
             wait_http(f"{self.cds.rsplit('/beckn', 1)[0]}/health/ready", cds, 120)
             progress(f"{len(work)} catalogs, {sum(n for *_, n in work)} connectors; throughput phase")
 
@@ -320,9 +328,23 @@ class Bench:
             redis.cleanup()
             if es is not None:
                 es.close()
+        result["gc"] = gc_summary(self.work / "gc.json")
         result["backend"] = a.backend
         result["errors"] = self.errors + [f"{n} NACKs with HTTP {k}" for k, n in self.nacks.items()]
         return result
+
+
+def gc_summary(path: Path) -> str | None:
+    """The API process's generation-2 collections (stop-the-world pauses) over the whole run."""
+    try:
+        data = orjson.loads(path.read_bytes())
+        full = data["full"]
+    except (OSError, KeyError, orjson.JSONDecodeError):
+        return None
+    pauses = sorted(ms for _, ms in full)
+    over = sum(1 for ms in pauses if ms >= 50)
+    return (f"{len(pauses)} generation-2 collections in the API process during the run, max pause "
+            f"{max(pauses, default=0):.0f} ms, {over} of them ≥ 50 ms")
 
 
 # ---- report --------------------------------------------------------------------------------------
@@ -331,12 +353,17 @@ def _ms(v: float | None) -> str:
     return "–" if v is None else f"{v:,.0f} ms" if v >= 100 else f"{v:.1f} ms"
 
 
+def markers(backend: str) -> tuple[str, str]:
+    return f"<!-- bench_ingest_{backend}:begin -->", f"<!-- bench_ingest_{backend}:end -->"
+
+
 def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_after: str) -> str:
     m = machine_info()
+    begin, end = markers(a.backend)
     tp, pc = r["throughput"], r["paced"]
     store = ("embedded index, consumed by the API process" if a.backend == "embedded"
              else f"Elasticsearch, {a.workers} `cds indexer` processes")
-    lines = [BEGIN, "", f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
+    lines = [begin, "", f"### {'Embedded index' if a.backend == 'embedded' else 'Elasticsearch'}", "", f"Command: `{command}` ({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())})", "",
              f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}, CPython {m['python']}; load average "
              f"{load_before} before, {load_after} after. Everything on this machine: Redis, `cds serve`, "
              "indexers, the callback sink and the load client.", "",
@@ -355,17 +382,27 @@ def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_
              f"{_ms(pc['cb_p99'])} ({pc['publishes']} publishes at {pc['rate']:.1f}/s = {a.paced_fraction:.0%} of "
              f"the sustained rate, {a.paced_duration:.0f} s; backlog peak {pc['backlog_max']}) |",
              ""]
+    if r.get("gc"):
+        lines += [f"GC: {r['gc']}.", ""]
     if r["errors"]:
         lines += ["Errors: " + "; ".join(r["errors"][:10]), ""]
-    lines.append(END)
+    lines.append(end)
     return "\n".join(lines) + "\n"
 
 
-def write_section(path: Path, block: str) -> None:
+def write_section(path: Path, block: str, backend: str) -> None:
+    """Replace this backend's generated block; else add it at the end of our section (creating the section
+    at the end of the file). Other sections and hand-written text are left alone."""
+    begin, end = markers(backend)
     text = path.read_text("utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN) + r".*?" + re.escape(END) + r"\n?", re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
+    elif HEADING in text:
+        start = text.index(HEADING) + len(HEADING)
+        nxt = text.find("\n## ", start)
+        cut = len(text) if nxt < 0 else nxt + 1
+        text = text[:cut].rstrip("\n") + "\n\n" + block + ("\n" + text[cut:] if cut < len(text) else "")
     else:
         text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{block}"
     path.write_text(text, "utf-8")
@@ -401,7 +438,7 @@ def main(argv: list[str] | None = None) -> int:
     block = render(a, result, command.strip(), before, loadavg())
     print(block)
     if not a.no_write:
-        write_section(Path(a.out), block)
+        write_section(Path(a.out), block, a.backend)
     return 1 if result["errors"] else 0
 
 
