@@ -114,6 +114,7 @@ class Bench:
         self.sent: dict[str, float] = {}      # message id -> publish sent
         self.acked: dict[str, float] = {}     # message id -> ACK received
         self.nacks: dict[int, int] = {}
+        self.lost_probes: list[tuple[str, str, str, str]] = []   # (message id, bpp, catalog, connector)
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> Service:
         svc = Service(name, argv, env, self.work)
@@ -245,6 +246,9 @@ class Bench:
         found = [p for p in probes if p is not None]
         if len(found) < len(probes):
             self.errors.append(f"{len(probes) - len(found)} probe connectors never became searchable")
+        res = http_json(f"{self.sink}/_sink/results")
+        if res["statuses"].get("REJECTED"):
+            self.errors.append(f"{res['statuses']['REJECTED']} catalogs REJECTED, e.g. {res['rejections'][:2]}")
         return {"rate": n / elapsed, "publishes": n, "cb_p50": pct(lat, 50), "cb_p95": pct(lat, 95),
                 "cb_p99": pct(lat, 99), "probes": len(found), "s_p50": pct(found, 50), "s_p95": pct(found, 95),
                 "s_p99": pct(found, 99), "s_max": max(found) if found else None, "backlog_max": backlog_max}
@@ -256,7 +260,8 @@ class Bench:
         new_id = f"bench-probe-{uuid.uuid4().hex}"
         cat["beckn:items"] = [*cat["beckn:items"], {**copy.deepcopy(cat["beckn:items"][0]), "beckn:id": new_id}]
         t = time.time()
-        if await self.publish(session, who, orjson.dumps(cat)) is None:
+        mid = await self.publish(session, who, orjson.dumps(cat))
+        if mid is None:
             out.append(None)
             return
         expr = f"$[?(@.beckn:id == '{new_id}')]"
@@ -273,6 +278,7 @@ class Bench:
                 return
             await asyncio.sleep(0.005)
         out.append(None)
+        self.lost_probes.append((mid, who["subscriber_id"], orjson.loads(cat_json)["beckn:id"], new_id))
 
     def run(self) -> dict:
         a = self.a

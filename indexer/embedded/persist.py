@@ -226,10 +226,15 @@ class FrameLog:
         """Queue a switch to generation gen+1: frames queued before it land in the old file."""
         return self._enqueue(LogOp(rotate=True, token=token))
 
+    @property
+    def running(self) -> bool:
+        """False once the writer task has ended (e.g. cancelled by asyncio.run at interpreter shutdown)."""
+        return self._task is not None and not self._task.done()
+
     def _enqueue(self, op: LogOp) -> asyncio.Future:
         if self.failed is not None:
             raise OSError(f"log {self.prefix!r} is unusable after a write error: {self.failed}")
-        if self._task is None or self._task.done():
+        if not self.running:
             raise RuntimeError(f"log {self.prefix!r} is not running")
         op.future = asyncio.get_running_loop().create_future()
         self._queue.append(op)

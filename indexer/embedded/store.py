@@ -187,8 +187,12 @@ class EmbeddedStorage:
             if self._snapshot_task is not None:
                 with contextlib.suppress(Exception):
                     await self._snapshot_task
-            if self._wal.failed is None and (self._wal.size or self._replayed):
+            if self._wal.failed is None and self._wal.running and (self._wal.size or self._replayed):
                 await self._snapshot()          # a quick restart: load one file instead of replaying logs
+            elif not self._wal.running:
+                # Shut down by a signal after asyncio cancelled every task: nothing is lost (each write
+                # was fsynced before it returned); the next start replays the log instead.
+                log.info("closing without a snapshot: the log writer was already stopped")
         finally:
             await self._wal.close()
             self._lock.release()
