@@ -45,6 +45,7 @@ import orjson
 from redis.exceptions import ResponseError
 
 from cds import errors as E
+from cds import gcpolicy
 from cds.errors import BecknError
 from cds.models import CatalogResult, PublishRequest
 from cds.protocol import PUBLISH_ACTIONS, parse_context, parse_json, parse_publish
@@ -228,6 +229,7 @@ class StreamWorker:
         while not stop.is_set():
             try:
                 await self.leases.balance(busy=lambda i: bool(self._busy.get(i)))
+                gcpolicy.full_sweep()       # hourly at most (the API does it from its purge loop)
                 self.metrics.ingest_partitions_held.set(len(self.held))
             except REDIS_ERRORS as e:
                 log.debug("indexer %s: lease round failed: %s", self.name, e)
@@ -418,6 +420,7 @@ class StreamWorker:
                 await self._dead(it, entry, "unparsable" if outcome.startswith("unparsable") else "failing", outcome)
                 return
             req, results = outcome
+            gcpolicy.settle()   # the new index objects are long-lived (see cds.gcpolicy)
             await self.redis.set(done_key, _results_enc.encode(results), ex=DONE_TTL_S)
         self._spawn_callback(it, entry, req, results)
 

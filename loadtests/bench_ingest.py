@@ -258,7 +258,9 @@ class Bench:
         """Publish the catalog with one new connector; poll a signed sync discover until it is returned."""
         cat = orjson.loads(cat_json)
         new_id = f"bench-probe-{uuid.uuid4().hex}"
-        cat["beckn:items"] = [*cat["beckn:items"], {**copy.deepcopy(cat["beckn:items"][0]), "beckn:id": new_id}]
+        # (active: a copy of an inactive connector would be hidden from discover, rightly)
+        cat["beckn:items"] = [*cat["beckn:items"], {**copy.deepcopy(cat["beckn:items"][0]), "beckn:id": new_id,
+                                                    "beckn:isActive": True}]
         t = time.time()
         mid = await self.publish(session, who, orjson.dumps(cat))
         if mid is None:
