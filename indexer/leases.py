@@ -57,8 +57,9 @@ class PartitionLeases:
         self._renew = redis.register_script(_RENEW)
         self._release = redis.register_script(_RELEASE)
 
-    async def balance(self, busy: Callable[[int], bool]) -> None:
-        """One round: heartbeat, renew, hand over what is over our share and idle, take free partitions."""
+    async def balance(self, busy: Callable[[int], bool], acquire: bool = True) -> None:
+        """One round: heartbeat, renew, hand over what is over our share and idle, take free partitions
+        (not when `acquire` is False: shutting down)."""
         keys = self.stream.keys
         live = int(await self._heartbeat(keys=[keys.workers], args=[self.name, self.lease_ms * 3]))
         for i in sorted(self.held):
@@ -73,7 +74,7 @@ class PartitionLeases:
         excess = len(self.held) - len(self.releasing) - share
         for i in sorted(self.held - self.releasing, reverse=True)[:max(0, excess)]:
             self.releasing.add(i)
-        if len(self.held) < share:
+        if acquire and len(self.held) < share:
             start = zlib.crc32(self.name.encode()) % keys.partitions    # workers start looking at different places
             for k in range(keys.partitions):
                 i = (start + k) % keys.partitions

@@ -136,7 +136,7 @@ class StreamWorker:
         self._inflight: set[tuple[int, str]] = set()
         self._callbacks: set[asyncio.Task] = set()
         self._queued: dict[int, int] = {}      # partition -> entries dispatched, not yet handed to a callback
-        self._failed: set[int] = set()         # a lane of it failed: recover before queueing more
+        self._failed: set[int] = set()         # an entry of it failed: recover before queueing more
         self._tails: dict[tuple[int, str], asyncio.Future] = {}   # catalog -> its last queued entry's outcome
         self._tasks: set[asyncio.Task] = set()
         self._room = asyncio.Event()
@@ -186,6 +186,7 @@ class StreamWorker:
                     await pause(stop, backoff)
                     backoff = min(backoff * 2, MAX_BACKOFF_S)
         finally:
+            await self._finish()        # the leases are still renewed meanwhile: nobody takes over yet
             leases.cancel()
             with contextlib.suppress(asyncio.CancelledError, Exception):
                 await leases
@@ -203,19 +204,20 @@ class StreamWorker:
                 await pause(stop, delay)
                 delay = min(delay * 2, MAX_BACKOFF_S)
 
-    async def _shutdown(self) -> None:
+    async def _finish(self) -> None:
+        """Finish what was read (an index outage abandons it instead) and the callbacks in flight."""
         budget = self.settings.callback_timeout_s * (self.settings.callback_retries + 1) + 5
-        if self._tasks:                 # what was read is finished (an index outage abandons it instead)
-            await asyncio.wait(list(self._tasks), timeout=budget)
-        for t in list(self._tasks):
-            t.cancel()
-        if self._callbacks:
-            await asyncio.wait(list(self._callbacks), timeout=budget)
-        for t in list(self._callbacks):
-            t.cancel()
+        for group in (self._tasks, self._callbacks):
+            if group:
+                await asyncio.wait(list(group), timeout=budget)
+            for t in list(group):
+                t.cancel()
+
+    async def _shutdown(self) -> None:
+        """Hand the partitions back at once and leave no empty consumer behind."""
         with contextlib.suppress(*REDIS_ERRORS):
             await self.leases.release_all()
-            for name in self.stream.keys.all_streams():   # leave no empty consumer behind
+            for name in self.stream.keys.all_streams():
                 pend = await self.redis.xpending_range(name, GROUP, min="-", max="+", count=1,
                                                        consumername=self.name)
                 if not pend:
@@ -226,14 +228,14 @@ class StreamWorker:
     # ---- leases ----------------------------------------------------------------------------------
 
     async def _lease_loop(self, stop: asyncio.Event) -> None:
-        while not stop.is_set():
+        while True:                     # until cancelled: leases are renewed while shutdown finishes work
             try:
-                await self.leases.balance(busy=lambda i: bool(self._busy.get(i)))
+                await self.leases.balance(busy=lambda i: bool(self._busy.get(i)), acquire=not stop.is_set())
                 gcpolicy.full_sweep()       # hourly at most (the API does it from its purge loop)
                 self.metrics.ingest_partitions_held.set(len(self.held))
             except REDIS_ERRORS as e:
                 log.debug("indexer %s: lease round failed: %s", self.name, e)
-            await pause(stop, self.lease_ms / 3000)
+            await asyncio.sleep(self.lease_ms / 3000)
 
     @property
     def held(self) -> set[int]:

@@ -389,3 +389,16 @@ async def test_concurrent_publishes_all_land_once(network, redis_url):
         assert sorted(got) == sorted(orjson.loads(b)["context"]["message_id"] for _, b in bodies)
     finally:
         await cds.close()
+
+
+@pytest.mark.parametrize("env, needs", [({}, "CDS_REDIS_URL"),
+                                        ({"CDS_REDIS_URL": "redis://127.0.0.1:1/0"}, "CDS_SIGNING_PRIVATE_KEY")])
+def test_cds_indexer_refuses_to_start_without_redis_or_key(monkeypatch, capsys, env, needs):
+    from cds.cli import main
+
+    for k in [k for k in __import__("os").environ if k.startswith("CDS_")]:
+        monkeypatch.delenv(k)
+    for k, v in env.items():
+        monkeypatch.setenv(k, v)
+    assert main(["indexer"]) == 2
+    assert needs in capsys.readouterr().err
