@@ -8,7 +8,6 @@ status older than `status_fresh_s` is shown as "Unknown", never as what was last
 
 from __future__ import annotations
 
-from datetime import datetime, timezone
 from typing import Any, Iterable
 
 import orjson
@@ -16,28 +15,12 @@ import orjson
 from cds.config import Settings
 from cds.dialects import convert_catalog
 from cds.models import DIALECT_B, CatalogResult, Context
-from cds.timeutil import in_daily
-from indexer.documents import CatalogMeta, Hit, ItemDoc, OfferDoc
+from cds.matching import offer_live
+from cds.timeutil import rfc3339
+from indexer.documents import CatalogMeta, Hit, ItemDoc
 from indexer.normalize import STATUS_KEYS, attributes_of
 
 UNKNOWN_STATUS = "Unknown"
-
-
-def rfc3339(now: float) -> str:
-    """UTC timestamp with milliseconds and `Z`: 2026-01-04T07:31:02.123Z."""
-    dt = datetime.fromtimestamp(now, timezone.utc)
-    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
-
-
-def offer_live(offer: OfferDoc, now: float, tz: Any) -> bool:
-    """Active, inside its validity dates and, when it has one, inside its daily window (local time)."""
-    if not offer.is_active:
-        return False
-    if offer.valid_from is not None and now < offer.valid_from:
-        return False
-    if offer.valid_to is not None and now > offer.valid_to:
-        return False
-    return offer.daily is None or in_daily(offer.daily, now, tz)
 
 
 def status_stale(item: ItemDoc, now: float, settings: Settings) -> bool:

@@ -16,20 +16,14 @@ def _serve(args: argparse.Namespace) -> int:
     from cds.app import create_app
     from cds.logs import setup_logging
 
-    try:
-        overrides = {}
-        if args.demo:
-            from cds.demo import demo_overrides
+    overrides = {}
+    if args.demo:
+        from cds.demo import demo_overrides
 
-            overrides = demo_overrides(host=args.host, port=args.port)
-        settings = load_settings(**overrides)
-    except ConfigError as e:
-        print(e, file=sys.stderr)
-        return 2
-    if not settings.signing_private_key:
-        print("CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`).",
-              file=sys.stderr)
-        return 2
+        overrides = demo_overrides(host=args.host, port=args.port)
+    settings = _settings_requiring(
+        "signing_private_key",
+        "CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`).", **overrides)
     setup_logging(settings.log_level)
     app = create_app(settings)
     if args.demo:

@@ -14,7 +14,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from cds.outbound import now_rfc3339
+from cds.timeutil import rfc3339
 from cds.signing import load_private_key, sign_request
 
 PUBLISH = ("catalog_publish", "catalog/publish")
@@ -28,7 +28,7 @@ def refresh_context(doc: dict[str, Any], *, subscriber_id: str, callback_uri: st
     names = ("transactionId", "messageId") if camel else ("transaction_id", "message_id")
     for n in names:
         ctx[n] = str(uuid.uuid4())
-    ctx["timestamp"] = now_rfc3339()
+    ctx["timestamp"] = rfc3339()
     ctx.setdefault("ttl", "PT30S")
     ctx.setdefault("version", "2.0.0")
     role = "bpp" if action in PUBLISH else "bap"

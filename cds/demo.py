@@ -7,6 +7,7 @@ Everything is generated once and reused; nothing here runs unless --demo is give
 from __future__ import annotations
 
 import copy
+import functools
 import logging
 import os
 import time
@@ -73,7 +74,9 @@ def ensure_demo(data_dir: str | None = None, *, cds_url: str = "http://127.0.0.1
     return keys
 
 
+@functools.lru_cache(maxsize=1)
 def _network():
+    """Generated once per process: both the registry file and the seeding need it."""
     from loadtests.generator import generate_network
 
     return generate_network(DEMO_CONNECTORS, seed=DEMO_SEED)

@@ -26,7 +26,7 @@ import orjson
 from cds import timeutil
 from cds.errors import BecknError, jsonpath_error
 from cds.jsonpath import (
-    And, Cmp, Filter, Func, In, Index, Lit, Name, Not, Or, Path, RootQuery, SelfFilter, Slice, Test, Union, Wild, _raw_keys, canon, parse,
+    And, Cmp, Filter, Func, In, Index, Lit, Name, Not, Or, Path, RootQuery, SelfFilter, Slice, Test, Union, Wild, _raw_keys, parse,
 )
 from indexer import vocab
 

@@ -10,7 +10,6 @@ frozen AST. Path segments are normalised into ONE vocabulary for both wire diale
 
 from __future__ import annotations
 
-import operator
 import re
 from dataclasses import dataclass
 from typing import Any

@@ -96,7 +96,6 @@ class Metrics:
 def new_metrics() -> Metrics:
     """A fresh registry per app (tests build many apps in one process); it still carries the
     default process/platform/gc collectors like the global one."""
-    from prometheus_client import GC_COLLECTOR, PLATFORM_COLLECTOR, PROCESS_COLLECTOR  # noqa: F401
     from prometheus_client.gc_collector import GCCollector
     from prometheus_client.platform_collector import PlatformCollector
     from prometheus_client.process_collector import ProcessCollector

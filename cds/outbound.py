@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import asyncio
 import logging
-import time
 from typing import Any
 
 import aiohttp
@@ -100,8 +99,3 @@ class Outbound:
             await asyncio.sleep(backoff_s * (2 ** (attempt - 1)))
         log.warning("delivery to %s failed after %d attempt(s): %s", url, attempt, last_err)
         return Delivery(url=url, ok=False, status=status, attempts=attempt, error=last_err)
-
-
-def now_rfc3339(now: float | None = None) -> str:
-    t = time.time() if now is None else now
-    return time.strftime("%Y-%m-%dT%H:%M:%S", time.gmtime(t)) + f".{int((t % 1) * 1000):03d}Z"

@@ -316,3 +316,9 @@ def tod_has(win: tuple[int, int], secs: int) -> bool:
 def in_daily(win: tuple[int, int], instant: float, tz: "tzinfo | str | None") -> bool:
     """Is the instant inside the daily window (local wall time)? (Offer lunch-hour promos.)"""
     return tod_has(win, local_seconds(instant, tz))
+
+
+def rfc3339(instant: float | None = None) -> str:
+    """UTC timestamp with milliseconds and `Z` (2026-01-04T07:31:02.123Z), for context.timestamp."""
+    dt = datetime.fromtimestamp(time.time() if instant is None else instant, timezone.utc)
+    return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

@@ -197,7 +197,7 @@ class IngestStream:
                               "accepted, send it again later") from e
         if res[0] == 0:
             raise Overloaded(int(res[1]), int(res[2]))
-        return _s(res[1])
+        return as_str(res[1])
 
     # ---- consumer side -------------------------------------------------------------------------
 
@@ -207,7 +207,7 @@ class IngestStream:
 
     async def dead_letter(self, i: int, entry_id: str, fields: dict[bytes, bytes], reason: str,
                           deliveries: int) -> None:
-        size = _int(fields.get(b"n"))
+        size = as_int(fields.get(b"n"))
         await self._dead(keys=[self.keys.stream(i), self.keys.bytes, self.keys.done(i, entry_id), self.keys.dead],
                          args=[GROUP, entry_id, size, fields.get(b"e", b""), fields.get(b"p", b""),
                                reason[:MAX_REASON_CHARS], deliveries, i, DEAD_MAXLEN])
@@ -227,15 +227,15 @@ class IngestStream:
         for r in await pipe.execute(raise_on_error=False):
             if isinstance(r, dict):
                 pending += int(r.get("pending") or 0)
-        return Backlog(entries=sum(res[:p]), bytes=_int(res[p]), pending=pending, dead=int(res[p + 1]))
+        return Backlog(entries=sum(res[:p]), bytes=as_int(res[p]), pending=pending, dead=int(res[p + 1]))
 
     async def dead_letters(self, count: int = 100) -> list[dict[str, Any]]:
         """The newest dead letters (operators, tests): id, reason, publisher, source, deliveries, entry."""
         out = []
         for entry_id, f in await self.redis.xrevrange(self.keys.dead, count=count):
-            out.append({"id": _s(entry_id), "reason": _s(f.get(b"reason", b"")), "publisher": _s(f.get(b"p", b"")),
-                        "source": _s(f.get(b"source", b"")), "partition": _int(f.get(b"partition")),
-                        "deliveries": _int(f.get(b"deliveries")), "entry": f.get(b"e", b"")})
+            out.append({"id": as_str(entry_id), "reason": as_str(f.get(b"reason", b"")), "publisher": as_str(f.get(b"p", b"")),
+                        "source": as_str(f.get(b"source", b"")), "partition": as_int(f.get(b"partition")),
+                        "deliveries": as_int(f.get(b"deliveries")), "entry": f.get(b"e", b"")})
         return out
 
 
@@ -250,11 +250,12 @@ class Unavailable(BecknError):
         super().__init__(E.NET_DOWNSTREAM_UNAVAILABLE, message, 503)
 
 
-def _s(v: Any) -> str:
+def as_str(v: Any) -> str:
+    """Redis replies are bytes (or str with decode_responses): text either way."""
     return v.decode() if isinstance(v, bytes) else str(v)
 
 
-def _int(v: Any) -> int:
+def as_int(v: Any) -> int:
     try:
         return int(v)
     except (TypeError, ValueError):

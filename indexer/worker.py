@@ -44,15 +44,14 @@ import msgspec
 import orjson
 from redis.exceptions import ResponseError
 
-from cds import errors as E
 from cds import gcpolicy
 from cds.errors import BecknError
 from cds.models import CatalogResult, PublishRequest
-from cds.protocol import PUBLISH_ACTIONS, parse_context, parse_json, parse_publish
 from cds.redisstate import REDIS_ERRORS
-from cds.services.publish import IngestEntry, PublishService, decode_entry
+from cds.services.publish import (IngestEntry, PublishService, catalog_id_of, decode_entry, parse_entry,
+                                  rejected_all)
 from indexer.leases import PartitionLeases
-from indexer.stream import DONE_TTL_S, GROUP, IngestStream
+from indexer.stream import DONE_TTL_S, GROUP, IngestStream, as_int, as_str
 
 if TYPE_CHECKING:
     from cds.config import Settings
@@ -98,7 +97,7 @@ def _decode(it: _Item) -> None:
         if cats is None and isinstance(doc, dict):
             cats = doc.get("catalogs")
         if isinstance(cats, list):
-            it.keys = sorted({_catalog_id(c, k) for k, c in enumerate(cats)})
+            it.keys = sorted({catalog_id_of(c, k) for k, c in enumerate(cats)})
     except orjson.JSONDecodeError:
         pass
 
@@ -109,13 +108,6 @@ class _Abandon(Exception):
 
 def worker_name() -> str:
     return f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:6]}"
-
-
-def parse_entry(entry: IngestEntry, settings: "Settings") -> PublishRequest:
-    doc = parse_json(entry.body)
-    ctx = parse_context(doc, expected_actions=PUBLISH_ACTIONS, now=entry.received_at,
-                        clock_skew_s=settings.clock_skew_s)
-    return parse_publish(doc, ctx)
 
 
 class StreamWorker:
@@ -280,7 +272,7 @@ class StreamWorker:
                 read.add_done_callback(_retrieve)
         if not read.done() or read.cancelled():
             return
-        self._dispatch([_Item(partition=_partition_of(stream_name), id=_s(entry_id), fields=fields or {})
+        self._dispatch([_Item(partition=_partition_of(stream_name), id=as_str(entry_id), fields=fields or {})
                         for stream_name, entries in read.result() or [] for entry_id, fields in entries])
 
     async def _recover(self, i: int) -> bool:
@@ -298,12 +290,12 @@ class StreamWorker:
             if claimed:
                 self.metrics.ingest_reclaimed.inc(len(claimed))
                 log.info("indexer %s reclaimed %d entries of partition %d", self.name, len(claimed), i)
-            if _s(cursor) in ("0-0", "0"):
+            if as_str(cursor) in ("0-0", "0"):
                 break
-            start = _s(cursor)
+            start = as_str(cursor)
         summary = await self.redis.xpending(name, GROUP)
         for c in summary.get("consumers") or []:
-            if _s(c["name"]) != self.name and int(c["pending"]) > 0:
+            if as_str(c["name"]) != self.name and int(c["pending"]) > 0:
                 return False            # not idle long enough yet: its holder may still be at work
         await self._forget_stale_consumers(name)
         # Our pending entries, oldest first: ids and delivery counts from XPENDING, contents by XRANGE
@@ -319,20 +311,20 @@ class StreamWorker:
                 return False        # a lane failed meanwhile: start over
             if not info:
                 return True
-            start = "(" + _s(info[-1]["message_id"])
+            start = "(" + as_str(info[-1]["message_id"])
             pipe = self.redis.pipeline(transaction=False)
             for p in info:
                 pipe.xrange(name, p["message_id"], p["message_id"])
             found = await pipe.execute()
-            self._dispatch([_Item(partition=i, id=_s(p["message_id"]), fields=rows[0][1] if rows else {},
+            self._dispatch([_Item(partition=i, id=as_str(p["message_id"]), fields=rows[0][1] if rows else {},
                                   deliveries=int(p["times_delivered"]))
-                            for p, rows in zip(info, found) if (i, _s(p["message_id"])) not in self._inflight])
+                            for p, rows in zip(info, found) if (i, as_str(p["message_id"])) not in self._inflight])
         return False
 
     async def _forget_stale_consumers(self, name: str) -> None:
         with contextlib.suppress(*REDIS_ERRORS):
             for c in await self.redis.xinfo_consumers(name, GROUP):
-                cname = _s(c.get("name"))
+                cname = as_str(c.get("name"))
                 if (cname != self.name and int(c.get("pending", 0)) == 0
                         and int(c.get("idle", 0)) > self.claim_idle_ms * STALE_CONSUMER_FACTOR):
                     await self.redis.xgroup_delconsumer(name, GROUP, cname)
@@ -477,7 +469,7 @@ class StreamWorker:
                 delay = 0.1
                 while True:     # the entry is done: acknowledge it, waiting out a Redis outage
                     try:
-                        await self.stream.ack(it.partition, it.id, _int(it.fields.get(b"n")))
+                        await self.stream.ack(it.partition, it.id, as_int(it.fields.get(b"n")))
                         break
                     except REDIS_ERRORS as e:
                         if self._stop is not None and self._stop.is_set():
@@ -502,9 +494,7 @@ class StreamWorker:
             except BecknError:
                 req = None
             if req is not None:
-                results = [CatalogResult(catalog_id=_catalog_id(c, k), status="REJECTED", error={
-                    "code": E.NET_INTERNAL_ERROR, "message": f"the publish could not be processed: {reason}"[:500]})
-                    for k, c in enumerate(req.catalogs)]
+                results = rejected_all(req, f"the publish could not be processed: {reason}")
         if req is None:
             self._release_item(it)
             return
@@ -543,24 +533,8 @@ def _retrieve(task: asyncio.Future) -> None:
         task.exception()
 
 
-def _catalog_id(catalog: Any, k: int) -> str:
-    cid = catalog.get("beckn:id", catalog.get("id")) if isinstance(catalog, dict) else None
-    return cid if isinstance(cid, str) else f"catalogs[{k}]"
-
-
 def _partition_of(stream_name: Any) -> int:
-    return int(_s(stream_name).rsplit(":p", 1)[1])
-
-
-def _s(v: Any) -> str:
-    return v.decode() if isinstance(v, bytes) else str(v)
-
-
-def _int(v: Any) -> int:
-    try:
-        return int(v)
-    except (TypeError, ValueError):
-        return 0
+    return int(as_str(stream_name).rsplit(":p", 1)[1])
 
 
 async def pause(stop: asyncio.Event | None, seconds: float) -> None:

@@ -26,7 +26,6 @@ import asyncio
 import cProfile
 import gc
 import os
-import platform
 import pstats
 import resource
 import statistics
@@ -45,6 +44,8 @@ from cds.planner import build_query
 from cds.protocol import parse_context, parse_discover, parse_json
 from indexer.embedded import EmbeddedStorage
 from indexer.normalize import normalize_catalog
+from loadtests.bench_procs import loadavg, machine_info
+from loadtests.bench_report import pct, write_block
 from loadtests.generator import generate_network
 
 GOAL_P99_MS = 5.0
@@ -66,36 +67,6 @@ def rss_mb() -> float:
 
 def peak_rss_mb() -> float:
     return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, max(0, int(round(p / 100 * (len(s) - 1)))))]
-
-
-def machine() -> dict[str, str]:
-    model = "unknown"
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                model = line.split(":", 1)[1].strip()
-                break
-    except OSError:
-        pass
-    mem = "unknown"
-    try:
-        for line in Path("/proc/meminfo").read_text().splitlines():
-            if line.startswith("MemTotal:"):
-                mem = f"{int(line.split()[1]) / 1024 / 1024:.1f} GiB"
-    except OSError:
-        pass
-    return {"nproc": str(os.cpu_count()), "cpu": model, "memory": mem,
-            "python": f"{platform.python_implementation()} {platform.python_version()}",
-            "os": platform.platform()}
-
-
-def load_avg() -> str:
-    return " / ".join(f"{x:.2f}" for x in os.getloadavg())
 
 
 async def build(net: Any, data_dir: Path, settings: Settings, *, fsync: bool) -> tuple[EmbeddedStorage, dict]:
@@ -199,7 +170,7 @@ def report(args: argparse.Namespace, info: dict, builds: list[dict], res: dict, 
     lines = [BEGIN, "",
              f"Command: `python -m loadtests.bench_engine --connectors {args.connectors} --queries {args.queries}"
              f" --seed {args.seed}` ({info['date']})", "",
-             f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']} RAM, {m['python']}, {m['os']}. "
+             f"Machine: {m['nproc']} CPUs ({m['cpu']}), {m['memory']}, {m['python']}, {m['os']}. "
              f"Load average (1/5/15 min) before: {info['load_before']}, after: {info['load_after']}"
              + (" — the machine was busy with other work; expect the numbers to be pessimistic."
                 if info["busy"] else "."), "",
@@ -243,23 +214,13 @@ def report(args: argparse.Namespace, info: dict, builds: list[dict], res: dict, 
 
 
 def write_markdown(block: str, path: Path) -> None:
-    """Replace our marked block inside our section (creating either if missing); keep everything else."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    elif SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        text = head + SECTION + "\n\n" + block + "\n" + rest
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
-    path.write_text(text)
+    write_block(path, block, heading=SECTION, begin=BEGIN, end=END)
 
 
 async def main_async(args: argparse.Namespace) -> str:
     settings = Settings()
     load0 = os.getloadavg()[0]
-    info: dict[str, Any] = {"machine": machine(), "load_before": load_avg(),
+    info: dict[str, Any] = {"machine": machine_info(), "load_before": loadavg(),
                             "date": time.strftime("%Y-%m-%d %H:%M UTC", time.gmtime())}
     t0 = time.perf_counter()
     net = generate_network(args.connectors, seed=args.seed)
@@ -293,7 +254,7 @@ async def main_async(args: argparse.Namespace) -> str:
             await storage.close()
             del storage
     rss["peak"] = peak_rss_mb()
-    info["load_after"] = load_avg()
+    info["load_after"] = loadavg()
     info["busy"] = max(load0, os.getloadavg()[0]) > (os.cpu_count() or 1) * 0.75
     return report(args, info, builds, res, rss, sizes, prof, gen_s)
 

@@ -57,9 +57,8 @@ from indexer.documents import CatalogRecord
 from indexer.elastic.store import ElasticStorage
 from indexer.normalize import normalize_catalog
 from loadtests.bench import write_inputs
-from loadtests.bench_engine import pct
 from loadtests.bench_procs import PY, Service, free_port, loadavg, machine_info, wait_http
-from loadtests.bench_report import Run
+from loadtests.bench_report import Run, pct, write_block
 from loadtests.bench_seed import Seeder
 from loadtests.generator import Network, _jsonpath, generate_network
 
@@ -370,17 +369,7 @@ def report(args: argparse.Namespace, info: dict, ld: dict, res: dict, sprobes: d
 
 
 def write_markdown(block: str, path: Path) -> None:
-    """Replace our marked block inside our section (creating either if missing); keep everything else."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    elif SECTION in text:
-        head, rest = text.split(SECTION, 1)
-        text = head + SECTION + "\n\n" + block + "\n" + rest
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
-    path.write_text(text)
+    write_block(path, block, heading=SECTION, begin=BEGIN, end=END)
 
 
 # ---- main -----------------------------------------------------------------------------------------------

@@ -34,21 +34,14 @@ import aiohttp
 import orjson
 from aiohttp import web
 
+from cds.timeutil import rfc3339
 from loadtests.bench_procs import PY, Service, cpu_seconds, free_port, http_json, loadavg, machine_info, wait_http
+from loadtests.bench_report import pct, write_block
 
 ROOT = Path(__file__).resolve().parent.parent
 FIXTURE = ROOT / "tests" / "fixtures" / "UBC_discovery-within-a-circular-boundary.json"
 SECTION = "## Fan-out"
 BEGIN, END = "<!-- bench_fanout:begin -->", "<!-- bench_fanout:end -->"
-
-
-def pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%S.%f")[:-3] + "Z"
 
 
 class Bap:
@@ -85,7 +78,7 @@ class Bap:
         doc = orjson.loads(FIXTURE.read_bytes())
         mid = str(uuid.uuid4())
         doc["context"].update(bap_id=self.subscriber_id, bap_uri=self.url, message_id=mid,
-                              transaction_id=str(uuid.uuid4()), timestamp=iso(time.time()))
+                              transaction_id=str(uuid.uuid4()), timestamp=rfc3339(time.time()))
         body = orjson.dumps(doc)
         return mid, body, {"Content-Type": "application/json",
                            "Authorization": sign_request(body, subscriber_id=self.subscriber_id, key_id=self.key_id,
@@ -95,8 +88,8 @@ class Bap:
 def _record(sub: str, key_id: str, typ: str, url: str, pub: str) -> dict[str, Any]:
     now = datetime.now(timezone.utc)
     return {"subscriber_id": sub, "key_id": key_id, "type": typ, "domain": "beckn.one:deg:ev-charging", "url": url,
-            "signing_public_key": pub, "status": "SUBSCRIBED", "valid_from": iso((now - timedelta(days=1)).timestamp()),
-            "valid_until": iso((now + timedelta(days=365)).timestamp())}
+            "signing_public_key": pub, "status": "SUBSCRIBED", "valid_from": rfc3339((now - timedelta(days=1)).timestamp()),
+            "valid_until": rfc3339((now + timedelta(days=365)).timestamp())}
 
 
 def redis_binary() -> str | None:
@@ -247,17 +240,7 @@ def markdown(results: list[dict[str, Any]], args: argparse.Namespace, argv: list
 
 
 def write_markdown(block: str, path: Path) -> None:
-    """Replace our marked block inside our section (creating either if missing); keep everything else."""
-    text = path.read_text() if path.exists() else "# Benchmarks\n"
-    if BEGIN in text and END in text:
-        head, rest = text.split(BEGIN, 1)
-        text = head + block + rest.split(END, 1)[1]
-    elif SECTION + "\n" in text:
-        head, rest = text.split(SECTION + "\n", 1)
-        text = head + SECTION + "\n\n" + block + "\n" + rest
-    else:
-        text = text.rstrip("\n") + f"\n\n{SECTION}\n\n{block}\n"
-    path.write_text(text)
+    write_block(path, block, heading=SECTION, begin=BEGIN, end=END)
 
 
 async def main_async(args: argparse.Namespace) -> list[dict[str, Any]]:

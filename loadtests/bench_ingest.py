@@ -35,7 +35,6 @@ import asyncio
 import copy
 import os
 import random
-import re
 import sys
 import tempfile
 import time
@@ -46,9 +45,10 @@ from typing import Any
 import aiohttp
 import orjson
 
-from cds.outbound import now_rfc3339
+from cds.timeutil import rfc3339
 from cds.signing import generate_keypair
 from loadtests.bench_procs import PY, Service, free_port, http_json, loadavg, machine_info, wait_http
+from loadtests.bench_report import pct, write_block
 from loadtests.bench_seed import signed_headers
 from loadtests.generator import generate_network
 
@@ -60,13 +60,6 @@ REPO = Path(__file__).resolve().parents[1]
 
 def progress(msg: str) -> None:
     print(f"[bench_ingest {time.strftime('%H:%M:%S')}] {msg}", file=sys.stderr, flush=True)
-
-
-def pct(values: list[float], p: float) -> float | None:
-    if not values:
-        return None
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
 
 
 # ---- workload ------------------------------------------------------------------------------------
@@ -93,7 +86,7 @@ def station_catalogs(connectors: int, per_catalog: int, seed: int) -> tuple[Any,
 
 def publish_request(who: dict, catalog_json: bytes, sink: str, now: float) -> tuple[str, bytes, dict[str, str]]:
     mid = str(uuid.uuid4())
-    ctx = {"version": "2.0.0", "action": "catalog_publish", "domain": DOMAIN, "timestamp": now_rfc3339(now),
+    ctx = {"version": "2.0.0", "action": "catalog_publish", "domain": DOMAIN, "timestamp": rfc3339(now),
            "message_id": mid, "transaction_id": str(uuid.uuid4()), "bpp_id": who["subscriber_id"],
            "bpp_uri": f"{sink}/bpp", "ttl": "PT30S"}
     body = b'{"context":' + orjson.dumps(ctx) + b',"message":{"catalogs":[' + catalog_json + b"]}}"
@@ -271,7 +264,7 @@ class Bench:
             q = time.time()
             ctx = {"version": "2.0.0", "action": "discover", "domain": DOMAIN, "bap_id": bap["subscriber_id"],
                    "bap_uri": f"{self.sink}/bap", "ttl": "PT30S", "transaction_id": str(uuid.uuid4()),
-                   "message_id": str(uuid.uuid4()), "timestamp": now_rfc3339(q)}
+                   "message_id": str(uuid.uuid4()), "timestamp": rfc3339(q)}
             body = orjson.dumps({"context": ctx, "message": {"filters": {"type": "jsonpath", "expression": expr}}})
             async with session.get(f"{self.cds}/discover", data=body, headers=signed_headers(body, bap, q)) as r:
                 answer = await r.read()
@@ -399,21 +392,8 @@ def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_
 
 
 def write_section(path: Path, block: str, backend: str) -> None:
-    """Replace this backend's generated block; else add it at the end of our section (creating the section
-    at the end of the file). Other sections and hand-written text are left alone."""
     begin, end = markers(backend)
-    text = path.read_text("utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end) + r"\n?", re.S)
-    if pattern.search(text):
-        text = pattern.sub(lambda _: block, text, count=1)
-    elif HEADING in text:
-        start = text.index(HEADING) + len(HEADING)
-        nxt = text.find("\n## ", start)
-        cut = len(text) if nxt < 0 else nxt + 1
-        text = text[:cut].rstrip("\n") + "\n\n" + block + ("\n" + text[cut:] if cut < len(text) else "")
-    else:
-        text = text.rstrip("\n") + f"\n\n{HEADING}\n\n{block}"
-    path.write_text(text, "utf-8")
+    write_block(path, block, heading=HEADING, begin=begin, end=end)
 
 
 def parse_args(argv: list[str] | None) -> argparse.Namespace:

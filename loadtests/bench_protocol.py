@@ -23,10 +23,7 @@ from pathlib import Path
 import aiohttp
 import orjson
 
-
-def _pct(values: list[float], p: float) -> float:
-    s = sorted(values)
-    return s[min(len(s) - 1, int(round(p / 100 * (len(s) - 1))))]
+from loadtests.bench_report import pct
 
 
 def crypto_costs(n: int = 5000) -> tuple[float, float]:
@@ -105,7 +102,7 @@ def main() -> None:
     print(f"| sign one request (Ed25519 + BLAKE2b-512) | {sign_us:.1f} µs |")
     print(f"| parse + verify one signature | {verify_us:.1f} µs |")
     print(f"| POST discover ACK latency p50 / p99 (n={len(lat)}, sequential, loopback) | "
-          f"{statistics.median(lat):.2f} ms / {_pct(lat, 99):.2f} ms |")
+          f"{statistics.median(lat):.2f} ms / {pct(lat, 99):.2f} ms |")
 
 
 if __name__ == "__main__":

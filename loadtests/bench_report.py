@@ -329,13 +329,24 @@ def _busy(run: Run) -> bool:
 SECTION_HEADING = "## Load test: the CDS over HTTP (locust)"
 
 
-def write_section(path: Path, block: str) -> None:
-    """Replace the generated block in `path` (or append it under our heading), leaving everything else —
-    other sections, hand-written analysis — untouched."""
+def write_block(path: Path, block: str, *, heading: str, begin: str, end: str) -> None:
+    """Put a generated block into BENCHMARKS.md: replace the one between `begin` (a marker prefix) and
+    `end`; else add it at the end of the `heading` section; else append that section. Other sections and
+    hand-written text are left alone. Every benchmark script writes its numbers through this."""
+    block = block.rstrip("\n")
     text = path.read_text("utf-8") if path.exists() else "# Benchmarks\n"
-    pattern = re.compile(re.escape(BEGIN.split(" (")[0]) + r".*?" + re.escape(END) + r"\n?", re.S)
+    pattern = re.compile(re.escape(begin) + r".*?" + re.escape(end), re.S)
     if pattern.search(text):
         text = pattern.sub(lambda _: block, text, count=1)
+    elif heading in text:
+        start = text.index(heading) + len(heading)
+        nxt = text.find("\n## ", start)
+        cut = len(text) if nxt < 0 else nxt + 1
+        text = text[:cut].rstrip("\n") + "\n\n" + block + "\n" + ("\n" + text[cut:] if cut < len(text) else "")
     else:
-        text = text.rstrip("\n") + f"\n\n{SECTION_HEADING}\n\n{block}"
+        text = text.rstrip("\n") + f"\n\n{heading}\n\n{block}\n"
     path.write_text(text, "utf-8")
+
+
+def write_section(path: Path, block: str) -> None:
+    write_block(path, block, heading=SECTION_HEADING, begin=BEGIN.split(" (")[0], end=END)

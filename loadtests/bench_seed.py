@@ -15,7 +15,7 @@ import aiohttp
 import msgspec
 import orjson
 
-from cds.outbound import now_rfc3339
+from cds.timeutil import rfc3339
 from cds.signing import load_private_key, sign_request
 from loadtests.bench_procs import http_json
 from loadtests.bench_report import Latency, Probe, Run
@@ -32,7 +32,7 @@ def restamp(body: bytes, callback_uri: str, now: float) -> tuple[str, bytes]:
     cut = body.index(_CTX_SPLIT)
     ctx = orjson.loads(body[len(b'{"context":'):cut])
     mid = str(uuid.uuid4())
-    ctx.update(message_id=mid, transaction_id=str(uuid.uuid4()), timestamp=now_rfc3339(now), bpp_uri=callback_uri)
+    ctx.update(message_id=mid, transaction_id=str(uuid.uuid4()), timestamp=rfc3339(now), bpp_uri=callback_uri)
     return mid, b'{"context":' + orjson.dumps(ctx) + body[cut:]
 
 
@@ -141,7 +141,7 @@ class Seeder:
         t = time.time()
         mid = str(uuid.uuid4())
         ctx = {"version": "2.0.0", "action": "catalog_publish", "domain": DOMAIN,
-               "timestamp": now_rfc3339(t), "message_id": mid, "transaction_id": str(uuid.uuid4()),
+               "timestamp": rfc3339(t), "message_id": mid, "transaction_id": str(uuid.uuid4()),
                "bpp_id": bpp_id, "bpp_uri": f"{self.sink}/bpp", "ttl": "PT30S"}
         body = orjson.dumps({"context": ctx, "message": {"catalogs": [cat]}})
         async with session.post(f"{self.cds}/catalog/publish", data=body,
@@ -159,7 +159,7 @@ class Seeder:
             q = time.time()
             qctx = {"version": "2.0.0", "action": "discover", "domain": DOMAIN,
                     "bap_id": self.bap["subscriber_id"], "bap_uri": f"{self.sink}/bap", "ttl": "PT30S",
-                    "transaction_id": str(uuid.uuid4()), "message_id": str(uuid.uuid4()), "timestamp": now_rfc3339(q)}
+                    "transaction_id": str(uuid.uuid4()), "message_id": str(uuid.uuid4()), "timestamp": rfc3339(q)}
             qbody = orjson.dumps({"context": qctx, "message": {"filters": {"type": "jsonpath", "expression": expr}}})
             async with session.get(f"{self.cds}/discover", data=qbody, headers=signed_headers(qbody, self.bap, q)) as r:
                 answer = await r.read()

@@ -15,7 +15,7 @@ from locust import constant, events
 
 import orjson  # noqa: E402 - after locust on purpose (gevent patches first)
 
-from cds.outbound import now_rfc3339  # noqa: E402,F401 - re-exported for the locustfiles
+from cds.timeutil import rfc3339  # noqa: E402,F401 - re-exported for the locustfiles
 from cds.signing import load_private_key, sign_request  # noqa: E402
 
 DIR = Path(os.environ.get("LOADTEST_DIR", "."))

@@ -37,7 +37,7 @@ import uuid
 from locust import FastHttpUser, task
 
 from loadtests.locust_support import (  # noqa: E402 - locust first
-    BASE, CALLBACK_URI, DIR, Recorder, Signer, check, now_rfc3339, pacing, participants, stagger)
+    BASE, CALLBACK_URI, DIR, Recorder, Signer, check, rfc3339, pacing, participants, stagger)
 
 import orjson  # noqa: E402
 
@@ -73,7 +73,7 @@ def signed_discover(query: tuple[str, bytes, dict], now: float) -> tuple[str, by
     """A fresh context and signature for one query: (message_id, body, headers)."""
     _, msg, template = query
     mid = str(uuid.uuid4())
-    ctx = {**template, "transaction_id": str(uuid.uuid4()), "message_id": mid, "timestamp": now_rfc3339(now),
+    ctx = {**template, "transaction_id": str(uuid.uuid4()), "message_id": mid, "timestamp": rfc3339(now),
            "bap_id": _BAP.subscriber_id}
     if CALLBACK_URI:
         ctx["bap_uri"] = CALLBACK_URI

@@ -25,7 +25,7 @@ import uuid
 from locust import FastHttpUser, task
 
 from loadtests.locust_support import (  # noqa: E402 - locust first
-    BASE, CALLBACK_URI, DIR, Recorder, Signer, check, now_rfc3339, pacing, participants, stagger)
+    BASE, CALLBACK_URI, DIR, Recorder, Signer, check, rfc3339, pacing, participants, stagger)
 
 import orjson  # noqa: E402
 
@@ -61,7 +61,7 @@ class PublishUser(FastHttpUser):
         signer, msg, template = random.choice(_POOL)
         now = time.time()
         ctx = {**template, "transaction_id": str(uuid.uuid4()), "message_id": str(uuid.uuid4()),
-               "timestamp": now_rfc3339(now)}
+               "timestamp": rfc3339(now)}
         if CALLBACK_URI:
             ctx["bpp_uri"] = CALLBACK_URI
         body = b'{"context":' + orjson.dumps(ctx) + b',"message":' + msg + b"}"

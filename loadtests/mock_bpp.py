@@ -39,7 +39,7 @@ import orjson
 from aiohttp import web
 
 from cds.errors import BecknError
-from cds.outbound import now_rfc3339
+from cds.timeutil import rfc3339
 from cds.signing import parse_authorization, public_key_b64, sign_request, verify_request
 
 DOMAIN = "beckn.one:deg:ev-charging"
@@ -206,7 +206,7 @@ class MockBppServer:
         await asyncio.sleep(delay)
         now = time.time()
         reply_ctx = {**ctx, "action": "on_discover", "bpp_id": bpp.subscriber_id, "bpp_uri": bpp.url,
-                     "timestamp": now_rfc3339(now)}
+                     "timestamp": rfc3339(now)}
         catalog = reply_catalog(self.template, bpp, query_point(message))
         body = orjson.dumps({"context": reply_ctx, "message": {"catalogs": [catalog]}})
         headers = {"Content-Type": "application/json",

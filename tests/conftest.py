@@ -93,3 +93,13 @@ def redis_url(redis_server):
         redis_server.start()
     flushall(redis_server.port)
     return redis_server.url
+
+
+@pytest.fixture
+async def redis(redis_url):
+    """An async client on the clean test database."""
+    from redis.asyncio import Redis
+
+    r = Redis.from_url(redis_url)
+    yield r
+    await r.aclose()

@@ -55,13 +55,6 @@ async def test_check_rate_raises_429_and_exempts_replies():
     await check_rate(None, "bap", "discover")       # limiting off
 
 
-@pytest.fixture
-async def redis(redis_url):
-    r = Redis.from_url(redis_url)
-    yield r
-    await r.aclose()
-
-
 async def test_redis_bucket_is_shared_and_atomic(redis_url, redis):
     other = Redis.from_url(redis_url)
     try:

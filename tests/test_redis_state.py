@@ -21,13 +21,6 @@ from tests.test_api_protocol import assert_nack, discover_body, publish_body
 
 
 @pytest.fixture
-async def redis(redis_url):
-    r = Redis.from_url(redis_url)
-    yield r
-    await r.aclose()
-
-
-@pytest.fixture
 async def dead_redis():
     r = Redis.from_url("redis://127.0.0.1:1/0", socket_connect_timeout=0.2)
     yield r

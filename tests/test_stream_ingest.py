@@ -9,7 +9,6 @@ import asyncio
 import msgspec
 import orjson
 import pytest
-from redis.asyncio import Redis
 
 from cds.app import create_app
 from cds.services.publish import encode_entry
@@ -20,13 +19,6 @@ from tests.harness import Participant, start_client
 from tests.stream_support import (FAST, Running, callbacks, entry_for, make_worker, message_ids, publish_body,
                                   wait_until)
 from tests.test_api_protocol import assert_nack, discover_body
-
-
-@pytest.fixture
-async def redis(redis_url):
-    r = Redis.from_url(redis_url)
-    yield r
-    await r.aclose()
 
 
 @pytest.fixture

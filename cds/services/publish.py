@@ -64,14 +64,11 @@ class PublishService:
     async def index(self, entry: IngestEntry) -> tuple[PublishRequest, list[CatalogResult]]:
         """Normalise and write every catalog of one publish. Catalog-level problems become
         REJECTED results; storage failures propagate (the entry stays queued and is retried)."""
-        doc = parse_json(entry.body)
-        ctx = parse_context(doc, expected_actions=PUBLISH_ACTIONS, now=entry.received_at,
-                            clock_skew_s=self._settings.clock_skew_s)
-        req = parse_publish(doc, ctx)
+        req = parse_entry(entry, self._settings)
+        ctx = req.context
         results: list[CatalogResult] = []
         for i, catalog in enumerate(req.catalogs):
-            cid = catalog.get("beckn:id", catalog.get("id"))
-            cid = cid if isinstance(cid, str) else f"catalogs[{i}]"
+            cid = catalog_id_of(catalog, i)
             try:
                 if req.update_mode == "MERGE":
                     stored = await self._storage.get_catalog(entry.publisher_id, cid)
@@ -146,15 +143,31 @@ class PublishService:
 
     async def _report_failure(self, entry: IngestEntry) -> None:
         try:
-            doc = parse_json(entry.body)
-            ctx = parse_context(doc, expected_actions=PUBLISH_ACTIONS, now=entry.received_at)
-            req = parse_publish(doc, ctx)
+            req = parse_entry(entry, self._settings)
         except BecknError:
             return
-        results = [CatalogResult(catalog_id=str(c.get("beckn:id", c.get("id", "?"))), status="REJECTED",
-                                 error={"code": E.NET_INTERNAL_ERROR, "message": "the index is unavailable; publish again later"})
-                   for c in req.catalogs]
-        await self.report(entry, req, results)
+        await self.report(entry, req, rejected_all(req, "the index is unavailable; publish again later"))
+
+
+def parse_entry(entry: IngestEntry, settings: Settings) -> PublishRequest:
+    """Re-read a queued publish; its context is checked against the time it was received."""
+    doc = parse_json(entry.body)
+    ctx = parse_context(doc, expected_actions=PUBLISH_ACTIONS, now=entry.received_at,
+                        clock_skew_s=settings.clock_skew_s)
+    return parse_publish(doc, ctx)
+
+
+def catalog_id_of(catalog: object, index: int) -> str:
+    """The id a per-catalog result is reported under (its position when it has none)."""
+    cid = catalog.get("beckn:id", catalog.get("id")) if isinstance(catalog, dict) else None
+    return cid if isinstance(cid, str) else f"catalogs[{index}]"
+
+
+def rejected_all(req: PublishRequest, message: str) -> list[CatalogResult]:
+    """Every catalog of a publish REJECTED for a reason that is not the catalog's fault."""
+    return [CatalogResult(catalog_id=catalog_id_of(c, i), status="REJECTED",
+                          error={"code": E.NET_INTERNAL_ERROR, "message": message[:500]})
+            for i, c in enumerate(req.catalogs)]
 
 
 def publisher_of(req: PublishRequest) -> tuple[str | None, str | None]:
