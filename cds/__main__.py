@@ -1,5 +1,5 @@
 import sys
 
-from cds.cli import main
+from cds.cli.main import main
 
 sys.exit(main())

@@ -1,4 +1,4 @@
-"""Settings from CDS_* environment variables (DESIGN.md §3), validated at start.
+"""Settings from CDS_* environment variables (docs/decisions.md §R), validated at start.
 
 Every bad value is reported with its variable name; `load_settings` raises `ConfigError`
 listing all of them at once so an operator fixes the environment in one go.
@@ -13,6 +13,8 @@ from urllib.parse import urlsplit
 from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 import msgspec
+
+from cds.keys import load_private_key
 
 
 class ConfigError(ValueError):
@@ -57,13 +59,13 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     callback_timeout_s: float = 5.0
     callback_retries: int = 3
     log_level: str = "INFO"
-    # --- fan-out (issue 6) ---
+    # --- fan-out ---
     fanout_incremental: bool = False         # cached answer first, then one on_discover per BPP reply
     fanout_reserve_ms: int = 200             # kept from context.ttl for merging and delivering the callback
     fanout_late_window_s: float = 120.0      # a finished fan-out is remembered this long: late replies get ACK
     circuit_failures: int = 5                # consecutive failures/timeouts that open a BPP's circuit
     circuit_cooldown_s: float = 30.0         # open circuit: no calls for this long, then one probe
-    # --- durable ingest and shared state (issue 5) ---
+    # --- durable ingest and shared state ---
     rate_limit_rps: float = 0.0              # per-subscriber requests/s (token bucket); 0 = no limit
     rate_limit_burst: int = 0                # bucket size; 0 = two seconds' worth of the rate (at least 1)
     ingest_max_backlog: int = 10000          # queued publishes beyond which publish is a 503 NET_OVERLOADED
@@ -149,8 +151,6 @@ def _tz(v: str) -> str:
 
 
 def _key(v: str) -> str:
-    from cds.signing import load_private_key  # late import: signing imports nothing from here
-
     load_private_key(v)
     return v
 
@@ -205,13 +205,13 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "CALLBACK_TIMEOUT_S": ("callback_timeout_s", _pos_float),
     "CALLBACK_RETRIES": ("callback_retries", int),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
-    # --- fan-out (issue 6) ---
+    # --- fan-out ---
     "FANOUT_INCREMENTAL": ("fanout_incremental", _bool),
     "FANOUT_RESERVE_MS": ("fanout_reserve_ms", _nonneg_int),
     "FANOUT_LATE_WINDOW_S": ("fanout_late_window_s", _pos_float),
     "CIRCUIT_FAILURES": ("circuit_failures", _pos_int),
     "CIRCUIT_COOLDOWN_S": ("circuit_cooldown_s", _pos_float),
-    # --- durable ingest and shared state (issue 5) ---
+    # --- durable ingest and shared state ---
     "RATE_LIMIT_RPS": ("rate_limit_rps", _nonneg_float),
     "RATE_LIMIT_BURST": ("rate_limit_burst", _nonneg_int),
     "INGEST_MAX_BACKLOG": ("ingest_max_backlog", _pos_int),
@@ -249,8 +249,6 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         except Exception as e:  # noqa: BLE001 - every parser error becomes one readable line
             problems.append(f"{ENV_PREFIX}{suffix}={raw if 'KEY' not in suffix and 'PASSWORD' not in suffix else '***'}: {e}")
     values.update(overrides)
-    if values.get("registry_url") is None and values.get("registry_file") is None and "registry_file" not in overrides:
-        pass  # a CDS with no registry refuses every signature: allowed, but `cds serve` warns
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     if int(values.get("fanout_max_bpps", 20)) < 0:  # type: ignore[arg-type]

@@ -1,4 +1,4 @@
-"""Prometheus metrics. Every metric we define starts with `cds_` (DESIGN §8.15); the client
+"""Prometheus metrics. Every metric we define starts with `cds_` (docs/decisions.md §15); the client
 library's default process_*/python_* collectors stay registered."""
 
 from __future__ import annotations
@@ -41,7 +41,7 @@ class Metrics:
         self.purged = Counter("cds_expiry_purged_total", "Expired objects purged", ["kind"], registry=registry)
         self.registry_lookups = Counter("cds_registry_lookups_total", "Registry key lookups by result (hit|miss)",
                                         ["result"], registry=registry)
-        # --- fan-out (issue 6); `bpp` labels are registry subscriber ids (bounded by the registry) ---
+        # --- fan-out; `bpp` labels are registry subscriber ids (bounded by the registry) ---
         self.fanout_requests = Counter("cds_fanout_requests_total", "Fan-out discovers sent, per BPP", ["bpp"],
                                        registry=registry)
         self.fanout_responses = Counter("cds_fanout_responses_total",
@@ -65,7 +65,7 @@ class Metrics:
                                                  "From discover receipt to the merged on_discover delivered "
                                                  "(async) or returned (sync)", ["mode"], buckets=_LATENCY_BUCKETS,
                                                  registry=registry)
-        # --- durable ingest on Redis streams (issue 5); `cds_ingest_pending` above is the stream backlog ---
+        # --- durable ingest on Redis streams; `cds_ingest_pending` above is the stream backlog ---
         self.ingest_backlog_bytes = Gauge("cds_ingest_backlog_bytes", "Bytes of queued publishes (stream mode)",
                                           registry=registry)
         self.ingest_stream_pending = Gauge("cds_ingest_stream_pending",

@@ -1,1 +1,2 @@
-"""Ingest and storage: catalog normalisation, storage backends, durable ingest, expiry."""
+"""Storage and ingest: the storage interface and its backends (embedded, Elasticsearch), and the durable
+ingest path from an ACKed publish to searchable documents (`indexer.ingest`). Uses the domain core below it."""

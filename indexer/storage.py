@@ -5,10 +5,10 @@ tests/behaviour runs the same scenarios against both.
 Contract every backend keeps:
 - `replace_catalog` is atomic: a concurrent `search` sees either the whole old catalog or the
   whole new one, never a mix; once it returns, the catalog is searchable and durable.
-- `search` returns exactly the hits for which `cds.matching.matches(query, item, meta, now)` is
-  true, ordered by `cds.matching.order_key` and capped at `query.limit`. Backends narrow
+- `search` returns exactly the hits for which `cds.core.matching.matches(query, item, meta, now)` is
+  true, ordered by `cds.core.matching.order_key` and capped at `query.limit`. Backends narrow
   candidates with `query.terms`, `query.ranges`, `query.spatial[*].bbox` (all supersets of the
-  true matches) and leave the final word to `cds.matching`.
+  true matches) and leave the final word to `cds.core.matching`.
 """
 
 from __future__ import annotations
@@ -17,10 +17,10 @@ from typing import TYPE_CHECKING, Protocol
 
 import msgspec
 
-from indexer.documents import CatalogMeta, CatalogRecord, Hit
+from cds.core.documents import CatalogMeta, CatalogRecord, Hit
 
 if TYPE_CHECKING:
-    from cds.query import Query
+    from cds.core.query import Query
 
 
 class StorageStats(msgspec.Struct, kw_only=True):

@@ -6,7 +6,7 @@
     python -m loadtests.bench --gc-freeze    # experiment: the same with gc.freeze() in the CDS after seeding
 
 What one run does (every process is a real subprocess on loopback; locust always runs as its own process):
- 1. generate the network (loadtests.generator, seeded) and write registry.json (BAP, BPPs and a freshly
+ 1. generate the network (cds.demo.generator, seeded) and write registry.json (BAP, BPPs and a freshly
     generated CDS key; callback URLs point at the sink), participants.json and queries.jsonl;
  2. start the callback sink (loadtests.callback_sink: the BAP's and BPPs' callback endpoints), the hello-world
     baseline (loadtests.hello) and the CDS (`cds serve` on the embedded default with a temporary data dir,
@@ -54,13 +54,13 @@ import aiohttp
 import msgspec
 import orjson
 
-from cds.signing import generate_keypair
+from cds.keys import generate_keypair
 from loadtests.bench_procs import (
     PY, Service, check_scenario, free_port, http_json, loadavg, locust_available, machine_info, rss_mb, run_locust,
     wait_http)
 from loadtests.bench_report import Fanout, Latency, Run, Scenario, render, write_section
 from loadtests.bench_seed import Seeder, index_items
-from loadtests.generator import Network, generate_network
+from cds.demo.generator import Network, generate_network
 from loadtests.mock_bpp import mock_bpps, registry_records
 
 CDS_ID, CDS_KEY_ID = "cds.bench.local", "bench-key-1"

@@ -1,8 +1,8 @@
-"""In-process discover engine benchmark (DESIGN §7, issue 3): index build rate, query latency, memory.
+"""In-process discover engine benchmark (docs/decisions.md §G): index build rate, query latency, memory.
 
     python -m loadtests.bench_engine --connectors 100000 [--queries 2000] [--seed 42] [--no-write]
 
-1. Generates the network (`loadtests.generator`), then normalises every catalog (`indexer.normalize`) and
+1. Generates the network (`cds.demo.generator`), then normalises every catalog (`cds.core.normalize`) and
    writes it into an `EmbeddedStorage` in a temporary directory, one catalog at a time as the ingest
    pipeline does (WAL write + group commit + apply). Timed separately: normalise, store, both. Done twice:
    fsync on (the default configuration, used for the queries) and fsync off.
@@ -38,15 +38,16 @@ from typing import Any
 
 import orjson
 
-from cds.assemble import assemble_catalogs, build_on_discover
+from cds.core.replies import build_on_discover
+from cds.services.assemble import assemble_catalogs
 from cds.config import Settings
-from cds.planner import build_query
-from cds.protocol import parse_context, parse_discover, parse_json
+from cds.core.planner import build_query
+from cds.core.protocol import parse_context, parse_discover, parse_json
 from indexer.embedded import EmbeddedStorage
-from indexer.normalize import normalize_catalog
+from cds.core.normalize import normalize_catalog
 from loadtests.bench_procs import loadavg, machine_info
 from loadtests.bench_report import pct, write_block
-from loadtests.generator import generate_network
+from cds.demo.generator import generate_network
 
 GOAL_P99_MS = 5.0
 KINDS = ("radius", "qr", "time_window", "route")

@@ -1,4 +1,4 @@
-"""Elasticsearch backend benchmark (issue 10): bulk load rate, publish → searchable, and the discover
+"""Elasticsearch backend benchmark: bulk load rate, publish → searchable, and the discover
 overhead our code adds over the engine, on a real Elasticsearch server.
 
     python -m loadtests.bench_es --connectors 100000 [--es-url URL] [--queries 1000] [--probes 20]
@@ -7,14 +7,14 @@ overhead our code adds over the engine, on a real Elasticsearch server.
 1. Elasticsearch: `--es-url` reuses a running server (the bench writes under a fresh index prefix and deletes
    its indices at the end); otherwise Elastic's test distribution is started on a free port with
    scripts/elasticsearch.sh (heap `--heap`) and stopped at the end.
-2. Load: the generated network (`loadtests.generator`) is normalised (`indexer.normalize`, timed apart) and
+2. Load: the generated network (`cds.demo.generator`) is normalised (`cds.core.normalize`, timed apart) and
    written with `ElasticStorage.replace_catalog`, `--concurrency` catalogs in flight (the configured refresh
    policy, default `wait_for`, applies to each).
-3. Discover: `labeled_query_mix` (DESIGN §7: radius+connector+power, QR, time window, route) parsed and planned
+3. Discover: `labeled_query_mix` (docs/decisions.md §G: radius+connector+power, QR, time window, route) parsed and planned
    as the service does (not timed), then per query, alternately: `storage.search` ("ours"), and "raw": the very
    search request(s) our code sent for that query (captured from the client: `translate.plan`'s body, each
    `search_after` page), replayed with `client.search(...)` on the same client. ours − raw is what our code adds:
-   the generations read (one realtime GET), planning, the meta fetch, decoding and the exact `cds.matching`
+   the generations read (one realtime GET), planning, the meta fetch, decoding and the exact `cds.core.matching`
    check. Wall clock, and in brackets this thread's CPU time (not inflated by a busy machine).
 4. Publish → searchable, storage level: `--probes` catalogs spread over the network, each re-written with one
    new item; the time from `replace_catalog` start to the first `storage.search` (polled concurrently) that
@@ -49,18 +49,18 @@ import aiohttp
 import orjson
 
 from cds.config import Settings, load_settings
-from cds.planner import build_query
-from cds.protocol import parse_context, parse_discover, parse_json
-from cds.query import Query
-from cds.signing import generate_keypair
-from indexer.documents import CatalogRecord
+from cds.core.planner import build_query
+from cds.core.protocol import parse_context, parse_discover, parse_json
+from cds.core.query import Query
+from cds.keys import generate_keypair
+from cds.core.documents import CatalogRecord
 from indexer.elastic.store import ElasticStorage
-from indexer.normalize import normalize_catalog
+from cds.core.normalize import normalize_catalog
 from loadtests.bench import write_inputs
 from loadtests.bench_procs import PY, Service, free_port, loadavg, machine_info, wait_http
 from loadtests.bench_report import Run, pct, write_block
 from loadtests.bench_seed import Seeder
-from loadtests.generator import Network, _jsonpath, generate_network
+from cds.demo.generator import Network, _jsonpath, generate_network
 
 KINDS = ("radius", "qr", "time_window", "route")
 GOAL_SEARCHABLE_P99_MS = 1500.0

@@ -12,7 +12,7 @@ Per request: overhead = time the BAP received the merged on_discover − time th
 (both time.time() on one machine). Only requests where every BPP replied (ACKed) and the merged callback
 holds every BPP's catalog count. Modes: `memory` (one replica, in-process pending state), `redis` (one
 replica, pending state and circuit in Redis), `replicas` (two replicas sharing Redis; the BAP talks to A,
-every BPP reply lands on B, so each reply crosses replicas through Redis pub/sub). Goal (DESIGN §7): p99 ≤
+every BPP reply lands on B, so each reply crosses replicas through Redis pub/sub). Goal (docs/decisions.md §G): p99 ≤
 20 ms. Writes the "Fan-out" section of BENCHMARKS.md (other sections are left alone).
 """
 
@@ -34,7 +34,7 @@ import aiohttp
 import orjson
 from aiohttp import web
 
-from cds.timeutil import rfc3339
+from cds.core.timeutil import rfc3339
 from loadtests.bench_procs import PY, Service, cpu_seconds, free_port, http_json, loadavg, machine_info, wait_http
 from loadtests.bench_report import pct, write_block
 
@@ -48,7 +48,7 @@ class Bap:
     """The BAP: signs discovers, receives on_discover (arrival time and catalog count per message id)."""
 
     def __init__(self, port: int) -> None:
-        from cds.signing import generate_keypair, load_private_key
+        from cds.keys import generate_keypair, load_private_key
 
         self.seed, self.public_key = generate_keypair()
         self.key = load_private_key(self.seed)
@@ -73,7 +73,7 @@ class Bap:
         return web.json_response({"message": {"ack": {"status": "ACK"}}})
 
     def discover(self) -> tuple[str, bytes, dict[str, str]]:
-        from cds.signing import sign_request
+        from cds.trust.signing import sign_request
 
         doc = orjson.loads(FIXTURE.read_bytes())
         mid = str(uuid.uuid4())
@@ -105,7 +105,7 @@ def redis_binary() -> str | None:
 
 
 async def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, Any]:
-    from cds.signing import generate_keypair
+    from cds.keys import generate_keypair
 
     logdir = tmp / mode
     logdir.mkdir()

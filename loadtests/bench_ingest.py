@@ -1,4 +1,4 @@
-"""Publish ingest through the Redis stream (issue 5): sustained throughput into the index and publish →
+"""Publish ingest through the Redis stream: sustained throughput into the index and publish →
 searchable under that load, with every process real.
 
     python -m loadtests.bench_ingest [--connectors 20000] [--catalog-connectors 20] [--concurrency 16]
@@ -11,7 +11,7 @@ CDS_REDIS_URL, and for `--backend es` an Elasticsearch (`--es-url`, else Elastic
 by scripts/elasticsearch.sh) plus `--workers` `cds indexer` processes; for `--backend embedded` the API process
 consumes the stream itself (the embedded index cannot be shared, CDS_INDEXER_IN_API=auto).
 
-Workload: the generated network (`loadtests.generator`), its CPO catalogs cut into station-sized catalogs of
+Workload: the generated network (`cds.demo.generator`), its CPO catalogs cut into station-sized catalogs of
 `--catalog-connectors` connectors (offers kept with their items), one catalog per signed publish.
 
 1. Throughput: every catalog published once, `--concurrency` requests in flight (closed loop). ACKs run ahead
@@ -45,12 +45,12 @@ from typing import Any
 import aiohttp
 import orjson
 
-from cds.timeutil import rfc3339
-from cds.signing import generate_keypair
+from cds.core.timeutil import rfc3339
+from cds.keys import generate_keypair
 from loadtests.bench_procs import PY, Service, free_port, http_json, loadavg, machine_info, wait_http
 from loadtests.bench_report import pct, write_block
 from loadtests.bench_seed import signed_headers
-from loadtests.generator import generate_network
+from cds.demo.generator import generate_network
 
 CDS_ID, CDS_KEY_ID = "cds.bench.local", "bench-key-1"
 DOMAIN = "beckn.one:deg:ev-charging"
@@ -308,7 +308,7 @@ class Bench:
                 from redis.asyncio import Redis
 
                 from cds.config import load_settings
-                from indexer.stream import IngestStream
+                from indexer.ingest.stream import IngestStream
 
                 client = Redis.from_url(redis.url)
                 self.stream = IngestStream.from_settings(client, load_settings({}))

@@ -27,7 +27,8 @@ from loadtests.bench_report import pct
 
 
 def crypto_costs(n: int = 5000) -> tuple[float, float]:
-    from cds.signing import generate_keypair, load_private_key, parse_authorization, sign_request, verify_request
+    from cds.keys import generate_keypair, load_private_key
+    from cds.trust.signing import parse_authorization, sign_request, verify_request
 
     seed, pub = generate_keypair()
     key = load_private_key(seed)
@@ -46,9 +47,9 @@ def _free_port() -> int:
 
 
 async def ack_latencies(base: str, data_dir: str, n: int) -> list[float]:
-    from cds.client import refresh_context
-    from cds.demo import demo_key
-    from cds.signing import sign_request
+    from cds.cli.request import refresh_context
+    from cds.demo.seed import demo_key
+    from cds.trust.signing import sign_request
 
     sub, key_id, key = demo_key("bap", data_dir)
     template = orjson.loads((Path(__file__).resolve().parent.parent / "tests" / "fixtures" /

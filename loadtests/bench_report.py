@@ -1,4 +1,4 @@
-"""Results of one `python -m loadtests.bench` run and their markdown rendering (DESIGN §7 table).
+"""Results of one `python -m loadtests.bench` run and their markdown rendering (docs/decisions.md §G table).
 
 Kept apart from the runner so the table logic is plain data → text (no processes, no network)."""
 
@@ -210,7 +210,7 @@ def figures_table(run: Run) -> list[str]:
     rows.append(("memory at 1M connectors (embedded)", "≤ 3 GB RSS",
                  f"not measured in this run (1M not seeded); RSS after seeding {n} connectors: **{rss}**"
                  if run.connectors < 1_000_000 else f"**{rss}**{_verdict(run.rss_after_seed_mb, 3072)}"))
-    out = ["| figure (DESIGN §7) | goal | measured |", "| --- | --- | --- |"]
+    out = ["| figure (docs/decisions.md §G) | goal | measured |", "| --- | --- | --- |"]
     out += [f"| {a} | {b} | {c} |" for a, b, c in rows]
     return out
 

@@ -15,11 +15,12 @@ import aiohttp
 import msgspec
 import orjson
 
-from cds.timeutil import rfc3339
-from cds.signing import load_private_key, sign_request
+from cds.core.timeutil import rfc3339
+from cds.keys import load_private_key
+from cds.trust.signing import sign_request
 from loadtests.bench_procs import http_json
 from loadtests.bench_report import Latency, Probe, Run
-from loadtests.generator import Network
+from cds.demo.generator import Network
 
 SEED_CONCURRENCY = 4
 PUBLISH_POOL = 16                      # smallest publish requests re-sent by the publish scenario

@@ -1,4 +1,4 @@
-"""Bare aiohttp hello-world: the throughput baseline of the load test (DESIGN §7).
+"""Bare aiohttp hello-world: the throughput baseline of the load test (docs/decisions.md §G).
 
     python -m loadtests.hello --port 18080
 

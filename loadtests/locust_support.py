@@ -15,8 +15,9 @@ from locust import constant, events
 
 import orjson  # noqa: E402 - after locust on purpose (gevent patches first)
 
-from cds.timeutil import rfc3339  # noqa: E402,F401 - re-exported for the locustfiles
-from cds.signing import load_private_key, sign_request  # noqa: E402
+from cds.core.timeutil import rfc3339  # noqa: E402,F401 - re-exported for the locustfiles
+from cds.keys import load_private_key
+from cds.trust.signing import sign_request  # noqa: E402
 
 DIR = Path(os.environ.get("LOADTEST_DIR", "."))
 BASE = os.environ.get("LOADTEST_BASE_PATH", "/beckn").rstrip("/")

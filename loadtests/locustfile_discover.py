@@ -8,7 +8,7 @@ process). Manually:
 
 Environment (see also loadtests/locust_support.py):
   LOADTEST_DIR           participants.json (the BAP key) and queries.jsonl ({"kind", "body"} lines), as
-                         written by `python -m loadtests.generator` or the bench runner
+                         written by `python -m cds.demo.generator` or the bench runner
   LOADTEST_MODE          sync  = GET /beckn/discover, the full on_discover is the response (default)
                          async = POST /beckn/discover, the ACK is the response; on_discover goes to bap_uri
   LOADTEST_CALLBACK_URI  bap_uri sent in the context (async mode; its host must match the registry record)

@@ -38,9 +38,10 @@ import nacl.signing
 import orjson
 from aiohttp import web
 
-from cds.errors import BecknError
-from cds.timeutil import rfc3339
-from cds.signing import parse_authorization, public_key_b64, sign_request, verify_request
+from cds.core.errors import BecknError
+from cds.core.timeutil import rfc3339
+from cds.keys import public_key_b64
+from cds.trust.signing import parse_authorization, sign_request, verify_request
 
 DOMAIN = "beckn.one:deg:ev-charging"
 DEFAULT_POINT = (77.5946, 12.9716)   # Bengaluru, when a discover has no spatial constraint
@@ -88,7 +89,7 @@ def registry_records(bpps: list[MockBpp], *, domain: str = DOMAIN) -> list[dict[
 
 def base_catalog(items: int, seed: int = 0) -> dict[str, Any]:
     """One small catalog in the UBC publish shape (from the network generator), to be re-addressed per reply."""
-    from loadtests.generator import generate_network
+    from cds.demo.generator import generate_network
 
     net = generate_network(max(items, 2), seed=seed, cpos=1)
     _, catalog = next(net.iter_catalogs())

@@ -9,7 +9,7 @@ Also, when $CDS_BENCH_GC_OUT is set, every garbage collection is timed (gc.callb
 written there as JSON when the server exits: per generation the count, total and maximum pause, and every
 generation-2 pause with its wall-clock time, so the runner can attribute stop-the-world pauses to scenarios.
 
-Without signals and variables this is exactly `cds.cli.main`, so the benchmark runner always starts the CDS
+Without signals and variables this is exactly `cds.cli.main.main`, so the benchmark runner always starts the CDS
 through it and profiles only the window it chooses, in the same process whose throughput and memory it
 measured."""
 
@@ -24,7 +24,7 @@ import time
 
 import orjson
 
-from cds.cli import main as cds_main
+from cds.cli.main import main as cds_main
 
 _profiler: cProfile.Profile | None = None
 

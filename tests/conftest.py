@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 from cds.config import load_settings
-from cds.signing import generate_keypair
+from cds.keys import generate_keypair
 from tests.harness import CallbackSink, Participant, start_client, write_registry
 
 
@@ -20,7 +20,7 @@ class Network:
         seed, pub = generate_keypair()
         self.cds_seed = seed
         self.cds = Participant("cds.test", "CDS", "http://127.0.0.1/beckn")
-        from cds.signing import load_private_key
+        from cds.keys import load_private_key
         self.cds.key = load_private_key(seed)
         self.bap = Participant("bap.test", "BAP", bap_sink.url + "/bap")
         self.bpp = Participant("example-bpp.com", "BPP", bpp_sink.url + "/bpp")
@@ -58,7 +58,7 @@ async def network(tmp_path):
 @pytest.fixture
 async def cds(network):
     """A running CDS on the embedded backend: an aiohttp TestClient."""
-    from cds.app import create_app
+    from cds.api.app import create_app
 
     client = await start_client(create_app(network.settings()))
     yield client

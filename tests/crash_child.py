@@ -20,7 +20,7 @@ from typing import Callable
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from indexer.documents import CatalogMeta, CatalogRecord, ItemDoc  # noqa: E402
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc  # noqa: E402
 
 
 def crash_record(catalog_id: str) -> CatalogRecord:
@@ -86,7 +86,7 @@ async def run_store(directory: Path) -> None:
 
 
 async def run_ingest(directory: Path) -> None:
-    from indexer.ingest_log import IngestLog
+    from indexer.ingest.log import IngestLog
 
     ingest = IngestLog(directory, fsync=True, segment_bytes=8 << 10)
     await ingest.open()

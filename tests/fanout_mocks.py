@@ -185,7 +185,7 @@ async def start_cds(network: Any, *, clock: Any = None, **settings: Any):
     """A CDS on a known port whose CDS_SUBSCRIBER_URL is its own address (BPPs reply there)."""
     from aiohttp.test_utils import TestClient
 
-    from cds.app import create_app
+    from cds.api.app import create_app
 
     port = free_port()
     s = network.settings(**{"subscriber_url": f"http://127.0.0.1:{port}/beckn", "fanout_timeout_ms": 1000,

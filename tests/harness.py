@@ -17,7 +17,9 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 from nacl.signing import SigningKey
 
-from cds.signing import public_key_b64, sign_request
+from cds.keys import public_key_b64
+
+from cds.trust.signing import sign_request
 
 FIXTURES = Path(__file__).parent / "fixtures"
 

@@ -1,5 +1,5 @@
 """An independent BECKN-006 verifier for tests (hashlib + pynacl only, no project code), so that
-a bug in cds.signing cannot make its own output look valid."""
+a bug in cds.trust.signing cannot make its own output look valid."""
 
 from __future__ import annotations
 

@@ -18,9 +18,10 @@ import orjson
 from aiohttp import web
 
 from cds.metrics import new_metrics
-from cds.services.publish import IngestEntry, PublishService
-from indexer.stream import IngestStream
-from indexer.worker import StreamWorker
+from indexer.ingest.apply import CatalogIndexer
+from indexer.ingest.entry import IngestEntry
+from indexer.ingest.stream import IngestStream
+from indexer.ingest.worker import StreamWorker
 from tests.harness import Participant, fresh_context, load_fixture
 
 PUBLISH = "UBC_catalog_publish_ev-charging-catalog-publish.json"
@@ -74,7 +75,7 @@ def entry_for(publisher: Participant, body: bytes) -> IngestEntry:
 def make_worker(settings, redis, storage, outbound=None, name: str | None = None) -> StreamWorker:
     metrics = new_metrics()
     return StreamWorker(IngestStream.from_settings(redis, settings),
-                        PublishService(storage, settings, metrics, outbound), storage, settings, metrics, name=name)
+                        CatalogIndexer(storage, settings, metrics, outbound), storage, settings, metrics, name=name)
 
 
 class Running:

@@ -1,1 +1,1 @@
-"""Business logic between the HTTP handlers and the storage interface."""
+"""Business logic between the HTTP handlers and the lower floors: discover and publish."""

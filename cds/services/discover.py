@@ -1,5 +1,5 @@
 """Discover: plan the query, search the index, fan out to non-caching BPPs, merge, and assemble one
-on_discover in the caller's dialect (DESIGN §4; fan-out details in cds.fanout)."""
+on_discover in the caller's dialect (docs/decisions.md §S; fan-out details in cds.fanout.engine)."""
 
 from __future__ import annotations
 
@@ -8,16 +8,17 @@ import logging
 import time
 from typing import Any, Callable
 
-from cds.assemble import assemble_catalogs, build_on_discover
+from cds.core.replies import build_on_discover
+from cds.services.assemble import assemble_catalogs
 from cds.config import Settings
-from cds.fanout import Fanout, FanoutRun, merge_hits
-from cds.matching import select
+from cds.fanout.engine import Fanout, FanoutRun, merge_hits
+from cds.core.matching import select
 from cds.metrics import Metrics
-from cds.models import DiscoverRequest
-from cds.outbound import Delivery, Outbound
-from cds.planner import build_query
-from cds.query import Query
-from indexer.documents import Hit
+from cds.core.models import DiscoverRequest
+from cds.trust.outbound import Delivery, Outbound
+from cds.core.planner import build_query
+from cds.core.query import Query
+from cds.core.documents import Hit
 from indexer.storage import Storage
 
 log = logging.getLogger("cds.discover")

@@ -1,173 +1,50 @@
-"""Publish: accept (durably queue, then ACK), and process (normalise, index atomically, report
-per-catalog results with one signed on_catalog_publish).
+"""Publish: check what a verified publish may touch, queue it durably, and let the caller ACK.
 
-Accepting and processing are split by the ingest log so that a process dying right after the
-ACK loses nothing: unprocessed entries are processed again on restart (DESIGN §4, §8.21).
+Indexing and the on_catalog_publish report happen later, off the request (`indexer.ingest`); the
+queue sits in between so that a process dying right after the ACK loses nothing (docs/decisions.md §4).
 """
 
 from __future__ import annotations
 
-import asyncio
-import logging
-import time
-from typing import Any, Callable
+from typing import Protocol
 
-import msgspec
-
-from cds import errors as E
-from cds.assemble import build_on_catalog_publish
 from cds.config import Settings
-from cds.errors import BecknError
-from cds.metrics import Metrics
-from cds.models import CatalogResult, PublishRequest
-from cds.outbound import Outbound
-from cds.protocol import PUBLISH_ACTIONS, parse_context, parse_json, parse_publish
-from indexer.normalize import merge_catalog, normalize_catalog
-from indexer.storage import CatalogWriteError, Storage
-
-log = logging.getLogger("cds.publish")
-
-_FAILED = object()  # marker: the index stayed unavailable for this entry
+from cds.core.models import PublishRequest
+from cds.core.protocol import parse_publish
+from cds.trust.auth import Inbound, require_publisher
+from cds.trust.netguard import check_callback_url
+from cds.trust.replay import ReplayStore, first_time, not_processed
+from indexer.ingest.entry import IngestEntry
 
 
-class IngestEntry(msgspec.Struct, kw_only=True):
-    """What the ingest log keeps for one ACKed publish."""
-
-    publisher_id: str
-    publisher_uri: str | None = None
-    callback_url: str | None = None          # base URL; on_catalog_publish is POSTed to {callback_url}/on_catalog_publish
-    body: bytes                              # the publish body exactly as received
-    received_at: float
-
-
-_encoder = msgspec.msgpack.Encoder()
-_decoder = msgspec.msgpack.Decoder(IngestEntry)
-
-
-def encode_entry(entry: IngestEntry) -> bytes:
-    return _encoder.encode(entry)
-
-
-def decode_entry(data: bytes) -> IngestEntry:
-    return _decoder.decode(data)
+class IngestQueue(Protocol):
+    async def submit(self, entry: IngestEntry) -> object: ...
 
 
 class PublishService:
-    def __init__(self, storage: Storage, settings: Settings, metrics: Metrics, outbound: Outbound | None,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._storage = storage
+    def __init__(self, ingest: IngestQueue, replay: ReplayStore, settings: Settings) -> None:
+        self.ingest = ingest
+        self.replay = replay
         self._settings = settings
-        self._metrics = metrics
-        self._outbound = outbound
-        self._clock = clock
 
-    async def index(self, entry: IngestEntry) -> tuple[PublishRequest, list[CatalogResult]]:
-        """Normalise and write every catalog of one publish. Catalog-level problems become
-        REJECTED results; storage failures propagate (the entry stays queued and is retried)."""
-        req = parse_entry(entry, self._settings)
-        ctx = req.context
-        results: list[CatalogResult] = []
-        for i, catalog in enumerate(req.catalogs):
-            cid = catalog_id_of(catalog, i)
-            try:
-                if req.update_mode == "MERGE":
-                    stored = await self._storage.get_catalog(entry.publisher_id, cid)
-                    if stored is not None:
-                        catalog = merge_catalog(stored.raw, catalog)
-                record, warnings = normalize_catalog(
-                    catalog, publisher_id=entry.publisher_id, publisher_uri=entry.publisher_uri,
-                    dialect=ctx.dialect, settings=self._settings, now=self._clock(), index=i)
-            except BecknError as e:
-                paths = f"message.{e.paths}" if e.paths else f"message.catalogs[{i}]"
-                results.append(CatalogResult(catalog_id=cid, status="REJECTED",
-                                             error={"code": e.code, "message": e.message, "paths": paths}))
-                self._metrics.publish_catalogs.labels("REJECTED").inc()
-                continue
-            try:
-                await self._storage.replace_catalog(record)
-            except CatalogWriteError as e:
-                if e.retryable:
-                    raise  # the whole entry is retried; nothing of this version is visible
-                errors = "; ".join(f"{iid}: {why}" for iid, why in e.item_errors[:5])
-                results.append(CatalogResult(catalog_id=cid, status="REJECTED", error={
-                    "code": E.SCH_SCHEMA_VALIDATION_FAILED, "message": f"{e} ({errors})" if errors else str(e),
-                    "paths": f"message.catalogs[{i}]"}))
-                self._metrics.publish_catalogs.labels("REJECTED").inc()
-                continue
-            self._metrics.publish_catalogs.labels("ACCEPTED").inc()
-            self._metrics.publish_items.inc(len(record.items))
-            self._metrics.publish_to_searchable.observe(max(0.0, time.time() - entry.received_at))
-            results.append(CatalogResult(catalog_id=cid, status="ACCEPTED", item_count=len(record.items),
-                                         warnings=warnings[:50]))
-        return req, results
-
-    async def report(self, entry: IngestEntry, req: PublishRequest, results: list[CatalogResult]) -> bool:
-        """Send the signed on_catalog_publish; True when delivered (or nowhere to deliver)."""
-        if self._outbound is None or not entry.callback_url:
-            return True
-        body = build_on_catalog_publish(req.context, results, settings=self._settings, now=self._clock())
-        delivery = await self._outbound.post(f"{entry.callback_url}/on_catalog_publish", body)
-        self._metrics.callbacks.labels("on_catalog_publish", "delivered" if delivery.ok else "failed").inc()
-        if delivery.attempts > 1:
-            self._metrics.callback_retries.labels("on_catalog_publish").inc(delivery.attempts - 1)
-        return delivery.ok
-
-    async def index_with_retry(self, entry: IngestEntry, *, max_attempts: int = 5):
-        """Index, retrying storage failures with backoff. Returns (request, results), or None
-        when the index stayed unavailable (the publisher is told so) or the entry is unusable."""
-        delay = 0.5
-        for attempt in range(1, max_attempts + 1):
-            try:
-                return await self.index(entry)
-            except BecknError as e:
-                # Cannot happen for entries accepted by this version (they were checked before
-                # the ACK); possible for entries written by an older one.
-                log.error("dropping unparsable ingest entry from %s: %s", entry.publisher_id, e.message)
-                return None
-            except Exception:  # noqa: BLE001 - storage down: retry, then report failure
-                log.exception("indexing publish from %s failed (attempt %d)", entry.publisher_id, attempt)
-                if attempt < max_attempts:
-                    await asyncio.sleep(delay)
-                    delay = min(delay * 2, 10)
-        return _FAILED
-
-    async def report_outcome(self, entry: IngestEntry, outcome) -> None:
-        if outcome is _FAILED:
-            await self._report_failure(entry)
-        elif outcome is not None:
-            await self.report(entry, *outcome)
-
-    async def process(self, entry: IngestEntry) -> None:
-        """Index then report, in one go (used where no ingest log sits in between)."""
-        await self.report_outcome(entry, await self.index_with_retry(entry))
-
-    async def _report_failure(self, entry: IngestEntry) -> None:
-        try:
-            req = parse_entry(entry, self._settings)
-        except BecknError:
+    async def accept(self, inbound: Inbound) -> None:
+        """Ownership, callback address, then durable queueing. Returns when the publish may be ACKed;
+        raises BecknError (NACK) otherwise. A replay within its signature's validity is ACKed, not queued."""
+        req = parse_publish(inbound.doc, inbound.context)
+        require_publisher(inbound.caller, inbound.context, req.catalogs)
+        publisher_id, publisher_uri = publisher_of(req)
+        field = "context.bpp_uri" if inbound.context.bpp_id is not None else "context.bap_uri"
+        callback = check_callback_url(publisher_uri, registered_url=inbound.caller.subscriber.url,
+                                      allow_private=self._settings.allow_private_callbacks, field=field)
+        if not await first_time(self.replay, inbound):
             return
-        await self.report(entry, req, rejected_all(req, "the index is unavailable; publish again later"))
-
-
-def parse_entry(entry: IngestEntry, settings: Settings) -> PublishRequest:
-    """Re-read a queued publish; its context is checked against the time it was received."""
-    doc = parse_json(entry.body)
-    ctx = parse_context(doc, expected_actions=PUBLISH_ACTIONS, now=entry.received_at,
-                        clock_skew_s=settings.clock_skew_s)
-    return parse_publish(doc, ctx)
-
-
-def catalog_id_of(catalog: object, index: int) -> str:
-    """The id a per-catalog result is reported under (its position when it has none)."""
-    cid = catalog.get("beckn:id", catalog.get("id")) if isinstance(catalog, dict) else None
-    return cid if isinstance(cid, str) else f"catalogs[{index}]"
-
-
-def rejected_all(req: PublishRequest, message: str) -> list[CatalogResult]:
-    """Every catalog of a publish REJECTED for a reason that is not the catalog's fault."""
-    return [CatalogResult(catalog_id=catalog_id_of(c, i), status="REJECTED",
-                          error={"code": E.NET_INTERNAL_ERROR, "message": message[:500]})
-            for i, c in enumerate(req.catalogs)]
+        entry = IngestEntry(publisher_id=publisher_id or inbound.caller.subscriber_id, publisher_uri=publisher_uri,
+                            callback_url=callback, body=inbound.body, received_at=inbound.received_at)
+        try:
+            await self.ingest.submit(entry)   # durable before we ACK
+        except BaseException:
+            await not_processed(self.replay, inbound)   # refused (503): a retry must not count as a replay
+            raise
 
 
 def publisher_of(req: PublishRequest) -> tuple[str | None, str | None]:
@@ -176,7 +53,3 @@ def publisher_of(req: PublishRequest) -> tuple[str | None, str | None]:
     if ctx.bpp_id is not None:
         return ctx.bpp_id, ctx.bpp_uri
     return ctx.bap_id, ctx.bap_uri
-
-
-def summarize(results: list[CatalogResult]) -> dict[str, Any]:
-    return {r.catalog_id: r.status for r in results}

@@ -23,7 +23,7 @@ from typing import Any
 import msgspec
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
-from indexer.documents import CatalogMeta, ItemDoc
+from cds.core.documents import CatalogMeta, ItemDoc
 
 MAPPING_VERSION = 1
 GENERATIONS_ID = "generations"

@@ -12,7 +12,7 @@ runs it, with no cache to go stale. A query that looked the list up just before 
 the old generation complete, because it is deleted only after the grace period (longer than any
 query). Generations left behind by a crash are swept by `purge_expired` after `orphan_age_s`.
 
-Search: Elasticsearch narrows (translate.py) and orders; `cds.matching.matches` decides. Pages are
+Search: Elasticsearch narrows (translate.py) and orders; `cds.core.matching.matches` decides. Pages are
 fetched with `search_after` until `limit` exact matches are in hand and no unseen doc can order
 before them (see `_collect`), or the candidates run out. A hard bound (`max_candidates`) stops
 runaway scans: the result is then the prefix that is certainly right, and a warning is logged.
@@ -36,10 +36,10 @@ import msgspec
 from elasticsearch import AsyncElasticsearch, NotFoundError
 from elasticsearch.serializer import OrjsonSerializer
 
-from cds import matching
+from cds.core import matching
 from cds.config import Settings
-from cds.query import Query
-from indexer.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
+from cds.core.query import Query
+from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.elastic import generations, translate
 from indexer.elastic.bulk import BulkWriteError, Op, bulk, delete_op, delete_where, index_op
 from indexer.elastic.mapping import (

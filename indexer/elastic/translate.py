@@ -1,7 +1,7 @@
-"""`cds.query.Query` -> Elasticsearch query DSL (a bool filter that is a *superset* of the exact matches)
+"""`cds.core.query.Query` -> Elasticsearch query DSL (a bool filter that is a *superset* of the exact matches)
 plus the sort, and the paging rules that keep the final, exact answer correct.
 
-Every clause here may let extra candidates through (cds.matching has the last word) but must never
+Every clause here may let extra candidates through (cds.core.matching has the last word) but must never
 drop a true match:
 - liveness: catalog `exp > now` (or none), catalog active and started, item active (`matching.is_live`);
 - spatial: the filter's bbox, plus a tighter shape: `geo_distance` for radius queries, `geo_shape`
@@ -27,13 +27,15 @@ import shapely
 from shapely.geometry import MultiPoint, Point, box, mapping as geojson
 from shapely.geometry.base import BaseGeometry
 
-from cds import spatial, timeutil
-from cds.query import Query, SpatialFilter
-from indexer.documents import Hit
+from cds.core import spatial
+
+from cds.core import timeutil
+from cds.core.query import Query, SpatialFilter
+from cds.core.documents import Hit
 from indexer.elastic.mapping import DAY, KEYWORD_FIELDS, NUMERIC_FIELDS, big, instant_range
 
 EPS_DEG = 1e-6                 # > geo_point quantisation (~1e-7 deg) and float noise
-DIST_REL = 1e-3                # radius widening: ES and cds.spatial use the same sphere; this is slack
+DIST_REL = 1e-3                # radius widening: ES and cds.core.spatial use the same sphere; this is slack
 DIST_ABS_M = 5.0
 SORT_TOL_REL = 1e-6            # |ES sort distance - exact distance| bound, relative ...
 SORT_TOL_ABS_M = 1.0           # ... plus absolute (quantised points are off by < 1 cm)
@@ -93,7 +95,7 @@ def _bbox_filter(b: tuple[float, float, float, float]) -> dict[str, Any] | None:
 
 
 def _dlon(distance_m: float, lat_max: float) -> float:
-    """Longitude half-width of a spherical cap of radius distance_m at |lat| <= lat_max (as cds.spatial)."""
+    """Longitude half-width of a spherical cap of radius distance_m at |lat| <= lat_max (as cds.core.spatial)."""
     delta = distance_m / spatial.EARTH_R
     ratio = math.sin(delta) / math.cos(math.radians(abs(lat_max)))
     return math.degrees(math.asin(min(1.0, ratio)))

@@ -1,5 +1,5 @@
 """In-memory index of the embedded backend: documents plus the structures that narrow a query to
-a small candidate set. Exact matching and ordering stay with `cds.matching` (see `store.py`).
+a small candidate set. Exact matching and ordering stay with `cds.core.matching` (see `store.py`).
 
 Layout (memory matters: 1M connectors must fit in a few GB):
 - `docs[id]` holds the ItemDoc itself (strings interned, offers shared per catalog); ids are reused.
@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import shapely
 
-from indexer.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
 BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
@@ -152,7 +152,7 @@ class Narrowing:
 
 class Index:
     def __init__(self, order_key: Callable[[ItemDoc, CatalogMeta], Any], *, grid_deg: float = 0.05) -> None:
-        self.order_key = order_key                 # the no-origin order of cds.matching, per doc
+        self.order_key = order_key                 # the no-origin order of cds.core.matching, per doc
         self.grid_deg = grid_deg
         self._nx = int(math.ceil(360 / grid_deg)) + 2
         self.docs: list[ItemDoc | None] = []

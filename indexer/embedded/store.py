@@ -11,7 +11,7 @@ state costs at most about as much as the log it replaces), and on close, the log
 state at that point is written to `snapshot-<gen>.bin` (tmp + fsync + rename) and older logs and
 snapshots are deleted. `open` loads the newest snapshot, then replays the logs from its generation on.
 
-Reads: `search` narrows with the index, then `cds.matching` has the final word. It never awaits
+Reads: `search` narrows with the index, then `cds.core.matching` has the final word. It never awaits
 (call it on the event loop thread), so it always sees each catalog entirely old or entirely new.
 
 Memory: `CatalogMeta.raw` (the whole published catalog, needed only for MERGE publishes) is kept
@@ -35,8 +35,8 @@ from typing import TYPE_CHECKING, Any, Iterator, Union
 import msgspec
 import numpy as np
 
-from cds import matching
-from indexer.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
+from cds.core import matching
+from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.persist import (
     DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
@@ -44,14 +44,14 @@ from indexer.embedded.persist import (
 from indexer.storage import PurgeStats, StorageStats
 
 if TYPE_CHECKING:
-    from cds.query import Query
+    from cds.core.query import Query
 
 log = logging.getLogger(__name__)
 
 _WAL, _SNAP, _SUFFIX_WAL, _SUFFIX_SNAP = "wal-", "snapshot-", ".log", ".bin"
 _PURGE_GROUP = 64          # purge records per commit: bounds how long one apply step blocks the loop
 _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
-_DIST_SLACK = 0.01         # our haversine vs cds.matching.distance: stop only beyond this margin
+_DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
 _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
 
 

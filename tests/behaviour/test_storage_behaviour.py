@@ -1,7 +1,7 @@
 """The storage contract (indexer/storage.py), run against every backend: embedded and Elasticsearch.
 
-Where the contract is "exactly what cds.matching says", results are compared with
-`cds.matching.brute_force`; the scenarios also carry hand-written expectations (positions placed at
+Where the contract is "exactly what cds.core.matching says", results are compared with
+`cds.core.matching.brute_force`; the scenarios also carry hand-written expectations (positions placed at
 known distances, windows at known hours) so that a bug shared by the matcher and a backend shows up.
 The Elasticsearch runs use a real server (tests/es_server.py), one fresh index prefix per test.
 """
@@ -17,13 +17,15 @@ import orjson
 import pytest
 from shapely.geometry import LineString, Point, Polygon
 
-from cds import matching, spatial
+from cds.core import matching
+
+from cds.core import spatial
 from cds.config import load_settings
-from cds.filters import compile_filter
-from cds.planner import build_query
-from cds.protocol import parse_context, parse_discover
-from cds.query import Query
-from indexer.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
+from cds.core.filters import compile_filter
+from cds.core.planner import build_query
+from cds.core.protocol import parse_context, parse_discover
+from cds.core.query import Query
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
 
 NOW = datetime(2026, 1, 4, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0
@@ -124,7 +126,7 @@ async def test_publish_then_everything_is_found_in_id_order(storage):
         record("bpp-a", "cat-0", [item("", "", "q"), item("", "", "b")]),
     )
     got = await check(storage, Query(limit=100), recs)
-    # DESIGN §8.8: without a location, catalog id then BPP then item id
+    # docs/decisions.md §8: without a location, catalog id then BPP then item id
     assert keys(got) == [("bpp-a", "cat-0", "b"), ("bpp-a", "cat-0", "q"), ("bpp-a", "cat-1", "k"),
                          ("bpp-b", "cat-1", "a"), ("bpp-b", "cat-1", "m"), ("bpp-b", "cat-1", "z")]
     assert {h.item.raw for h in got} >= {orjson.dumps({"beckn:id": "z"})}
@@ -289,7 +291,7 @@ async def test_time_window_predicate(storage):
     assert ids(await check(storage, q("2026-01-04T02:00:00Z", "2026-01-04T03:00:00Z"), recs)) == ["daily_6_10_ist"]
     assert sorted(ids(await check(storage, q("2026-01-04T11:00:00Z", "2026-01-04T15:00:00Z"), recs))) == \
         ["evening", "morning"]
-    # no time asked: windows never hide an item (DESIGN §8.5)
+    # no time asked: windows never hide an item (docs/decisions.md §5)
     assert len(await check(storage, Query(limit=100), recs)) == 4
 
 
@@ -372,8 +374,8 @@ async def test_selective_predicate_pages_past_the_first_candidates(storage):
 
 
 def _network_records():
-    from indexer.normalize import normalize_catalog
-    from loadtests.generator import generate_network
+    from cds.core.normalize import normalize_catalog
+    from cds.demo.generator import generate_network
 
     net = generate_network(1200, seed=11, now=datetime.fromtimestamp(NOW, timezone.utc))
     settings = load_settings({})

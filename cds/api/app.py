@@ -1,0 +1,175 @@
+"""Application factory (aiohttp): shared resources under typed AppKeys, each made and closed by its own
+cleanup context, in dependency order: Redis → HTTP client → registry → storage → shared state → fan-out →
+ingest → services → background jobs."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from typing import AsyncIterator, Callable
+
+import aiohttp
+from aiohttp import web
+
+from cds import gcpolicy
+from cds.api.appkeys import (CLOCK, DISCOVER, FANOUT, INGEST, METRICS, OUTBOUND, PUBLISH, RATE_LIMIT, REDIS,
+                             REGISTRY, REPLAY, SETTINGS, STORAGE, TASKS)
+from cds.api.handlers.base import beckn_errors
+from cds.api.routes import setup_routes
+from cds.config import Settings
+from cds.fanout.engine import build_fanout
+from cds.metrics import Metrics, new_metrics
+from cds.redisconn import connect as connect_redis
+from cds.services.discover import DiscoverService
+from cds.services.publish import PublishService
+from cds.trust.outbound import Outbound, Signer, make_session
+from cds.trust.ratelimit import build_rate_limiter
+from cds.trust.registry import RedisKeyCache, build_registry
+from cds.trust.replay import MemoryReplayStore, RedisReplayStore
+from indexer.factory import build_storage
+from indexer.ingest.apply import CatalogIndexer
+from indexer.ingest.local import IngestPipeline
+from indexer.ingest.log import IngestLog
+from indexer.ingest.stream import IngestStream, StreamIngest
+from indexer.ingest.worker import StreamWorker
+from indexer.storage import Storage
+
+log = logging.getLogger("cds.app")
+
+
+def create_app(settings: Settings, *, storage: Storage | None = None, metrics: Metrics | None = None,
+               clock: Callable[[], float] = time.time) -> web.Application:
+    """Build the API app. `storage` may be injected (tests run the same app on both backends);
+    `clock` is the service clock (TTL tests move it)."""
+    app = web.Application(middlewares=[beckn_errors],
+                          client_max_size=max(settings.max_publish_bytes, settings.max_discover_bytes) + 1024)
+    app[SETTINGS] = settings
+    app[METRICS] = metrics or new_metrics()
+    app[TASKS] = set()
+    app[CLOCK] = clock
+    app.cleanup_ctx.extend([_redis_ctx, _outbound_ctx, _registry_ctx, _storage_ctx(storage), _shared_state_ctx,
+                            _fanout_ctx, _ingest_ctx, _services_ctx, _background_ctx])
+    setup_routes(app, settings.base_path)
+    return app
+
+
+async def _redis_ctx(app: web.Application) -> AsyncIterator[None]:
+    """One client for every user of Redis (None without CDS_REDIS_URL)."""
+    redis = connect_redis(app[SETTINGS])
+    app[REDIS] = redis
+    yield
+    if redis is not None:
+        await redis.aclose()
+
+
+async def _outbound_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Signed calls to apps and BPPs (callbacks, fan-out), over a session that refuses private addresses."""
+    settings = app[SETTINGS]
+    session = make_session(settings)
+    app[OUTBOUND] = Outbound(session, Signer(settings), settings)
+    yield
+    await session.close()
+
+
+async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
+    # Its own session: the registry may legitimately be on a private address, which the callback session refuses.
+    session = aiohttp.ClientSession()
+    registry = build_registry(app[SETTINGS], session)
+    registry.on_lookup = lambda result: app[METRICS].registry_lookups.labels(result).inc()
+    app[REGISTRY] = registry
+    yield
+    await registry.close()
+    await session.close()
+
+
+def _storage_ctx(injected: Storage | None):
+    async def ctx(app: web.Application) -> AsyncIterator[None]:
+        storage = injected or build_storage(app[SETTINGS])
+        if injected is None:
+            await storage.open()
+            gcpolicy.settle()  # the loaded index is long-lived: keep it out of full collections
+        app[STORAGE] = storage
+        yield
+        if injected is None:
+            await storage.close()
+    return ctx
+
+
+async def _shared_state_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Replay protection, the registry key cache and rate limits: shared by every replica through Redis when
+    configured, each falling back to its process-local twin while Redis is unreachable."""
+    redis, local = app[REDIS], MemoryReplayStore()
+    app[REPLAY] = RedisReplayStore(redis, fallback=local) if redis is not None else local
+    if redis is not None:
+        app[REGISTRY].cache = RedisKeyCache(redis, fallback=app[REGISTRY].cache)
+    app[RATE_LIMIT] = build_rate_limiter(app[SETTINGS], redis)
+    yield
+
+
+async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Pending fan-out requests and BPP circuits (in Redis when configured)."""
+    fanout = build_fanout(app[SETTINGS], registry=app[REGISTRY], storage=app[STORAGE], outbound=app[OUTBOUND],
+                          metrics=app[METRICS], clock=app[CLOCK], redis=app[REDIS])
+    await fanout.start_stores()
+    app[FANOUT] = fanout
+    yield
+    await fanout.close()
+
+
+async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
+    """Where an ACKed publish is kept until indexed. Without Redis: the in-process pipeline over the local
+    ingest log. With Redis: the stream, indexed by `cds indexer` workers, or by this process itself when the
+    index is embedded (it cannot be shared with another process; CDS_INDEXER_IN_API=auto decides so)."""
+    settings, redis = app[SETTINGS], app[REDIS]
+    indexer = CatalogIndexer(app[STORAGE], settings, app[METRICS], app[OUTBOUND], clock=app[CLOCK])
+    if redis is None:
+        ingest_log = IngestLog(settings.data_path / "ingest")
+        await ingest_log.open()
+        pipeline = IngestPipeline(ingest_log, indexer)
+        app[INGEST] = pipeline
+        yield
+        await pipeline.close()
+        await ingest_log.close()
+        return
+    stream = IngestStream.from_settings(redis, settings)
+    in_api = settings.indexer_in_api == "true" or (settings.indexer_in_api == "auto" and not settings.es_url)
+    worker = StreamWorker(stream, indexer, app[STORAGE], settings, app[METRICS]) if in_api else None
+    ingest = StreamIngest(stream, app[METRICS], worker)
+    await ingest.open()
+    app[INGEST] = ingest
+    yield
+    await ingest.close()
+
+
+async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
+    settings = app[SETTINGS]
+    app[DISCOVER] = DiscoverService(app[STORAGE], settings, app[METRICS], app[OUTBOUND], clock=app[CLOCK],
+                                    fanout=app[FANOUT])
+    app[PUBLISH] = PublishService(app[INGEST], app[REPLAY], settings)
+    yield
+
+
+async def _background_ctx(app: web.Application) -> AsyncIterator[None]:
+    tasks = [asyncio.ensure_future(app[INGEST].run()), asyncio.ensure_future(_purge_loop(app))]
+    yield
+    for t in tasks + list(app[TASKS]):
+        t.cancel()
+    for t in tasks + list(app[TASKS]):
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await t
+
+
+async def _purge_loop(app: web.Application) -> None:
+    """Expired catalogs and offers are filtered at query time; this also removes them."""
+    settings, storage, metrics = app[SETTINGS], app[STORAGE], app[METRICS]
+    while True:
+        await asyncio.sleep(settings.purge_interval_s)
+        try:
+            st = await storage.purge_expired(app[CLOCK]())
+            metrics.purged.labels("catalog").inc(st.catalogs)
+            metrics.purged.labels("offer").inc(st.offers)
+            gcpolicy.full_sweep()
+        except Exception:  # noqa: BLE001 - keep sweeping; the next round may succeed
+            log.exception("expiry purge failed")

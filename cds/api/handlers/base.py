@@ -1,0 +1,137 @@
+"""What every Beckn endpoint shares: bounded body reading, the inbound check pipeline
+(JSON → context → signature → authorisation, docs/decisions.md §12), replay detection and ACK/NACK replies."""
+
+from __future__ import annotations
+
+import asyncio
+import logging
+import math
+import time
+from typing import Any, Awaitable, Callable
+
+from aiohttp import web
+
+from cds.core import errors as E
+from cds.trust.auth import Inbound, authenticate
+from cds.core.errors import BecknError
+from cds.core.models import DIALECT_A, Context
+from cds.core.protocol import ack_body, detect_dialect, nack_body, parse_context, parse_json
+from cds.trust.ratelimit import check_rate
+from cds.api.appkeys import METRICS, RATE_LIMIT, REGISTRY, SETTINGS, TASKS
+
+log = logging.getLogger("cds.http")
+
+# Request-scoped keys: what the error middleware needs to shape a NACK and a log line.
+DIALECT: web.RequestKey[str] = web.RequestKey("cds.dialect")
+CTX: web.RequestKey[Context] = web.RequestKey("cds.context")
+
+
+async def read_body(request: web.Request, limit: int) -> bytes:
+    """Read at most `limit` bytes; 413 with a NACK body beyond it (docs/decisions.md §10)."""
+    too_big = BecknError(E.SCH_SCHEMA_VALIDATION_FAILED,
+                         f"request body exceeds the limit of {limit} bytes", 413)
+    if request.content_length is not None and request.content_length > limit:
+        raise too_big
+    chunks, size = [], 0
+    while True:
+        chunk = await request.content.read(65536)
+        if not chunk:
+            break
+        size += len(chunk)
+        if size > limit:
+            raise too_big
+        chunks.append(chunk)
+    return b"".join(chunks)
+
+
+async def receive(request: web.Request, *, actions: set[str], limit: int) -> Inbound:
+    app = request.app
+    settings = app[SETTINGS]
+    received_at = time.time()
+    body = await read_body(request, limit)
+    doc = parse_json(body)
+    request[DIALECT] = detect_dialect(doc)
+    ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)
+    request[CTX] = ctx
+    caller = await authenticate(body, request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at)
+    await check_rate(app.get(RATE_LIMIT), caller.subscriber_id, ctx.action)   # 429 AUT_RATE_LIMITED
+    return Inbound(body=body, doc=doc, context=ctx, caller=caller, received_at=received_at)
+
+
+def ack(request: web.Request) -> web.Response:
+    return web.Response(body=ack_body(request.get(DIALECT, DIALECT_A)), content_type="application/json")
+
+
+def nack(err: BecknError, dialect: str, realm: str) -> web.Response:
+    headers = {}
+    if err.status == 401:
+        headers["WWW-Authenticate"] = f'Signature realm="{realm}",headers="(created) (expires) digest"'
+    retry_after = getattr(err, "retry_after", None)      # rate limits (cds.trust.ratelimit.RateLimited)
+    if retry_after is not None:
+        headers["Retry-After"] = str(max(1, math.ceil(retry_after)))
+    return web.Response(status=err.status, body=nack_body(err, dialect), content_type="application/json",
+                        headers=headers)
+
+
+def spawn(app: web.Application, coro: Awaitable[Any]) -> asyncio.Task:
+    """Run a background job owned by the app (cancelled on shutdown, exceptions logged)."""
+    task = asyncio.ensure_future(coro)
+    tasks = app[TASKS]
+    tasks.add(task)
+
+    def done(t: asyncio.Task) -> None:
+        tasks.discard(t)
+        if not t.cancelled() and t.exception() is not None:
+            log.error("background task failed", exc_info=t.exception())
+
+    task.add_done_callback(done)
+    return task
+
+
+Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
+
+
+@web.middleware
+async def beckn_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Turn BecknError into NACKs, anything unexpected into a logged 500 NACK, and count outcomes."""
+    t0 = time.perf_counter()
+    metrics = request.app[METRICS]
+    action = _action_of(request)
+    try:
+        resp = await handler(request)
+        outcome = "ack" if resp.status < 400 else "nack"
+    except BecknError as err:
+        dialect = request.get(DIALECT, DIALECT_A)
+        resp = nack(err, dialect, request.app[SETTINGS].subscriber_id)
+        metrics.nacks.labels(action, err.code).inc()
+        outcome = "nack"
+        _log_request(request, action, outcome, err.code, t0)
+    except web.HTTPException:
+        raise
+    except Exception:  # noqa: BLE001 - last resort: never leak a stack trace or an HTML 500
+        log.exception("unhandled error on %s %s", request.method, request.path)
+        err = BecknError(E.NET_INTERNAL_ERROR, "internal error", 500)
+        resp = nack(err, request.get(DIALECT, DIALECT_A), request.app[SETTINGS].subscriber_id)
+        outcome = "error"
+    else:
+        _log_request(request, action, outcome, None, t0)
+    if action != "other":
+        metrics.requests.labels(action, outcome).inc()
+        metrics.latency.labels(action, outcome).observe(time.perf_counter() - t0)
+    return resp
+
+
+def _action_of(request: web.Request) -> str:
+    name = getattr(request.match_info.route, "name", None) or ""
+    return name.split(".")[0] if name else "other"
+
+
+def _log_request(request: web.Request, action: str, outcome: str, code: str | None, t0: float) -> None:
+    if action == "other" or not log.isEnabledFor(logging.INFO):
+        return
+    ctx: Context | None = request.get(CTX)
+    log.info("request", extra={"fields": {
+        "action": action, "method": request.method, "outcome": outcome, "code": code,
+        "transaction_id": ctx.transaction_id if ctx else None, "message_id": ctx.message_id if ctx else None,
+        "subscriber": (ctx.bap_id if ctx and action.startswith("discover") else ctx.bpp_id or ctx.bap_id) if ctx else None,
+        "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}})

@@ -1,0 +1,38 @@
+"""POST /beckn/discover (ACK now, on_discover later) and GET /beckn/discover (synchronous)."""
+
+from __future__ import annotations
+
+import orjson
+from aiohttp import web
+
+from cds.trust.auth import require_bap
+from cds.api.handlers.base import ack, receive, spawn
+from cds.trust.replay import first_time
+from cds.trust.netguard import check_callback_url
+from cds.core.protocol import parse_discover
+from cds.api.appkeys import DISCOVER, REPLAY, SETTINGS
+
+
+class DiscoverView(web.View):
+    async def _inbound(self):
+        settings = self.request.app[SETTINGS]
+        inbound = await receive(self.request, actions={"discover"}, limit=settings.max_discover_bytes)
+        require_bap(inbound.caller, inbound.context)
+        req = parse_discover(inbound.doc, inbound.context)
+        query = self.request.app[DISCOVER].plan(req)
+        return inbound, req, query
+
+    async def post(self) -> web.Response:
+        settings = self.request.app[SETTINGS]
+        inbound, req, query = await self._inbound()
+        callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
+                                      allow_private=settings.allow_private_callbacks)
+        if await first_time(self.request.app[REPLAY], inbound):
+            spawn(self.request.app,
+                  self.request.app[DISCOVER].answer_and_deliver(req, query, callback, inbound.received_at))
+        return ack(self.request)
+
+    async def get(self) -> web.Response:
+        _inbound, req, query = await self._inbound()
+        body = await self.request.app[DISCOVER].answer(req, query)
+        return web.Response(body=orjson.dumps(body), content_type="application/json")

@@ -1,0 +1,1 @@
+"""The `cds` command: serve, indexer, keygen, request, index init."""

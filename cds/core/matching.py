@@ -1,0 +1,124 @@
+"""The single source of truth for "does this item match this query" and for result order.
+
+Storage backends narrow candidates however they like (indexes, pushdowns); the answer is always what
+`matches` says, in the order `order_key` gives (docs/decisions.md §S, §8, §20). `brute_force` is the plain
+reference evaluation that backends and tests are compared against.
+"""
+
+from __future__ import annotations
+
+import math
+from datetime import tzinfo
+from typing import Iterable
+
+from cds.core import spatial
+
+from cds.core import timeutil
+from cds.core.query import Query
+from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc, OfferDoc
+
+
+def is_live(item: ItemDoc, meta: CatalogMeta, now: float) -> bool:
+    """Catalog not expired, active and started; item active."""
+    if meta.expires_at is not None and now >= meta.expires_at:
+        return False
+    if not meta.is_active or (meta.valid_from is not None and now < meta.valid_from):
+        return False
+    return item.is_active
+
+
+def offer_live(offer: OfferDoc, now: float, tz: "tzinfo | str") -> bool:
+    """Active, inside its validity dates and, if it has one, its daily window (network local time)."""
+    if not offer.is_active:
+        return False
+    if offer.valid_from is not None and now < offer.valid_from:
+        return False
+    if offer.valid_to is not None and now > offer.valid_to:
+        return False
+    return offer.daily is None or timeutil.in_daily(offer.daily, now, tz)
+
+
+def live_offers(item: ItemDoc, now: float, tz: "tzinfo | str") -> list[OfferDoc]:
+    """The offers shown for this item at `now`."""
+    return [o for o in item.offers if offer_live(o, now, tz)]
+
+
+def _in_range(v: float | None, lo: float | None, hi: float | None) -> bool:
+    return v is not None and (lo is None or v >= lo) and (hi is None or v <= hi)
+
+
+def pushdowns_pass(query: Query, item: ItemDoc) -> bool:
+    """The Query's terms/ranges (supersets of the predicate; applied so a Query means the same everywhere)."""
+    for attr, allowed in query.terms.items():
+        v = getattr(item, attr)
+        if isinstance(v, list):
+            if allowed.isdisjoint(v):
+                return False
+        elif v not in allowed:
+            return False
+    for attr, (lo, hi) in query.ranges.items():
+        if not _in_range(getattr(item, attr), lo, hi):
+            return False
+    return True
+
+
+def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float) -> bool:
+    """Live ∧ every spatial constraint ∧ text ∧ attribute pack ∧ pushdowns ∧ the filter predicate.
+
+    Availability windows restrict only through the filter (they are tested when the request asks about
+    time, never otherwise: docs/decisions.md §5).
+    """
+    if not is_live(item, meta, now):
+        return False
+    for f in query.spatial:
+        if not spatial.contains(f, item.lon, item.lat):
+            return False
+    if query.text:
+        text = item.text
+        if not all(tok in text for tok in query.text):
+            return False
+    if query.packs is not None and item.pack not in query.packs:
+        return False
+    if (query.terms or query.ranges) and not pushdowns_pass(query, item):
+        return False
+    return query.predicate is None or query.predicate(item, meta, now)
+
+
+def distance(query: Query, item: ItemDoc) -> float | None:
+    """Metres from the query origin to the station; None without an origin or a location."""
+    if query.origin is None or item.lon is None or item.lat is None:
+        return None
+    return spatial.haversine_m(query.origin[0], query.origin[1], item.lon, item.lat)
+
+
+def order_key(hit: Hit, with_distance: bool | None = None) -> tuple:
+    """(distance, catalog_id, bpp_id, item_id) when ordering by distance, else (catalog_id, bpp_id, item_id).
+
+    `with_distance` defaults to "this hit has a distance"; `select` passes one value for a whole list
+    so that keys stay comparable (a hit without a location then sorts last).
+    """
+    if with_distance is None:
+        with_distance = hit.distance is not None
+    ids = (hit.item.catalog_id, hit.item.bpp_id, hit.item.item_id)
+    if with_distance:
+        return (math.inf if hit.distance is None else hit.distance, *ids)
+    return ids
+
+
+def select(hits: Iterable[Hit], limit: int) -> list[Hit]:
+    """The first `limit` hits by `order_key` (docs/decisions.md §20: cap the whole reply, then group)."""
+    hits = list(hits)
+    with_distance = any(h.distance is not None for h in hits)
+    hits.sort(key=lambda h: order_key(h, with_distance))
+    return hits[:max(0, limit)]
+
+
+def brute_force(query: Query, records: Iterable[CatalogRecord], now: float) -> list[Hit]:
+    """Reference evaluation: scan everything, keep what `matches`, order and cap."""
+    hits = [
+        Hit(item=item, catalog=rec.meta, distance=distance(query, item))
+        for rec in records
+        for item in rec.items
+        if matches(query, item, rec.meta, now)
+    ]
+    return select(hits, query.limit)

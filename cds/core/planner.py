@@ -1,0 +1,96 @@
+"""Discover intent -> internal Query (filter, spatial, text, packs, origin, limit). All criteria AND."""
+
+from __future__ import annotations
+
+import functools
+import re
+from typing import Protocol
+
+from cds.core.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
+from cds.core.filters import CompiledFilter, compile_filter
+from cds.core.models import DiscoverIntent
+from cds.core.packs import schema_packs
+from cds.core.query import Query
+from cds.core.spatial import MAX_SPATIAL, build_spatial, origin_of
+
+MAX_TEXT_TOKENS = 16
+MAX_TOKEN_LEN = 64
+MAX_TEXT_LEN = 1024
+# Words a driver types that say nothing about a charger ("chargers near me"); every other token must
+# occur in the item's text.
+STOPWORDS = frozenset(
+    "a an and at by for from in into is me my near nearby of on or please show the to with".split()
+)
+_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
+
+
+class PlannerConfig(Protocol):
+    """The values planning needs (the service's settings provide them)."""
+
+    max_results: int
+    timezone: str
+    status_fresh_s: int
+
+
+def text_tokens(text: str | None) -> tuple[str, ...]:
+    """Lower-cased word tokens, stop words dropped, deduplicated, bounded."""
+    if not text:
+        return ()
+    if len(text) > MAX_TEXT_LEN:
+        raise schema_error(f"text_search is longer than {MAX_TEXT_LEN} characters", "message.text_search")
+    out: list[str] = []
+    for tok in _TOKEN_RE.findall(text.lower()):
+        if tok in STOPWORDS or tok in out:
+            continue
+        out.append(tok[:MAX_TOKEN_LEN])
+        if len(out) >= MAX_TEXT_TOKENS:
+            break
+    return tuple(out)
+
+
+@functools.lru_cache(maxsize=1024)
+def _compiled(expression: str, timezone: str, status_fresh_s: int) -> CompiledFilter:
+    """Apps repeat the same few filter shapes; a compiled filter is immutable (its only memo is
+    keyed on the catalog and `now`), so one compilation serves every request that sends it."""
+    return compile_filter(expression, tz=timezone, status_fresh_s=status_fresh_s)
+
+
+def build_query(intent: DiscoverIntent, *, settings: PlannerConfig, limit: int | None = None) -> Query:
+    cap = settings.max_results
+    lim = cap if limit is None or limit <= 0 else min(limit, cap)
+
+    compiled = None
+    expr = (intent.expression or "").strip()
+    if expr:
+        if (intent.filter_type or "jsonpath").strip().lower() != "jsonpath":
+            raise schema_error(f"filter type {intent.filter_type!r} is not supported (use jsonpath)",
+                               "message.filters.type", SCH_TYPE_NOT_SUPPORTED)
+        compiled = _compiled(expr, settings.timezone, settings.status_fresh_s)
+
+    if len(intent.spatial) > MAX_SPATIAL:
+        raise schema_error(f"at most {MAX_SPATIAL} spatial constraints are allowed", "message.spatial")
+    filters = tuple(build_spatial(s) for s in intent.spatial)
+
+    # Ordering origin: the first Point of a positive constraint; else the first positive constraint's
+    # route start (LineString: first vertex) or area centroid (Polygon).
+    positive = [f for f in filters if not getattr(f, "negate", False)]
+    origin = None
+    for f in positive:
+        if f.geometry.geom_type == "Point":
+            origin = (f.geometry.x, f.geometry.y)
+            break
+    if origin is None and positive:
+        origin = origin_of(positive[0].geometry)
+
+    return Query(
+        spatial=filters,
+        terms=compiled.pushdowns.terms if compiled else {},
+        ranges=compiled.pushdowns.ranges if compiled else {},
+        text=text_tokens(intent.text_search),
+        packs=schema_packs(intent.schema_context),
+        time_window=compiled.time_window if compiled else None,
+        predicate=None if compiled is None or compiled.trivial else compiled.predicate,
+        origin=origin,
+        limit=lim,
+        expression=expr or None,
+    )

@@ -1,0 +1,1 @@
+"""The demo network behind `cds serve --demo`: keys, a registry file and generated catalogs."""

@@ -1,0 +1,89 @@
+"""Matched items (hits) -> wire catalogs (the reply bodies around them: `cds.core.replies`).
+
+`assemble_catalogs` keeps the order of `hits` (already ordered and capped by the matcher): one catalog per
+(BPP, catalog id) in order of first appearance, items in hit order (docs/decisions.md §8, §20). Each catalog holds only
+the matched items and the offers that cover at least one of them and are live now (TTL, docs/decisions.md §S). A live
+status older than `status_fresh_s` is shown as "Unknown", never as what was last published.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import orjson
+
+from cds.config import Settings
+from cds.core.dialects import convert_catalog
+from cds.core.models import DIALECT_B
+from cds.core.matching import offer_live
+from cds.core.documents import CatalogMeta, Hit, ItemDoc
+from cds.core.normalize import STATUS_KEYS, attributes_of
+
+UNKNOWN_STATUS = "Unknown"
+
+
+def status_stale(item: ItemDoc, now: float, settings: Settings) -> bool:
+    return item.status is not None and (item.status_at is None or now - item.status_at > settings.status_fresh_s)
+
+
+def _mark_status_unknown(item: dict) -> None:
+    """Overwrite the published live-status field(s) of a decoded item with "Unknown" (upper case when the
+    vocabulary is upper case, e.g. `ev:availability: AVAILABLE`)."""
+    attrs = attributes_of(item)
+    if attrs is None:
+        return
+    for key, value in attrs.items():
+        if key.rsplit(":", 1)[-1] not in STATUS_KEYS:
+            continue
+        if isinstance(value, str):
+            attrs[key] = UNKNOWN_STATUS.upper() if value.isupper() else UNKNOWN_STATUS
+        elif isinstance(value, dict) and isinstance(value.get("code"), str):
+            attrs[key] = {**value, "code": UNKNOWN_STATUS.upper() if value["code"].isupper() else UNKNOWN_STATUS}
+
+
+def _item_json(item: ItemDoc, now: float, settings: Settings) -> dict:
+    obj = orjson.loads(item.raw)
+    if status_stale(item, now, settings):
+        _mark_status_unknown(obj)
+    return obj
+
+
+def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings) -> dict:
+    header = orjson.loads(meta.header) if meta.header else {}
+    tz = settings.tz
+    offers: list[dict] = []
+    seen: set[str] = set()
+    for it in items:
+        for off in it.offers:
+            # an offer is shown only through an item it names (empty item_ids: attached by its item alone)
+            if off.id in seen or (off.item_ids and it.item_id not in off.item_ids):
+                continue
+            if offer_live(off, now, tz):
+                seen.add(off.id)
+                offers.append(orjson.loads(off.raw))
+    body = [_item_json(it, now, settings) for it in items]
+    if meta.dialect == DIALECT_B:
+        header.setdefault("id", meta.catalog_id)
+        header["bppId"] = meta.bpp_id
+        if meta.bpp_uri:
+            header["bppUri"] = meta.bpp_uri
+        header["resources"], header["offers"] = body, offers
+    else:
+        header.setdefault("beckn:id", meta.catalog_id)
+        header["beckn:bppId"] = meta.bpp_id
+        if meta.bpp_uri:
+            header["beckn:bppUri"] = meta.bpp_uri
+        header["beckn:items"], header["beckn:offers"] = body, offers
+    return header
+
+
+def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Settings) -> list[dict]:
+    """Wire catalogs in the requested dialect for ordered, capped hits; `[]` for no hits."""
+    groups: dict[tuple[str, str], tuple[CatalogMeta, list[ItemDoc]]] = {}
+    for h in hits:
+        key = (h.item.bpp_id, h.item.catalog_id)
+        if key not in groups:
+            groups[key] = (h.catalog, [])
+        groups[key][1].append(h.item)
+    return [convert_catalog(_catalog(meta, items, now=now, settings=settings), dialect)
+            for meta, items in groups.values()]

@@ -1,0 +1,75 @@
+"""Inbound authentication: signature against the registry key of the keyId subscriber, then
+the check that the signer is the party the context says it is (docs/decisions.md §W, §12, §17)."""
+
+from __future__ import annotations
+
+import time
+from typing import Mapping
+
+import msgspec
+
+from cds.core import errors as E
+from cds.core.errors import BecknError
+from cds.core.models import Context
+from cds.trust.registry import Registry, Subscriber
+from cds.trust.signing import SignatureHeader, parse_authorization, verify_request
+
+
+class Caller(msgspec.Struct, kw_only=True):
+    subscriber: Subscriber
+    signature: SignatureHeader
+
+    @property
+    def subscriber_id(self) -> str:
+        return self.subscriber.subscriber_id
+
+
+async def authenticate(body: bytes, headers: Mapping[str, str], registry: Registry, *,
+                       skew_s: int, now: float | None = None) -> Caller:
+    sig = parse_authorization(headers.get("Authorization"))
+    sub = await registry.lookup_key(sig.subscriber_id, sig.key_id)
+    if not sub.signing_public_key:
+        raise BecknError(E.AUT_KEY_NOT_FOUND, "registry record has no signing key", 401)
+    verify_request(sig, body, sub.signing_public_key, now=time.time() if now is None else now,
+                   skew_s=skew_s, digest_header=headers.get("Digest"))
+    return Caller(subscriber=sub, signature=sig)
+
+
+class Inbound(msgspec.Struct, kw_only=True):
+    """A request that passed JSON, context and signature checks: what the services act on."""
+
+    body: bytes
+    doc: dict
+    context: Context
+    caller: Caller
+    received_at: float
+
+
+def _deny(signer: str, field: str, value: str | None) -> BecknError:
+    return BecknError(E.AUT_UNAUTHORIZED_ACTION,
+                      f"signer '{signer}' does not match context.{field} '{value}'", 401, f"context.{field}")
+
+
+def require_bap(caller: Caller, ctx: Context) -> None:
+    """discover: the BAP in the context must be the signer."""
+    if ctx.bap_id != caller.subscriber_id:
+        raise _deny(caller.subscriber_id, "bap_id", ctx.bap_id)
+
+
+def require_bpp(caller: Caller, ctx: Context) -> None:
+    """on_discover: the BPP in the context must be the signer."""
+    if ctx.bpp_id != caller.subscriber_id:
+        raise _deny(caller.subscriber_id, "bpp_id", ctx.bpp_id)
+
+
+def require_publisher(caller: Caller, ctx: Context, catalogs: list[dict]) -> None:
+    """publish: signer == bpp_id (or bap_id when bpp_id is absent) == every catalog's bppId."""
+    field, claimed = ("bpp_id", ctx.bpp_id) if ctx.bpp_id is not None else ("bap_id", ctx.bap_id)
+    if claimed != caller.subscriber_id:
+        raise _deny(caller.subscriber_id, field, claimed)
+    for i, cat in enumerate(catalogs):
+        owner = cat.get("beckn:bppId", cat.get("bppId"))
+        if owner is not None and owner != caller.subscriber_id:
+            raise BecknError(E.AUT_UNAUTHORIZED_ACTION,
+                             f"catalog {i} belongs to '{owner}', not to the signer '{caller.subscriber_id}'",
+                             401, f"message.catalogs[{i}].beckn:bppId")

@@ -1,0 +1,144 @@
+"""Parsing of both dialects on every example request in tests/fixtures, dialect detection,
+context checks, and ACK/NACK bodies."""
+
+from __future__ import annotations
+
+import pytest
+
+from cds.core.errors import BecknError
+from cds.core.protocol import (PUBLISH_ACTIONS, ack_body, detect_dialect, nack_body, parse_context, parse_discover,
+                          parse_publish)
+from cds.core.timeutil import parse_instant
+from tests.harness import FIXTURES, load_fixture
+
+DISCOVERS = sorted(p.relative_to(FIXTURES).as_posix() for p in FIXTURES.rglob("*.json")
+                   if p.name.startswith(("UBC_discovery", "DEG_discovery", "discovery-", "discover_")))
+PUBLISHES = ["UBC_catalog_publish_ev-charging-catalog-publish.json", "PSN_catalog_publish_publish_basic.json",
+             "spec/examples/ubc/21_publish/ev-charging-catalog-publish.json",
+             "spec/examples/lts-constructed/publish.json"]
+
+
+def _at(doc) -> float:
+    return parse_instant(doc["context"]["timestamp"], "UTC") + 1
+
+
+def test_fixture_sets_are_not_empty():
+    assert len(DISCOVERS) >= 15
+
+
+@pytest.mark.parametrize("name", DISCOVERS)
+def test_every_discover_example_parses(name):
+    doc = load_fixture(name)
+    ctx = parse_context(doc, expected_actions={"discover"}, now=_at(doc))
+    req = parse_discover(doc, ctx)
+    lts = "intent" in doc["message"]
+    assert ctx.dialect == ("B" if lts else "A")
+    body = doc["message"]["intent"] if lts else doc["message"]
+    filters = body.get("filters")
+    if isinstance(filters, dict):
+        assert req.intent.expression == filters["expression"]
+    elif isinstance(filters, str):
+        assert req.intent.expression == filters
+    assert len(req.intent.spatial) == len(body.get("spatial", []))
+    for spec, raw in zip(req.intent.spatial, body.get("spatial", [])):
+        assert spec.op == raw["op"].lower()
+        assert spec.geometry == raw["geometry"]
+    assert ctx.message_id == doc["context"].get("message_id", doc["context"].get("messageId"))
+    assert ctx.bap_id == doc["context"].get("bap_id", doc["context"].get("bapId"))
+
+
+def test_abhimail_collection_examples_parse():
+    coll = load_fixture("ABHIMAIL_charging_service_v1_discover-requests_FIXED-stray-backslash-L149.json")
+    for ex in coll["discover_requests"]:
+        doc = ex["example"]
+        req = parse_discover(doc, parse_context(doc, expected_actions={"discover"}, now=_at(doc)))
+        assert req.context.dialect == "A"
+
+
+@pytest.mark.parametrize("name", PUBLISHES)
+def test_every_publish_example_parses(name):
+    doc = load_fixture(name)
+    ctx = parse_context(doc, expected_actions=PUBLISH_ACTIONS, now=_at(doc))
+    req = parse_publish(doc, ctx)
+    catalogs = (doc.get("message") or {}).get("catalogs") or doc.get("catalogs")
+    assert req.catalogs == catalogs  # including the envelope with catalogs outside `message`
+    assert req.update_mode == "FULL"
+
+
+@pytest.mark.parametrize("name,action", [("UBC_on_discover_ev-charging-on_discover.json", "on_discover"),
+                                         ("DEG_on_discover_ev-charging-discovery-catalog.json", "on_discover"),
+                                         ("spec/examples/lts-constructed/on_discover.json", "on_discover")])
+def test_on_discover_examples_parse(name, action):
+    doc = load_fixture(name)
+    ctx = parse_context(doc, expected_actions={action}, now=_at(doc))
+    assert ctx.bpp_id
+
+
+@pytest.mark.parametrize("name", ["DEG-v1EOS_search-request.json", "MISSIONS-DEG2.0_search.json",
+                                  "UEI_search_location-and-connector.json", "ABHIMAIL_schema-pack_discover-request.json"])
+def test_non_v2_requests_are_refused_cleanly(name):
+    doc = load_fixture(name)
+    with pytest.raises(BecknError) as e:
+        parse_context(doc, expected_actions={"discover"}, now=1e10)
+    assert e.value.status == 400 and e.value.code.startswith("CTX_")
+
+
+def test_merge_directive_is_read():
+    doc = load_fixture("spec/examples/lts-constructed/publish.json")
+    doc["message"]["publishDirectives"] = {"updateMode": "merge"}
+    req = parse_publish(doc, parse_context(doc, expected_actions=PUBLISH_ACTIONS, now=_at(doc)))
+    assert req.update_mode == "MERGE"
+
+
+def test_bare_string_filter():
+    doc = load_fixture("UBC_discovery-by-QR.json")
+    doc["message"]["filters"] = "$[?(@['beckn:id']=='x')]"
+    req = parse_discover(doc, parse_context(doc, expected_actions={"discover"}, now=_at(doc)))
+    assert req.intent.expression == "$[?(@['beckn:id']=='x')]"
+
+
+@pytest.mark.parametrize("patch,code", [
+    ({"transaction_id": None}, "CTX_MISSING_FIELD"),
+    ({"message_id": 42}, "CTX_INVALID_FIELD"),
+    ({"version": "1.1.0"}, "CTX_VERSION_UNSUPPORTED"),
+    ({"ttl": "thirty seconds"}, "CTX_INVALID_FIELD"),
+    ({"timestamp": "yesterday"}, "CTX_INVALID_FIELD"),
+    ({"action": "search"}, "CTX_ACTION_MISMATCH"),
+])
+def test_context_errors(patch, code):
+    doc = load_fixture("UBC_discovery-by-QR.json")
+    for k, v in patch.items():
+        if v is None:
+            doc["context"].pop(k)
+        else:
+            doc["context"][k] = v
+    with pytest.raises(BecknError) as e:
+        parse_context(doc, expected_actions={"discover"}, now=_at(load_fixture("UBC_discovery-by-QR.json")))
+    assert e.value.code == code and e.value.status == 400
+
+
+def test_ttl_expiry_uses_timestamp_plus_ttl():
+    doc = load_fixture("UBC_discovery-by-QR.json")  # PT30S
+    t = parse_instant(doc["context"]["timestamp"], "UTC")
+    parse_context(doc, expected_actions={"discover"}, now=t + 29)
+    with pytest.raises(BecknError) as e:
+        parse_context(doc, expected_actions={"discover"}, now=t + 60)
+    assert e.value.code == "CTX_TTL_EXPIRED"
+
+
+def test_dialect_detection():
+    assert detect_dialect(load_fixture("UBC_discovery-by-QR.json")) == "A"
+    assert detect_dialect(load_fixture("spec/examples/lts-constructed/discover_qr.json")) == "B"
+    assert detect_dialect([1, 2]) == "A"
+
+
+def test_ack_nack_shapes():
+    import orjson
+
+    assert orjson.loads(ack_body("A")) == {"message": {"ack": {"status": "ACK"}}}
+    assert orjson.loads(ack_body("B")) == {"status": "ACK"}
+    err = BecknError("CTX_MISSING_FIELD", "no context", 400, "context")
+    a = orjson.loads(nack_body(err, "A"))
+    assert a == {"message": {"ack": {"status": "NACK"}}, "error": {"code": "CTX_MISSING_FIELD", "message": "no context", "paths": "context"}}
+    b = orjson.loads(nack_body(err, "B"))
+    assert b["status"] == "NACK" and b["error"]["errorCode"] == "CTX_MISSING_FIELD"

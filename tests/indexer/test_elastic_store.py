@@ -1,0 +1,480 @@
+"""ElasticStorage on a real Elasticsearch (tests/es_server.py): bootstrap, query acceptance, atomic
+replace under failure and concurrency, expiry in the index, orphan sweeps, migration, readiness and
+error surfacing. Backend-neutral behaviour is in tests/behaviour/test_storage_behaviour.py."""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+import math
+import uuid
+
+import msgspec
+import orjson
+import pytest
+from elasticsearch import ApiError
+from shapely.geometry import LineString, MultiPoint, MultiPolygon, Point, Polygon
+
+from cds.core import matching
+
+from cds.core import spatial
+from cds.config import load_settings
+from cds.core.query import Query
+from indexer import storage as storage_contract
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
+from indexer.elastic import mapping, store as store_mod, translate
+from indexer.elastic.bulk import BulkWriteError, bulk, index_op
+from indexer.elastic.mapping import alias_target, catalog_key, cg_of, item_body, item_doc_id
+from indexer.elastic.store import ElasticStorage, StorageNotReadyError, build_client
+
+pytestmark = pytest.mark.es
+
+NOW = 1_767_484_800.0      # 2026-01-04T00:00Z
+LON0, LAT0 = 77.5946, 12.9716
+
+
+@pytest.fixture
+async def make_store(es_url):
+    """Factory of ElasticStorage instances, each on its own index prefix; indices deleted afterwards."""
+    made: list[ElasticStorage] = []
+
+    async def make(*, init: bool = True, url: str | None = None, prefix: str | None = None, **kw) -> ElasticStorage:
+        refresh = kw.pop("es_refresh", "true")
+        settings = load_settings({}, es_url=url or es_url, es_index_prefix=prefix or f"cdse-{uuid.uuid4().hex[:12]}",
+                                 es_refresh=refresh)
+        kw.setdefault("retire_grace_s", 0.0)
+        st = ElasticStorage(settings, **kw)
+        made.append(st)
+        if init:
+            await st.init_indices()
+        await st.open()
+        return st
+
+    yield make
+    for st in made:
+        try:
+            await st.drain()
+            for alias in (st.items_alias, st.catalogs_alias):
+                target = await alias_target(st.es, alias)
+                if target:
+                    await st.es.indices.delete(index=target)
+        except Exception:  # noqa: BLE001 - a stopped server (readiness test) has nothing to clean
+            pass
+        await st.close()
+
+
+def rec(bpp: str, cat: str, n: int, *, tag: str = "", start: int = 0, **meta) -> CatalogRecord:
+    items = [ItemDoc(bpp_id=bpp, catalog_id=cat, item_id=f"it{k:04d}", lon=LON0 + (k % 40) * 0.002,
+                     lat=LAT0 + (k // 40) * 0.002, connector_type=("CCS2", "Type2")[k % 2], max_kw=float(k % 5) * 25,
+                     text=f"station {k} {tag}", raw=orjson.dumps({"beckn:id": f"it{k:04d}", "tag": tag}))
+             for k in range(start, start + n)]
+    fields = {"published_at": NOW, "expires_at": NOW + 86400, "item_count": n,
+              "header": orjson.dumps({"tag": tag}), "raw": orjson.dumps({"beckn:id": cat, "tag": tag})}
+    fields.update(meta)
+    return CatalogRecord(meta=CatalogMeta(bpp_id=bpp, catalog_id=cat, **fields), items=items)
+
+
+def keys(hits) -> list[tuple[str, str, str]]:
+    return [h.item.key for h in hits]
+
+
+async def count(st: ElasticStorage, index: str, query: dict | None = None) -> int:
+    await st.es.indices.refresh(index=index)
+    return (await st.es.count(index=index, query=query or {"match_all": {}}))["count"]
+
+
+# --- bootstrap ------------------------------------------------------------------------------------
+
+
+async def test_indices_are_created_only_by_init_and_init_is_idempotent(make_store):
+    st = await make_store(init=False)
+    assert await st.ready() is False
+    assert not await st.es.indices.exists(index=st.items_alias)          # open() created nothing
+    with pytest.raises(StorageNotReadyError):
+        await st.search(Query(limit=5), NOW)
+    with pytest.raises((StorageNotReadyError, ApiError)):
+        await st.replace_catalog(rec("b", "c", 3))
+    assert not await st.es.indices.exists(index=st.items_alias)          # no auto-created dynamic index
+    first = await st.init_indices()
+    assert "created" in first and f"{st.items_alias}-v{mapping.MAPPING_VERSION}" in first
+    assert "up to date" in await st.init_indices()
+    assert await st.ready() is True
+    m = await st.es.indices.get_mapping(index=st.items_alias)
+    props = next(iter(m.body.values()))["mappings"]
+    assert props["_meta"]["version"] == mapping.MAPPING_VERSION and props["dynamic"] == "strict"
+    assert props["properties"]["loc"]["type"] == "geo_point"
+    assert props["properties"]["offers"]["type"] == "nested"
+    assert props["properties"]["windows"]["type"] == "date_range"
+
+
+async def test_migration_to_a_new_mapping_version_keeps_the_data(make_store, monkeypatch):
+    st = await make_store()
+    r = rec("bpp", "cat", 30, tag="v1")
+    await st.replace_catalog(r)
+    before = keys(await st.search(Query(limit=100), NOW))
+    monkeypatch.setattr(mapping, "MAPPING_VERSION", 2)
+    monkeypatch.setattr(store_mod, "MAPPING_VERSION", 2)
+    assert await st.ready() is False                           # code expects v2, cluster has v1
+    out = await st.init_indices()
+    assert "migrated" in out
+    assert await alias_target(st.es, st.items_alias) == f"{st.items_alias}-v2"
+    assert not await st.es.indices.exists(index=f"{st.items_alias}-v1")
+    assert await st.ready() is True
+    assert keys(await st.search(Query(limit=100), NOW)) == before
+    assert (await st.get_catalog("bpp", "cat")).raw == r.meta.raw
+
+
+# --- every query form is accepted (no 4xx) and pushed down ----------------------------------------
+
+
+def _queries() -> list[tuple[str, Query, str | None]]:
+    p = spatial.prepare
+    route = LineString([(LON0 + 0.0001 * k, LAT0 + 0.00005 * (k % 7)) for k in range(5000)])
+    square = Polygon([(77.58, 12.96), (77.62, 12.96), (77.62, 13.0), (77.58, 13.0), (77.58, 12.96)])
+    many = MultiPoint([(LON0 + 0.001 * k, LAT0) for k in range(100)])
+    return [
+        ("radius", Query(spatial=(p("dwithin", Point(LON0, LAT0), 1500.0),), origin=(LON0, LAT0)), "geo_distance"),
+        ("multipoint radius", Query(spatial=(p("dwithin", MultiPoint([(LON0, LAT0), (77.61, 12.99)]), 300.0),)),
+         "geo_distance"),
+        ("many points", Query(spatial=(p("dwithin", many, 200.0),)), "geo_bounding_box"),
+        ("corridor", Query(spatial=(p("dwithin", LineString([(77.58, 12.95), (77.64, 13.0)]), 400.0),)),
+         "geo_shape"),
+        ("long route", Query(spatial=(p("dwithin", route, 300.0),), origin=(LON0, LAT0)), "geo_shape"),
+        ("polygon buffer", Query(spatial=(p("dwithin", square, 250.0),)), "geo_shape"),
+        ("within", Query(spatial=(p("within", square),)), "geo_shape"),
+        ("multipolygon", Query(spatial=(p("intersects", MultiPolygon([square, square.buffer(-0.01)])),)), "geo_shape"),
+        ("exact point", Query(spatial=(p("intersects", Point(LON0, LAT0)),)), "geo_shape"),
+        ("line intersects", Query(spatial=(p("intersects", LineString([(LON0, LAT0), (LON0 + 0.01, LAT0)])),)),
+         "geo_shape"),
+        ("contains", Query(spatial=(p("contains", square),)), "geo_shape"),
+        ("disjoint", Query(spatial=(p("disjoint", square),)), None),
+        ("antimeridian", Query(spatial=(p("dwithin", Point(179.99, 0.0), 50_000.0),), origin=(179.99, 0.0)),
+         "geo_distance"),
+        ("pole", Query(spatial=(p("dwithin", Point(0.0, 89.9), 100_000.0),)), "geo_distance"),
+        ("continent", Query(spatial=(p("dwithin", Point(LON0, LAT0), 2_000_000.0),), origin=(LON0, LAT0)),
+         "geo_distance"),
+        ("text", Query(text=("station", "*", "?", "\\", "é")), "wildcard"),
+        ("terms", Query(terms={f: frozenset({"x", "it0001"}) for f in mapping.KEYWORD_FIELDS}), "terms"),
+        ("ranges", Query(ranges={"max_kw": (25.0, 50.0), "min_kw": (None, math.inf)}), "range"),
+        ("open range", Query(ranges={"max_kw": (None, None)}), "exists"),
+        ("non-numeric range", Query(ranges={"reservation": (1.0, 2.0)}), None),
+        ("packs", Query(packs=frozenset({"EvChargingService/v1"})), "terms"),
+        ("origin only", Query(origin=(LON0, LAT0), limit=7), None),
+        ("limit 1", Query(limit=1, predicate=lambda d, m, n: d.max_kw == 50.0), None),
+    ]
+
+
+async def test_every_query_form_is_accepted_and_exact(make_store):
+    st = await make_store()
+    records = [rec("bpp-a", "cat-a", 400), rec("bpp-b", "cat-b", 120, start=1000)]
+    records[1].items[0].lon, records[1].items[0].lat = None, None    # an item without a location
+    for r in records:
+        await st.replace_catalog(r)
+    for name, q, clause in _queries():
+        plan = translate.plan(q, NOW, current=["x"])
+        if clause is not None:
+            assert clause in orjson.dumps(plan.filters).decode(), name
+        got = await st.search(q, NOW)
+        assert keys(got) == keys(matching.brute_force(q, records, NOW)), name
+
+
+async def test_distance_order_is_exact_across_page_boundaries(make_store):
+    # Elasticsearch sorts on quantised points (latitude floored to 180/2^32 deg, ~4.7 mm). An exact match
+    # that Elasticsearch puts on the next page can still be nearer than everything collected so far.
+    step = 180 / 2**32
+    m_per_deg = spatial.EARTH_R * math.pi / 180
+    for k in range(100):
+        # y: south, stored ~4.4 mm farther south than it is; x: north, on the grid (stored exactly),
+        # the first grid point beyond y's true distance: x is farther than y, Elasticsearch says nearer
+        y_lat = (math.floor((LAT0 - 1000 / m_per_deg) / step) - k + 0.95) * step
+        dy = spatial.haversine_m(LON0, LAT0, LON0, y_lat)
+        x_lat = math.ceil((LAT0 + (dy + 0.0005) / m_per_deg) / step) * step
+        dx = spatial.haversine_m(LON0, LAT0, LON0, x_lat)
+        if dx < dy + 0.95 * step * m_per_deg - 0.0005:
+            break
+    assert dy + 0.0004 < dx < dy + 0.95 * step * m_per_deg - 0.0004
+    near = [ItemDoc(bpp_id="b", catalog_id="c", item_id=f"near{k:02d}", lon=LON0, lat=LAT0 + 10 * k / m_per_deg,
+                    max_kw=0.0, raw=b"{}") for k in range(1, 50)]
+    far = [ItemDoc(bpp_id="b", catalog_id="c", item_id=i, lon=LON0, lat=lat, max_kw=1.0, raw=b"{}")
+           for i, lat in (("x", x_lat), ("y", y_lat))]
+    r = CatalogRecord(meta=CatalogMeta(bpp_id="b", catalog_id="c", expires_at=NOW + 60), items=near + far)
+    st = await make_store()
+    await st.replace_catalog(r)
+    q = Query(predicate=lambda d, m, n: d.max_kw == 1.0, origin=(LON0, LAT0), limit=1)   # first page: 50 docs
+    got = await st.search(q, NOW)
+    assert [h.item.item_id for h in got] == ["y"] == [h.item.item_id for h in matching.brute_force(q, [r], NOW)]
+
+
+async def test_spatial_pushdowns_never_drop_boundary_points(make_store):
+    # stations packed around each shape's edge (just inside and just outside): the widened ES filters
+    # must let every true match through
+    import random
+
+    rnd = random.Random(11)
+    m_per_deg = spatial.EARTH_R * math.pi / 180
+    shapes: list[tuple[str, object, float]] = []
+    for _ in range(3):
+        lon, lat = rnd.uniform(70, 88), rnd.uniform(9, 30)
+        route = LineString([(lon + k * rnd.uniform(0.05, 0.3), lat + rnd.uniform(-0.2, 0.2)) for k in range(6)])
+        shapes.append(("dwithin", route, rnd.choice([300.0, 2000.0, 15000.0])))
+        shapes.append(("dwithin", Point(lon, lat), rnd.choice([50.0, 5000.0, 60000.0])))
+        poly = Point(lon, lat).buffer(rnd.uniform(0.05, 0.5), quad_segs=3)
+        shapes.append(("within", poly, 0.0))
+        shapes.append(("dwithin", poly, 800.0))
+    items: list[ItemDoc] = []
+    for op, geom, d in shapes:
+        edge = geom.boundary if geom.geom_type == "Polygon" else geom
+        for _ in range(150):
+            q = edge.interpolate(rnd.random(), normalized=True) if edge.length else edge
+            r = d * rnd.uniform(0.985, 1.015) + rnd.uniform(-0.5, 0.5)
+            th = rnd.uniform(0, 2 * math.pi)
+            lat = q.y + r * math.cos(th) / m_per_deg
+            lon = q.x + r * math.sin(th) / (m_per_deg * math.cos(math.radians(q.y)))
+            items.append(ItemDoc(bpp_id="b", catalog_id="c", item_id=f"p{len(items):05d}", lon=lon, lat=lat, raw=b"{}"))
+    r = CatalogRecord(meta=CatalogMeta(bpp_id="b", catalog_id="c"), items=items)
+    st = await make_store()
+    await st.replace_catalog(r)
+    own_inside = 0
+    for i, (op, geom, d) in enumerate(shapes):
+        q = Query(spatial=(spatial.prepare(op, geom, d),), limit=5000)
+        want = matching.brute_force(q, [r], NOW)
+        assert keys(await st.search(q, NOW)) == keys(want), (op, geom.geom_type, d)
+        own = {it.item_id for it in items[150 * i:150 * (i + 1)]}
+        own_inside += sum(h.item.item_id in own for h in want)
+    assert 0.2 * len(items) < own_inside < 0.8 * len(items)   # the points really straddle the edges
+
+
+@dataclasses.dataclass(frozen=True, slots=True)
+class _WindowRequired(Query):
+    time_window_required: bool = True
+
+
+def test_window_pushdown_is_a_superset_of_daily_overlap():
+    # every (daily window, query interval) the matcher accepts must pass the integer-range pushdown
+    import random
+
+    from cds.core import timeutil
+    from indexer.elastic.mapping import daily_ranges
+
+    rnd = random.Random(7)
+    for tz in ("Asia/Kolkata", "Europe/Berlin", "UTC"):
+        for _ in range(4000):
+            win = (rnd.randrange(0, 86401, 900), rnd.randrange(0, 86401, 900))
+            a = NOW + rnd.uniform(-5e6, 5e6)
+            b = a + rnd.choice([rnd.uniform(0, 7200), rnd.uniform(0, 90000)])
+            if not (timeutil.daily_overlaps(win, a, b, tz) or timeutil.daily_contains(win, a, b, tz)):
+                continue
+            tods = translate.tod_ranges(a, b, tz)
+            if tods is None:
+                continue
+            stored = daily_ranges(win)
+            assert any(r["gte"] <= hi and r["lte"] >= lo for r in stored for lo, hi in tods), (win, a, b, tz)
+
+
+async def test_required_time_window_is_pushed_down_and_exact(make_store):
+    from datetime import datetime, timezone
+
+    from cds.core.planner import build_query
+    from cds.core.protocol import parse_context, parse_discover
+    from cds.core.normalize import normalize_catalog
+    from cds.demo.generator import generate_network
+
+    net = generate_network(600, seed=4, now=datetime.fromtimestamp(NOW, timezone.utc))
+    settings = load_settings({})
+    recs = [normalize_catalog(c, publisher_id=b.subscriber_id, publisher_uri=b.url, dialect="A", settings=settings,
+                              now=NOW)[0] for b, c in net.iter_catalogs()]
+    st = await make_store()
+    for r in recs:
+        await st.replace_catalog(r)
+    found = 0
+    for _, body in net.labeled_query_mix(30, seed=1, weights={"time_window": 1.0}):
+        q = build_query(parse_discover(body, parse_context(body, expected_actions={"discover"}, now=NOW)).intent,
+                        settings=settings)
+        assert q.time_window is not None
+        q = _WindowRequired(**{f.name: getattr(q, f.name) for f in dataclasses.fields(Query)})
+        # without the spatial filter too, so the window clause does the narrowing
+        for query in (q, dataclasses.replace(q, spatial=(), origin=None)):
+            assert '"windows"' in orjson.dumps(translate.plan(query, NOW, current=["x"]).filters).decode()
+            got = await st.search(query, NOW + 3600)
+            assert keys(got) == keys(matching.brute_force(query, recs, NOW + 3600))
+            found += len(got)
+    assert found > 0
+
+
+# --- atomic replace ---------------------------------------------------------------------------------
+
+
+async def test_failed_bulk_leaves_the_previous_catalog_fully_visible(make_store):
+    st = await make_store()
+    v1 = rec("bpp", "cat", 50, tag="v1")
+    await st.replace_catalog(v1)
+    v2 = rec("bpp", "cat", 1500, tag="v2")      # two bulk requests; the failing doc is in the second
+    v2.items[1200].qr = "q" * 40_000            # a keyword term over Lucene's 32766-byte limit: refused
+    with pytest.raises(storage_contract.CatalogWriteError) as err:
+        await st.replace_catalog(v2)
+    assert [i for i, _ in err.value.item_errors] == ["it1200"]
+    assert "qr" in err.value.item_errors[0][1]
+    assert err.value.retryable is False
+    hits = await st.search(Query(limit=5000), NOW)
+    assert keys(hits) == keys(matching.brute_force(Query(limit=5000), [v1], NOW))
+    assert {h.catalog.header for h in hits} == {v1.meta.header}
+    assert orjson.loads((await st.get_catalog("bpp", "cat")).raw)["tag"] == "v1"
+    # nothing of the failed generation is left behind
+    assert await count(st, st.items_alias) == 50
+    assert await count(st, st.catalogs_alias, {"term": {"kind": "meta"}}) == 1
+
+
+async def test_concurrent_readers_never_see_a_half_replaced_catalog(make_store):
+    # default refresh policy (wait_for); the grace period outlives any query
+    st = await make_store(es_refresh="wait_for", retire_grace_s=5.0)
+    v1 = rec("bpp", "cat", 300, tag="v1")
+    v2 = rec("bpp", "cat", 180, tag="v2", start=100)      # overlapping item ids, other content
+    other = rec("bpp", "other", 20, tag="o")
+    await st.replace_catalog(v1)
+    await st.replace_catalog(other)
+    full = {v.meta.header: frozenset(it.key for it in v.items) for v in (v1, v2)}
+    q_all = Query(terms={"catalog_id": frozenset({"cat"})}, limit=1000)
+    q_geo = Query(spatial=(spatial.prepare("dwithin", Point(LON0, LAT0), 50_000.0),),
+                  terms={"catalog_id": frozenset({"cat"})}, origin=(LON0, LAT0), limit=1000)
+    # a rare predicate and a small limit: several pages per query
+    q_page = Query(terms={"catalog_id": frozenset({"cat"})}, predicate=lambda d, m, n: int(d.item_id[2:]) % 25 == 0,
+                   limit=10)
+    seen: set[bytes] = set()
+    done = asyncio.Event()
+    reads = 0
+
+    async def writer():
+        for i in range(6):
+            await st.replace_catalog(v2 if i % 2 == 0 else v1)
+        done.set()
+
+    async def reader(q: Query):
+        nonlocal reads
+        while not done.is_set():
+            hits = await st.search(q, NOW)
+            headers = {h.catalog.header for h in hits}
+            assert len(headers) == 1, "a query saw two versions of one catalog"
+            header = headers.pop()
+            want = {k for k in full[header]}
+            got = {h.item.key for h in hits}
+            if q is q_page:
+                assert got == set(sorted(k for k in want if int(k[2][2:]) % 25 == 0)[:10])
+            else:
+                assert got == want
+            seen.add(header)
+            reads += 1
+
+    await asyncio.gather(writer(), reader(q_all), reader(q_geo), reader(q_page))
+    assert seen == {b'{"tag":"v1"}', b'{"tag":"v2"}'} and reads > 6
+    await st.drain()
+    assert await count(st, st.items_alias) == len(v1.items) + len(other.items)   # old generations retired
+
+
+# --- expiry in the index ------------------------------------------------------------------------------
+
+
+async def test_purge_removes_expired_offers_and_catalogs_from_the_index(make_store):
+    st = await make_store()
+    r = rec("bpp", "cat", 3)
+    for it in r.items:
+        it.offers = [OfferDoc(id="promo", item_ids=[it.item_id], valid_to=NOW + 10, raw=b'{"id":"promo"}'),
+                     OfferDoc(id="base", item_ids=[it.item_id], raw=b'{"id":"base"}')]
+    gone = rec("bpp", "gone", 4, expires_at=NOW + 5)
+    await st.replace_catalog(r)
+    await st.replace_catalog(gone)
+    stats = await st.purge_expired(NOW + 11)
+    assert (stats.catalogs, stats.offers) == (1, 1)
+    await st.es.indices.refresh(index=st.items_alias)
+    docs = (await st.es.search(index=st.items_alias, size=100, query={"match_all": {}}))["hits"]["hits"]
+    assert len(docs) == 3 and {d["_source"]["catalog_id"] for d in docs} == {"cat"}
+    for d in docs:
+        assert [o["id"] for o in d["_source"]["offers"]] == ["base"]
+        assert [o.id for o in mapping.decode_item(d["_source"]["d"]).offers] == ["base"]
+    metas = await count(st, st.catalogs_alias, {"term": {"kind": "meta"}})
+    assert metas == 1
+
+
+async def test_orphaned_generations_are_swept(make_store):
+    st = await make_store(orphan_age_s=0.0)
+    live = rec("bpp", "cat", 5)
+    await st.replace_catalog(live)
+    # a writer that died after its bulk and before the flip
+    dead = rec("bpp", "cat", 7, tag="dead")
+    cg = cg_of(catalog_key("bpp", "cat"), "deadbeef")
+    ops = [index_op(st.items_alias, item_doc_id(cg, it.item_id), item_body(it, dead.meta, cg, "deadbeef", 1.0))
+           for it in dead.items]
+    await bulk(st.es, ops, refresh="true")
+    assert await count(st, st.items_alias) == 12
+    assert keys(await st.search(Query(limit=100), NOW)) == keys(matching.brute_force(Query(limit=100), [live], NOW))
+    await st.purge_expired(NOW)
+    assert await count(st, st.items_alias) == 5
+
+
+# --- errors and readiness ---------------------------------------------------------------------------
+
+
+async def test_cluster_errors_are_raised_not_swallowed(make_store):
+    st = await make_store()
+    await st.replace_catalog(rec("b1", "c", 2))
+    await st.replace_catalog(rec("b2", "c", 2))
+    target = await alias_target(st.es, st.items_alias)
+    # a cluster limit below the number of visible catalogs: the search must fail loudly
+    await st.es.indices.put_settings(index=target, settings={"index.max_terms_count": 1})
+    with pytest.raises(ApiError) as e:
+        await st.search(Query(limit=10), NOW)
+    assert e.value.meta.status == 400
+    await st.es.indices.put_settings(index=target, settings={"index.max_terms_count": 65536})
+    await st.es.indices.close(index=target)
+    with pytest.raises(ApiError):
+        await st.search(Query(limit=10), NOW)
+    with pytest.raises(BulkWriteError) as bulk_err:     # the cluster's fault: not a rejected catalog
+        await st.replace_catalog(rec("b3", "c", 2))
+    assert not isinstance(bulk_err.value, storage_contract.CatalogWriteError)
+    assert {e.type for e in bulk_err.value.errors} == {"index_closed_exception"}
+    await st.es.indices.open(index=target, wait_for_active_shards="1")
+    assert len(await st.search(Query(limit=10), NOW)) == 4
+
+
+@pytest.mark.slow
+async def test_ready_follows_the_server(make_store):
+    from tests import es_server
+
+    # a second, short-lived server: the session's one is not disturbed
+    server = await asyncio.to_thread(es_server.start)
+    try:
+        st = await make_store(url=server.url)
+        await st.replace_catalog(rec("bpp", "cat", 3))
+        assert await st.ready() is True
+        await asyncio.to_thread(server.stop)
+        assert await st.ready() is False
+        with pytest.raises(Exception):
+            await st.search(Query(limit=5), NOW)
+        server = await asyncio.to_thread(es_server.start, server.port, server.workdir)
+        assert await st.ready() is True
+        assert len(await st.search(Query(limit=5), NOW)) == 3      # data survived the restart
+    finally:
+        await asyncio.to_thread(server.cleanup)
+
+
+def test_client_auth_and_tls_settings():
+    es = build_client(load_settings({}, es_url="https://es.example:9200", es_api_key="a2V5OnNlY3JldA=="))
+    assert es._headers["authorization"] == "ApiKey a2V5OnNlY3JldA=="
+    es = build_client(load_settings({}, es_url="https://es.example:9200", es_username="u", es_password="p",
+                                    es_verify_certs=False))
+    assert es._headers["authorization"].startswith("Basic ")
+    node = next(iter(es.transport.node_pool.all()))
+    assert node.config.verify_certs is False and node.config.scheme == "https"
+
+
+def test_item_docs_survive_the_binary_blob():
+    r = rec("bpp", "cat", 3)
+    r.items[0].offers = [OfferDoc(id="o", daily=(79200, 21600), price=12.5, raw=b"{}")]
+    r.items[0].windows = [(NOW, NOW + 3600)]
+    r.items[0].daily_windows = [(0, 0)]
+    for it in r.items:
+        body = item_body(it, r.meta, "c.g", "g", 1.0)
+        assert mapping.decode_item(body["d"]) == it
+    body = item_body(r.items[0], r.meta, "c.g", "g", 1.0)
+    assert body["offers"][0]["daily"] == [{"gte": 79200, "lte": 86400}, {"gte": 0, "lte": 21600}]
+    assert body["daily"] == [{"gte": 0, "lte": 86400}]
+    assert msgspec.json.decode(msgspec.json.encode(body))["loc"] == [r.items[0].lon, r.items[0].lat]
