@@ -6,7 +6,8 @@ Signing string (exactly three lines, no trailing newline):
 Two inbound variants are verified (docs/decisions.md §W):
 - ``ed25519``: Ed25519 over the signing string (BECKN-006; what we send).
 - ``xed25519``: Ed25519 over the 64-byte BLAKE2b-512 hash of the signing string (the Beckn-One CDS test
-  client; attributes separated by spaces, plus a ``Digest: BLAKE-512=…`` header).
+  client; attributes separated by spaces, plus a ``Digest: BLAKE-512=…`` header) or, failing that, over the
+  signing string itself (a later release of that client; docs/decisions.md §30).
 
 Replay detection is not done here (the HTTP layer dedupes message ids, docs/decisions.md §11).
 """
@@ -188,9 +189,13 @@ def verify_request(header: SignatureHeader, body: bytes, public_key_b64: str, *,
     if len(sig) != 64:
         raise _invalid("signature must be 64 bytes")
     message = signing_string(header.created, header.expires, digest)
-    if header.variant == "xed25519":
-        message = hashlib.blake2b(message, digest_size=64).digest()
-    try:
-        verify_key.verify(message, sig)
-    except nacl.exceptions.BadSignatureError:
-        raise _invalid("signature does not verify") from None
+    # xed25519: the hash first, then the plain string (docs/decisions.md §30).
+    candidates = ((hashlib.blake2b(message, digest_size=64).digest(), message) if header.variant == "xed25519"
+                  else (message,))
+    for candidate in candidates:
+        try:
+            verify_key.verify(candidate, sig)
+            return
+        except nacl.exceptions.BadSignatureError:
+            continue
+    raise _invalid("signature does not verify")

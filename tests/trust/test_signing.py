@@ -325,16 +325,47 @@ def test_xed25519_client_accepted():
 
 
 def test_xed25519_is_not_plain_ed25519():
-    # The same signature relabelled as ed25519 must fail, and a plain ed25519 signature relabelled as xed25519 too.
+    # An xed25519 signature (over the hash) relabelled as ed25519 must fail: ed25519 has no fallback.
     body = b"{}"
     h = signing.parse_authorization(_xed25519_client(body, base64.b64decode(SEED), NOW, NOW + 60)["Authorization"])
     h.variant = "ed25519"
     with pytest.raises(BecknError):
         signing.verify_request(h, body, PUB, now=NOW)
-    plain = signing.parse_authorization(_signed(body))
-    plain.variant = "xed25519"
-    with pytest.raises(BecknError):
-        signing.verify_request(plain, body, PUB, now=NOW)
+
+
+def _xed25519_plain_client(body: bytes, seed: bytes, created: int, expires: int) -> str:
+    """The later release of that client: the label says xed25519, the signature is over the signing string."""
+    digest = base64.b64encode(hashlib.blake2b(body, digest_size=64).digest()).decode()
+    ss = f"(created): {created}\n(expires): {expires}\ndigest: BLAKE-512={digest}".encode()
+    sig = base64.b64encode(nacl.signing.SigningKey(seed).sign(ss).signature).decode()
+    return (f'Signature keyId="bap.example.com|key-1|xed25519" algorithm="xed25519" created="{created}" '
+            f'expires="{expires}" headers="(created) (expires) digest" signature="{sig}"')
+
+
+def test_xed25519_over_the_plain_signing_string_verifies():
+    # docs/decisions.md §30: the hash first, then the signing string itself.
+    body = b'{"context":{"action":"discover"}}'
+    h = signing.parse_authorization(_xed25519_plain_client(body, base64.b64decode(SEED), NOW, NOW + 600))
+    signing.verify_request(h, body, PUB, now=NOW + 1)
+
+
+def test_xed25519_fallback_still_refuses_wrong_signatures():
+    body = b'{"a":1}'
+    seed = base64.b64decode(SEED)
+    for signer in (_xed25519_plain_client, lambda b, s, c, e: _xed25519_client(b, s, c, e)["Authorization"]):
+        h = signing.parse_authorization(signer(body, seed, NOW, NOW + 600))
+        with pytest.raises(BecknError) as e:            # another body: neither form verifies
+            signing.verify_request(h, b'{"a":2}', PUB, now=NOW)
+        _invalid(e, "does not verify")
+        with pytest.raises(BecknError) as e:            # another key
+            signing.verify_request(h, body, base64.b64encode(nacl.signing.SigningKey(b"\x07" * 32).verify_key.encode()).decode(), now=NOW)
+        _invalid(e, "does not verify")
+        sig = bytearray(base64.b64decode(h.signature))
+        sig[5] ^= 1                                      # one flipped bit
+        h.signature = base64.b64encode(bytes(sig)).decode()
+        with pytest.raises(BecknError) as e:
+            signing.verify_request(h, body, PUB, now=NOW)
+        _invalid(e, "does not verify")
 
 
 def test_xed25519_digest_header_mismatch_refused():
