@@ -147,6 +147,8 @@ def build_parser() -> argparse.ArgumentParser:
     r.add_argument("file", help="JSON payload (context ids and timestamps are refreshed)")
     r.add_argument("--url", default=None, help="CDS base URL (default http://127.0.0.1:8080/beckn)")
     r.add_argument("--get", action="store_true", help="synchronous GET /discover instead of POST")
+    r.add_argument("--sync-post", action="store_true",
+                   help="synchronous POST /discover with `Prefer: return=representation` (no callback)")
     r.add_argument("--key", default=None, help="base64 private key (default: the demo BAP/BPP key)")
     r.add_argument("--subscriber-id", default=None)
     r.add_argument("--key-id", default=None)

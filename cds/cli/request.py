@@ -1,5 +1,5 @@
 """`cds request FILE`: a client for people. Signs a JSON payload, refreshes its context, sends it,
-prints the reply and, for a POST, the signed callback received on a temporary local port."""
+prints the reply and, for a POST (unless --sync-post), the signed callback received on a temporary local port."""
 
 from __future__ import annotations
 
@@ -79,6 +79,8 @@ async def run_request(args: argparse.Namespace) -> int:
                "Authorization": sign_request(body, subscriber_id=sub_id, key_id=key_id, key=key)}
     path = {"discover": "/discover", "on_discover": "/on_discover"}.get(action, "/catalog/publish")
     method = "GET" if args.get else "POST"
+    if args.sync_post:      # the synchronous answer over POST (docs/decisions.md §W)
+        headers["Prefer"] = "return=representation"
     try:
         async with aiohttp.ClientSession() as s:
             t0 = time.perf_counter()
@@ -86,7 +88,7 @@ async def run_request(args: argparse.Namespace) -> int:
                 reply = await resp.read()
                 print(f"{method} {base + path} -> HTTP {resp.status} in {(time.perf_counter() - t0) * 1000:.1f} ms")
                 _print_json(reply)
-        if method == "POST" and resp.status == 200:
+        if method == "POST" and not args.sync_post and resp.status == 200:
             try:
                 cb_path, cb_headers, cb_body = await asyncio.wait_for(received.get(), args.wait)
             except asyncio.TimeoutError:

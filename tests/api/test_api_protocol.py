@@ -94,6 +94,46 @@ async def test_published_catalog_is_discoverable(cds, network):
     assert catalogs[0]["beckn:bppId"] == network.bpp.subscriber_id
 
 
+async def test_post_with_prefer_representation_answers_like_the_get(cds, network):
+    """docs/decisions.md §W: browsers and `fetch` cannot send a GET body; `Prefer: return=representation`
+    on the POST gets the same synchronous answer, says so, and no callback follows."""
+    body = publish_body(network)
+    assert (await cds.post("/beckn/catalog/publish", data=body, headers=network.bpp.sign(body))).status == 200
+    await network.bpp_sink.wait_for(1)
+
+    def items(doc: dict) -> list[str]:
+        return [i["beckn:id"] for c in doc["message"]["catalogs"] for i in c["beckn:items"]]
+
+    q = discover_body(network)
+    got = await cds.request("GET", "/beckn/discover", data=q, headers=network.bap.sign(q))
+    assert got.status == 200 and "Preference-Applied" not in got.headers
+    expected = items(orjson.loads(await got.read()))
+    assert len(expected) == 2                                         # CCS2 >= 50 kW in the boundary
+    q = discover_body(network)
+    resp = await cds.post("/beckn/discover", data=q,
+                          headers={**network.bap.sign(q), "Prefer": "respond-async, RETURN=representation; x=1"})
+    assert resp.status == 200
+    assert resp.headers["Preference-Applied"] == "return=representation"
+    doc = orjson.loads(await resp.read())
+    assert doc["context"]["action"] == "on_discover"
+    assert doc["context"]["message_id"] == orjson.loads(q)["context"]["message_id"]
+    assert items(doc) == expected
+    # An ordinary POST afterwards: its callback is the only one the BAP ever gets.
+    plain = discover_body(network)
+    resp = await cds.post("/beckn/discover", data=plain, headers={**network.bap.sign(plain), "Prefer": "return=minimal"})
+    assert orjson.loads(await resp.read()) == {"message": {"ack": {"status": "ACK"}}}
+    (_, _, cb_body), = await network.bap_sink.wait_for(1)
+    assert orjson.loads(cb_body)["context"]["message_id"] == orjson.loads(plain)["context"]["message_id"]
+    assert len(network.bap_sink.received) == 1
+
+
+async def test_post_with_prefer_representation_nacks_like_the_get(cds, network):
+    body = discover_body(network)
+    resp = await cds.post("/beckn/discover", data=body, headers={"Prefer": "return=representation"})
+    assert_nack(resp.status, await resp.read(), 401, "AUT_SIGNATURE_MISSING")
+    assert "Preference-Applied" not in resp.headers
+
+
 # ---- NACK paths -------------------------------------------------------------------------------
 
 async def test_malformed_json(cds, network):

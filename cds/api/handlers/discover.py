@@ -1,4 +1,5 @@
-"""POST /beckn/discover (ACK now, on_discover later) and GET /beckn/discover (synchronous)."""
+"""POST /beckn/discover (ACK now, on_discover later) and GET /beckn/discover (synchronous); a POST with
+`Prefer: return=representation` is answered like the GET (docs/decisions.md §W)."""
 
 from __future__ import annotations
 
@@ -11,6 +12,7 @@ from cds.trust.replay import first_time
 from cds.trust.netguard import check_callback_url
 from cds.core.protocol import parse_discover
 from cds.api.appkeys import DISCOVER, REPLAY, SETTINGS
+from cds.api.prefer import REPRESENTATION, wants_representation
 
 
 class DiscoverView(web.View):
@@ -23,6 +25,8 @@ class DiscoverView(web.View):
         return inbound, req, query
 
     async def post(self) -> web.Response:
+        if wants_representation(self.request.headers.getall("Prefer", ())):
+            return await self._synchronous({"Preference-Applied": REPRESENTATION})
         settings = self.request.app[SETTINGS]
         inbound, req, query = await self._inbound()
         callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
@@ -33,6 +37,9 @@ class DiscoverView(web.View):
         return ack(self.request)
 
     async def get(self) -> web.Response:
-        _inbound, req, query = await self._inbound()
-        body = await self.request.app[DISCOVER].answer(req, query)
-        return web.Response(body=orjson.dumps(body), content_type="application/json")
+        return await self._synchronous(None)
+
+    async def _synchronous(self, headers: dict[str, str] | None) -> web.Response:
+        inbound, req, query = await self._inbound()
+        body = await self.request.app[DISCOVER].answer(req, query, inbound.received_at)
+        return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
