@@ -29,6 +29,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     registry_url: str | None = None
     registry_type: str = "lookup"            # lookup | dedi
     registry_namespace: str = "subscribers.beckn.one"
+    # DeDi: the network operator's registry of members, listed for fan-out targets (docs/decisions.md §26)
+    registry_network_namespace: str | None = None
+    registry_network_registry: str | None = None
     registry_file: str | None = None
     es_url: str | None = None
     es_api_key: str | None = None
@@ -175,6 +178,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REGISTRY_URL": ("registry_url", _url),
     "REGISTRY_TYPE": ("registry_type", _choice("lookup", "dedi")),
     "REGISTRY_NAMESPACE": ("registry_namespace", _str),
+    "REGISTRY_NETWORK_NAMESPACE": ("registry_network_namespace", _str),
+    "REGISTRY_NETWORK_REGISTRY": ("registry_network_registry", _str),
     "REGISTRY_FILE": ("registry_file", _str),
     "ES_URL": ("es_url", _url),
     "ES_API_KEY": ("es_api_key", _str),
@@ -253,4 +258,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))
     if int(values.get("fanout_max_bpps", 20)) < 0:  # type: ignore[arg-type]
         raise ConfigError("invalid configuration:\n  CDS_FANOUT_MAX_BPPS: must be >= 0")
+    if bool(values.get("registry_network_namespace")) != bool(values.get("registry_network_registry")):
+        raise ConfigError("invalid configuration:\n  CDS_REGISTRY_NETWORK_NAMESPACE and CDS_REGISTRY_NETWORK_REGISTRY "
+                          "name the DeDi registry of members together: set both or neither")
     return Settings(**values)  # type: ignore[arg-type]

@@ -26,7 +26,8 @@ from cds.services.discover import DiscoverService
 from cds.services.publish import PublishService
 from cds.trust.outbound import Outbound, Signer, make_session
 from cds.trust.ratelimit import build_rate_limiter
-from cds.trust.registry import RedisKeyCache, build_registry
+from cds.trust.registry import RedisKeyCache
+from cds.trust.registry_factory import build_registry
 from cds.trust.replay import MemoryReplayStore, RedisReplayStore
 from indexer.factory import build_storage
 from indexer.ingest.apply import CatalogIndexer

@@ -245,7 +245,7 @@ class Fanout:
         """Registry BPPs of the family (usable records only), minus publishers, region-narrowed, minus open
         circuits, capped; the start point rotates so a cap does not always starve the same BPPs."""
         s = self.settings
-        records = await self.registry.list_bpps(ctx.domain or s.domain)
+        records = await self.registry.list_bpps(ctx.domain or s.domain, ctx.version)
         live = await self._live_publishers()
         hints = region_hints(ctx.raw)
         cands = [r for r in records if r.url and r.subscriber_id != s.subscriber_id

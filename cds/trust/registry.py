@@ -3,7 +3,8 @@
 Sources (tried in order; the first that knows a subscriber wins):
 - `FileSource`: static JSON array of legacy Subscription records (development, demos), reloaded on change.
 - `LookupSource`: legacy Beckn registry `POST {base}/lookup` (v1.1.1).
-- `DediSource`: Beckn-One DeDi wrapper `GET {base}/lookup/{subscriber_id}/{namespace}/{key_id}`.
+- `DediSource` (cds.trust.dedi): Beckn-One DeDi wrapper `GET {base}/lookup/{subscriber_id}/{namespace}/{key_id}`,
+  listing through the network operator's registry of members.
 
 Error policy: an unknown subscriber/key is a 401 (`AUT_*`, cached briefly as a negative entry); a registry
 that is down, slow, rate-limits us or answers garbage is a 503 `NET_DOWNSTREAM_UNAVAILABLE` (never cached),
@@ -23,7 +24,6 @@ import time
 from collections import OrderedDict
 from datetime import datetime, timezone
 from typing import TYPE_CHECKING, Any, Awaitable, Callable, Protocol, TypeVar
-from urllib.parse import quote
 
 import aiohttp
 import msgspec
@@ -219,9 +219,14 @@ async def _http_json(session: aiohttp.ClientSession, method: str, url: str, *, s
 # ---------------------------------------------------------------- sources
 
 class Source(Protocol):
+    # True when `list_subscribers` filters by the domain it is given (exactly, as registries do); False when
+    # it answers every subscriber whatever the domain (asked once).
+    filters_domain: bool
+
     async def lookup(self, subscriber_id: str, key_id: str | None) -> list[Subscriber]: ...
 
-    async def list_subscribers(self, type: str, domain: str) -> list[Subscriber] | None: ...
+    async def list_subscribers(self, type: str, domain: str | None) -> list[Subscriber] | None:
+        """Records of `type` (in `domain`, None = any domain); None when this source cannot list."""
 
 
 class FileSource:
@@ -229,6 +234,8 @@ class FileSource:
 
     A missing or invalid file is a ValueError at construction. A later broken rewrite keeps the last good
     records (logged), so a half-written file never empties the registry."""
+
+    filters_domain = False
 
     def __init__(self, path: str | os.PathLike[str]) -> None:
         self.path = os.fspath(path)
@@ -272,12 +279,14 @@ class FileSource:
     async def lookup(self, subscriber_id: str, key_id: str | None) -> list[Subscriber]:
         return [r for r in self._current() if r.subscriber_id == subscriber_id]
 
-    async def list_subscribers(self, type: str, domain: str) -> list[Subscriber] | None:
+    async def list_subscribers(self, type: str, domain: str | None) -> list[Subscriber] | None:
         return [r for r in self._current() if r.type == type]
 
 
 class LookupSource:
     """Legacy Beckn registry: `POST {base}/lookup` with a Subscription filter, answer = array of Subscription."""
+
+    filters_domain = True
 
     def __init__(self, base_url: str, session: aiohttp.ClientSession, *, timeout_s: float = HTTP_TIMEOUT_S) -> None:
         self.url = base_url.rstrip("/") + "/lookup"
@@ -303,44 +312,9 @@ class LookupSource:
             # them apart (only on this miss path, whose answer is cached as a negative).
         return await self._post({"subscriber_id": subscriber_id}, MAX_LOOKUP_BYTES, MAX_LOOKUP_RECORDS)
 
-    async def list_subscribers(self, type: str, domain: str) -> list[Subscriber] | None:
-        return await self._post({"type": type, "domain": domain}, MAX_LIST_BYTES, MAX_LIST_RECORDS)
-
-
-class DediSource:
-    """Beckn-One DeDi wrapper: `GET {base}/lookup/{subscriber_id}/{namespace}/{key_id}` (reference §8.1).
-
-    The record id is the key id; it cannot look up without a key id, nor list."""
-
-    def __init__(self, base_url: str, session: aiohttp.ClientSession,
-                 namespace: str = "subscribers.beckn.one", *, timeout_s: float = HTTP_TIMEOUT_S) -> None:
-        self.base = base_url.rstrip("/")
-        self.session = session
-        self.namespace = namespace
-        self.timeout_s = timeout_s
-
-    async def lookup(self, subscriber_id: str, key_id: str | None) -> list[Subscriber]:
-        if key_id is None:
-            return []
-        url = "/".join((self.base, "lookup", quote(subscriber_id, safe=":@"), quote(self.namespace, safe=":@"),
-                        quote(key_id, safe=":@")))
-        data = await _http_json(self.session, "GET", url, source="dedi", max_bytes=MAX_LOOKUP_BYTES,
-                                timeout_s=self.timeout_s)
-        rec = data.get("data") if isinstance(data, dict) else None
-        if not isinstance(rec, dict) or not isinstance(rec.get("details"), dict):
-            return []
-        try:
-            sub = subscriber_from_record(rec["details"], key_id=key_id)
-        except ValueError as e:
-            log.warning("dedi: skipping registry record: %s", e)
-            return []
-        state = rec.get("state")      # raw DeDi records say live/expired/...; the wrapper may pass it on
-        if isinstance(state, str) and state.lower() != "live":
-            sub.status = state.upper()
-        return [sub]
-
-    async def list_subscribers(self, type: str, domain: str) -> list[Subscriber] | None:
-        return None
+    async def list_subscribers(self, type: str, domain: str | None) -> list[Subscriber] | None:
+        body = {"type": type} if domain is None else {"type": type, "domain": domain}
+        return await self._post(body, MAX_LIST_BYTES, MAX_LIST_RECORDS)
 
 
 # ---------------------------------------------------------------- cache
@@ -539,8 +513,9 @@ class Registry:
 
     # ---- listing (fan-out targets)
 
-    async def list_bpps(self, domain: str) -> list[Subscriber]:
-        """Usable BPP records in `domain`'s family, one per subscriber_id, in source order.
+    async def list_bpps(self, domain: str, version: str | None = None) -> list[Subscriber]:
+        """Usable BPP records in `domain`'s family, one per subscriber_id, in source order (the file first:
+        it can add or pin targets). `version` (the request's `context.version`) names one more form to ask.
 
         Cached `list_ttl_s`. When a source is down the last complete list (or the other sources' part)
         is served briefly; BecknError 503 only when no source answered and nothing is known."""
@@ -548,31 +523,27 @@ class Registry:
         lk = family.casefold()
         cached = self._lists.get(lk)
         if cached is None or cached[0] <= self.clock():
-            records = await self._single_flight(f"l:{lk}", lambda: self._fetch_list(lk, domain, family))
+            forms = _forms(domain, family, version)
+            records = await self._single_flight(f"l:{lk}", lambda: self._fetch_list(lk, family, forms))
         else:
             records = cached[1]
         now = self.clock()
         return [r for r in records if r.usable(now)]
 
-    async def _fetch_list(self, lk: str, domain: str, family: str) -> list[Subscriber]:
-        # Exact-match registries store some records under the bare family, some under a version: ask both.
-        queries = [family] if domain.strip() == family else [family, domain.strip()]
+    async def _fetch_list(self, lk: str, family: str, forms: list[str | None]) -> list[Subscriber]:
         out: dict[str, Subscriber] = {}
         failure: BecknError | None = None
         for src in self.sources:
-            for q in queries:
-                try:
-                    found = await src.list_subscribers("BPP", q)
-                except BecknError as e:
-                    log.warning("registry source %s cannot list %s: %s", type(src).__name__, q, e.message)
-                    failure = failure or e
-                    break
-                if found is None:
-                    break
-                for r in found:
-                    if (r.type == "BPP" and r.subscriber_id not in out and r.usable(self.clock())
-                            and any(_same_family(d, family) for d in r.domains)):
-                        out[r.subscriber_id] = r
+            try:
+                found = await _list_source(src, forms)
+            except BecknError as e:
+                log.warning("registry source %s cannot list %s: %s", type(src).__name__, family, e.message)
+                failure = failure or e
+                continue
+            for r in found or ():
+                if (r.type == "BPP" and r.subscriber_id not in out and r.usable(self.clock())
+                        and any(_same_family(d, family) for d in r.domains)):
+                    out[r.subscriber_id] = r
         records, ttl = list(out.values()), self.list_ttl_s
         if failure is not None:
             # A source is down: serve the last complete list if we have one, else what the others said;
@@ -598,6 +569,33 @@ class Registry:
             await closer()
 
 
+def _forms(domain: str, family: str, version: str | None) -> list[str | None]:
+    """What to ask a registry that filters domains exactly (docs/decisions.md §26): no domain filter first,
+    then every form a BPP of the family may have registered under (bare, `:*`, the request's, a version)."""
+    forms: list[str | None] = [None, family, f"{family}:*", domain.strip()]
+    if version and 0 < len(version) <= 32:
+        forms.append(f"{family}:{version.strip()}")
+    return list(dict.fromkeys(forms))
+
+
+async def _list_source(src: Source, forms: list[str | None]) -> list[Subscriber] | None:
+    """One source's BPPs for the forms (asked at once); None when it cannot list. BecknError when the answer is
+    incomplete: a form failed and no unfiltered answer covers it."""
+    queries = forms if getattr(src, "filters_domain", False) else [None]
+    results = await asyncio.gather(*(src.list_subscribers("BPP", q) for q in queries), return_exceptions=True)
+    for r in results:
+        if isinstance(r, BaseException) and not isinstance(r, BecknError):
+            raise r
+    errors = [r for r in results if isinstance(r, BecknError)]
+    lists = [r for r in results if isinstance(r, list)]
+    unfiltered = results[0] if queries[0] is None else None
+    if errors and not (isinstance(unfiltered, list) and unfiltered):
+        raise errors[0]
+    if not lists:
+        return None
+    return [r for found in lists for r in found]
+
+
 def _pick_key(records: list[Subscriber], subscriber_id: str, key_id: str, now: float) -> CacheValue:
     """Decide the answer for (subscriber_id, key_id) from one source's records of that subscriber."""
     if not records:
@@ -615,17 +613,3 @@ def _pick_key(records: list[Subscriber], subscriber_id: str, key_id: str, now: f
     if not with_key:
         return Negative(code=AUT_KEY_NOT_FOUND, message=f"registry record of {subscriber_id} has no signing key")
     return with_key[0]
-
-
-def build_registry(settings: Any, session: aiohttp.ClientSession, cache: KeyCache | None = None) -> Registry:
-    """Sources from `cds.config.Settings`: the file first (local overrides), then the remote registry."""
-    sources: list[Source] = []
-    if settings.registry_file:
-        sources.append(FileSource(settings.registry_file))
-    if settings.registry_url:
-        if settings.registry_type == "dedi":
-            sources.append(DediSource(settings.registry_url, session, settings.registry_namespace))
-        else:
-            sources.append(LookupSource(settings.registry_url, session))
-    return Registry(sources, cache if cache is not None else MemoryKeyCache(),
-                    ttl_s=settings.key_cache_ttl_s, negative_ttl_s=settings.key_negative_ttl_s)

@@ -21,18 +21,19 @@ from cds.core.errors import (
     NET_DOWNSTREAM_UNAVAILABLE,
     BecknError,
 )
+from cds.trust.dedi import DediSource
+from cds.trust.registry_factory import build_registry
 from cds.trust.registry import (
-    DediSource,
     FileSource,
     LookupSource,
     MemoryKeyCache,
     Negative,
     Registry,
     Subscriber,
-    build_registry,
     domain_family,
     subscriber_from_record,
 )
+from tests.fake_registry import FakeRegistry, member
 
 T0 = 1_750_000_000.0
 EV = "beckn.one:deg:ev-charging"
@@ -62,57 +63,6 @@ class Clock:
 
     def __call__(self) -> float:
         return self.t
-
-
-class FakeRegistry:
-    """A remote registry: legacy POST /lookup (exact-match filters, as a plain database query would do) and the
-    Beckn-One DeDi wrapper GET /dedi/lookup/{sid}/{ns}/{kid}. Counts calls; can fail, stall or hold answers."""
-
-    def __init__(self) -> None:
-        self.records: list[dict[str, Any]] = []
-        self.calls: list[Any] = []
-        self.fail_status: int | None = None
-        self.stall_s = 0.0
-        self.raw_body: bytes | None = None
-        self.gate: asyncio.Event | None = None
-
-    async def _hold(self) -> web.Response | None:
-        if self.gate is not None:
-            await self.gate.wait()
-        if self.stall_s:
-            await asyncio.sleep(self.stall_s)
-        if self.fail_status is not None:
-            return web.Response(status=self.fail_status, text="boom")
-        if self.raw_body is not None:
-            return web.Response(body=self.raw_body, content_type="application/json")
-        return None
-
-    async def lookup(self, request: web.Request) -> web.Response:
-        body = await request.json()
-        self.calls.append(("lookup", body))
-        if (r := await self._hold()) is not None:
-            return r
-        out = [x for x in self.records if all(x.get(k) == v for k, v in body.items())]
-        return web.json_response(out)
-
-    async def dedi(self, request: web.Request) -> web.Response:
-        sid, ns, kid = request.match_info["sid"], request.match_info["ns"], request.match_info["kid"]
-        self.calls.append(("dedi", sid, ns, kid))
-        if (r := await self._hold()) is not None:
-            return r
-        for x in self.records:
-            if x["subscriber_id"] == sid and x.get("key_id") == kid:
-                details = {k: v for k, v in x.items() if k not in ("key_id", "status", "valid_from", "valid_until")}
-                return web.json_response({"message": "Record retrieved from registry cache",
-                                          "data": {"record_id": kid, "details": details,
-                                                   "network_memberships": ["ubc/prod"], **x.get("_data", {})}})
-        return web.json_response({"message": "not found"}, status=404)
-
-    def app(self) -> web.Application:
-        app = web.Application()
-        app.router.add_post("/lookup", self.lookup)
-        app.router.add_get("/dedi/lookup/{sid}/{ns}/{kid}", self.dedi)
-        return app
 
 
 @pytest.fixture
@@ -437,26 +387,45 @@ async def test_list_bpps_from_file_by_domain_family(tmp_path):
     assert await reg.list_bpps("nic2004") == []
 
 
-async def test_list_bpps_via_lookup_cached_and_versions_asked(remote):
+async def test_list_bpps_via_lookup_cached_and_every_form_asked(remote):
     remote.records = _network()
     reg, clock = make(remote, list_ttl_s=30)
     got = await reg.list_bpps(EV + ":2.0.0")
-    # exact-match registry: asked for the family and for the version as given
-    assert sorted(b["domain"] for _, b in remote.calls) == [EV, EV + ":2.0.0"]
+    # exact-match registry (docs/decisions.md §26): asked without a domain, then for every form of the family
+    assert sorted(str(b.get("domain")) for _, b in remote.calls) == sorted(["None", EV, EV + ":*", EV + ":2.0.0"])
     assert all(b["type"] == "BPP" for _, b in remote.calls)
-    assert sorted(r.subscriber_id for r in got) == ["bare.bpp", "versioned.bpp"]
-    await reg.list_bpps(EV + ":2.0.0")
-    assert len(remote.calls) == 2
-    clock.t += 31
+    assert sorted(r.subscriber_id for r in got) == ["bare.bpp", "multi.bpp", "versioned.bpp"]
     await reg.list_bpps(EV + ":2.0.0")
     assert len(remote.calls) == 4
+    clock.t += 31
+    await reg.list_bpps(EV)                  # the bare family: no version form
+    assert len(remote.calls) == 7
+
+
+async def test_list_bpps_per_form_when_the_registry_refuses_an_unfiltered_query(remote):
+    """A registry that answers a query without a domain with 400 still yields the BPPs of every form."""
+    remote.records = _network()
+    remote.need_domain = True
+    reg, _ = make(remote)
+    got = await reg.list_bpps(EV, version="2.0.0")
+    assert sorted(r.subscriber_id for r in got) == ["bare.bpp", "multi.bpp", "versioned.bpp"]
+
+
+async def test_list_bpps_a_failing_form_is_an_outage_unless_the_unfiltered_answer_covers_it(remote):
+    remote.records = _network()
+    remote.fail_domains = {EV + ":*"}
+    reg, clock = make(remote, list_ttl_s=30)
+    assert sorted(r.subscriber_id for r in await reg.list_bpps(EV)) == ["bare.bpp", "multi.bpp", "versioned.bpp"]
+    remote.need_domain = True                 # now only the per-form answers count, and one of them fails
+    reg2, _ = make(remote)
+    assert await code_of(reg2.list_bpps(EV)) == NET_DOWNSTREAM_UNAVAILABLE
 
 
 async def test_list_bpps_outage_serves_last_list(remote):
     remote.records = _network()
     reg, clock = make(remote, list_ttl_s=30)
     first = [r.subscriber_id for r in await reg.list_bpps(EV)]
-    assert first == ["bare.bpp"]
+    assert sorted(first) == ["bare.bpp", "multi.bpp", "versioned.bpp"]
     remote.fail_status = 500
     clock.t += 31
     assert [r.subscriber_id for r in await reg.list_bpps(EV)] == first
@@ -464,11 +433,60 @@ async def test_list_bpps_outage_serves_last_list(remote):
     assert await code_of(reg2.list_bpps(EV)) == NET_DOWNSTREAM_UNAVAILABLE
 
 
-async def test_dedi_cannot_list(remote):
+async def test_dedi_cannot_list_without_the_network_registry(remote):
     remote.records = _network()
     reg, _ = make(remote, "dedi")
     assert await reg.list_bpps(EV) == []
     assert remote.calls == []
+
+
+def _dedi_lister(remote: FakeRegistry, clock: Clock | None = None, **kw: Any) -> tuple[Registry, Clock]:
+    clock = clock or Clock()
+    src = DediSource(remote.base + "/dedi", remote.session, network_namespace="ubc.nbsl",
+                     network_registry="members")
+    return Registry([src], MemoryKeyCache(clock=clock), clock=clock, **kw), clock
+
+
+async def test_dedi_lists_the_operators_members_and_looks_each_up(remote):
+    """docs/decisions.md §26: page through the registry of members, look each member up, keep the family's BPPs."""
+    remote.records = _network() + [rec("ref.bpp", "ref-key", domain=EV + ":*")]
+    remote.members = [
+        member({"subscriber_id": "bare.bpp", "key_id": "k1"}),                     # looked up by key id
+        member({"subscriber_id": "versioned.bpp", "ukId": "k1"}),
+        member({"subscriber_id": "ref.bpp", "type": "Record",                        # a reference record
+                 "url": remote.base + "/raw/lookup/ref-company/subscription-details/ref-key"}),
+        member({"subscriber_id": "inline.bpp", "type": "BPP", "domain": EV + ":2.0.0",  # a whole record
+                 "url": "https://inline.bpp/beckn"}),
+        member({"subscriber_id": "other.bpp", "key_id": "k1"}),                      # another domain
+        member({"subscriber_id": "a.bap", "key_id": "k1"}),                          # not a BPP
+        member({"subscriber_id": "revoked.bpp", "key_id": "k1"}, state="revoked"),   # never looked up
+        member({"subscriber_id": "gone.bpp", "key_id": "k9"}),                       # lookup: 404
+    ]
+    reg, clock = _dedi_lister(remote, list_ttl_s=30)
+    got = await reg.list_bpps(EV)
+    assert sorted(r.subscriber_id for r in got) == ["bare.bpp", "inline.bpp", "ref.bpp", "versioned.bpp"]
+    assert [c[3] for c in remote.calls if c[0] == "query"] == [1, 2, 3, 4]        # every page, in order
+    looked_up = sorted(c[1] for c in remote.calls if c[0] == "dedi")
+    assert looked_up == ["a.bap", "bare.bpp", "gone.bpp", "other.bpp", "versioned.bpp"]
+    assert [c for c in remote.calls if c[0] == "raw"] == [("raw", "ref-key")]
+    n = len(remote.calls)
+    await reg.list_bpps(EV + ":2.0.0")                                          # cached for the family
+    assert len(remote.calls) == n
+    clock.t += 31
+    await reg.list_bpps(EV)
+    assert len(remote.calls) == 2 * n                                           # refreshed after list_ttl_s
+
+
+async def test_dedi_listing_outage(remote):
+    remote.records = _network()
+    remote.members = [member({"subscriber_id": "bare.bpp", "key_id": "k1"})]
+    reg, clock = _dedi_lister(remote, list_ttl_s=30)
+    assert [r.subscriber_id for r in await reg.list_bpps(EV)] == ["bare.bpp"]
+    remote.fail_status = 500
+    clock.t += 31
+    assert [r.subscriber_id for r in await reg.list_bpps(EV)] == ["bare.bpp"]  # the last list, briefly
+    reg2, _ = _dedi_lister(remote)
+    assert await code_of(reg2.list_bpps(EV)) == NET_DOWNSTREAM_UNAVAILABLE
 
 
 @pytest.mark.parametrize("domain, family", [
