@@ -12,6 +12,8 @@ from __future__ import annotations
 
 import msgspec
 
+from cds.core.text import document_terms
+
 
 class OfferDoc(msgspec.Struct, kw_only=True, gc=False):
     id: str
@@ -55,7 +57,9 @@ class ItemDoc(msgspec.Struct, kw_only=True, gc=False):
     daily_windows: list[tuple[int, int]] = []  # availability windows given as times of day (local seconds)
     status: str | None = None                # live status as published (stationStatus ...)
     status_at: float | None = None           # when that status was published
-    text: str = ""                           # lower-cased text for text_search
+    # Analysed terms of the text fields (cds.core.text, docs/decisions.md §25): sorted, distinct.
+    terms: list[str] = []
+    text: str = ""                           # before terms were stored: the lower-cased text (see upgrade_terms)
     pack: str | None = None                  # attribute pack, e.g. "EvChargingService/v1"
     offers: list[OfferDoc] = []
     raw: bytes = b""                         # the item as published (compact JSON)
@@ -63,6 +67,15 @@ class ItemDoc(msgspec.Struct, kw_only=True, gc=False):
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.bpp_id, self.catalog_id, self.item_id)
+
+
+def upgrade_terms(item: ItemDoc) -> ItemDoc:
+    """An item stored before analysed terms were (it carries only `text`, its lower-cased text fields and
+    not yet its amenities) gets its terms; every stored item passes here when it is loaded or migrated."""
+    if item.text and not item.terms:
+        item.terms = document_terms((item.text, *item.amenities))
+        item.text = ""
+    return item
 
 
 class CatalogMeta(msgspec.Struct, kw_only=True, gc=False):

@@ -15,6 +15,7 @@ from cds.core import spatial
 
 from cds.core import timeutil
 from cds.core.query import Query
+from cds.core.text import has_terms
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc, OfferDoc
 
 
@@ -73,10 +74,8 @@ def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float) -> bool:
     for f in query.spatial:
         if not spatial.contains(f, item.lon, item.lat):
             return False
-    if query.text:
-        text = item.text
-        if not all(tok in text for tok in query.text):
-            return False
+    if query.text and not has_terms(item.terms, query.text):
+        return False
     if query.packs is not None and item.pack not in query.packs:
         return False
     if (query.terms or query.ranges) and not pushdowns_pass(query, item):

@@ -24,6 +24,7 @@ from cds.core.errors import BecknError
 from cds.core.timeutil import daily_seconds_local, parse_instant
 from cds.core import vocab
 from cds.core.packs import pack_of_attributes
+from cds.core.text import document_terms
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
 
 MAX_ITEMS = 100_000          # items per catalog
@@ -356,9 +357,12 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
     reservation = a.get("reservationSupported")
     status = _status(a)
     descriptor = pick(item, "descriptor")
+    amenities = _strings(a.get("amenityFeature", a.get("amenities")), str.upper)
+    # The text fields of docs/decisions.md §25, analysed once here (cds.core.text).
     text_parts = [pick(descriptor, "name"), pick(descriptor, "shortDesc"), pick(descriptor, "longDesc"),
-                  provider_name, operator, *_address_parts(a), station_id]
-    text = " ".join(t[:MAX_TEXT_PART].lower() for t in text_parts if isinstance(t, str) and t.strip())[:MAX_TEXT]
+                  provider_name, operator, pick(station, "name") if isinstance(station, dict) else None,
+                  *_address_parts(a), station_id, *amenities]
+    text = " ".join(t[:MAX_TEXT_PART] for t in text_parts if isinstance(t, str) and t.strip())[:MAX_TEXT]
     return ItemDoc(
         bpp_id=ctx["bpp_id"], catalog_id=ctx["catalog_id"], item_id=item_id,
         provider_id=provider_id, provider_name=provider_name,
@@ -369,7 +373,7 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
         charging_speed=(_text(a.get("chargingSpeed"), 64) or "").upper() or None,
         vehicle_types=_strings(a.get("vehicleType"), vocab.vehicle_type),
         reservation=reservation if isinstance(reservation, bool) else None,
-        amenities=_strings(a.get("amenityFeature", a.get("amenities")), str.upper),
+        amenities=amenities,
         parking_type=_text(a.get("parkingType"), 64),
         station_id=station_id,
         evse_id=_text(a.get("evseId"), MAX_ID_LEN),
@@ -377,7 +381,7 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
         is_active=_flag(pick(item, "isActive"), f"{path}.{_key(item, 'isActive')}", warns),
         windows=windows, daily_windows=daily,
         status=status, status_at=now if status else None,
-        text=text, pack=pack_of_attributes(attrs),
+        terms=document_terms((text,)), pack=pack_of_attributes(attrs),
         raw=_dumps(item, path),
     )
 

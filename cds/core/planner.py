@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import re
 from typing import Protocol
 
 from cds.core.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
@@ -12,16 +11,9 @@ from cds.core.models import DiscoverIntent
 from cds.core.packs import schema_packs
 from cds.core.query import Query
 from cds.core.spatial import MAX_SPATIAL, build_spatial, origin_of
+from cds.core.text import query_terms
 
-MAX_TEXT_TOKENS = 16
-MAX_TOKEN_LEN = 64
 MAX_TEXT_LEN = 1024
-# Words a driver types that say nothing about a charger ("chargers near me"); every other token must
-# occur in the item's text.
-STOPWORDS = frozenset(
-    "a an and at by for from in into is me my near nearby of on or please show the to with".split()
-)
-_TOKEN_RE = re.compile(r"\w+", re.UNICODE)
 
 
 class PlannerConfig(Protocol):
@@ -33,19 +25,10 @@ class PlannerConfig(Protocol):
 
 
 def text_tokens(text: str | None) -> tuple[str, ...]:
-    """Lower-cased word tokens, stop words dropped, deduplicated, bounded."""
-    if not text:
-        return ()
-    if len(text) > MAX_TEXT_LEN:
+    """The analysed query terms of `text_search` (cds.core.text, docs/decisions.md §25), bounded."""
+    if text and len(text) > MAX_TEXT_LEN:
         raise schema_error(f"text_search is longer than {MAX_TEXT_LEN} characters", "message.text_search")
-    out: list[str] = []
-    for tok in _TOKEN_RE.findall(text.lower()):
-        if tok in STOPWORDS or tok in out:
-            continue
-        out.append(tok[:MAX_TOKEN_LEN])
-        if len(out) >= MAX_TEXT_TOKENS:
-            break
-    return tuple(out)
+    return query_terms(text)
 
 
 @functools.lru_cache(maxsize=1024)

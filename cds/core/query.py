@@ -35,7 +35,7 @@ class Query:
     # one of its elements) is in the set / inside the inclusive range (None = open end).
     terms: Mapping[str, frozenset[str]] = field(default_factory=dict)
     ranges: Mapping[str, tuple[float | None, float | None]] = field(default_factory=dict)
-    text: tuple[str, ...] = ()               # lower-cased tokens; every token must occur in ItemDoc.text
+    text: tuple[str, ...] = ()               # analysed query terms (cds.core.text); each in ItemDoc.terms
     packs: frozenset[str] | None = None      # attribute-pack names from schema_context, None = any
     time_window: tuple[float, float] | None = None  # the request asks about this interval (UTC epoch)
     # Exact evaluation of the JSONPath filter expression (None = no filter).

@@ -23,11 +23,10 @@ from typing import Any
 import msgspec
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
-from cds.core.documents import CatalogMeta, ItemDoc
+from cds.core.documents import CatalogMeta, ItemDoc, upgrade_terms
 
-MAPPING_VERSION = 1
+MAPPING_VERSION = 2             # 2: analysed text terms (docs/decisions.md §25) replace substring words
 GENERATIONS_ID = "generations"
-MAX_WORD = 256                 # characters; longer words are flagged instead of indexed
 DAY = 86400
 
 _KW = {"type": "keyword"}
@@ -59,9 +58,8 @@ ITEMS_MAPPING: dict[str, Any] = {
         "windows": {"type": "date_range", "format": "epoch_millis"},
         "daily": _DAILY,
         "has_windows": _BOOL,
-        # whitespace-separated words of ItemDoc.text, for substring tests with `wildcard *tok*`
-        "words": {"type": "keyword", "ignore_above": MAX_WORD},
-        "long_words": _BOOL,                            # some word is longer than MAX_WORD
+        # ItemDoc.terms: the analysed terms of the text fields, matched exactly (cds.core.text)
+        "terms": _KW,
         # the catalog's fields, copied so expiry can be filtered without a join
         "exp": _DBL, "cat_from": _DBL, "cat_active": _BOOL, "live": _BOOL,
         "offers": {
@@ -209,10 +207,8 @@ def item_body(item: ItemDoc, meta: CatalogMeta, cg: str, gen: str, ts: float) ->
     if daily:
         body["daily"] = daily
     body["has_windows"] = bool(item.windows or item.daily_windows)
-    if item.text:
-        words = sorted(set(item.text.split()))
-        body["words"] = [w for w in words if len(w) <= MAX_WORD]
-        body["long_words"] = len(body["words"]) < len(words)
+    if item.terms:
+        body["terms"] = item.terms
     if _finite(meta.expires_at) is not None:
         body["exp"] = _finite(meta.expires_at)
     if _finite(meta.valid_from) is not None:
@@ -264,10 +260,15 @@ class IndexStateError(RuntimeError):
 
 
 def _upgrade_source(src: dict[str, Any], from_version: int) -> dict[str, Any]:
-    """Turn a document of an older mapping version into the current one.
-
-    Version 1 is the first; later versions rebuild derived fields from the `d`/`m` blobs here.
-    """
+    """Turn a document of an older mapping version into the current one, rebuilding derived fields from the
+    `d` blob. 1 -> 2: the item's analysed terms replace its whitespace-separated words."""
+    if from_version < 2 and "d" in src:
+        item = upgrade_terms(decode_item(src["d"]))
+        src.pop("words", None)
+        src.pop("long_words", None)
+        if item.terms:
+            src["terms"] = item.terms
+        src["d"] = _b64(_enc.encode(item))
     return src
 
 

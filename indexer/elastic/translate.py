@@ -8,8 +8,8 @@ drop a true match:
   (on the geo_point) with a widened degree-space buffer for corridors, polygons and areas;
   negated filters (`none`, `disjoint`) are left to the exact check;
 - terms/ranges: keyword `terms`, numeric `range` (inclusive, like `matching.pushdowns_pass`);
-- text: a token occurs in `ItemDoc.text` => it occurs in one whitespace-separated word of it, so
-  each token becomes `wildcard *token*` on the keyword field `words`;
+- text: each analysed query term is a `term` on the keyword field `terms` (the same analyzer made both,
+  cds.core.text, so this is the exact test);
 - packs: `terms` on `pack`.
 - availability: only when the query says the window is required (`time_window_required`, see
   `_window`): some instant window intersects it, or some daily window intersects its local times of
@@ -184,19 +184,8 @@ def _window(tw: tuple[float, float], tz: "tzinfo | str | None") -> dict[str, Any
     return {"bool": {"should": should, "minimum_should_match": 1}}
 
 
-def _escape_wildcard(tok: str) -> str:
-    return tok.replace("\\", "\\\\").replace("*", "\\*").replace("?", "\\?")
-
-
-def _text(tokens: tuple[str, ...]) -> list[dict[str, Any]]:
-    out = []
-    for tok in tokens:
-        for part in tok.split():
-            out.append({"bool": {"should": [
-                {"wildcard": {"words": {"value": f"*{_escape_wildcard(part)}*"}}},
-                {"term": {"long_words": True}},     # words too long to index: exact check decides
-            ], "minimum_should_match": 1}})
-    return out
+def _text(terms: tuple[str, ...]) -> list[dict[str, Any]]:
+    return [{"term": {"terms": t}} for t in terms]
 
 
 _NUMERIC = set(NUMERIC_FIELDS)

@@ -26,7 +26,7 @@ from typing import Any, Callable, Iterable, Sequence
 import numpy as np
 import shapely
 
-from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, upgrade_terms
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
 BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
@@ -40,8 +40,8 @@ _MAX_BITS = 63
 _INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connector_type", "power_type",
                  "charging_speed", "parking_type", "status", "pack")
 _INTERNED_OFFER = ("currency", "unit", "tariff_model")
-_SHARED_LISTS = ("vehicle_types", "amenities", "windows", "daily_windows")
-_POOLED_DOC = ("station_id", "evse_id", "text")     # repeated among a station's connectors only
+_SHARED_LISTS = ("vehicle_types", "amenities", "windows", "daily_windows", "terms")
+_POOLED_DOC = ("station_id", "evse_id")     # repeated among a station's connectors only
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
 
 
@@ -185,6 +185,8 @@ class Index:
         """Compute everything a put needs, without touching what searches read.
 
         `record.meta.raw` must already be empty (the caller keeps it compressed as `raw_z`)."""
+        for doc in record.items:
+            upgrade_terms(doc)          # logged or snapshotted before terms were stored
         compact_record(record, copy=copy)
         meta = record.meta
         keyed = sorted(((self.order_key(d, meta), d) for d in record.items), key=lambda kd: kd[0])

@@ -35,6 +35,7 @@ from typing import TYPE_CHECKING, Any, Iterator, Union
 import msgspec
 import numpy as np
 
+from cds.core.text import has_terms
 from cds.core import matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.embedded.index import Index, Narrowing, Prepared
@@ -354,10 +355,8 @@ class EmbeddedStorage:
         doc = self._index.docs[i]
         assert doc is not None
         # Cheap rejections first (matches() repeats them, after its costlier spatial test).
-        if query.text:
-            text = doc.text
-            if not all(t in text for t in query.text):
-                return None
+        if query.text and not has_terms(doc.terms, query.text):
+            return None
         for attr, allowed in nar.posted_checks:
             if getattr(doc, attr) not in allowed:
                 return None

@@ -26,6 +26,8 @@ from cds.core.planner import build_query
 from cds.core.protocol import parse_context, parse_discover
 from cds.core.query import Query
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
+from cds.core.text import document_terms, query_terms
+from tests.harness import load_fixture
 
 NOW = datetime(2026, 1, 4, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0
@@ -251,24 +253,68 @@ async def test_terms_ranges_lists_and_packs(storage):
     assert await found(packs=frozenset({"Other/v2"})) == []
 
 
-async def test_text_tokens_are_substrings_and_all_must_occur(storage):
-    stations = [item("", "", "hub", text="fast dc charging hub mg road"),
-                item("", "", "slow", text="slow ac point"),
-                item("", "", "odd", text="rate*card? back\\slash"),
+async def test_text_terms_every_query_term_must_be_a_term_of_the_item(storage):
+    """docs/decisions.md §25: terms, not substrings; one analyzer (cds.core.text) for documents and queries."""
+    stations = [item("", "", "hub", terms=document_terms(["Fast DC Charging Hub", "MG Road", "Café"])),
+                item("", "", "slow", terms=document_terms(["Slow AC point"])),
+                item("", "", "odd", terms=document_terms(["rate*card? back\\slash"])),
                 item("", "", "none")]
     recs = await publish(storage, record("bpp-x", "text", stations))
 
-    async def found(*tokens: str) -> list[str]:
-        return sorted(ids(await check(storage, Query(text=tokens, limit=100), recs)))
+    async def found(text: str) -> list[str]:
+        return sorted(ids(await check(storage, Query(text=query_terms(text), limit=100), recs)))
 
-    assert await found("charg") == ["hub"]              # a prefix of a word
-    assert await found("harg") == ["hub"]               # inside a word
-    assert await found("hub", "fast") == ["hub"]
-    assert await found("hub", "slow") == []
-    assert await found("a") == ["hub", "odd", "slow"]
-    assert await found("e*c") == ["odd"]                # wildcard characters are literal
-    assert await found("?") == ["odd"]
-    assert await found("k\\s") == ["odd"]
+    assert await found("charging hubs") == ["hub"]            # stemmed: charg, hub
+    assert await found("CHARGER") == []                       # a different stem: not a substring test
+    assert await found("charg") == ["hub"]                    # ... but a stem is a term
+    assert await found("harg") == []                          # never inside a word
+    assert await found("hub fast") == ["hub"]
+    assert await found("hub slow") == []                      # every term must match
+    assert await found("cafe") == ["hub"] and await found("CAFÉ") == ["hub"]   # ASCII-folded both ways
+    assert await found("card") == ["odd"] and await found("*") == sorted(["hub", "none", "odd", "slow"])
+    assert await found("give me all, please") == ["hub", "none", "odd", "slow"]   # filler only: no criterion
+
+
+def _example_records() -> list[CatalogRecord]:
+    """The UBC publish example and the DEG discovery catalog, as two publishers (validity as published)."""
+    from cds.core.normalize import normalize_catalog
+
+    settings = load_settings({})
+    out = []
+    for bpp, name in (("ubc-bpp", "UBC_catalog_publish_ev-charging-catalog-publish.json"),
+                      ("deg-bpp", "DEG_on_discover_ev-charging-discovery-catalog.json")):
+        cat = load_fixture(name)["message"]["catalogs"][0]
+        rec, _ = normalize_catalog(cat, publisher_id=bpp, publisher_uri=f"https://{bpp}.example/beckn",
+                                   dialect="A", settings=settings, now=NOW)
+        out.append(rec)
+    return out
+
+
+BTM, KORAMANGALA, INDIRANAGAR = ("IND*ecopower-charging*cs-01*IN*ECO*BTM*01*CCS2*A*CCS2-A",
+                                 "IND*greencharge-koramangala*cs-02*IN*GC*KOR*01*CCS2*A*CCS2-B",
+                                 "IND*powergrid-indiranagar*cs-03*IN*PG*IND*01*TYPE2*A*TYPE2-A")
+
+
+@pytest.mark.parametrize("text, want", [
+    ("Give me all charging stations.", [BTM, KORAMANGALA, INDIRANAGAR]),      # the UBC example
+    ("fast dc charging koramangala", [KORAMANGALA]),                        # the DEG / UEI example
+    ("chargers near me", [BTM, KORAMANGALA, INDIRANAGAR]),
+    ("restaurant in Koramangala", [KORAMANGALA]),                           # amenities are text too
+    ("type 2 indiranagar", [INDIRANAGAR]),
+    ("show me anything nearby please", [BTM, KORAMANGALA, INDIRANAGAR]),    # filler only: no text criterion
+    ("hydrogen", []),
+])
+async def test_example_text_queries_on_the_ubc_and_deg_catalogs(storage, text, want):
+    recs = await publish(storage, *_example_records())
+    body = {"context": {"action": "discover", "version": "2.0.0", "domain": "beckn.one:deg:ev-charging",
+                        "bap_id": "bap.example", "bap_uri": "https://bap.example/beckn", "transaction_id": "t",
+                        "message_id": "m", "timestamp": "2026-01-04T00:00:00Z", "ttl": "PT30S"},
+            "message": {"text_search": text}}
+    query = build_query(parse_discover(body, parse_context(body, expected_actions={"discover"}, now=NOW)).intent,
+                        settings=load_settings({}))
+    got = await check(storage, query, recs)
+    assert sorted((h.item.bpp_id, h.item.item_id) for h in got) == sorted(
+        (bpp, i) for bpp in ("deg-bpp", "ubc-bpp") for i in want)
 
 
 async def test_time_window_predicate(storage):

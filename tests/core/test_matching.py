@@ -8,6 +8,7 @@ from datetime import datetime, timezone
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
+from cds.core.text import document_terms
 from cds.core import matching
 from cds.config import Settings
 from cds.core.models import DiscoverIntent, SpatialSpec
@@ -35,7 +36,7 @@ def item(item_id: str, lon: float = 77.59, lat: float = 12.94, *, catalog: str =
          connector: str = "CCS2", kw: float = 60, **kw_args: object) -> ItemDoc:
     kw_args.setdefault("pack", "EvChargingService/v1")
     return ItemDoc(bpp_id=bpp, catalog_id=catalog, item_id=item_id, lon=lon, lat=lat, connector_type=connector,
-                   max_kw=kw, text=f"{item_id} dc fast charger koramangala", **kw_args)  # type: ignore[arg-type]
+                   max_kw=kw, terms=document_terms([f"{item_id} dc fast charger koramangala"]), **kw_args)  # type: ignore[arg-type]
 
 
 def meta(catalog: str = "cat-1", bpp: str = "bpp-a", **kw: object) -> CatalogMeta:
@@ -73,15 +74,15 @@ def test_matches_ands_every_criterion() -> None:
         "no-location": item("no-location", lon=None, lat=None),
     }
     q = build_query(DiscoverIntent(
-        expression="$[?(@.beckn:itemAttributes.connectorType == 'CCS2')]", text_search="Koramangala chargers",
+        expression="$[?(@.beckn:itemAttributes.connectorType == 'CCS2')]", text_search="Koramangala chargers hub",
         spatial=[SpatialSpec(op="s_dwithin", geometry={"type": "Point", "coordinates": [77.59, 12.94]},
                              distance_m=5000)],
         schema_context=["https://x/schema/EvChargingService/v1/context.jsonld"]), settings=SETTINGS)
     got = {k for k, d in docs.items() if matching.matches(q, d, meta(), NOW)}
-    # "chargers" is not in any text: every token must occur
+    # "hub" is not in any text: every term must occur
     assert got == set()
     q2 = build_query(DiscoverIntent(
-        expression="$[?(@.beckn:itemAttributes.connectorType == 'CCS2')]", text_search="Koramangala charger",
+        expression="$[?(@.beckn:itemAttributes.connectorType == 'CCS2')]", text_search="Koramangala chargers",
         spatial=[SpatialSpec(op="s_dwithin", geometry={"type": "Point", "coordinates": [77.59, 12.94]},
                              distance_m=5000)],
         schema_context=["https://x/schema/EvChargingService/v1/context.jsonld"]), settings=SETTINGS)

@@ -12,6 +12,7 @@ from zoneinfo import ZoneInfo
 import orjson
 import pytest
 
+from cds.core.text import document_terms
 from cds.core import errors as E
 from cds.config import Settings
 from cds.core.errors import BecknError
@@ -107,12 +108,14 @@ def test_ubc_publish_items_match_fixture_fields():
         win = item["beckn:availabilityWindow"][0]
         assert doc.windows == [(epoch(win["schema:startTime"]), epoch(win["schema:endTime"]))]
         assert doc.daily_windows == []
+        # docs/decisions.md §25: the analysed terms of every text field, amenities included
         for part in (item["beckn:descriptor"]["schema:name"], item["beckn:descriptor"]["beckn:longDesc"],
                      item["beckn:provider"]["beckn:descriptor"]["schema:name"],
                      station["serviceLocation"]["address"]["streetAddress"],
-                     station["serviceLocation"]["address"]["postalCode"], station["id"]):
-            assert part.lower() in doc.text
-        assert doc.text == doc.text.lower()
+                     station["serviceLocation"]["address"]["postalCode"], station["id"],
+                     *item["beckn:itemAttributes"]["amenityFeature"]):
+            assert set(document_terms([part])) <= set(doc.terms), part
+        assert doc.terms == sorted(set(doc.terms)) and doc.text == ""
         assert orjson.loads(doc.raw) == item  # exactly as published, no injected keys
 
 

@@ -66,8 +66,11 @@ def test_limit(requested: int | None, expected: int) -> None:
 
 
 def test_text_tokens() -> None:
-    assert text_tokens("Fast DC charging near Koramangala, please!") == ("fast", "dc", "charging", "koramangala")
+    # docs/decisions.md §25: analysed (folded, stemmed), stop and filler words dropped, distinct, bounded
+    assert text_tokens("Fast DC charging near Koramangala, please!") == ("fast", "dc", "charg", "koramangala")
+    assert text_tokens("Give me all charging stations.") == ("charg", "station")
     assert text_tokens("ccs2 CCS2 ccs2") == ("ccs2",)
+    assert text_tokens("Café CAFE") == ("cafe",)
     assert len(text_tokens(" ".join(f"w{i}" for i in range(100)))) == 16
     assert text_tokens(None) == () and text_tokens("near me") == ()
     with pytest.raises(BecknError):

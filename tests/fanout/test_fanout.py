@@ -417,15 +417,15 @@ def test_merge_prefers_live_and_caps_the_whole():
     from cds.core.documents import CatalogMeta, Hit, ItemDoc
 
     def hit(bpp, item, dist, live=False, name=""):
-        return Hit(item=ItemDoc(bpp_id=bpp, catalog_id="c", item_id=item, text=name),
+        return Hit(item=ItemDoc(bpp_id=bpp, catalog_id="c", item_id=item, provider_name=name or None),
                    catalog=CatalogMeta(bpp_id=bpp, catalog_id="c", live=live), distance=dist)
 
     cached = [hit("a", "1", 10.0, name="old"), hit("a", "2", 20.0), hit("b", "1", 30.0)]
     live = [hit("a", "1", 5.0, live=True, name="new"), hit("c", "9", 15.0, live=True)]
     merged, overridden = merge_hits(cached, live, 3)
     assert overridden == 1
-    assert [(h.item.bpp_id, h.item.item_id, h.item.text) for h in merged] == [
-        ("a", "1", "new"), ("c", "9", ""), ("a", "2", "")]
+    assert [(h.item.bpp_id, h.item.item_id, h.item.provider_name) for h in merged] == [
+        ("a", "1", "new"), ("c", "9", None), ("a", "2", None)]
 
 
 # Arbitrary reply catalogs (random JSON spliced into a real catalog) either yield live hits or a clear

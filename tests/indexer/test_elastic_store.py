@@ -5,7 +5,9 @@ error surfacing. Backend-neutral behaviour is in tests/behaviour/test_storage_be
 from __future__ import annotations
 
 import asyncio
+import base64
 import dataclasses
+import copy
 import math
 import uuid
 
@@ -15,6 +17,7 @@ import pytest
 from elasticsearch import ApiError
 from shapely.geometry import LineString, MultiPoint, MultiPolygon, Point, Polygon
 
+from cds.core.text import document_terms, query_terms
 from cds.core import matching
 
 from cds.core import spatial
@@ -66,7 +69,7 @@ async def make_store(es_url):
 def rec(bpp: str, cat: str, n: int, *, tag: str = "", start: int = 0, **meta) -> CatalogRecord:
     items = [ItemDoc(bpp_id=bpp, catalog_id=cat, item_id=f"it{k:04d}", lon=LON0 + (k % 40) * 0.002,
                      lat=LAT0 + (k // 40) * 0.002, connector_type=("CCS2", "Type2")[k % 2], max_kw=float(k % 5) * 25,
-                     text=f"station {k} {tag}", raw=orjson.dumps({"beckn:id": f"it{k:04d}", "tag": tag}))
+                     terms=document_terms([f"station {k} {tag}"]), raw=orjson.dumps({"beckn:id": f"it{k:04d}", "tag": tag}))
              for k in range(start, start + n)]
     fields = {"published_at": NOW, "expires_at": NOW + 86400, "item_count": n,
               "header": orjson.dumps({"tag": tag}), "raw": orjson.dumps({"beckn:id": cat, "tag": tag})}
@@ -112,16 +115,65 @@ async def test_migration_to_a_new_mapping_version_keeps_the_data(make_store, mon
     r = rec("bpp", "cat", 30, tag="v1")
     await st.replace_catalog(r)
     before = keys(await st.search(Query(limit=100), NOW))
-    monkeypatch.setattr(mapping, "MAPPING_VERSION", 2)
-    monkeypatch.setattr(store_mod, "MAPPING_VERSION", 2)
-    assert await st.ready() is False                           # code expects v2, cluster has v1
+    old, new = mapping.MAPPING_VERSION, mapping.MAPPING_VERSION + 1
+    monkeypatch.setattr(mapping, "MAPPING_VERSION", new)
+    monkeypatch.setattr(store_mod, "MAPPING_VERSION", new)
+    assert await st.ready() is False                           # code expects the next version, cluster has this
     out = await st.init_indices()
     assert "migrated" in out
-    assert await alias_target(st.es, st.items_alias) == f"{st.items_alias}-v2"
-    assert not await st.es.indices.exists(index=f"{st.items_alias}-v1")
+    assert await alias_target(st.es, st.items_alias) == f"{st.items_alias}-v{new}"
+    assert not await st.es.indices.exists(index=f"{st.items_alias}-v{old}")
     assert await st.ready() is True
     assert keys(await st.search(Query(limit=100), NOW)) == before
     assert (await st.get_catalog("bpp", "cat")).raw == r.meta.raw
+
+
+async def test_migration_from_v1_gives_stored_items_their_analysed_terms(make_store):
+    """Mapping v1 kept whitespace-separated `words` and ItemDoc.text; `cds index init` rebuilds the analysed
+    terms (docs/decisions.md §25) from each stored item, so text search finds what was indexed before."""
+    from elasticsearch.helpers import async_bulk, async_scan
+
+    st = await make_store()
+    r = rec("bpp", "cat", 3)
+    r.items[1].amenities = ["RESTAURANT"]
+    await st.replace_catalog(r)
+    legacy = {"it0001": "dc fast charging stations in koramangala"}    # ItemDoc.text as v1 stored it
+    # Put the data back into v1 form: v1 indices with v1 mappings and documents, aliases moved to them.
+    v1 = copy.deepcopy(mapping.ITEMS_MAPPING)
+    v1["_meta"]["version"] = 1
+    del v1["properties"]["terms"]
+    v1["properties"]["words"] = {"type": "keyword", "ignore_above": 256}
+    v1["properties"]["long_words"] = {"type": "boolean"}
+    cats_v1 = copy.deepcopy(mapping.CATALOGS_MAPPING)
+    cats_v1["_meta"]["version"] = 1
+
+    def to_v1(src: dict) -> dict:
+        if "d" not in src:
+            return src
+        item = mapping.decode_item(src["d"])
+        item.text, item.terms = legacy.get(item.item_id, f"station {item.item_id}"), []
+        src.pop("terms", None)
+        src["words"] = sorted(set(item.text.split()))
+        src["d"] = base64.b64encode(msgspec.msgpack.encode(item)).decode()
+        return src
+
+    for alias, m in ((st.items_alias, v1), (st.catalogs_alias, cats_v1)):
+        current, old = await alias_target(st.es, alias), f"{alias}-v1"
+        await st.es.indices.create(index=old, mappings=m, settings=mapping.index_settings(1, "0-1"))
+        docs = [h async for h in async_scan(st.es, index=current, query={"query": {"match_all": {}}})]
+        await async_bulk(st.es, ({"_index": old, "_id": h["_id"], "_source": to_v1(h["_source"])} for h in docs),
+                         refresh="wait_for")
+        await st.es.indices.update_aliases(actions=[{"remove": {"index": current, "alias": alias}},
+                                                    {"add": {"index": old, "alias": alias}}])
+        await st.es.indices.delete(index=current)
+    assert await st.ready() is False
+    assert "migrated" in await st.init_indices()
+    assert await st.ready() is True
+    for text in ("charging station", "Koramangala restaurants"):
+        got = await st.search(Query(text=query_terms(text), limit=10), NOW)
+        assert [h.item.item_id for h in got] == ["it0001"], text
+        assert got[0].item.terms and got[0].item.text == ""
+    assert len(await st.search(Query(text=query_terms("stations"), limit=10), NOW)) == 3
 
 
 # --- every query form is accepted (no 4xx) and pushed down ----------------------------------------
@@ -153,7 +205,8 @@ def _queries() -> list[tuple[str, Query, str | None]]:
         ("pole", Query(spatial=(p("dwithin", Point(0.0, 89.9), 100_000.0),)), "geo_distance"),
         ("continent", Query(spatial=(p("dwithin", Point(LON0, LAT0), 2_000_000.0),), origin=(LON0, LAT0)),
          "geo_distance"),
-        ("text", Query(text=("station", "*", "?", "\\", "é")), "wildcard"),
+        ("text", Query(text=query_terms("Stations 7")), '{"term":{"terms":"station"}}'),
+        ("text with odd characters", Query(text=("*", "?", "\\", "é")), '{"term":{"terms":"*"}}'),
         ("terms", Query(terms={f: frozenset({"x", "it0001"}) for f in mapping.KEYWORD_FIELDS}), "terms"),
         ("ranges", Query(ranges={"max_kw": (25.0, 50.0), "min_kw": (None, math.inf)}), "range"),
         ("open range", Query(ranges={"max_kw": (None, None)}), "exists"),

@@ -15,6 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 from shapely.geometry import LineString, Point, box
 
+from cds.core.text import document_terms, query_terms
 from cds.core import matching
 
 from cds.core import spatial
@@ -42,7 +43,7 @@ def make_item(r: random.Random, bpp: str, cat: str, k: int, tag: str = "",
                    power_type=ptype, vehicle_types=r.sample(VEHICLES, r.randint(0, 2)),
                    amenities=r.sample(AMENITIES, r.randint(0, 3)), station_id=f"st{k // 4}",
                    evse_id=f"IN*{cat}*E{k}", qr=f"QR-{bpp}-{cat}-{k}{tag}", is_active=r.random() > 0.05,
-                   text=f"prov{k % 3} station {r.choice(['mall', 'highway', 'metro'])}", offers=offers,
+                   terms=document_terms([f"prov{k % 3} station {r.choice(['mall', 'highway', 'metro'])}"]), offers=offers,
                    raw=f'{{"id":"i{k}"}}'.encode())
 
 
@@ -379,3 +380,27 @@ async def test_writes_before_open_fail_clearly(tmp_path):
     store = EmbeddedStorage(tmp_path, fsync=False)
     with pytest.raises(RuntimeError, match="not open"):
         await store.delete_catalog("a", "b")
+
+
+async def test_items_logged_before_terms_were_stored_are_found_by_text_after_a_restart(tmp_path):
+    """A log written by an older version holds ItemDoc.text and no terms: replaying it gives every item its
+    analysed terms (docs/decisions.md §25), and the snapshot taken at close keeps them."""
+    from indexer.embedded import store as store_mod
+    from indexer.embedded.persist import frame
+
+    rec = make_record(random.Random(3), "b", "c", 6)
+    for k, doc in enumerate(rec.items):
+        doc.terms, doc.is_active = [], True
+        doc.text = f"prov{k} dc charging stations {'koramangala' if k == 2 else 'btm'}"
+    rec.meta.raw = b""
+    wal = tmp_path / f"{store_mod._WAL}{1:012d}{store_mod._SUFFIX_WAL}"
+    wal.write_bytes(frame(store_mod._encode(store_mod._Put(record=rec, raw_z=b""))))
+    for _ in range(2):                                          # the replayed log, then the snapshot
+        store = EmbeddedStorage(tmp_path, fsync=False)
+        await store.open()
+        q = Query(text=query_terms("charging station in Koramangala"), limit=10)
+        got = await store.search(q, NOW)
+        assert [h.item.item_id for h in got] == [rec.items[2].item_id]
+        assert got[0].item.text == "" and "koramangala" in got[0].item.terms
+        assert len(await store.search(Query(text=query_terms("stations"), limit=10), NOW)) == 6
+        await store.close()
