@@ -580,7 +580,7 @@ def _forms(domain: str, family: str, version: str | None) -> list[str | None]:
 
 async def _list_source(src: Source, forms: list[str | None]) -> list[Subscriber] | None:
     """One source's BPPs for the forms (asked at once); None when it cannot list. BecknError when the answer is
-    incomplete: a form failed and no unfiltered answer covers it."""
+    incomplete: neither the unfiltered answer (it may also be refused, or too large) nor every form's answer."""
     queries = forms if getattr(src, "filters_domain", False) else [None]
     results = await asyncio.gather(*(src.list_subscribers("BPP", q) for q in queries), return_exceptions=True)
     for r in results:
@@ -588,8 +588,10 @@ async def _list_source(src: Source, forms: list[str | None]) -> list[Subscriber]
             raise r
     errors = [r for r in results if isinstance(r, BecknError)]
     lists = [r for r in results if isinstance(r, list)]
-    unfiltered = results[0] if queries[0] is None else None
-    if errors and not (isinstance(unfiltered, list) and unfiltered):
+    per_form = [r for q, r in zip(queries, results) if q is not None]
+    complete = ((queries[0] is None and isinstance(results[0], list) and bool(results[0]))
+                or (bool(per_form) and not any(isinstance(r, BecknError) for r in per_form)))
+    if errors and not complete:
         raise errors[0]
     if not lists:
         return None

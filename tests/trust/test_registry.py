@@ -421,6 +421,17 @@ async def test_list_bpps_a_failing_form_is_an_outage_unless_the_unfiltered_answe
     assert await code_of(reg2.list_bpps(EV)) == NET_DOWNSTREAM_UNAVAILABLE
 
 
+async def test_list_bpps_an_unfiltered_answer_too_large_is_covered_by_the_forms(remote, monkeypatch):
+    """A big multi-domain registry: the answer without a domain exceeds our bound; every form answered."""
+    from cds.trust import registry as registry_mod
+
+    remote.records = _network() + [rec(f"bulk{k}.bpp", domain="nic2004:60212") for k in range(200)]
+    monkeypatch.setattr(registry_mod, "MAX_LIST_BYTES", 20_000)
+    reg, _ = make(remote)
+    got = await reg.list_bpps(EV, version="2.0.0")
+    assert sorted(r.subscriber_id for r in got) == ["bare.bpp", "multi.bpp", "versioned.bpp"]
+
+
 async def test_list_bpps_outage_serves_last_list(remote):
     remote.records = _network()
     reg, clock = make(remote, list_ttl_s=30)
