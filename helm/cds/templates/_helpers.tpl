@@ -96,6 +96,8 @@ whose value is empty is left out so that the service's own default applies. */}}
   (list "CDS_REGISTRY_URL" $v.registry.url)
   (list "CDS_REGISTRY_TYPE" $v.registry.type)
   (list "CDS_REGISTRY_NAMESPACE" $v.registry.namespace)
+  (list "CDS_REGISTRY_NETWORK_NAMESPACE" $v.registry.networkNamespace)
+  (list "CDS_REGISTRY_NETWORK_REGISTRY" $v.registry.networkRegistry)
   (list "CDS_REDIS_URL" $v.redis.url)
 }}
 {{- if $v.elasticsearch.url }}
