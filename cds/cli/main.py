@@ -11,10 +11,13 @@ from cds.config import ConfigError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+
     from aiohttp import web
 
     from cds.api.app import create_app
     from cds.logs import setup_logging
+    from indexer.embedded.persist import DirLocked
 
     overrides = {}
     if args.demo:
@@ -22,12 +25,13 @@ def _serve(args: argparse.Namespace) -> int:
 
         overrides = demo_overrides(host=args.host, port=args.port)
     settings = _settings_requiring(
-        "signing_private_key",
-        "CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`).", **overrides)
-    setup_logging(settings.log_level)
+        ("signing_private_key",
+         "CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`)."), **overrides)
+    setup_logging(settings.log_level)   # from here on every line on stderr is JSON (README "Metrics", logs)
+    log = logging.getLogger("cds.serve")
     if not settings.registry_url and not settings.registry_file:
-        print("warning: neither CDS_REGISTRY_URL nor CDS_REGISTRY_FILE is set: every signed request will be "
-              "refused (AUT_SUBSCRIBER_NOT_FOUND)", file=sys.stderr)
+        log.warning("neither CDS_REGISTRY_URL nor CDS_REGISTRY_FILE is set: every signed request will be "
+                    "refused (AUT_SUBSCRIBER_NOT_FOUND)")
     app = create_app(settings)
     if args.demo:
         from cds.api.appkeys import SETTINGS, STORAGE
@@ -37,9 +41,22 @@ def _serve(args: argparse.Namespace) -> int:
             await seed(app[STORAGE], app[SETTINGS])
 
         app.on_startup.append(seed_demo)
-    print(f"CDS {settings.subscriber_id} listening on http://{args.host}:{args.port}{settings.base_path} "
-          f"(storage: {'elasticsearch' if settings.es_url else 'embedded ' + str(settings.data_path)})", file=sys.stderr)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5)
+    url = f"http://{args.host}:{args.port}{settings.base_path}"
+    storage = "elasticsearch" if settings.es_url else "embedded"
+    fields = {"subscriber_id": settings.subscriber_id, "url": url, "storage": storage,
+              **({} if settings.es_url else {"data_dir": str(settings.data_path)})}
+
+    def listening(_aiohttp_banner: str) -> None:   # called once the socket is bound (after the startup hooks)
+        log.info(f"listening on {url}", extra={"fields": fields})
+
+    try:
+        web.run_app(app, host=args.host, port=args.port, print=listening, access_log=None, shutdown_timeout=5)
+    except OSError as e:   # the port is taken, the address is not ours ...
+        log.error(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+        return 2
+    except DirLocked as e:
+        log.error(f"cannot start: {e}: is another `cds serve` using CDS_DATA_DIR {settings.data_path}?")
+        return 2
     return 0
 
 
@@ -61,24 +78,23 @@ class _Refused(Exception):
     """A command cannot run with this configuration; the message says why (exit 2)."""
 
 
-def _settings_requiring(field: str, why: str, **overrides: object):
-    """Load settings; refuse (exit 2 with `why`) when `field` is unset."""
+def _settings_requiring(*required: tuple[str, str], **overrides: object):
+    """Load settings; refuse (exit 2 with its `why`) when a required (field, why) is unset."""
     try:
         settings = load_settings(**overrides)
     except ConfigError as e:
         raise _Refused(str(e)) from None
-    if not getattr(settings, field):
-        raise _Refused(why)
+    for field, why in required:
+        if not getattr(settings, field):
+            raise _Refused(why)
     return settings
 
 
 def _indexer(args: argparse.Namespace) -> int:
     settings = _settings_requiring(
-        "redis_url", "cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded "
-        "default the API process (cds serve) indexes publishes itself.")
-    if not settings.signing_private_key:
-        print("CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks.", file=sys.stderr)
-        return 2
+        ("redis_url", "cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded "
+         "default the API process (cds serve) indexes publishes itself."),
+        ("signing_private_key", "CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks."))
     from cds.logs import setup_logging
     from indexer.ingest.worker_process import run_indexer
 
@@ -88,8 +104,8 @@ def _indexer(args: argparse.Namespace) -> int:
 
 def _index_init(args: argparse.Namespace) -> int:
     settings = _settings_requiring(
-        "es_url", "cds index init creates the Elasticsearch indices and needs CDS_ES_URL "
-        "(the embedded index needs no initialisation).")
+        ("es_url", "cds index init creates the Elasticsearch indices and needs CDS_ES_URL "
+         "(the embedded index needs no initialisation)."))
 
     from elastic_transport import TransportError
     from elasticsearch import ApiError
