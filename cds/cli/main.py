@@ -69,9 +69,13 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from cds.cli.request import run_request
+    from cds.cli.request import RequestError, run_request
 
-    return asyncio.run(run_request(args))
+    try:
+        return asyncio.run(run_request(args))
+    except RequestError as e:   # the user's to fix: one line, no traceback
+        print(f"cds request: {e}", file=sys.stderr)
+        return e.status
 
 
 class _Refused(Exception):
@@ -148,32 +152,90 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
+_FORMAT = argparse.RawDescriptionHelpFormatter   # keeps the settings paragraphs below as written
+
+_SERVE_NEEDS = """settings (environment, README "Configuration"):
+  CDS_SIGNING_PRIVATE_KEY   the CDS's key (`cds keygen`); required unless --demo
+  CDS_REGISTRY_URL or CDS_REGISTRY_FILE
+                            where signers' keys are looked up; --demo writes a registry file
+  CDS_ES_URL, CDS_REDIS_URL optional: Elasticsearch instead of the embedded index under CDS_DATA_DIR,
+                            Redis for state shared across replicas"""
+
+_INDEXER_NEEDS = """settings (environment, README "Configuration"):
+  CDS_REDIS_URL             required: the durable publish stream it consumes
+  CDS_SIGNING_PRIVATE_KEY   required: it signs the on_catalog_publish callbacks
+  CDS_ES_URL                the index it writes, shared with the API (else the embedded index under CDS_DATA_DIR)
+With neither CDS_REDIS_URL nor CDS_ES_URL, `cds serve` indexes publishes itself: no indexer is needed."""
+
+_INDEX_INIT_NEEDS = """settings (environment, README "Configuration"):
+  CDS_ES_URL                required: the Elasticsearch server
+  CDS_ES_API_KEY, CDS_ES_USERNAME, CDS_ES_PASSWORD, CDS_ES_CA_CERTS, CDS_ES_VERIFY_CERTS, CDS_ES_INDEX_PREFIX
+                            optional: credentials, TLS and the index name prefix
+Idempotent; migrates an older mapping. Exit 2 with one line when the server cannot be used."""
+
+_REQUEST_NOTES = """The endpoint follows context.action: discover -> /discover, catalog_publish (catalog/publish) ->
+/catalog/publish, on_discover -> /on_discover; other actions are refused. Needs a running CDS (`cds serve --demo`);
+without --key the demo BAP (discover) or BPP (publish, on_discover) key under CDS_DATA_DIR/demo signs. The callback's
+signature is checked against CDS_REGISTRY_FILE, else the demo registry file.
+
+exit status: 0 ACK (and, after a POST, a callback whose signature verified or could not be checked);
+1 NACK, HTTP error, no callback or a bad callback signature; 2 bad arguments or payload; 3 CDS unreachable."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cds", description="UBC Catalog Discovery Service")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the API")
-    s.add_argument("--host", default=os.environ.get("CDS_HOST", "127.0.0.1"))
-    s.add_argument("--port", type=int, default=int(os.environ.get("CDS_PORT", "8080")))
+    p = argparse.ArgumentParser(prog="cds", description="UBC Catalog Discovery Service (Beckn v2)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("serve", help="run the API", description="Run the CDS API (discover, publish, on_discover, "
+                       "health, metrics).", epilog=_SERVE_NEEDS, formatter_class=_FORMAT)
+    s.add_argument("--host", default=os.environ.get("CDS_HOST", "127.0.0.1"),
+                   help="address to listen on; 0.0.0.0 for every interface (default: %(default)s, from CDS_HOST "
+                        "when set)")
+    # a string default goes through type=int too: a bad CDS_PORT is one argparse line, not a traceback
+    s.add_argument("--port", type=int, default=os.environ.get("CDS_PORT", "8080"),
+                   help="port to listen on (default: %(default)s, from CDS_PORT when set)")
     s.add_argument("--demo", action="store_true",
-                   help="also create a demo network (keys, registry file, seeded catalogs) under CDS_DATA_DIR")
+                   help="also create a demo network (keys, registry file, seeded catalogs) under CDS_DATA_DIR/demo "
+                        "and allow callbacks to loopback addresses")
     s.set_defaults(func=_serve)
-    k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)")
+    k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)",
+                       description="Print a new Ed25519 key pair: the seed is CDS_SIGNING_PRIVATE_KEY (keep it "
+                                   "secret), the public key goes into the registry record. Needs no settings.")
     k.set_defaults(func=_keygen)
-    r = sub.add_parser("request", help="sign and send a JSON payload, print the reply and the callback")
-    r.add_argument("file", help="JSON payload (context ids and timestamps are refreshed)")
-    r.add_argument("--url", default=None, help="CDS base URL (default http://127.0.0.1:8080/beckn)")
-    r.add_argument("--get", action="store_true", help="synchronous GET /discover instead of POST")
-    r.add_argument("--key", default=None, help="base64 private key (default: the demo BAP/BPP key)")
-    r.add_argument("--subscriber-id", default=None)
-    r.add_argument("--key-id", default=None)
-    r.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the callback")
-    r.add_argument("--callback-host", default="127.0.0.1")
+    r = sub.add_parser("request", help="sign and send a JSON payload, print the reply, the callback and a summary",
+                       description="Sign a Beckn JSON payload (fresh ids and timestamp), send it to the CDS, print "
+                                   "the reply,\nthe signed callback and a summary.",
+                       epilog=_REQUEST_NOTES, formatter_class=_FORMAT)
+    r.add_argument("file", help="the JSON payload, e.g. one of tests/fixtures/UBC_*.json")
+    r.add_argument("--url", default="http://127.0.0.1:8080/beckn", help="CDS base URL (default: %(default)s)")
+    r.add_argument("--get", action="store_true",
+                   help="discover only: synchronous GET /discover, the on_discover comes back in the reply "
+                        "(default: POST, ACK now, on_discover as a callback)")
+    r.add_argument("--key", default=None, metavar="BASE64",
+                   help="base64 Ed25519 private key to sign with (default: the demo BAP or BPP key)")
+    r.add_argument("--subscriber-id", default=None, metavar="ID",
+                   help="subscriber id of --key, as registered (default: the demo participant's)")
+    r.add_argument("--key-id", default=None, metavar="ID", help="key id of --key, as registered (default: the demo key's)")
+    r.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds to wait for the reply, then for the callback (default: %(default)g)")
+    r.add_argument("--callback-host", default="127.0.0.1", metavar="HOST",
+                   help="address of the temporary callback listener, sent as bap_uri/bpp_uri; the CDS must reach "
+                        "it (default: %(default)s)")
+    out = r.add_mutually_exclusive_group()
+    out.add_argument("--summary", action="store_true",
+                     help="print the summary only, not the JSON (default: JSON, then the summary)")
+    out.add_argument("--quiet", action="store_true",
+                     help="print nothing but errors; the exit status tells the outcome (default: off)")
     r.set_defaults(func=_request)
-    i = sub.add_parser("indexer", help="run the ingest worker (production mode, needs CDS_REDIS_URL)")
+    i = sub.add_parser("indexer", help="run the ingest worker (production mode, needs CDS_REDIS_URL)",
+                       description="Run the production ingest worker: index publishes from the Redis stream and "
+                                   "send on_catalog_publish callbacks.", epilog=_INDEXER_NEEDS, formatter_class=_FORMAT)
     i.set_defaults(func=_indexer)
-    ix = sub.add_parser("index", help="index management")
-    ixs = ix.add_subparsers(dest="index_command", required=True)
-    init = ixs.add_parser("init", help="create/migrate the Elasticsearch indices")
+    ix = sub.add_parser("index", help="index management (Elasticsearch; needs CDS_ES_URL)",
+                        description="Manage the Elasticsearch indices (needs CDS_ES_URL).")
+    ixs = ix.add_subparsers(dest="index_command", required=True, metavar="COMMAND")
+    init = ixs.add_parser("init", help="create or migrate the Elasticsearch indices (needs CDS_ES_URL)",
+                          description="Create or migrate the Elasticsearch indices and their aliases.",
+                          epilog=_INDEX_INIT_NEEDS, formatter_class=_FORMAT)
     init.set_defaults(func=_index_init)
     return p
 
@@ -185,6 +247,8 @@ def main(argv: list[str] | None = None) -> int:
     except _Refused as e:
         print(e, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C while `cds request` waits: no traceback
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover
