@@ -10,7 +10,7 @@ PY=${PYTHON:-python3}
 say() { echo "demo.sh: $*" >&2; }
 if [ ! -x .venv/bin/cds ]; then
   say "first run: creating .venv and installing the CDS with its Python dependencies"
-  say "(about 25 packages: a 26 MB download, 155 MB in .venv; 30-60 s, once)"
+  say "(about 25 packages: a 26 MB download, 155 MB in .venv; 30-90 s, once)"
   start=$SECONDS
   "$PY" -m venv .venv
   pip_install demo.sh -e .
