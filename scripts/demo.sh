@@ -1,7 +1,7 @@
 #!/usr/bin/env bash
 # Start the CDS with its embedded defaults (index persisted under ./data) and a demo network.
 # The first run creates .venv and installs the CDS with its Python dependencies (about 25 packages: a 26 MB
-# download, 155 MB in .venv, 30-60 s); later runs start at once.
+# download, 155 MB in .venv, 30-90 s); later runs start at once.
 # Usage: scripts/demo.sh [--port 8080]
 set -euo pipefail
 cd "$(dirname "$0")/.."

@@ -165,7 +165,8 @@ _INDEXER_NEEDS = """settings (environment, README "Configuration"):
   CDS_REDIS_URL             required: the durable publish stream it consumes
   CDS_SIGNING_PRIVATE_KEY   required: it signs the on_catalog_publish callbacks
   CDS_ES_URL                the index it writes, shared with the API (else the embedded index under CDS_DATA_DIR)
-With neither CDS_REDIS_URL nor CDS_ES_URL, `cds serve` indexes publishes itself: no indexer is needed."""
+Without CDS_REDIS_URL, or with the embedded index (CDS_INDEXER_IN_API=auto), `cds serve` indexes publishes
+itself and no indexer is needed."""
 
 _INDEX_INIT_NEEDS = """settings (environment, README "Configuration"):
   CDS_ES_URL                required: the Elasticsearch server
