@@ -28,10 +28,13 @@ MAVEN_URL="https://repo1.maven.org/maven2/org/elasticsearch/distribution/integ-t
 ARTIFACT="org.elasticsearch.distribution.integ-test-zip:elasticsearch:$VERSION:zip"
 PINNED_VERSION=8.19.7
 PINNED_SHA1=f34c2c606e7a157550c592f2753ebb8fb63b32ec   # sha1 of elasticsearch-8.19.7.zip (integ-test-zip)
+PINNED_SIZE="94 MB, 108 MB unpacked"                   # of that zip: said before the download
+SIZE_NOTE=""; [[ "$VERSION" == "$PINNED_VERSION" ]] && SIZE_NOTE=" ($PINNED_SIZE)"
 RUN_AS_UID=65534   # nobody
 RUN_AS_GID=65534   # nogroup
 
-die() { echo "elasticsearch.sh: $*" >&2; exit 1; }
+say() { echo "elasticsearch.sh: $*" >&2; }
+die() { say "$*"; exit 1; }
 
 find_java_home() {
   local j
@@ -49,7 +52,8 @@ download_zip() {  # $1 = destination file
     [[ -f "$CDS_ES_ZIP" ]] || die "CDS_ES_ZIP=$CDS_ES_ZIP does not exist"
     cp "$CDS_ES_ZIP" "$tmp"
   elif command -v curl >/dev/null; then
-    echo "downloading $MAVEN_URL" >&2
+    say "downloading the Elasticsearch $VERSION test server$SIZE_NOTE"
+    say "  from $MAVEN_URL"
     curl -fsSL --retry 3 -o "$tmp" "$MAVEN_URL" || { rm -f "$tmp"; die "download failed: $MAVEN_URL"; }
     # Checksum: Maven Central's .sha1 when the mirror serves it, else the pinned one for the default version.
     local want got
@@ -57,12 +61,13 @@ download_zip() {  # $1 = destination file
     [[ -n "$want" || "$VERSION" != "$PINNED_VERSION" ]] || want="$PINNED_SHA1"
     got="$(sha1sum "$tmp" | cut -c1-40)"
     if [[ -z "$want" ]]; then
-      echo "elasticsearch.sh: WARNING: no checksum available for $ZIP_NAME; relying on the zip's own CRCs" >&2
+      say "WARNING: no checksum available for $ZIP_NAME; relying on the zip's own CRCs"
     elif [[ "$want" != "$got" ]]; then
       rm -f "$tmp"; die "checksum mismatch for $ZIP_NAME (want $want, got $got)"
     fi
     unzip -tq "$tmp" >/dev/null || { rm -f "$tmp"; die "downloaded $ZIP_NAME is corrupt"; }
   elif command -v mvn >/dev/null; then
+    say "no curl: downloading $ARTIFACT with mvn$SIZE_NOTE"
     local d; d="$(mktemp -d)"
     mvn -q dependency:copy -Dartifact="$ARTIFACT" -DoutputDirectory="$d" || { rm -rf "$d"; die "mvn download failed"; }
     mv "$d/$ZIP_NAME" "$tmp"; rm -rf "$d"
@@ -86,6 +91,7 @@ cmd_fetch() {
     rm -rf "$ES_HOME"
     mv "$tmp/elasticsearch-$VERSION" "$ES_HOME"
     rm -rf "$tmp"
+    say "cached in $CACHE: $ZIP_NAME ($(du -sh "$CACHE/$ZIP_NAME" | cut -f1)), unpacked $ES_HOME ($(du -sh "$ES_HOME" | cut -f1))"
   fi
   flock -u 9
   echo "$ES_HOME"

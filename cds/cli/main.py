@@ -11,10 +11,13 @@ from cds.config import ConfigError, load_settings
 
 
 def _serve(args: argparse.Namespace) -> int:
+    import logging
+
     from aiohttp import web
 
     from cds.api.app import create_app
     from cds.logs import setup_logging
+    from indexer.embedded.persist import DirLocked
 
     overrides = {}
     if args.demo:
@@ -22,12 +25,13 @@ def _serve(args: argparse.Namespace) -> int:
 
         overrides = demo_overrides(host=args.host, port=args.port)
     settings = _settings_requiring(
-        "signing_private_key",
-        "CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`).", **overrides)
-    setup_logging(settings.log_level)
+        ("signing_private_key",
+         "CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`)."), **overrides)
+    setup_logging(settings.log_level)   # from here on every line on stderr is JSON (README "Metrics", logs)
+    log = logging.getLogger("cds.serve")
     if not settings.registry_url and not settings.registry_file:
-        print("warning: neither CDS_REGISTRY_URL nor CDS_REGISTRY_FILE is set: every signed request will be "
-              "refused (AUT_SUBSCRIBER_NOT_FOUND)", file=sys.stderr)
+        log.warning("neither CDS_REGISTRY_URL nor CDS_REGISTRY_FILE is set: every signed request will be "
+                    "refused (AUT_SUBSCRIBER_NOT_FOUND)")
     app = create_app(settings)
     if args.demo:
         from cds.api.appkeys import SETTINGS, STORAGE
@@ -37,9 +41,22 @@ def _serve(args: argparse.Namespace) -> int:
             await seed(app[STORAGE], app[SETTINGS])
 
         app.on_startup.append(seed_demo)
-    print(f"CDS {settings.subscriber_id} listening on http://{args.host}:{args.port}{settings.base_path} "
-          f"(storage: {'elasticsearch' if settings.es_url else 'embedded ' + str(settings.data_path)})", file=sys.stderr)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5)
+    url = f"http://{args.host}:{args.port}{settings.base_path}"
+    storage = "elasticsearch" if settings.es_url else "embedded"
+    fields = {"subscriber_id": settings.subscriber_id, "url": url, "storage": storage,
+              **({} if settings.es_url else {"data_dir": str(settings.data_path)})}
+
+    def listening(_aiohttp_banner: str) -> None:   # called once the socket is bound (after the startup hooks)
+        log.info(f"listening on {url}", extra={"fields": fields})
+
+    try:
+        web.run_app(app, host=args.host, port=args.port, print=listening, access_log=None, shutdown_timeout=5)
+    except OSError as e:   # the port is taken, the address is not ours ...
+        log.error(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+        return 2
+    except DirLocked as e:
+        log.error(f"cannot start: {e}: is another `cds serve` using CDS_DATA_DIR {settings.data_path}?")
+        return 2
     return 0
 
 
@@ -52,33 +69,36 @@ def _keygen(args: argparse.Namespace) -> int:
 
 
 def _request(args: argparse.Namespace) -> int:
-    from cds.cli.request import run_request
+    from cds.cli.request import RequestError, run_request
 
-    return asyncio.run(run_request(args))
+    try:
+        return asyncio.run(run_request(args))
+    except RequestError as e:   # the user's to fix: one line, no traceback
+        print(f"cds request: {e}", file=sys.stderr)
+        return e.status
 
 
 class _Refused(Exception):
     """A command cannot run with this configuration; the message says why (exit 2)."""
 
 
-def _settings_requiring(field: str, why: str, **overrides: object):
-    """Load settings; refuse (exit 2 with `why`) when `field` is unset."""
+def _settings_requiring(*required: tuple[str, str], **overrides: object):
+    """Load settings; refuse (exit 2 with its `why`) when a required (field, why) is unset."""
     try:
         settings = load_settings(**overrides)
     except ConfigError as e:
         raise _Refused(str(e)) from None
-    if not getattr(settings, field):
-        raise _Refused(why)
+    for field, why in required:
+        if not getattr(settings, field):
+            raise _Refused(why)
     return settings
 
 
 def _indexer(args: argparse.Namespace) -> int:
     settings = _settings_requiring(
-        "redis_url", "cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded "
-        "default the API process (cds serve) indexes publishes itself.")
-    if not settings.signing_private_key:
-        print("CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks.", file=sys.stderr)
-        return 2
+        ("redis_url", "cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded "
+         "default the API process (cds serve) indexes publishes itself."),
+        ("signing_private_key", "CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks."))
     from cds.logs import setup_logging
     from indexer.ingest.worker_process import run_indexer
 
@@ -88,8 +108,8 @@ def _indexer(args: argparse.Namespace) -> int:
 
 def _index_init(args: argparse.Namespace) -> int:
     settings = _settings_requiring(
-        "es_url", "cds index init creates the Elasticsearch indices and needs CDS_ES_URL "
-        "(the embedded index needs no initialisation).")
+        ("es_url", "cds index init creates the Elasticsearch indices and needs CDS_ES_URL "
+         "(the embedded index needs no initialisation)."))
 
     from elastic_transport import TransportError
     from elasticsearch import ApiError
@@ -132,34 +152,94 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
+_FORMAT = argparse.RawDescriptionHelpFormatter   # keeps the settings paragraphs below as written
+
+_SERVE_NEEDS = """settings (environment, README "Configuration"):
+  CDS_SIGNING_PRIVATE_KEY   the CDS's key (`cds keygen`); required unless --demo
+  CDS_REGISTRY_URL or CDS_REGISTRY_FILE
+                            where signers' keys are looked up; --demo writes a registry file
+  CDS_ES_URL, CDS_REDIS_URL optional: Elasticsearch instead of the embedded index under CDS_DATA_DIR,
+                            Redis for state shared across replicas"""
+
+_INDEXER_NEEDS = """settings (environment, README "Configuration"):
+  CDS_REDIS_URL             required: the durable publish stream it consumes
+  CDS_SIGNING_PRIVATE_KEY   required: it signs the on_catalog_publish callbacks
+  CDS_ES_URL                the index it writes, shared with the API (else the embedded index under CDS_DATA_DIR)
+Without CDS_REDIS_URL, or with the embedded index (CDS_INDEXER_IN_API=auto), `cds serve` indexes publishes
+itself and no indexer is needed."""
+
+_INDEX_INIT_NEEDS = """settings (environment, README "Configuration"):
+  CDS_ES_URL                required: the Elasticsearch server
+  CDS_ES_API_KEY, CDS_ES_USERNAME, CDS_ES_PASSWORD, CDS_ES_CA_CERTS, CDS_ES_VERIFY_CERTS, CDS_ES_INDEX_PREFIX
+                            optional: credentials, TLS and the index name prefix
+Idempotent; migrates an older mapping. Exit 2 with one line when the server cannot be used."""
+
+_REQUEST_NOTES = """The endpoint follows context.action: discover -> /discover, catalog_publish (catalog/publish) ->
+/catalog/publish, on_discover -> /on_discover; other actions are refused. Needs a running CDS (`cds serve --demo`);
+without --key the demo BAP (discover) or BPP (publish, on_discover) key under CDS_DATA_DIR/demo signs. The callback's
+signature is checked against CDS_REGISTRY_FILE, else the demo registry file.
+
+exit status: 0 ACK (and, after a POST, a callback whose signature verified or could not be checked);
+1 NACK, HTTP error, no callback or a bad callback signature; 2 bad arguments or payload; 3 CDS unreachable."""
+
+
 def build_parser() -> argparse.ArgumentParser:
-    p = argparse.ArgumentParser(prog="cds", description="UBC Catalog Discovery Service")
-    sub = p.add_subparsers(dest="command", required=True)
-    s = sub.add_parser("serve", help="run the API")
-    s.add_argument("--host", default=os.environ.get("CDS_HOST", "127.0.0.1"))
-    s.add_argument("--port", type=int, default=int(os.environ.get("CDS_PORT", "8080")))
+    p = argparse.ArgumentParser(prog="cds", description="UBC Catalog Discovery Service (Beckn v2)")
+    sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
+    s = sub.add_parser("serve", help="run the API", description="Run the CDS API (discover, publish, on_discover, "
+                       "health, metrics).", epilog=_SERVE_NEEDS, formatter_class=_FORMAT)
+    s.add_argument("--host", default=os.environ.get("CDS_HOST", "127.0.0.1"),
+                   help="address to listen on; 0.0.0.0 for every interface (default: %(default)s, from CDS_HOST "
+                        "when set)")
+    # a string default goes through type=int too: a bad CDS_PORT is one argparse line, not a traceback
+    s.add_argument("--port", type=int, default=os.environ.get("CDS_PORT", "8080"),
+                   help="port to listen on (default: %(default)s, from CDS_PORT when set)")
     s.add_argument("--demo", action="store_true",
-                   help="also create a demo network (keys, registry file, seeded catalogs) under CDS_DATA_DIR")
+                   help="also create a demo network (keys, registry file, seeded catalogs) under CDS_DATA_DIR/demo "
+                        "and allow callbacks to loopback addresses")
     s.set_defaults(func=_serve)
-    k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)")
+    k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)",
+                       description="Print a new Ed25519 key pair: the seed is CDS_SIGNING_PRIVATE_KEY (keep it "
+                                   "secret), the public key goes into the registry record. Needs no settings.")
     k.set_defaults(func=_keygen)
-    r = sub.add_parser("request", help="sign and send a JSON payload, print the reply and the callback")
-    r.add_argument("file", help="JSON payload (context ids and timestamps are refreshed)")
-    r.add_argument("--url", default=None, help="CDS base URL (default http://127.0.0.1:8080/beckn)")
-    r.add_argument("--get", action="store_true", help="synchronous GET /discover instead of POST")
+    r = sub.add_parser("request", help="sign and send a JSON payload, print the reply, the callback and a summary",
+                       description="Sign a Beckn JSON payload (fresh ids and timestamp), send it to the CDS, print "
+                                   "the reply,\nthe signed callback and a summary.",
+                       epilog=_REQUEST_NOTES, formatter_class=_FORMAT)
+    r.add_argument("file", help="the JSON payload, e.g. one of tests/fixtures/UBC_*.json")
+    r.add_argument("--url", default="http://127.0.0.1:8080/beckn", help="CDS base URL (default: %(default)s)")
+    r.add_argument("--get", action="store_true",
+                   help="discover only: synchronous GET /discover, the on_discover comes back in the reply "
+                        "(default: POST, ACK now, on_discover as a callback)")
     r.add_argument("--sync-post", action="store_true",
-                   help="synchronous POST /discover with `Prefer: return=representation` (no callback)")
-    r.add_argument("--key", default=None, help="base64 private key (default: the demo BAP/BPP key)")
-    r.add_argument("--subscriber-id", default=None)
-    r.add_argument("--key-id", default=None)
-    r.add_argument("--wait", type=float, default=10.0, help="seconds to wait for the callback")
-    r.add_argument("--callback-host", default="127.0.0.1")
+                   help="discover only: synchronous POST /discover with `Prefer: return=representation`, for "
+                        "clients that cannot send a GET body; the on_discover comes back in the reply")
+    r.add_argument("--key", default=None, metavar="BASE64",
+                   help="base64 Ed25519 private key to sign with (default: the demo BAP or BPP key)")
+    r.add_argument("--subscriber-id", default=None, metavar="ID",
+                   help="subscriber id of --key, as registered (default: the demo participant's)")
+    r.add_argument("--key-id", default=None, metavar="ID", help="key id of --key, as registered (default: the demo key's)")
+    r.add_argument("--wait", type=float, default=10.0, metavar="SECONDS",
+                   help="seconds to wait for the reply, then for the callback (default: %(default)g)")
+    r.add_argument("--callback-host", default="127.0.0.1", metavar="HOST",
+                   help="address of the temporary callback listener, sent as bap_uri/bpp_uri; the CDS must reach "
+                        "it (default: %(default)s)")
+    out = r.add_mutually_exclusive_group()
+    out.add_argument("--summary", action="store_true",
+                     help="print the summary only, not the JSON (default: JSON, then the summary)")
+    out.add_argument("--quiet", action="store_true",
+                     help="print nothing but errors; the exit status tells the outcome (default: off)")
     r.set_defaults(func=_request)
-    i = sub.add_parser("indexer", help="run the ingest worker (production mode, needs CDS_REDIS_URL)")
+    i = sub.add_parser("indexer", help="run the ingest worker (production mode, needs CDS_REDIS_URL)",
+                       description="Run the production ingest worker: index publishes from the Redis stream and "
+                                   "send on_catalog_publish callbacks.", epilog=_INDEXER_NEEDS, formatter_class=_FORMAT)
     i.set_defaults(func=_indexer)
-    ix = sub.add_parser("index", help="index management")
-    ixs = ix.add_subparsers(dest="index_command", required=True)
-    init = ixs.add_parser("init", help="create/migrate the Elasticsearch indices")
+    ix = sub.add_parser("index", help="index management (Elasticsearch; needs CDS_ES_URL)",
+                        description="Manage the Elasticsearch indices (needs CDS_ES_URL).")
+    ixs = ix.add_subparsers(dest="index_command", required=True, metavar="COMMAND")
+    init = ixs.add_parser("init", help="create or migrate the Elasticsearch indices (needs CDS_ES_URL)",
+                          description="Create or migrate the Elasticsearch indices and their aliases.",
+                          epilog=_INDEX_INIT_NEEDS, formatter_class=_FORMAT)
     init.set_defaults(func=_index_init)
     return p
 
@@ -171,6 +251,8 @@ def main(argv: list[str] | None = None) -> int:
     except _Refused as e:
         print(e, file=sys.stderr)
         return 2
+    except KeyboardInterrupt:   # Ctrl-C while `cds request` waits: no traceback
+        return 130
 
 
 if __name__ == "__main__":  # pragma: no cover

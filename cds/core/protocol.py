@@ -29,6 +29,8 @@ _B_KEYS = {
     "transactionId": "transaction_id", "messageId": "message_id", "schemaContext": "schema_context",
 }
 
+_A_TO_B = {a: b for b, a in _B_KEYS.items()}
+
 # Actions accepted on each route family, per dialect spelling.
 PUBLISH_ACTIONS = {"catalog_publish", "catalog/publish"}
 
@@ -54,6 +56,19 @@ def detect_dialect(doc: Any) -> str:
     if isinstance(msg, dict) and "intent" in msg:
         return DIALECT_B
     return DIALECT_A
+
+
+def peek_ids(doc: Any) -> dict[str, str | None]:
+    """The context's ids as sent, in either dialect, before (or although) the context is refused: for the log
+    line of every request whose body is JSON. Only strings, cut to MAX_ID_LEN; never raises."""
+    ctx = doc.get("context") if isinstance(doc, dict) else None
+    out: dict[str, str | None] = {}
+    for a_name in ("transaction_id", "message_id", "bap_id", "bpp_id"):
+        v = None
+        if isinstance(ctx, dict):
+            v = next((ctx[k] for k in (a_name, _A_TO_B[a_name]) if isinstance(ctx.get(k), str)), None)
+        out[a_name] = v[:MAX_ID_LEN] if v is not None else None
+    return out
 
 
 def _str_field(ctx: dict, *names: str) -> str | None:

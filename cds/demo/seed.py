@@ -128,27 +128,34 @@ async def seed(storage: "Storage", settings: "Settings") -> None:
     for bpp in net.bpps:
         for cat in net.catalogs[bpp.subscriber_id]:
             batches.append((bpp.subscriber_id, bpp.url, cat))
-    t0, items = time.perf_counter(), 0
+    t0 = time.perf_counter()
+    n = {"catalogs_indexed": 0, "items_indexed": 0, "catalogs_reused": 0, "items_reused": 0}
     for publisher, uri, cat in batches:
         cid = cat.get("beckn:id")
         existing = await storage.get_catalog(publisher, cid)
         if existing is not None and (existing.expires_at or float("inf")) > time.time() + 86400:
+            n["catalogs_reused"] += 1              # a restart: the persisted index still has it
+            n["items_reused"] += existing.item_count
             continue
         record, _warnings = normalize_catalog(cat, publisher_id=publisher, publisher_uri=uri, dialect="A",
                                               settings=settings, now=time.time())
         await storage.replace_catalog(record)
-        items += len(record.items)
+        n["catalogs_indexed"] += 1
+        n["items_indexed"] += len(record.items)
     from cds import gcpolicy
     gcpolicy.settle()
-    log.info("demo network seeded", extra={"fields": {"catalogs": len(batches), "items_indexed": items,
-                                                      "seconds": round(time.perf_counter() - t0, 2)}})
+    indexed = f"indexed {n['catalogs_indexed']} catalogs ({n['items_indexed']} items)"
+    reused = f"reused {n['catalogs_reused']} catalogs ({n['items_reused']} items) already in the index"
+    msg = ", ".join(part for part, count in ((indexed, n["catalogs_indexed"]), (reused, n["catalogs_reused"])) if count)
+    log.info(f"demo network: {msg}", extra={"fields": {**n, "seconds": round(time.perf_counter() - t0, 2)}})
 
 
 def demo_key(role: str, data_dir: str | None = None) -> tuple[str, str, Any]:
     """(subscriber_id, key_id, SigningKey) of a demo participant ("bap" or "ubc_bpp")."""
     keys_file = demo_dir(data_dir) / "keys.json"
     if not keys_file.exists():
-        raise FileNotFoundError(f"{keys_file} not found: start `cds serve --demo` once, or pass --key")
+        raise FileNotFoundError(f"{keys_file} not found: start `cds serve --demo` once, or pass --key with "
+                                "--subscriber-id and --key-id")
     k = orjson.loads(keys_file.read_bytes())[role]
     key = load_private_key(k["private_key"])
     assert public_key_b64(key) == k["public_key"]

@@ -129,6 +129,10 @@ def write_atomic(path: Path, chunks: Iterator[bytes], *, fsync: bool = True) -> 
     return size
 
 
+class DirLocked(RuntimeError):
+    """Another process holds the data directory (a second `cds serve` on the same CDS_DATA_DIR)."""
+
+
 class DirLock:
     """An exclusive flock on `<dir>/<name>`: two processes writing one data directory would corrupt it."""
 
@@ -142,7 +146,7 @@ class DirLock:
             fcntl.flock(fd, fcntl.LOCK_EX | fcntl.LOCK_NB)
         except OSError as e:
             os.close(fd)
-            raise RuntimeError(f"{self.path} is locked by another process (one writer per data directory)") from e
+            raise DirLocked(f"{self.path} is locked by another process (one writer per data directory)") from e
         self._fd = fd
 
     def release(self) -> None:

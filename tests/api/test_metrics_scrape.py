@@ -90,7 +90,7 @@ def test_readme_configuration_table_covers_every_setting():
 
 def test_readme_logs_sentence_names_the_request_log_fields():
     section = readme_section("Metrics")
-    for field in ("transaction_id", "message_id", "subscriber", "action", "outcome", "latency_ms", "code"):
+    for field in ("transaction_id", "message_id", "signer", "claimed", "action", "outcome", "latency_ms", "code"):
         assert f"`{field}`" in section, field
 
 

@@ -6,8 +6,8 @@ from __future__ import annotations
 import pytest
 
 from cds.core.errors import BecknError
-from cds.core.protocol import (PUBLISH_ACTIONS, ack_body, detect_dialect, nack_body, parse_context, parse_discover,
-                          parse_publish)
+from cds.core.protocol import (MAX_ID_LEN, PUBLISH_ACTIONS, ack_body, detect_dialect, nack_body, parse_context,
+                               parse_discover, parse_publish, peek_ids)
 from cds.core.timeutil import parse_instant
 from tests.harness import FIXTURES, load_fixture
 
@@ -115,6 +115,20 @@ def test_context_errors(patch, code):
     with pytest.raises(BecknError) as e:
         parse_context(doc, expected_actions={"discover"}, now=_at(load_fixture("UBC_discovery-by-QR.json")))
     assert e.value.code == code and e.value.status == 400
+
+
+def test_ids_are_peeked_from_a_context_that_is_refused():
+    """What the request log line shows when the context check fails: the ids as sent, in either dialect."""
+    a = load_fixture("UBC_discovery-by-QR.json")["context"]
+    assert peek_ids({"context": {**a, "version": "1.1.0"}}) == {
+        "transaction_id": a["transaction_id"], "message_id": a["message_id"], "bap_id": a["bap_id"], "bpp_id": None}
+    b = load_fixture("spec/examples/lts-constructed/publish.json")["context"]
+    assert peek_ids({"context": {**b, "timestamp": "yesterday"}}) == {
+        "transaction_id": b["transactionId"], "message_id": b["messageId"], "bap_id": None, "bpp_id": b["bppId"]}
+    assert peek_ids({"context": {"transaction_id": 42, "message_id": "m" * 10_000}}) == {
+        "transaction_id": None, "message_id": "m" * MAX_ID_LEN, "bap_id": None, "bpp_id": None}
+    assert peek_ids([1]) == peek_ids({"context": "x"}) == dict.fromkeys(("transaction_id", "message_id", "bap_id",
+                                                                          "bpp_id"))
 
 
 def test_ttl_expiry_uses_timestamp_plus_ttl():

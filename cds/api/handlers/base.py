@@ -14,16 +14,18 @@ from aiohttp import web
 from cds.core import errors as E
 from cds.trust.auth import Inbound, authenticate
 from cds.core.errors import BecknError
-from cds.core.models import DIALECT_A, Context
-from cds.core.protocol import ack_body, detect_dialect, nack_body, parse_context, parse_json
+from cds.core.models import DIALECT_A
+from cds.core.protocol import ack_body, detect_dialect, nack_body, parse_context, parse_json, peek_ids
 from cds.trust.ratelimit import check_rate
 from cds.api.appkeys import METRICS, RATE_LIMIT, REGISTRY, SETTINGS, TASKS
 
 log = logging.getLogger("cds.http")
 
-# Request-scoped keys: what the error middleware needs to shape a NACK and a log line.
+# Request-scoped keys: what the error middleware needs to shape a NACK and a log line. IDS are read from the
+# body before any check (an early NACK still logs the ids it was sent); SIGNER is set once the signature verified.
 DIALECT: web.RequestKey[str] = web.RequestKey("cds.dialect")
-CTX: web.RequestKey[Context] = web.RequestKey("cds.context")
+IDS: web.RequestKey[dict[str, str | None]] = web.RequestKey("cds.ids")
+SIGNER: web.RequestKey[str] = web.RequestKey("cds.signer")
 
 
 async def read_body(request: web.Request, limit: int) -> bytes:
@@ -51,9 +53,10 @@ async def receive(request: web.Request, *, actions: set[str], limit: int) -> Inb
     body = await read_body(request, limit)
     doc = parse_json(body)
     request[DIALECT] = detect_dialect(doc)
+    request[IDS] = peek_ids(doc)
     ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)
-    request[CTX] = ctx
     caller = await authenticate(body, request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at)
+    request[SIGNER] = caller.subscriber_id
     await check_rate(app.get(RATE_LIMIT), caller.subscriber_id, ctx.action)   # 429 AUT_RATE_LIMITED
     return Inbound(body=body, doc=doc, context=ctx, caller=caller, received_at=received_at)
 
@@ -127,11 +130,15 @@ def _action_of(request: web.Request) -> str:
 
 
 def _log_request(request: web.Request, action: str, outcome: str, code: str | None, t0: float) -> None:
+    """One line per Beckn request. `signer`: the subscriber whose signature verified (null before that);
+    `claimed`: who the context says is calling (bap_id on discover, bpp_id else, as cds.trust.auth checks)."""
     if action == "other" or not log.isEnabledFor(logging.INFO):
         return
-    ctx: Context | None = request.get(CTX)
+    ids = request.get(IDS) or {}
+    claimed = ids.get("bap_id") if action == "discover" else ids.get("bpp_id") or (
+        ids.get("bap_id") if action == "catalog_publish" else None)
     log.info("request", extra={"fields": {
         "action": action, "method": request.method, "outcome": outcome, "code": code,
-        "transaction_id": ctx.transaction_id if ctx else None, "message_id": ctx.message_id if ctx else None,
-        "subscriber": (ctx.bap_id if ctx and action.startswith("discover") else ctx.bpp_id or ctx.bap_id) if ctx else None,
+        "transaction_id": ids.get("transaction_id"), "message_id": ids.get("message_id"),
+        "signer": request.get(SIGNER), "claimed": claimed,
         "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}})
