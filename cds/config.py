@@ -38,6 +38,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     es_verify_certs: bool = True
     es_index_prefix: str = "cds"
     es_refresh: str = "wait_for"             # refresh policy for catalog writes: wait_for | true | false
+    es_batch_docs: int = 10000               # docs per group-committed write of several catalogs (at least one catalog)
+    es_generations_max_age_ms: int = 100     # a search's cached generations list is at most this old
     redis_url: str | None = None
     data_dir: str = "./data"
     allow_private_callbacks: bool = False
@@ -184,6 +186,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ES_VERIFY_CERTS": ("es_verify_certs", _bool),
     "ES_INDEX_PREFIX": ("es_index_prefix", _str),
     "ES_REFRESH": ("es_refresh", _choice("wait_for", "true", "false")),
+    "ES_BATCH_DOCS": ("es_batch_docs", _pos_int),
+    "ES_GENERATIONS_MAX_AGE_MS": ("es_generations_max_age_ms", _nonneg_int),
     "REDIS_URL": ("redis_url", _str),
     "DATA_DIR": ("data_dir", _str),
     "ALLOW_PRIVATE_CALLBACKS": ("allow_private_callbacks", _bool),

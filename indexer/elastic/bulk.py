@@ -127,32 +127,47 @@ async def _send(es: AsyncElasticsearch, ops: list[Op], refresh: str | bool, atte
 async def bulk(es: AsyncElasticsearch, ops: Iterable[Op], *, refresh: str | bool = False, attempts: int = 5,
                backoff: float = 0.2, ignore_conflicts: bool = False) -> None:
     """Run `ops` (streamed: bodies are built one request at a time) in bounded requests. Raises
-    BulkWriteError when any operation failed for good.
+    BulkWriteError at the first request with an operation that failed for good (the rest is not sent).
 
     `refresh` ("wait_for" | "true" | False) makes every write visible before returning: a single request
     carries it; several requests end with one explicit refresh, since a request's wait_for covers only
     the shards that request touched."""
+    await _run(es, ops, refresh, attempts, backoff, ignore_conflicts, stop_on_error=True)
+
+
+async def bulk_items(es: AsyncElasticsearch, ops: Iterable[Op], *, refresh: str | bool = False, attempts: int = 5,
+                     backoff: float = 0.2) -> list[BulkItemError]:
+    """Like `bulk`, for writes of independent parts (several catalogs in one batch): every request is sent
+    and the refresh done whatever failed; returns the operations that failed for good, for the caller to
+    sort out per part. Transport errors (no answer at all) still raise."""
+    return await _run(es, ops, refresh, attempts, backoff, False, stop_on_error=False)
+
+
+async def _run(es: AsyncElasticsearch, ops: Iterable[Op], refresh: str | bool, attempts: int, backoff: float,
+               ignore_conflicts: bool, *, stop_on_error: bool) -> list[BulkItemError]:
     indices: set[str] = set()
+    failed: list[BulkItemError] = []
     held: list[Op] | None = None
     sent = 0
+
+    async def send(chunk: list[Op], refresh: str | bool) -> None:
+        errors = await _send(es, chunk, refresh, attempts, backoff, ignore_conflicts)
+        if errors and stop_on_error:
+            raise BulkWriteError(errors)   # the caller undoes the write; no point sending the rest
+        failed.extend(errors)
+
     for chunk in _chunks(ops):
         if held is not None:
-            await _send_or_raise(es, held, False, attempts, backoff, ignore_conflicts)
+            await send(held, False)
             sent += 1
         held = chunk
         indices.update(op.index for op in chunk)
     if held is None:
-        return
-    await _send_or_raise(es, held, refresh if sent == 0 else False, attempts, backoff, ignore_conflicts)
+        return failed
+    await send(held, refresh if sent == 0 else False)
     if refresh and refresh != "false" and sent > 0:
         await es.indices.refresh(index=",".join(sorted(indices)))
-
-
-async def _send_or_raise(es: AsyncElasticsearch, ops: list[Op], refresh: str | bool, attempts: int,
-                         backoff: float, ignore_conflicts: bool) -> None:
-    failed = await _send(es, ops, refresh, attempts, backoff, ignore_conflicts)
-    if failed:
-        raise BulkWriteError(failed)   # the caller undoes the write; no point sending the rest
+    return failed
 
 
 async def scan_ids(es: AsyncElasticsearch, index: str, query: dict[str, Any]) -> list[str]:
@@ -174,5 +189,5 @@ async def delete_where(es: AsyncElasticsearch, index: str, query: dict[str, Any]
     return len(ids)
 
 
-__all__ = ["BulkItemError", "BulkWriteError", "ConflictError", "Op", "bulk", "delete_op", "delete_where",
+__all__ = ["BulkItemError", "BulkWriteError", "ConflictError", "Op", "bulk", "bulk_items", "delete_op", "delete_where",
            "index_op", "scan_ids"]
