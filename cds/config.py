@@ -37,7 +37,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     es_ca_certs: str | None = None
     es_verify_certs: bool = True
     es_index_prefix: str = "cds"
-    es_refresh: str = "wait_for"             # refresh policy for catalog writes: wait_for | true | false
+    es_refresh: str = "true"                 # catalog writes: one refresh per batch (true), wait_for, or false
     es_batch_docs: int = 10000               # docs per group-committed write of several catalogs (at least one catalog)
     es_generations_max_age_ms: int = 100     # a search's cached generations list is at most this old
     redis_url: str | None = None
@@ -74,7 +74,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     ingest_max_backlog_bytes: int = 512 << 20  # the same bound on their bytes (Redis memory)
     ingest_partitions: int = 16              # sub-streams by publisher (per-publisher order); same everywhere
     ingest_batch: int = 64                   # entries read per partition per XREADGROUP
-    ingest_concurrency: int = 16             # publishers indexed at once by one worker
+    ingest_concurrency: int = 64             # entries indexed at once by one worker (ES: a batch holds them all)
     ingest_lease_s: float = 10.0             # a worker's hold on a partition (renewed every third of it)
     ingest_claim_idle_s: float = 15.0        # a dead worker's entries are reclaimed after this idle time
     ingest_max_attempts: int = 5             # failures with a healthy index before an entry is dead-lettered
