@@ -8,9 +8,11 @@ entries pass through one worker at a time. That worker runs each entry as soon a
 writing one of the same catalogs is done (a chain per (publisher, catalog), a publish with several
 catalogs joins several chains): per-catalog order, MERGE publishes included, while a publisher's other
 catalogs - and other publishers - go ahead concurrently (`CDS_INGEST_CONCURRENCY` at once). No batch
-barrier: a slow catalog holds up nothing but its own later versions. Why not per-publisher order: with
-Elasticsearch a write takes about a second (refresh=wait_for), and one CPO publishing its stations one
-catalog at a time would be indexed one per second.
+barrier: a slow catalog holds up nothing but its own later versions. Why not per-publisher order: a write
+takes one index round trip (with Elasticsearch a bulk, a refresh and a flip), and one CPO publishing its
+stations one catalog at a time would be indexed one round trip at a time. The entries in flight share
+those round trips: Elasticsearch group-commits concurrent writes (indexer/elastic/batch.py), each entry
+keeping its own outcome.
 
 Crash safety (§4 "never lost", §8.21).
 - An entry is acknowledged (XACK + XDEL) only after its callback went out. A worker that dies leaves
