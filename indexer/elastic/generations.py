@@ -22,6 +22,7 @@ visible catalogs per cluster; beyond that searches fail loudly (400), never sile
 from __future__ import annotations
 
 import asyncio
+import math
 import random
 import time
 from typing import Any, Callable, Iterable
@@ -138,12 +139,14 @@ def removing(cgs_to_drop: set[str]) -> Callable[[list[str]], list[str]]:
 class GenerationView:
     """A cached, versioned copy of the generations doc (see the module doc): at most `max_age_s` old."""
 
-    def __init__(self, es: Callable[[], AsyncElasticsearch], catalogs_alias: str, max_age_s: float) -> None:
+    def __init__(self, es: Callable[[], AsyncElasticsearch], catalogs_alias: str, max_age_s: float,
+                 clock: Callable[[], float] = time.monotonic) -> None:
         self._es = es
+        self._clock = clock
         self._alias = catalogs_alias
         self.max_age_s = max_age_s
         self._snap: Snapshot | None = None
-        self._checked = 0.0          # monotonic time at which the doc was known to be at `_snap`'s version
+        self._checked = -math.inf    # time (by `clock`) at which the doc was known to be at `_snap`'s version
         self._lock = asyncio.Lock()
 
     async def current(self) -> Snapshot:
@@ -152,7 +155,7 @@ class GenerationView:
         async with self._lock:       # one check in flight; the searches waiting behind it share its answer
             if self._fresh():
                 return self._snap
-            started = time.monotonic()
+            started = self._clock()
             es = self._es()
             if self._snap is not None and await version(es, self._alias) == self._snap.version:
                 self._checked = started
@@ -160,15 +163,19 @@ class GenerationView:
             self.adopt(await read(es, self._alias), started)
             return self._snap
 
+    def now(self) -> float:
+        return self._clock()
+
     def adopt(self, snap: Snapshot, known_at: float) -> None:
-        """Take `snap` (read, or just written by this process at `known_at`) unless we hold a newer one."""
+        """Take `snap` (read, or just written by this process at `known_at`, by `now()`) unless we hold a
+        newer one."""
         if self._snap is None or snap.version > self._snap.version:
             self._snap, self._checked = snap, known_at
         elif snap.version == self._snap.version:
             self._checked = max(self._checked, known_at)
 
     def invalidate(self) -> None:
-        self._checked = 0.0
+        self._checked = -math.inf
 
     def _fresh(self) -> bool:
-        return self._snap is not None and time.monotonic() - self._checked < self.max_age_s
+        return self._snap is not None and self._clock() - self._checked < self.max_age_s

@@ -49,7 +49,7 @@ from indexer.elastic.mapping import (
     CATALOGS_MAPPING, ITEMS_MAPPING, MAPPING_VERSION, IndexStateError, alias_target, catalog_key, ckey_of,
     decode_item, decode_meta, ensure_index, index_names, index_settings, item_body, meta_doc_id, version_of,
 )
-from indexer.elastic.writes import CatalogWriter, new_generation
+from indexer.elastic.writes import CatalogWriter, Hooks, new_generation
 from indexer.storage import PurgeStats, StorageStats
 
 log = logging.getLogger(__name__)
@@ -101,9 +101,10 @@ class ElasticStorage:
         self._refresh: str | bool = False if settings.es_refresh == "false" else settings.es_refresh
         self._view = generations.GenerationView(lambda: self.es, self.catalogs_alias,
                                                 settings.es_generations_max_age_ms / 1000)
+        hooks = Hooks(not_ready=self._not_ready, written=self._cache_meta, retire=self._retire_later,
+                      discard=self._discard_later)
         self._writer = CatalogWriter(lambda: self.es, self.items_alias, self.catalogs_alias, visible=self._visible,
-                                     view=self._view, not_ready=self._not_ready, written=self._cache_meta,
-                                     retire=self._retire_later, discard=self._discard_later)
+                                     view=self._view, hooks=hooks)
         self._commit: GroupCommit[CatalogRecord] = GroupCommit(
             self._writer.write, weight=lambda r: len(r.items) + 1, max_weight=settings.es_batch_docs)
 
@@ -167,7 +168,7 @@ class ElasticStorage:
 
     async def delete_catalog(self, bpp_id: str, catalog_id: str) -> bool:
         ckey = catalog_key(bpp_id, catalog_id)
-        started = time.monotonic()
+        started = self._view.now()
         with self._errors():
             before, after = await generations.update(self.es, self.catalogs_alias,
                                                      generations.replacing(ckey, None))
@@ -341,7 +342,7 @@ class ElasticStorage:
             # by generation, not by catalog: a catalog re-published meanwhile keeps its new generation
             gone = {cg for cg, m in expired if m.expires_at is not None and m.expires_at <= now}
             if gone:
-                started = time.monotonic()
+                started = self._view.now()
                 before, after = await generations.update(self.es, self.catalogs_alias, generations.removing(gone))
                 self._view.adopt(after, started)
                 removed = sorted(set(before.current) - set(after.current))

@@ -59,22 +59,23 @@ class _Job(msgspec.Struct):
         return out
 
 
+class Hooks(msgspec.Struct, frozen=True):
+    """What the store does around a batch: its not-ready error, caching the meta of a generation now
+    visible, deleting replaced generations after the grace period, deleting never-visible ones now."""
+
+    not_ready: Callable[[], Exception]
+    written: Callable[[str, "CatalogMeta"], None]
+    retire: Callable[[list[str]], None]
+    discard: Callable[[list[str]], None]
+
+
 class CatalogWriter:
     """The flush of the store's group commit: `write(records)` → one outcome per record."""
 
     def __init__(self, es: Callable[[], AsyncElasticsearch], items_alias: str, catalogs_alias: str, *,
-                 visible: str, view: generations.GenerationView, not_ready: Callable[[], Exception],
-                 written: Callable[[str, "CatalogMeta"], None], retire: Callable[[list[str]], None],
-                 discard: Callable[[list[str]], None]) -> None:
-        self._es = es
-        self._items = items_alias
-        self._catalogs = catalogs_alias
-        self._visible = visible
-        self._view = view
-        self._not_ready = not_ready
-        self._written = written      # (cg, meta) of a generation now visible
-        self._retire = retire        # generations replaced: delete after the grace period
-        self._discard = discard      # generations never visible: delete now
+                 visible: str, view: generations.GenerationView, hooks: Hooks) -> None:
+        self._es, self._items, self._catalogs = es, items_alias, catalogs_alias
+        self._visible, self._view, self._hooks = visible, view, hooks
 
     async def write(self, records: list["CatalogRecord"]) -> list[BaseException | None]:
         jobs = []
@@ -104,7 +105,7 @@ class CatalogWriter:
     async def _flip(self, ok: list[_Job]) -> BaseException | None:
         """One generations write for every written catalog; the error if it failed (then what is certainly
         not visible is deleted)."""
-        started = time.monotonic()
+        started = self._view.now()
         try:
             before, after = await generations.update(self._es(), self._catalogs,
                                                      generations.replacing_many([(j.ckey, j.cg) for j in ok]))
@@ -121,17 +122,17 @@ class CatalogWriter:
         visible = set(after.current)
         for j in ok:
             if j.cg in visible:
-                self._written(j.cg, j.record.meta)
+                self._hooks.written(j.cg, j.record.meta)
         written = {j.ckey for j in ok}
-        self._retire([c for c in before.current if ckey_of(c) in written and c not in visible])
-        self._discard([j.cg for j in ok if j.cg not in visible])     # superseded within the batch
+        self._hooks.retire([c for c in before.current if ckey_of(c) in written and c not in visible])
+        self._hooks.discard([j.cg for j in ok if j.cg not in visible])     # superseded within the batch
         return None
 
     def _refused(self, job: _Job, errors: list[BulkItemError]) -> BaseException:
         meta = job.record.meta
         e = BulkWriteError(errors)
         if any(err.type == "index_not_found_exception" for err in errors):
-            return self._not_ready()
+            return self._hooks.not_ready()
         if not all(err.type in DOCUMENT_ERRORS for err in errors):
             return e   # the cluster's fault (closed index, blocks, overload): the caller retries
         names = {item_doc_id(job.cg, it.item_id): it.item_id for it in job.record.items}
