@@ -141,6 +141,7 @@ class StreamWorker:
         self._stop: asyncio.Event | None = None
         self._done = asyncio.Event()
         self._index_down_logged = 0.0
+        self._settle_pending = False
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -416,7 +417,7 @@ class StreamWorker:
                 await self._dead(it, entry, "unparsable" if outcome.startswith("unparsable") else "failing", outcome)
                 return
             req, results = outcome
-            gcpolicy.settle()   # the new index objects are long-lived (see cds.gcpolicy)
+            self._settle_soon()
             await self.redis.set(done_key, _results_enc.encode(results), ex=DONE_TTL_S)
         self._spawn_callback(it, entry, req, results)
 
@@ -446,6 +447,18 @@ class StreamWorker:
                         log.warning("index unavailable (%r); publishes stay queued until it is back", e)
             await pause(self._stop, delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def _settle_soon(self) -> None:
+        """The new index objects are long-lived (see cds.gcpolicy): settle once for every entry finishing
+        in this turn of the loop. A batched index write completes many entries at once, and one collection
+        each would hold the loop long enough to let partition leases lapse."""
+        if not self._settle_pending:
+            self._settle_pending = True
+            asyncio.get_running_loop().call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._settle_pending = False
+        gcpolicy.settle()
 
     async def index_ready(self) -> bool:
         try:
