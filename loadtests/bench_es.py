@@ -8,13 +8,13 @@ overhead our code adds over the engine, on a real Elasticsearch server.
    its indices at the end); otherwise Elastic's test distribution is started on a free port with
    scripts/elasticsearch.sh (heap `--heap`) and stopped at the end.
 2. Load: the generated network (`cds.demo.generator`) is normalised (`cds.core.normalize`, timed apart) and
-   written with `ElasticStorage.replace_catalog`, `--concurrency` catalogs in flight (the configured refresh
-   policy, default `wait_for`, applies to each).
+   written with `ElasticStorage.replace_catalog`, `--concurrency` catalogs in flight (concurrent writes are
+   group-committed: one bulk, one refresh - policy `--refresh`, default `true` - and one flip per batch).
 3. Discover: `labeled_query_mix` (docs/decisions.md §G: radius+connector+power, QR, time window, route) parsed and planned
    as the service does (not timed), then per query, alternately: `storage.search` ("ours"), and "raw": the very
    search request(s) our code sent for that query (captured from the client: `translate.plan`'s body, each
    `search_after` page), replayed with `client.search(...)` on the same client. ours − raw is what our code adds:
-   the generations read (one realtime GET), planning, the meta fetch, decoding and the exact `cds.core.matching`
+   the visible-generations list (a cached copy, re-validated by version every CDS_ES_GENERATIONS_MAX_AGE_MS), planning, the meta fetch, decoding and the exact `cds.core.matching`
    check. Wall clock, and in brackets this thread's CPU time (not inflated by a busy machine).
 4. Publish → searchable, storage level: `--probes` catalogs spread over the network, each re-written with one
    new item; the time from `replace_catalog` start to the first `storage.search` (polled concurrently) that
@@ -344,7 +344,7 @@ def report(args: argparse.Namespace, info: dict, ld: dict, res: dict, sprobes: d
                   f"`on_catalog_publish` at the sink (ingest: normalise + `replace_catalog`) p50 "
                   f"{_ms(pct(cbs, 50) if cbs else None)}, p99 {_ms(pct(cbs, 99) if cbs else None)}."]
     lines += ["", f"**Discover** ({args.queries} queries of `labeled_query_mix(seed={args.seed})` after "
-              f"{args.warmup} warm-up, sequential). ours = `storage.search` (generations read + search page(s) + "
+              f"{args.warmup} warm-up, sequential). ours = `storage.search` (cached generations list + search page(s) + "
               "meta fetch + decode + exact match); raw = the same search request(s) our code sent, replayed "
               "directly with `client.search`; overhead = ours − raw. Wall clock, in brackets the CPU time of "
               "this thread. Round trips: ES requests per `storage.search`.", "",
@@ -441,10 +441,10 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--seed", type=int, default=42)
     ap.add_argument("--es-url", default=None, help="reuse this Elasticsearch instead of starting one")
     ap.add_argument("--heap", default="1g", help="heap of the Elasticsearch started here")
-    ap.add_argument("--refresh", default="wait_for", choices=("wait_for", "true", "false"),
+    ap.add_argument("--refresh", default="true", choices=("wait_for", "true", "false"),
                     help="CDS_ES_REFRESH for the writes")
-    ap.add_argument("--compare-refresh", nargs="*", default=["true"], choices=("wait_for", "true", "false"),
-                    help="storage probes also with these refresh policies (default: true)")
+    ap.add_argument("--compare-refresh", nargs="*", default=["wait_for"], choices=("wait_for", "true", "false"),
+                    help="storage probes also with these refresh policies (default: wait_for)")
     ap.add_argument("--no-write", action="store_true", help="print only; do not update BENCHMARKS.md")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     args = ap.parse_args(argv)

@@ -3,14 +3,18 @@
 Atomic replace (several API replicas reading one cluster):
 1. the new version is written as a new *generation* (`cg` = `{catalog key}.{generation id}`): every
    item doc plus an immutable meta doc, in bulk, made searchable (refresh) before anything else;
-   a failed bulk deletes what it wrote and raises `CatalogWriteError`, so the old version stays;
+   a failed bulk deletes what it wrote and raises, so the old version stays;
 2. one write to the `generations` doc flips the catalog to the new `cg` (optimistic concurrency);
 3. the old generation is deleted after a grace period (default 30 s).
-Every search filters items with a terms lookup on the `generations` doc, which Elasticsearch reads
-in realtime once per query: a query sees exactly one generation of each catalog, whichever replica
-runs it, with no cache to go stale. A query that looked the list up just before a flip still finds
-the old generation complete, because it is deleted only after the grace period (longer than any
-query). Generations left behind by a crash are swept by `purge_expired` after `orphan_age_s`.
+Concurrent `replace_catalog` calls are group-committed (indexer/elastic/batch.py, writes.py): one bulk
+stream, one refresh and one flip for every catalog queued meanwhile, each caller getting its own outcome.
+Every search filters items on the list of visible generations, from a cached copy of the `generations`
+doc that is at most `CDS_ES_GENERATIONS_MAX_AGE_MS` old and re-validated by version (generations.py): a
+query sees exactly one generation of each catalog, whichever replica runs it. A query holding a copy from
+just before a flip still finds the old generation complete, because it is deleted only after the grace
+period (far longer than any query plus the copy's age); `replace_catalog` returns once every replica's
+copy may show the new one. Generations left behind by a crash are swept by `purge_expired` after
+`orphan_age_s`.
 
 Search: Elasticsearch narrows (translate.py) and orders; `cds.core.matching.matches` decides. Pages are
 fetched with `search_after` until `limit` exact matches are in hand and no unseen doc can order
@@ -25,9 +29,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import itertools
 import logging
-import os
 import time
 from collections import OrderedDict
 from typing import Any
@@ -41,29 +43,20 @@ from cds.config import Settings
 from cds.core.query import Query
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.elastic import generations, translate
-from indexer.elastic.bulk import BulkWriteError, Op, bulk, delete_op, delete_where, index_op
+from indexer.elastic.batch import GroupCommit
+from indexer.elastic.bulk import Op, bulk, delete_op, delete_where, index_op
 from indexer.elastic.mapping import (
-    CATALOGS_MAPPING, ITEMS_MAPPING, MAPPING_VERSION, IndexStateError, alias_target, catalog_key, cg_of,
-    ckey_of, decode_item, decode_meta, ensure_index, index_names, index_settings, item_body, item_doc_id,
-    meta_body, meta_doc_id, version_of,
+    CATALOGS_MAPPING, ITEMS_MAPPING, MAPPING_VERSION, IndexStateError, alias_target, catalog_key, ckey_of,
+    decode_item, decode_meta, ensure_index, index_names, index_settings, item_body, meta_doc_id, version_of,
 )
-from indexer.storage import CatalogWriteError, PurgeStats, StorageStats
+from indexer.elastic.writes import CatalogWriter, Hooks, new_generation
+from indexer.storage import PurgeStats, StorageStats
 
 log = logging.getLogger(__name__)
 
 META_CACHE_SIZE = 4096
-# bulk item errors caused by the document itself: writing the same record again fails the same way
-DOCUMENT_ERRORS = frozenset({"mapper_parsing_exception", "document_parsing_exception", "illegal_argument_exception",
-                             "strict_dynamic_mapping_exception", "parse_exception", "x_content_parse_exception"})
-
-
 class StorageNotReadyError(RuntimeError):
     """The cluster is unreachable or its indices are missing (run `cds index init`)."""
-
-
-def new_generation() -> str:
-    # time-ordered (hex millis) + random: unique across writers, readable in logs
-    return f"{int(time.time() * 1000):x}{os.urandom(3).hex()}"
 
 
 def build_client(settings: Settings) -> AsyncElasticsearch:
@@ -106,6 +99,14 @@ class ElasticStorage:
         # writes must be searchable before the flip, whatever the configured policy
         self._visible = "true" if settings.es_refresh == "true" else "wait_for"
         self._refresh: str | bool = False if settings.es_refresh == "false" else settings.es_refresh
+        self._view = generations.GenerationView(lambda: self.es, self.catalogs_alias,
+                                                settings.es_generations_max_age_ms / 1000)
+        hooks = Hooks(not_ready=self._not_ready, written=self._cache_meta, retire=self._retire_later,
+                      discard=self._discard_later)
+        self._writer = CatalogWriter(lambda: self.es, self.items_alias, self.catalogs_alias, visible=self._visible,
+                                     view=self._view, hooks=hooks)
+        self._commit: GroupCommit[CatalogRecord] = GroupCommit(
+            self._writer.write, weight=lambda r: len(r.items) + 1, max_weight=settings.es_batch_docs)
 
     @property
     def es(self) -> AsyncElasticsearch:
@@ -138,6 +139,7 @@ class ElasticStorage:
                         "run `cds index init`)", self._settings.es_url, self._names.items, self._names.catalogs)
 
     async def close(self) -> None:
+        await self._commit.close()
         for task in list(self._tasks):
             task.cancel()   # pending retires are swept later by purge_expired
         if self._tasks:
@@ -160,65 +162,20 @@ class ElasticStorage:
     # --- writes --------------------------------------------------------------------------------
 
     async def replace_catalog(self, record: CatalogRecord) -> None:
-        meta = record.meta
-        ckey = catalog_key(meta.bpp_id, meta.catalog_id)
-        gen = new_generation()
-        cg = cg_of(ckey, gen)
-        ts = time.time()
-        # streamed: one request's bodies in memory at a time; the meta doc goes last, so the final
-        # request's refresh covers it too
-        ops = itertools.chain(
-            (index_op(self.items_alias, item_doc_id(cg, it.item_id), item_body(it, meta, cg, gen, ts))
-             for it in record.items),
-            [index_op(self.catalogs_alias, meta_doc_id(cg), meta_body(meta, cg, gen, ts))])
-        written = [delete_op(self.items_alias, item_doc_id(cg, it.item_id)) for it in record.items]
-        written.append(delete_op(self.catalogs_alias, meta_doc_id(cg)))
-        try:
-            await bulk(self.es, ops, refresh=self._visible)
-        except BulkWriteError as e:
-            await self._undo(written)
-            if any(err.type == "index_not_found_exception" for err in e.errors):
-                raise self._not_ready() from e
-            if not all(err.type in DOCUMENT_ERRORS for err in e.errors):
-                raise   # the cluster's fault (closed index, blocks, overload): the caller retries
-            raise CatalogWriteError(f"catalog {meta.catalog_id} of {meta.bpp_id}: {e}",
-                                    item_errors=_item_errors(record, cg, e), retryable=False) from e
-        except BaseException:
-            await self._undo(written)
-            raise
-        try:
-            before, _ = await generations.update(self.es, self.catalogs_alias, generations.replacing(ckey, cg))
-        except BaseException:
-            # The flip may have landed before the error: undo only if it certainly did not.
-            if not await self._maybe_current(cg):
-                await self._undo(written)
-            raise
-        self._cache_meta(cg, meta)
-        old = [c for c in before if ckey_of(c) == ckey and c != cg]
-        self._retire_later(old)
+        await self._commit.submit(record)
+        # searchable here at once; on every other replica once its cached generations list has aged out
+        await asyncio.sleep(self._view.max_age_s)
 
     async def delete_catalog(self, bpp_id: str, catalog_id: str) -> bool:
         ckey = catalog_key(bpp_id, catalog_id)
+        started = self._view.now()
         with self._errors():
-            before, _ = await generations.update(self.es, self.catalogs_alias, generations.replacing(ckey, None))
-        old = [c for c in before if ckey_of(c) == ckey]
+            before, after = await generations.update(self.es, self.catalogs_alias,
+                                                     generations.replacing(ckey, None))
+        self._view.adopt(after, started)
+        old = [c for c in before.current if ckey_of(c) == ckey]
         self._retire_later(old)
         return bool(old)
-
-    async def _maybe_current(self, cg: str) -> bool:
-        try:
-            current, _, _ = await generations.read(self.es, self.catalogs_alias)
-        except Exception:  # noqa: BLE001 - unknown: keep the docs (the orphan sweep removes them if unused)
-            return True
-        return cg in current
-
-    async def _undo(self, deletes: list[Op]) -> None:
-        """Delete what a failed write may have written, by id (a search would miss unrefreshed docs);
-        never raises (what it cannot delete, the orphan sweep will)."""
-        try:
-            await bulk(self.es, deletes, refresh=self._refresh)
-        except Exception:  # noqa: BLE001
-            log.exception("could not undo a failed catalog write; the orphan sweep will")
 
     async def _discard(self, cgs: list[str]) -> None:
         """Delete generations; never raises (what it cannot delete, the orphan sweep will)."""
@@ -230,17 +187,21 @@ class ElasticStorage:
     async def _delete_generations(self, cgs: list[str]) -> None:
         if not cgs:
             return
-        await delete_where(self.es, self.items_alias, {"terms": {"cg": cgs}}, refresh=self._refresh)
-        await bulk(self.es, [delete_op(self.catalogs_alias, meta_doc_id(c)) for c in cgs], refresh=self._refresh)
+        # no refresh: generations not in the visible list are filtered out by every reader anyway
+        await delete_where(self.es, self.items_alias, {"terms": {"cg": cgs}})
+        await bulk(self.es, [delete_op(self.catalogs_alias, meta_doc_id(c)) for c in cgs])
         for c in cgs:
             self._meta_cache.pop(c, None)
 
     def _retire_later(self, cgs: list[str]) -> None:
+        self._discard_later(cgs, self._retire_grace_s)
+
+    def _discard_later(self, cgs: list[str], delay: float = 0.0) -> None:
         if not cgs:
             return
 
         async def retire() -> None:
-            await asyncio.sleep(self._retire_grace_s)
+            await asyncio.sleep(delay)
             await self._discard(cgs)
 
         task = asyncio.get_running_loop().create_task(retire())
@@ -255,9 +216,9 @@ class ElasticStorage:
     # --- reads ---------------------------------------------------------------------------------
 
     async def get_catalog(self, bpp_id: str, catalog_id: str) -> CatalogMeta | None:
-        with self._errors():
-            current, _, _ = await generations.read(self.es, self.catalogs_alias)
-        cg = generations.current_of(current, catalog_key(bpp_id, catalog_id))
+        with self._errors():     # realtime, not the cached list: a MERGE builds on the latest version
+            snap = await generations.read(self.es, self.catalogs_alias)
+        cg = generations.current_of(snap.current, catalog_key(bpp_id, catalog_id))
         if cg is None:
             return None
         try:
@@ -294,8 +255,8 @@ class ElasticStorage:
         # One read of the visible generations for all pages: a flip between two pages must not mix
         # generations (their old docs outlive any search by the retire grace period).
         with self._errors():
-            current, _, _ = await generations.read(self.es, self.catalogs_alias)
-            plan = translate.plan(query, now, current=current, tz=self._settings.tz)
+            snap = await self._view.current()
+            plan = translate.plan(query, now, current=list(snap.current), tz=self._settings.tz)
             if plan.impossible:
                 return []
             return await self._collect(query, plan, now)
@@ -381,8 +342,10 @@ class ElasticStorage:
             # by generation, not by catalog: a catalog re-published meanwhile keeps its new generation
             gone = {cg for cg, m in expired if m.expires_at is not None and m.expires_at <= now}
             if gone:
+                started = self._view.now()
                 before, after = await generations.update(self.es, self.catalogs_alias, generations.removing(gone))
-                removed = sorted(set(before) - set(after))
+                self._view.adopt(after, started)
+                removed = sorted(set(before.current) - set(after.current))
                 await self._delete_generations(removed)   # expired: no reader may show them anyway
                 stats.catalogs = len(removed)
             stats.offers = await self._purge_offers(now)
@@ -452,13 +415,6 @@ class ElasticStorage:
 
 def _slim(meta: CatalogMeta) -> CatalogMeta:
     return msgspec.structs.replace(meta, raw=b"")
-
-
-def _item_errors(record: CatalogRecord, cg: str, e: BulkWriteError) -> list[tuple[str, str]]:
-    """(item id, reason) per refused doc (the catalog's meta doc is reported as "<catalog>")."""
-    ids = {item_doc_id(cg, it.item_id): it.item_id for it in record.items}
-    ids[meta_doc_id(cg)] = "<catalog>"
-    return [(ids.get(err.id, err.id), f"{err.type}: {err.reason}") for err in e.errors]
 
 
 __all__ = ["ElasticStorage", "IndexStateError", "StorageNotReadyError", "new_generation"]

@@ -8,9 +8,11 @@ entries pass through one worker at a time. That worker runs each entry as soon a
 writing one of the same catalogs is done (a chain per (publisher, catalog), a publish with several
 catalogs joins several chains): per-catalog order, MERGE publishes included, while a publisher's other
 catalogs - and other publishers - go ahead concurrently (`CDS_INGEST_CONCURRENCY` at once). No batch
-barrier: a slow catalog holds up nothing but its own later versions. Why not per-publisher order: with
-Elasticsearch a write takes about a second (refresh=wait_for), and one CPO publishing its stations one
-catalog at a time would be indexed one per second.
+barrier: a slow catalog holds up nothing but its own later versions. Why not per-publisher order: a write
+takes one index round trip (with Elasticsearch a bulk, a refresh and a flip), and one CPO publishing its
+stations one catalog at a time would be indexed one round trip at a time. The entries in flight share
+those round trips: Elasticsearch group-commits concurrent writes (indexer/elastic/batch.py), each entry
+keeping its own outcome.
 
 Crash safety (§4 "never lost", §8.21).
 - An entry is acknowledged (XACK + XDEL) only after its callback went out. A worker that dies leaves
@@ -139,6 +141,7 @@ class StreamWorker:
         self._stop: asyncio.Event | None = None
         self._done = asyncio.Event()
         self._index_down_logged = 0.0
+        self._settle_pending = False
 
     # ---- lifecycle -------------------------------------------------------------------------------
 
@@ -414,7 +417,7 @@ class StreamWorker:
                 await self._dead(it, entry, "unparsable" if outcome.startswith("unparsable") else "failing", outcome)
                 return
             req, results = outcome
-            gcpolicy.settle()   # the new index objects are long-lived (see cds.gcpolicy)
+            self._settle_soon()
             await self.redis.set(done_key, _results_enc.encode(results), ex=DONE_TTL_S)
         self._spawn_callback(it, entry, req, results)
 
@@ -444,6 +447,18 @@ class StreamWorker:
                         log.warning("index unavailable (%r); publishes stay queued until it is back", e)
             await pause(self._stop, delay)
             delay = min(delay * 2, MAX_BACKOFF_S)
+
+    def _settle_soon(self) -> None:
+        """The new index objects are long-lived (see cds.gcpolicy): settle once for every entry finishing
+        in this turn of the loop. A batched index write completes many entries at once, and one collection
+        each would hold the loop long enough to let partition leases lapse."""
+        if not self._settle_pending:
+            self._settle_pending = True
+            asyncio.get_running_loop().call_soon(self._settle)
+
+    def _settle(self) -> None:
+        self._settle_pending = False
+        gcpolicy.settle()
 
     async def index_ready(self) -> bool:
         try:

@@ -43,8 +43,9 @@ async def make_store(es_url):
 
     async def make(*, init: bool = True, url: str | None = None, prefix: str | None = None, **kw) -> ElasticStorage:
         refresh = kw.pop("es_refresh", "true")
+        max_age = kw.pop("es_generations_max_age_ms", 100)
         settings = load_settings({}, es_url=url or es_url, es_index_prefix=prefix or f"cdse-{uuid.uuid4().hex[:12]}",
-                                 es_refresh=refresh)
+                                 es_refresh=refresh, es_generations_max_age_ms=max_age)
         kw.setdefault("retire_grace_s", 0.0)
         st = ElasticStorage(settings, **kw)
         made.append(st)
@@ -421,6 +422,104 @@ async def test_concurrent_readers_never_see_a_half_replaced_catalog(make_store):
     assert seen == {b'{"tag":"v1"}', b'{"tag":"v2"}'} and reads > 6
     await st.drain()
     assert await count(st, st.items_alias) == len(v1.items) + len(other.items)   # old generations retired
+
+
+# --- batched writes --------------------------------------------------------------------------------
+
+
+def spy_batches(st: ElasticStorage) -> list[list[tuple[str, str]]]:
+    """Record the (publisher, catalog) keys of every group-committed write (a spy: it writes through)."""
+    batches: list[list[tuple[str, str]]] = []
+    flush = st._commit._flush
+
+    async def recording(records):
+        batches.append([(r.meta.bpp_id, r.meta.catalog_id) for r in records])
+        return await flush(records)
+
+    st._commit._flush = recording
+    return batches
+
+
+async def test_one_batch_of_many_catalogs_from_several_publishers_rejects_only_the_invalid_one(make_store):
+    st = await make_store()
+    bad_v1 = rec("bpp-2", "bad", 4, tag="v1")
+    await st.replace_catalog(bad_v1)
+    version = (await st.es.get(index=st.catalogs_alias, id=mapping.GENERATIONS_ID))["_version"]
+    batches = spy_batches(st)
+    good = [rec(f"bpp-{p}", f"cat-{c}", 3 + c, tag=f"p{p}c{c}") for p in range(4) for c in range(5)]
+    bad = rec("bpp-2", "bad", 6, tag="v2")
+    bad.items[3].qr = "q" * 40_000              # a keyword term over Lucene's limit: the document is refused
+    records = good[:9] + [bad] + good[9:]
+    outcomes = await asyncio.gather(*(st.replace_catalog(r) for r in records), return_exceptions=True)
+    assert [type(o) for o in outcomes] == [type(None)] * 9 + [storage_contract.CatalogWriteError] + [type(None)] * 11
+    assert [i for i, _ in outcomes[9].item_errors] == ["it0003"] and outcomes[9].retryable is False
+    # one write for all of them: one bulk stream, one refresh, one flip of the generations doc
+    assert len(batches) == 1 and len(batches[0]) == 21
+    assert (await st.es.get(index=st.catalogs_alias, id=mapping.GENERATIONS_ID))["_version"] == version + 1
+    hits = await st.search(Query(limit=5000), NOW)
+    assert keys(hits) == keys(matching.brute_force(Query(limit=5000), [*good, bad_v1], NOW))
+    assert orjson.loads((await st.get_catalog("bpp-2", "bad")).raw)["tag"] == "v1"
+    await st.drain()
+    assert await count(st, st.items_alias) == sum(len(r.items) for r in good) + len(bad_v1.items)
+
+
+async def test_two_versions_of_one_catalog_in_one_batch_the_later_wins(make_store):
+    st = await make_store()
+    await st.replace_catalog(rec("bpp", "cat", 5, tag="v0"))
+    batches = spy_batches(st)
+    v1, v2 = rec("bpp", "cat", 30, tag="v1"), rec("bpp", "cat", 7, tag="v2", start=20)
+    other = rec("bpp", "other", 2)
+    await asyncio.gather(st.replace_catalog(v1), st.replace_catalog(other), st.replace_catalog(v2))
+    assert batches == [[("bpp", "cat"), ("bpp", "other"), ("bpp", "cat")]]
+    hits = await st.search(Query(limit=100), NOW)
+    assert keys(hits) == keys(matching.brute_force(Query(limit=100), [v2, other], NOW))
+    assert {h.catalog.header for h in hits if h.item.catalog_id == "cat"} == {v2.meta.header}
+    assert orjson.loads((await st.get_catalog("bpp", "cat")).raw)["tag"] == "v2"
+    await st.drain()        # v0 retired, v1 (never visible) deleted
+    assert await count(st, st.items_alias) == len(v2.items) + len(other.items)
+
+
+async def test_writes_group_commit_under_concurrency_and_a_flush_is_bounded(make_store, monkeypatch):
+    st = await make_store()
+    batches = spy_batches(st)
+    monkeypatch.setattr(st._commit, "_max_weight", 25)       # docs per batch: items + one meta doc
+    records = [rec("bpp", f"c{k}", 9) for k in range(8)]     # 10 docs each: two per batch
+    await asyncio.gather(*(st.replace_catalog(r) for r in records))
+    assert [len(b) for b in batches] == [2, 2, 2, 2]
+    big = rec("bpp", "big", 40)                                # over the bound alone: still one batch
+    await st.replace_catalog(big)
+    assert batches[-1] == [("bpp", "big")]
+    assert len(await st.search(Query(limit=1000), NOW)) == 8 * 9 + 40
+
+
+async def test_another_replica_sees_a_replaced_catalog_once_replace_returns(make_store, monkeypatch):
+    writer = await make_store(es_generations_max_age_ms=300)
+    reader = await make_store(init=False, prefix=writer._settings.es_index_prefix, es_generations_max_age_ms=300)
+    clock = [1000.0]            # the reader's view of time, moved by the test (no timing in the test)
+    monkeypatch.setattr(reader._view, "_clock", lambda: clock[0])
+    await writer.replace_catalog(rec("bpp", "cat", 3, tag="v1"))
+    q = Query(terms={"catalog_id": frozenset({"cat"})}, limit=100)
+    assert {h.catalog.header for h in await reader.search(q, NOW)} == {b'{"tag":"v1"}'}
+    gets: list[str] = []        # the reader's reads of the generations doc: "version" (no body) or "read"
+    real_get = reader.es.get
+
+    async def counted(**kw):
+        if kw.get("id") == mapping.GENERATIONS_ID:
+            gets.append("version" if kw.get("source") is False else "read")
+        return await real_get(**kw)
+
+    monkeypatch.setattr(reader.es, "get", counted)
+    for _ in range(20):             # within the copy's age: no generations reads at all
+        await reader.search(q, NOW)
+    assert gets == []
+    await writer.replace_catalog(rec("bpp", "cat", 4, tag="v2"))
+    # replace returned after the writer waited out max_age: by then every reader's copy is that old
+    clock[0] += 0.301
+    assert {h.catalog.header for h in await reader.search(q, NOW)} == {b'{"tag":"v2"}'}
+    assert gets == ["version", "read"]      # re-validated by version, fetched because it moved
+    clock[0] += 0.301
+    await reader.search(q, NOW)
+    assert gets == ["version", "read", "version"]      # unchanged: the version check alone
 
 
 # --- expiry in the index ------------------------------------------------------------------------------

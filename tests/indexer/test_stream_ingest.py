@@ -5,6 +5,7 @@ aside in the dead-letter stream, and the queue refuses to grow beyond its bound.
 from __future__ import annotations
 
 import asyncio
+import time
 
 import msgspec
 import orjson
@@ -394,3 +395,74 @@ def test_cds_indexer_refuses_to_start_without_redis_or_key(monkeypatch, capsys, 
         monkeypatch.setenv(k, v)
     assert main(["indexer"]) == 2
     assert needs in capsys.readouterr().err
+
+
+@pytest.fixture
+async def es_storage(es_url):
+    import uuid
+
+    from indexer.elastic.mapping import alias_target
+    from indexer.elastic.store import ElasticStorage
+    from cds.config import load_settings
+
+    st = ElasticStorage(load_settings({}, es_url=es_url, es_index_prefix=f"cdsw-{uuid.uuid4().hex[:12]}"),
+                        retire_grace_s=0.0)
+    await st.init_indices()
+    yield st
+    await st.drain()
+    for alias in (st.items_alias, st.catalogs_alias):
+        if target := await alias_target(st.es, alias):
+            await st.es.indices.delete(index=target)
+    await st.close()
+
+
+@pytest.mark.es
+async def test_elasticsearch_batches_many_publishers_and_reports_each_catalog_on_its_own(network, redis, es_storage):
+    """One worker on Elasticsearch: the publishes of several publishers are written in shared batches (one
+    bulk, one refresh, one flip); the one invalid catalog is rejected alone, every other is ACCEPTED and
+    searchable, and each publisher's versions of a catalog land in order (the last one wins)."""
+    from cds.core.query import Query
+    from cds.trust.outbound import Outbound, Signer, make_session
+
+    settings = network.settings(redis_url="redis://unused", **FAST)
+    stream = IngestStream.from_settings(redis, settings)
+    await stream.open()
+    batches: list[int] = []
+    flush = es_storage._commit._flush
+
+    async def spy(records):
+        batches.append(len(records))
+        return await flush(records)
+
+    es_storage._commit._flush = spy
+    publishers = [network.bpp] + [Participant(f"bpp-{k}.test", "BPP", network.bpp_sink.url + f"/p{k}") for k in range(5)]
+    bodies: dict[str, bytes] = {}
+    for v in range(3):
+        for p in publishers:
+            body = publish_body(p, ["same", f"own-{v}"], version=f"v{v}", items=2)
+            if p is publishers[2] and v == 1:         # one invalid catalog: a duplicate item id
+                doc = orjson.loads(body)
+                items = doc["message"]["catalogs"][1]["beckn:items"]
+                items[1]["beckn:id"] = items[0]["beckn:id"]
+                body = orjson.dumps(doc)
+            bodies[orjson.loads(body)["context"]["message_id"]] = body
+            await stream.append(entry_for(p, body))
+    session = make_session(settings)
+    run = Running(make_worker(settings, redis, es_storage, outbound=Outbound(session, Signer(settings), settings)))
+    try:
+        await wait_until(lambda: len(callbacks(network.bpp_sink)) >= len(bodies), what="every callback")
+        await wait_until(lambda: _empty(stream), what="the queue to empty")
+    finally:
+        await run.stop()
+        await session.close()
+    results = {d["context"]["message_id"]: d["message"]["results"] for d in callbacks(network.bpp_sink)}
+    assert results.keys() == bodies.keys()
+    rejected = [(mid, r["catalog_id"]) for mid, rs in results.items() for r in rs if r["status"] != "ACCEPTED"]
+    assert len(rejected) == 1 and rejected[0][1] == "own-1"
+    assert "duplicate item id" in next(r for r in results[rejected[0][0]] if r["catalog_id"] == "own-1")["error"]["message"]
+    assert max(batches) > 1 and sum(batches) == 6 * 6 - 1       # shared batches; everything valid was written
+    for p in publishers:
+        meta = await es_storage.get_catalog(p.subscriber_id, "same")
+        assert _version(meta.header) == "v2"                   # the last version of each publisher's catalog
+        own = {h.item.catalog_id for h in await es_storage.search(Query(limit=100, terms={"bpp_id": frozenset({p.subscriber_id})}), time.time())}
+        assert own == {"same", "own-0", "own-2"} | ({"own-1"} if p is not publishers[2] else set())
