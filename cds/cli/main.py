@@ -37,6 +37,9 @@ def _serve(args: argparse.Namespace) -> int:
             await seed(app[STORAGE], app[SETTINGS])
 
         app.on_startup.append(seed_demo)
+    if args.demo and settings.console_token and not os.environ.get("CDS_CONSOLE_TOKEN"):
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        print(f"operator console: http://{shown}:{args.port}/console?token={settings.console_token}", file=sys.stderr)
     print(f"CDS {settings.subscriber_id} listening on http://{args.host}:{args.port}{settings.base_path} "
           f"(storage: {'elasticsearch' if settings.es_url else 'embedded ' + str(settings.data_path)})", file=sys.stderr)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5)
