@@ -3,8 +3,8 @@
    configured map tiles (CDS_CONSOLE_TILE_URL). */
 "use strict";
 (function () {
-  const TYPE_COLOURS = { CCS2: "#1f77b4", Type2: "#2ca02c", CHAdeMO: "#ff7f0e", GB_T: "#9467bd", Type1: "#8c564b",
-    CCS1: "#17becf", "": "#7f7f7f" };
+  const TYPE_COLOURS = { CCS2: "#1f77b4", Type2: "#2ca02c", CHAdeMO: "#ff7f0e", "DC-001": "#9467bd",
+    "AC-001": "#8c564b", Type6: "#17becf", "15A": "#bcbd22", GB_T: "#393b79", Type1: "#637939", "": "#7f7f7f" };
   const OTHER_COLOUR = "#e377c2";
   const STATUS_COLOURS = { Available: "#2e7d32", Occupied: "#f9a825", Charging: "#f9a825", OutOfService: "#c62828",
     Faulted: "#c62828", Unavailable: "#c62828", Unknown: "#9e9e9e" };
@@ -42,11 +42,12 @@
   }
 
   // ---- map ---------------------------------------------------------------------------------------
-  const map = L.map("map", { minZoom: 3, maxZoom: 18, zoomControl: true }).setView([22.5, 80.5], 5);
+  const map = L.map("map", { minZoom: 3, maxZoom: 18, zoomSnap: 0.25, zoomControl: true }).setView([22.5, 80.5], 5);
   map.attributionControl.setPrefix(false);
   const coverageLayer = L.layerGroup().addTo(map);
   const shapeLayer = L.layerGroup().addTo(map);
   const resultLayer = L.layerGroup().addTo(map);
+  map.createPane("results").style.zIndex = 650;     // tester results above the coverage markers
 
   async function drawBase(cfg) {
     if (cfg.tile_url) {
@@ -107,7 +108,7 @@
   async function loadCoverage() {
     const seq = ++state.coverageSeq;
     const b = map.getBounds().pad(0.05);
-    const q = new URLSearchParams({ precision: String(Math.min(map.getZoom() + 3, 20)), max_points: String(MAX_POINTS),
+    const q = new URLSearchParams({ precision: String(Math.min(Math.floor(map.getZoom()) + 2, 20)), max_points: String(MAX_POINTS),
       bbox: [b.getWest(), b.getSouth(), b.getEast(), b.getNorth()].map((x) => x.toFixed(5)).join(",") });
     if (state.bpp) q.set("bpp", state.bpp);
     try {
@@ -167,11 +168,18 @@
       '<td class="circuit-' + esc(r.circuit || "none") + '" data-col="circuit">' + esc(r.circuit || "—") + "</td>" +
       '<td class="num" data-col="fanout_requests">' + r.fanout_requests + "</td>" +
       '<td class="num">' + ms(r.reply.p50_s) + "</td>" +
-      '<td class="num" data-col="timeouts">' + r.timeouts + "</td>" +
-      '<td class="num" data-col="errors">' + r.errors + "</td></tr>").join("");
+      '<td class="num' + (r.timeouts ? " bad" : "") + '" data-col="timeouts">' + r.timeouts + "</td>" +
+      '<td class="num' + (r.errors ? " bad" : "") + '" data-col="errors">' + r.errors + "</td></tr>").join("");
   }
   async function loadBpps() {
-    try { state.rows = (await api("/console/api/bpps")).bpps; renderTable(); }
+    try {
+      state.rows = (await api("/console/api/bpps")).bpps;
+      renderTable();
+      const targets = state.rows.filter((r) => r.role === "fan-out target");
+      const open = targets.filter((r) => r.circuit && r.circuit !== "closed").length;
+      $("fanout-summary").innerHTML = stat("fan-out targets", targets.length, "", "fanout.targets") +
+        stat("circuits open", open, open ? "bad" : "", "fanout.open");
+    }
     catch (e) { $("bpps").tBodies[0].innerHTML = '<tr><td colspan="11">BPPs unavailable: ' + esc(e.message) + "</td></tr>"; }
   }
   function selectBpp(bpp) {
@@ -212,6 +220,7 @@
   }
   async function runTester(ev) {
     ev.preventDefault();
+    drawShape();
     const status = $("tester-status");
     status.className = ""; status.textContent = "running…";
     try {
@@ -221,12 +230,14 @@
       r.items.forEach((it, n) => {
         if (it.lat == null) return;
         L.circleMarker([it.lat, it.lon], { radius: 8, color: "#000", weight: 2, fillColor: "#ffd54f", fillOpacity: 1,
-          className: "cds-result" })
+          className: "cds-result", pane: "results" })
           .bindTooltip((n + 1) + ". " + esc(it.item_id) + " (" + esc(it.bpp_id) + ")" +
             (it.distance_m != null ? " · " + (it.distance_m / 1000).toFixed(2) + " km" : ""))
           .addTo(resultLayer);
       });
       status.textContent = r.items.length + " item(s) in " + r.took_ms + " ms";
+      const shape = L.featureGroup(shapeLayer.getLayers().concat(resultLayer.getLayers()));
+      if (shape.getLayers().length) map.fitBounds(shape.getBounds(), { padding: [30, 30], maxZoom: 14 });
       status.dataset.items = r.items.length;
       $("json").textContent = JSON.stringify(r.on_discover, null, 2);
       $("request-json").textContent = JSON.stringify(r.request, null, 2);
