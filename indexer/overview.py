@@ -1,4 +1,4 @@
-"""Read-only overviews of what the index holds, for the operator console (README "Operator console"):
+"""Read-only overviews of what the index holds, for the operator console (docs/decisions.md §R):
 connectors on a map (one point each, or clusters on a web-mercator tile grid) and one summary row per
 publisher. Both backends return the same shapes from the same rules (the helpers below): what counts is
 what a discover could return now (`cds.core.matching.is_live`), published data only (no cached fan-out

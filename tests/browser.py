@@ -161,10 +161,15 @@ class Chromium:
         for p in self._pages:
             await p.close()
         await self._session.close()
-        self._proc.terminate()
-        try:
-            self._proc.wait(10)
-        except subprocess.TimeoutExpired:
-            self._proc.kill()
-            self._proc.wait()
+        stop_process(self._proc)
         self._profile.cleanup()
+
+
+def stop_process(proc: subprocess.Popen, grace_s: float = 15) -> None:
+    """SIGTERM, then SIGKILL if it has not exited after `grace_s`."""
+    proc.terminate()
+    try:
+        proc.wait(grace_s)
+    except subprocess.TimeoutExpired:
+        proc.kill()
+        proc.wait()

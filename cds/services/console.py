@@ -1,4 +1,4 @@
-"""The operator console's read-only view of this CDS (README "Operator console"): the index and ingest at a
+"""The operator console's read-only view of this CDS (docs/decisions.md §R; README "Operator console"): the index and ingest at a
 glance, one row per BPP (publisher or fan-out target), connectors for the map, and the discover tester.
 
 Everything here reads: the index through the storage overviews (indexer/overview.py), the registry's BPP
@@ -10,6 +10,7 @@ it does not fan out (it sends nothing to BPPs: a read-only console must not open
 
 from __future__ import annotations
 
+import dataclasses
 import logging
 import math
 import time
@@ -87,26 +88,24 @@ def _histogram(view: MetricView, name: str, **labels: str) -> dict[str, Any]:
             "p50_s": quantile(b, 0.5), "p95_s": quantile(b, 0.95)}
 
 
+@dataclasses.dataclass
 class ConsoleService:
-    def __init__(self, *, settings: Settings, storage: Storage, metrics: Metrics, registry: Registry,
-                 fanout: Fanout | None, ingest: Any, discover: DiscoverService,
-                 clock: Callable[[], float] = time.time) -> None:
-        self._settings = settings
-        self._storage = storage
-        self._metrics = metrics
-        self._registry = registry
-        self._fanout = fanout
-        self._ingest = ingest
-        self._discover = discover
-        self._clock = clock
+    settings: Settings
+    storage: Storage
+    metrics: Metrics
+    registry: Registry
+    fanout: Fanout | None
+    ingest: Any                      # IngestPipeline | StreamIngest: pending_count()
+    discover: DiscoverService
+    clock: Callable[[], float] = time.time
 
     async def overview(self) -> dict[str, Any]:
         """The index and the ingest path, from the same gauges and counters as /metrics."""
-        s, m = self._settings, self._metrics
-        await refresh_index_gauges(m, self._storage, self._ingest)
+        s, m = self.settings, self.metrics
+        await refresh_index_gauges(m, self.storage, self.ingest)
         v = MetricView(m)
         return {
-            "subscriber_id": s.subscriber_id, "backend": self._storage.name, "now": self._clock(),
+            "subscriber_id": s.subscriber_id, "backend": self.storage.name, "now": self.clock(),
             "redis": bool(s.redis_url), "status_fresh_s": s.status_fresh_s,
             "index": {"catalogs": int(v.get("cds_index_catalogs")), "items": int(v.get("cds_index_items")),
                       "freshness_lag_s": v.get("cds_index_freshness_lag_seconds")},
@@ -120,20 +119,20 @@ class ConsoleService:
                 "catalogs_rejected": int(v.get("cds_publish_catalogs_total", status="REJECTED")),
                 "publish_to_searchable": _histogram(v, "cds_publish_to_searchable_seconds"),
             },
-            "discover": {"search": _histogram(v, "cds_search_duration_seconds", backend=self._storage.name)},
+            "discover": {"search": _histogram(v, "cds_search_duration_seconds", backend=self.storage.name)},
         }
 
     async def bpps(self) -> list[dict[str, Any]]:
         """One row per publisher of stored catalogs and per registry BPP of the domain (a fan-out target
         unless it publishes), with its publish and fan-out figures."""
-        now = self._clock()
-        pubs = {p.bpp_id: p for p in await self._storage.publishers(now)}
+        now = self.clock()
+        pubs = {p.bpp_id: p for p in await self.storage.publishers(now)}
         try:
-            registered = {r.subscriber_id: r for r in await self._registry.list_bpps(self._settings.domain)}
+            registered = {r.subscriber_id: r for r in await self.registry.list_bpps(self.settings.domain)}
         except Exception as e:  # noqa: BLE001 - the registry may be down: show what the index knows
             log.warning("console: registry BPP list unavailable: %s", e)
             registered = {}
-        v = MetricView(self._metrics)
+        v = MetricView(self.metrics)
         rejected_cat = v.by_label("cds_publish_rejected_total", "bpp", kind="catalog")
         rejected_item = v.by_label("cds_publish_rejected_total", "bpp", kind="item")
         sent = v.by_label("cds_fanout_requests_total", "bpp")
@@ -155,9 +154,9 @@ class ConsoleService:
                 "reply": _histogram(v, "cds_fanout_reply_seconds", bpp=bpp),
                 "circuit": None,
             }
-            if not publishes and bpp in registered and self._fanout is not None:
+            if not publishes and bpp in registered and self.fanout is not None:
                 try:
-                    row["circuit"] = await self._fanout.circuit.state(bpp, now)
+                    row["circuit"] = await self.fanout.circuit.state(bpp, now)
                 except Exception as e:  # noqa: BLE001 - Redis down: the state is unknown, the row stays
                     log.warning("console: circuit state of %s unavailable: %s", bpp, e)
             rows.append(row)
@@ -165,22 +164,22 @@ class ConsoleService:
 
     async def coverage(self, *, precision: int, bbox: tuple[float, float, float, float] | None,
                        bpp_id: str | None, max_points: int) -> Coverage:
-        now = self._clock()
+        now = self.clock()
         q = CoverageQuery(precision=precision, bbox=bbox, bpp_id=bpp_id, max_points=min(max_points, MAX_POINTS),
-                          fresh_after=now - self._settings.status_fresh_s)
-        return await self._storage.coverage(q, now)
+                          fresh_after=now - self.settings.status_fresh_s)
+        return await self.storage.coverage(q, now)
 
     async def test_discover(self, form: dict[str, Any]) -> dict[str, Any]:
         """The tester: build the discover, then parse, plan and search it like a signed one (BecknError 400 on
         bad input). Returns the request, the on_discover body, the matched items for the map and the time."""
-        s = self._settings
+        s = self.settings
         t0 = time.perf_counter()
         body = discover_body(form, subscriber_id=s.subscriber_id, subscriber_url=s.subscriber_url, domain=s.domain,
                              tz=s.timezone)
         ctx = parse_context(body, expected_actions={"discover"}, now=time.time(), clock_skew_s=s.clock_skew_s)
         req = parse_discover(body, ctx)
-        query = self._discover.plan(req)
-        answer, hits = await self._discover.answer_from_index(req, query)
+        query = self.discover.plan(req)
+        answer, hits = await self.discover.answer_from_index(req, query)
         took = time.perf_counter() - t0
         items = [{"bpp_id": h.item.bpp_id, "catalog_id": h.item.catalog_id, "item_id": h.item.item_id,
                   "lon": h.item.lon, "lat": h.item.lat, "connector_type": h.item.connector_type,

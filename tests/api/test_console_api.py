@@ -12,7 +12,7 @@ import pytest
 from cds.api.app import create_app
 from cds.config import ConfigError, load_settings
 from tests.api.test_api_protocol import publish_body
-from tests.harness import fresh_context, load_fixture, start_client
+from tests.harness import fresh_context, start_client
 
 TOKEN = "console-api-token-0123456789"
 AUTH = {"Authorization": f"Bearer {TOKEN}"}

@@ -13,7 +13,6 @@ from __future__ import annotations
 import json
 import os
 import re
-import shutil
 import socket
 import subprocess
 import sys
@@ -30,7 +29,7 @@ import pytest
 from cds.demo.seed import DEMO_CONNECTORS, DEMO_SEED, demo_key, ensure_demo
 from cds.keys import generate_keypair
 from cds.trust.signing import sign_request
-from tests.browser import Chromium, chromium_path
+from tests.browser import Chromium, chromium_path, stop_process
 
 TOKEN = "console-test-token-0123456789"
 SICK_BPP = "sick-bpp.example"
@@ -115,12 +114,7 @@ class Demo:
         return out
 
     def stop(self) -> None:
-        self.proc.terminate()
-        try:
-            self.proc.wait(15)
-        except subprocess.TimeoutExpired:
-            self.proc.kill()
-            self.proc.wait()
+        stop_process(self.proc)
 
 
 @pytest.fixture(scope="module")

@@ -1,4 +1,5 @@
-"""Routes of the operator console (README "Operator console"). Mounted only when CDS_CONSOLE_TOKEN is set.
+"""Routes of the operator console (docs/decisions.md §R; README "Operator console"). Mounted only when
+CDS_CONSOLE_TOKEN is set.
 
 Every route, the page and its static files included, needs the operator token: `Authorization: Bearer
 <token>`, or the cookie set by opening `/console?token=<token>` once (HttpOnly, SameSite=Strict, scoped to
