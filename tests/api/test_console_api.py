@@ -101,9 +101,13 @@ async def test_endpoints_after_a_publish_and_a_rejected_catalog(console, network
     assert r.status == 400 and "bbox" in (await r.json())["error"]["message"]
 
 
-async def test_tester_answers_like_a_signed_discover(console, network):
+@pytest.mark.parametrize("form", [
+    {"point": [77.59, 12.94], "radius_m": 10000, "connector_type": "CCS2", "min_kw": 50, "text": "charging"},
+    {"route": [[77.50, 12.90], [77.62, 12.93], [77.70, 13.00]], "radius_m": 4000,
+     "start": "2026-01-04T10:00", "end": "2026-01-04T11:30"},   # the fixture's day; network time (IST)
+])
+async def test_tester_answers_like_a_signed_discover(console, network, form):
     await _published(console, network, publish_body(network))
-    form = {"point": [77.59, 12.94], "radius_m": 10000, "connector_type": "CCS2", "min_kw": 50, "text": "charging"}
     r = await console.post("/console/api/discover", data=orjson.dumps(form), headers=AUTH)
     assert r.status == 200
     got = await r.json()

@@ -162,7 +162,7 @@ async def test_console_in_a_browser(demo):
     shots = os.environ.get("CDS_CONSOLE_SCREENSHOTS")
 
     async with Chromium.launch() as browser:
-        page = await browser.new_page(width=1500, height=1250)
+        page = await browser.new_page(width=1500, height=1060)
         await page.goto(f"{demo.base}/console?token={TOKEN}")
         await page.wait_for("document.body.dataset.ready === '1'", "the console loaded")
         assert await page.eval("location.pathname + location.search") == "/console"   # token left the URL
