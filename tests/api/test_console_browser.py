@@ -16,6 +16,7 @@ import re
 import socket
 import subprocess
 import sys
+import threading
 import time
 import uuid
 import urllib.error
@@ -80,17 +81,10 @@ class Demo:
         self.proc = subprocess.Popen([sys.executable, "-m", "cds", "serve", "--demo", "--port", str(self.port)],
                                      env=env, cwd=tmp, stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         deadline = time.monotonic() + 120       # a bound for a hung start, not a timing assertion
-        while _http(f"{self.base}/health/ready")[0] != 200 if self._up() else True:
+        while _http(f"{self.base}/health/ready")[0] != 200 if _port_open(self.port) else True:
             assert self.proc.poll() is None, "cds serve --demo exited"
             assert time.monotonic() < deadline, "demo did not become ready"
             time.sleep(0.3)
-
-    def _up(self) -> bool:
-        try:
-            socket.create_connection(("127.0.0.1", self.port), timeout=1).close()
-            return True
-        except OSError:
-            return False
 
     def signed_discover(self, body: dict) -> dict:
         sub, key_id, key = demo_key("bap", str(self.data))
@@ -234,3 +228,37 @@ async def test_console_in_a_browser(demo):
         assert not page.console_errors, page.console_errors
         hosts = {urlsplit(u).netloc for u in page.requests if not u.startswith("data:")}
         assert hosts == {f"127.0.0.1:{demo.port}"}
+
+
+def test_demo_prints_a_console_address_with_a_fresh_token(tmp_path):
+    port = _free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env["CDS_DATA_DIR"] = str(tmp_path / "data")
+    proc = subprocess.Popen([sys.executable, "-m", "cds", "serve", "--demo", "--port", str(port)], env=env,
+                            cwd=tmp_path, stdout=subprocess.DEVNULL, stderr=subprocess.PIPE, text=True)
+    try:
+        line = ""
+        for line in proc.stderr:                     # the address is printed before the server starts
+            if line.startswith("operator console: "):
+                break
+        threading.Thread(target=proc.stderr.read, daemon=True).start()   # keep the log pipe from filling
+        url = line.removeprefix("operator console: ").strip()
+        assert url.startswith(f"http://127.0.0.1:{port}/console?token=") and len(url.split("=", 1)[1]) >= 16
+        deadline = time.monotonic() + 120           # a bound for a hung start, not a timing assertion
+        while _http(f"http://127.0.0.1:{port}/health/live")[0] != 200 if _port_open(port) else True:
+            assert proc.poll() is None and time.monotonic() < deadline, "demo did not start"
+            time.sleep(0.3)
+        token = url.split("=", 1)[1]
+        status, _ = _http(f"http://127.0.0.1:{port}/console/api/overview", headers={"Authorization": f"Bearer {token}"})
+        assert status == 200
+        assert _http(f"http://127.0.0.1:{port}/console/api/overview")[0] == 401
+    finally:
+        stop_process(proc)
+
+
+def _port_open(port: int) -> bool:
+    try:
+        socket.create_connection(("127.0.0.1", port), timeout=1).close()
+        return True
+    except OSError:
+        return False
