@@ -138,12 +138,14 @@ class ConsoleService:
         sent = v.by_label("cds_fanout_requests_total", "bpp")
         timeouts = v.by_label("cds_fanout_timeouts_total", "bpp")
         ids = sorted(set(pubs) | set(registered) | set(sent) | set(rejected_cat))
+        live = {b for b, p in pubs.items() if p.catalogs > 0}
+        circuits = await self._circuits([b for b in ids if b in registered and b not in live], now)
         rows = []
         for bpp in ids:
             p = pubs.get(bpp)
-            publishes = p is not None and p.catalogs > 0
-            row: dict[str, Any] = {
-                "bpp_id": bpp, "role": "publisher" if publishes else "fan-out target" if bpp in registered else "publisher",
+            rows.append({
+                # registered and not publishing live catalogs: the fan-out asks it (docs/decisions.md §S Fan-out)
+                "bpp_id": bpp, "role": "fan-out target" if bpp in registered and bpp not in live else "publisher",
                 "registered": bpp in registered,
                 "catalogs": p.catalogs if p else 0, "items": p.items if p else 0,
                 "expired_catalogs": p.expired_catalogs if p else 0,
@@ -152,15 +154,18 @@ class ConsoleService:
                 "fanout_requests": int(sent.get(bpp, 0)), "timeouts": int(timeouts.get(bpp, 0)),
                 "errors": int(sum(v.get("cds_fanout_responses_total", bpp=bpp, result=r) for r in ("nack", "error"))),
                 "reply": _histogram(v, "cds_fanout_reply_seconds", bpp=bpp),
-                "circuit": None,
-            }
-            if not publishes and bpp in registered and self.fanout is not None:
-                try:
-                    row["circuit"] = await self.fanout.circuit.state(bpp, now)
-                except Exception as e:  # noqa: BLE001 - Redis down: the state is unknown, the row stays
-                    log.warning("console: circuit state of %s unavailable: %s", bpp, e)
-            rows.append(row)
+                "circuit": circuits.get(bpp),
+            })
         return rows
+
+    async def _circuits(self, bpp_ids: list[str], now: float) -> dict[str, str]:
+        if self.fanout is None or not bpp_ids:
+            return {}
+        try:
+            return await self.fanout.circuit.states(bpp_ids, now)
+        except Exception as e:  # noqa: BLE001 - Redis down: the states are unknown, the rows stay
+            log.warning("console: circuit states unavailable: %s", e)
+            return {}
 
     async def coverage(self, *, precision: int, bbox: tuple[float, float, float, float] | None,
                        bpp_id: str | None, max_points: int) -> Coverage:
