@@ -12,6 +12,7 @@ Outputs go to cds/api/console/static/vendor/ and are committed (no node_modules,
 from __future__ import annotations
 
 import json
+import re
 import shutil
 import subprocess
 import tarfile
@@ -104,7 +105,9 @@ def main() -> None:
         work = Path(tmp)
         leaflet = _unpack(LEAFLET, work)
         for f in ("dist/leaflet.js", "dist/leaflet.css"):
-            shutil.copy(leaflet / f, OUT / Path(f).name)
+            # without the source map reference: the map is not shipped, and nothing is fetched for it
+            text = (leaflet / f).read_text()
+            (OUT / Path(f).name).write_text(re.sub(r"\n//# sourceMappingURL=\S+\s*$", "\n", text))
         shutil.copy(leaflet / "LICENSE", OUT / "LICENSE.leaflet")
         atlas = _unpack(WORLD_ATLAS, work)
         topo = json.loads((atlas / "countries-50m.json").read_text())
