@@ -85,6 +85,9 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     indexer_in_api: str = "auto"             # auto | true | false: API consumes the stream (auto: embedded index)
     indexer_host: str = "0.0.0.0"            # `cds indexer` serves /metrics and /health/* here
     indexer_port: int = 9091                 # 0 = no HTTP endpoint
+    # --- operator console (README "Operator console") ---
+    console_token: str | None = None         # unset: no console
+    console_tile_url: str | None = None      # map tiles {z}/{x}/{y}; unset: the packaged outline only
 
     @property
     def tz(self) -> ZoneInfo:
@@ -171,6 +174,20 @@ def _str(v: str) -> str:
     return v.strip()
 
 
+def _token(v: str) -> str:
+    v = v.strip()
+    if len(v) < 16 or not v.isascii() or not v.isprintable() or " " in v:
+        raise ValueError("must be at least 16 printable ASCII characters without spaces (e.g. `openssl rand -hex 16`)")
+    return v
+
+
+def _tile_url(v: str) -> str:
+    _url(v.replace("{s}", "a"))
+    if not all(k in v for k in ("{z}", "{x}", "{y}")):
+        raise ValueError("must be an http(s) URL template with {z}, {x} and {y}")
+    return v
+
+
 # env suffix -> (field, parser)
 _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "SUBSCRIBER_ID": ("subscriber_id", _str),
@@ -235,9 +252,16 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "INDEXER_IN_API": ("indexer_in_api", _choice("auto", "true", "false")),
     "INDEXER_HOST": ("indexer_host", _str),
     "INDEXER_PORT": ("indexer_port", _nonneg_int),
+    # --- operator console ---
+    "CONSOLE_TOKEN": ("console_token", _token),
+    "CONSOLE_TILE_URL": ("console_tile_url", _tile_url),
 }
 
 ENV_PREFIX = "CDS_"
+
+
+def _secret(suffix: str) -> bool:
+    return any(w in suffix for w in ("KEY", "PASSWORD", "TOKEN"))
 
 
 def env_names() -> list[str]:
@@ -256,7 +280,7 @@ def load_settings(env: Mapping[str, str] | None = None, **overrides: object) -> 
         try:
             values[name] = parse(raw)
         except Exception as e:  # noqa: BLE001 - every parser error becomes one readable line
-            problems.append(f"{ENV_PREFIX}{suffix}={raw if 'KEY' not in suffix and 'PASSWORD' not in suffix else '***'}: {e}")
+            problems.append(f"{ENV_PREFIX}{suffix}={raw if not _secret(suffix) else '***'}: {e}")
     values.update(overrides)
     if problems:
         raise ConfigError("invalid configuration:\n  " + "\n  ".join(problems))

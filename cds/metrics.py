@@ -29,6 +29,9 @@ class Metrics:
                                         ["backend"], buckets=_LATENCY_BUCKETS, registry=registry)
         self.publish_catalogs = Counter("cds_publish_catalogs_total", "Published catalogs by result",
                                         ["status"], registry=registry)
+        self.publish_rejected = Counter("cds_publish_rejected_total",
+                                        "Published catalogs refused whole, and items the index refused, per "
+                                        "publisher", ["bpp", "kind"], registry=registry)
         self.publish_items = Counter("cds_publish_items_total", "Items indexed from publishes", registry=registry)
         self.publish_to_searchable = Histogram("cds_publish_to_searchable_seconds",
                                                "From publish ACK to catalog searchable", buckets=_LATENCY_BUCKETS,

@@ -21,6 +21,7 @@ from cds.core.documents import CatalogMeta, CatalogRecord, Hit
 
 if TYPE_CHECKING:
     from cds.core.query import Query
+    from indexer.overview import Coverage, CoverageQuery, PublisherSummary
 
 
 class StorageStats(msgspec.Struct, kw_only=True):
@@ -78,3 +79,9 @@ class Storage(Protocol):
 
     async def stats(self) -> StorageStats:
         """Counts for metrics and readiness."""
+
+    async def publishers(self, now: float) -> list[PublisherSummary]:
+        """One row per publisher of stored catalogs, by id (indexer/overview.py; read-only, for the console)."""
+
+    async def coverage(self, query: CoverageQuery, now: float) -> Coverage:
+        """Connectors a discover could return now, as points or tile clusters (indexer/overview.py)."""

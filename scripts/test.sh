@@ -31,5 +31,14 @@ fi
 if [ -f scripts/elasticsearch.sh ]; then
   bash scripts/elasticsearch.sh fetch >/dev/null || echo "WARNING: could not fetch Elasticsearch; its tests will be skipped loudly" >&2
 fi
+# The console's browser tests drive a real headless Chromium: Debian's package, installed when root and missing.
+if ! command -v chromium >/dev/null 2>&1; then
+  if [ "$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1; then
+    (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium fonts-liberation) \
+      >/dev/null || echo "WARNING: could not install chromium; the console browser tests will be skipped loudly" >&2
+  else
+    echo "WARNING: chromium is not installed (needs root and apt-get); the console browser tests will be skipped" >&2
+  fi
+fi
 say "running pytest (the whole suite: 5-10 minutes on 2 cores)"
 exec .venv/bin/python -m pytest "$@"

@@ -14,14 +14,16 @@ import aiohttp
 from aiohttp import web
 
 from cds import gcpolicy
-from cds.api.appkeys import (CLOCK, DISCOVER, FANOUT, INGEST, METRICS, OUTBOUND, PUBLISH, RATE_LIMIT, REDIS,
+from cds.api.appkeys import (CLOCK, CONSOLE, DISCOVER, FANOUT, INGEST, METRICS, OUTBOUND, PUBLISH, RATE_LIMIT, REDIS,
                              REGISTRY, REPLAY, SETTINGS, STORAGE, TASKS)
 from cds.api.handlers.base import beckn_errors
+from cds.api.console.routes import setup_console
 from cds.api.routes import setup_routes
 from cds.config import Settings
 from cds.fanout.engine import build_fanout
 from cds.metrics import Metrics, new_metrics
 from cds.redisconn import connect as connect_redis
+from cds.services.console import ConsoleService
 from cds.services.discover import DiscoverService
 from cds.services.publish import PublishService
 from cds.trust.outbound import Outbound, Signer, make_session
@@ -54,6 +56,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None, metrics: M
     app.cleanup_ctx.extend([_storage_ctx(storage), _redis_ctx, _outbound_ctx, _registry_ctx, _shared_state_ctx,
                             _fanout_ctx, _ingest_ctx, _services_ctx, _background_ctx])
     setup_routes(app, settings.base_path)
+    setup_console(app)
     return app
 
 
@@ -150,6 +153,10 @@ async def _services_ctx(app: web.Application) -> AsyncIterator[None]:
     app[DISCOVER] = DiscoverService(app[STORAGE], settings, app[METRICS], app[OUTBOUND], clock=app[CLOCK],
                                     fanout=app[FANOUT])
     app[PUBLISH] = PublishService(app[INGEST], app[REPLAY], settings)
+    if settings.console_token:
+        app[CONSOLE] = ConsoleService(settings=settings, storage=app[STORAGE], metrics=app[METRICS],
+                                      registry=app[REGISTRY], fanout=app[FANOUT], ingest=app[INGEST],
+                                      discover=app[DISCOVER], clock=app[CLOCK])
     yield
 
 

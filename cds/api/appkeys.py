@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from cds.config import Settings
     from cds.fanout.engine import Fanout
     from cds.metrics import Metrics
+    from cds.services.console import ConsoleService
     from cds.services.discover import DiscoverService
     from cds.services.publish import PublishService
     from cds.trust.outbound import Outbound
@@ -38,3 +39,4 @@ FANOUT: web.AppKey["Fanout"] = web.AppKey("fanout")
 INGEST: web.AppKey["IngestPipeline | StreamIngest"] = web.AppKey("ingest")
 DISCOVER: web.AppKey["DiscoverService"] = web.AppKey("discover_service")
 PUBLISH: web.AppKey["PublishService"] = web.AppKey("publish_service")
+CONSOLE: web.AppKey["ConsoleService"] = web.AppKey("console_service")   # only with CDS_CONSOLE_TOKEN

@@ -41,6 +41,9 @@ def _serve(args: argparse.Namespace) -> int:
             await seed(app[STORAGE], app[SETTINGS])
 
         app.on_startup.append(seed_demo)
+    if args.demo and settings.console_token and not os.environ.get("CDS_CONSOLE_TOKEN"):
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        log.info(f"operator console: http://{shown}:{args.port}/console?token={settings.console_token}")
     url = f"http://{args.host}:{args.port}{settings.base_path}"
     storage = "elasticsearch" if settings.es_url else "embedded"
     fields = {"subscriber_id": settings.subscriber_id, "url": url, "storage": storage,

@@ -10,6 +10,7 @@ import copy
 import functools
 import logging
 import os
+import secrets
 import time
 from datetime import datetime, timedelta, timezone
 from importlib import resources
@@ -97,6 +98,8 @@ def demo_overrides(*, host: str, port: int) -> dict[str, Any]:
         o.update(signing_private_key=keys["cds"]["private_key"], subscriber_id=CDS_ID, key_id=keys["cds"]["key_id"])
     if not env.get("CDS_SUBSCRIBER_URL"):
         o["subscriber_url"] = cds_url
+    if not env.get("CDS_CONSOLE_TOKEN"):
+        o["console_token"] = secrets.token_urlsafe(24)    # a new one per start; `cds serve` prints it
     return o
 
 

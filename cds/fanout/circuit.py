@@ -42,6 +42,9 @@ class CircuitBreaker(Protocol):
     async def state(self, bpp_id: str, now: float) -> str:
         """closed | open | half_open (read-only)."""
 
+    async def states(self, bpp_ids: Sequence[str], now: float) -> dict[str, str]:
+        """`state` of many BPPs at once (read-only; one round trip with Redis)."""
+
 
 class _Entry:
     __slots__ = ("failures", "open_until", "probe_until")
@@ -110,6 +113,9 @@ class MemoryCircuitBreaker:
     async def state(self, bpp_id: str, now: float) -> str:
         e = self._entries.get(bpp_id)
         return CLOSED if e is None else _state_of(e.open_until, now)
+
+    async def states(self, bpp_ids: Sequence[str], now: float) -> dict[str, str]:
+        return {b: await self.state(b, now) for b in bpp_ids}
 
 
 # ---- Redis ------------------------------------------------------------------------------------------
@@ -187,3 +193,11 @@ class RedisCircuitBreaker:
     async def state(self, bpp_id: str, now: float) -> str:
         v = await self.redis.hget(self._key(bpp_id), "open_until")
         return _state_of(float(v) if v else 0.0, now)
+
+    async def states(self, bpp_ids: Sequence[str], now: float) -> dict[str, str]:
+        ids = list(bpp_ids)
+        async with self.redis.pipeline(transaction=False) as pipe:
+            for b in ids:
+                pipe.hget(self._key(b), "open_until")
+            values = await pipe.execute()
+        return {b: _state_of(float(v) if v else 0.0, now) for b, v in zip(ids, values)}

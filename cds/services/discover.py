@@ -80,8 +80,11 @@ class DiscoverService:
         return merged
 
     def _body(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
-        now = self._clock()
         self._metrics.discover_results.observe(len(hits))
+        return self._render(req, hits)
+
+    def _render(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
+        now = self._clock()
         catalogs = assemble_catalogs(hits, dialect=req.context.dialect, now=now, settings=self._settings)
         return build_on_discover(req.context, catalogs, settings=self._settings, now=now)
 
@@ -92,6 +95,12 @@ class DiscoverService:
         if run is not None:
             hits = await self._merged(query, hits, await self._collect(run), now)
         return self._body(req, hits), run is not None
+
+    async def answer_from_index(self, req: DiscoverRequest, query: Query) -> tuple[dict[str, Any], list[Hit]]:
+        """The cached part of an answer only (no fan-out, not counted as an answered discover): the
+        on_discover body and its hits."""
+        hits = await self._search(query, self._clock())
+        return self._render(req, hits), hits
 
     async def answer(self, req: DiscoverRequest, query: Query, received_at: float | None = None) -> dict[str, Any]:
         """The merged on_discover body (cache + fan-out; waits for the fan-out like the async path, §8.3)."""

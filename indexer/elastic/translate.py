@@ -72,7 +72,7 @@ class Plan:
         return len(self.certain(hits, last_sort)) >= limit
 
 
-def _live(now: float) -> list[dict[str, Any]]:
+def live_filters(now: float) -> list[dict[str, Any]]:
     return [
         {"term": {"is_active": True}},
         {"term": {"cat_active": True}},
@@ -216,7 +216,7 @@ def _terms(query: Query) -> tuple[list[dict[str, Any]], bool]:
 def plan(query: Query, now: float, *, current: list[str], tz: "tzinfo | str | None" = None) -> Plan:
     """The ES request for `query` over the visible generations `current` (read once per search); `tz` is
     the network time zone of daily windows."""
-    filters: list[dict[str, Any]] = [{"terms": {"cg": current}}, *_live(now)]
+    filters: list[dict[str, Any]] = [{"terms": {"cg": current}}, *live_filters(now)]
     for f in query.spatial:
         filters += _spatial(f)
     term_filters, impossible = _terms(query)

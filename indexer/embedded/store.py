@@ -42,6 +42,10 @@ from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.persist import (
     DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
 )
+from indexer.overview import (
+    CellTally, Coverage, CoveragePoint, CoverageQuery, PublisherSummary, catalog_live, status_label,
+    summarize_publishers,
+)
 from indexer.storage import PurgeStats, StorageStats
 
 if TYPE_CHECKING:
@@ -335,6 +339,26 @@ class EmbeddedStorage:
         return StorageStats(catalogs=len(cats), items=self._index.item_count,
                             newest_published_at=max((e.meta.published_at for e in cats.values()), default=None))
 
+    async def publishers(self, now: float) -> list[PublisherSummary]:
+        return summarize_publishers((e.meta for e in self._index.catalogs.values()), now)
+
+    async def coverage(self, query: CoverageQuery, now: float) -> Coverage:
+        """Candidates by vectorised catalog and bbox tests on the loop; the per-document part (item
+        activity, type, status) in a thread, so a million connectors never stall the loop. A write landing
+        meanwhile may be seen in its old or its new form (an overview, not a search)."""
+        idx = self._index
+        entries = [e for e in idx.catalogs.values()
+                   if catalog_live(e.meta, now) and (query.bpp_id is None or e.meta.bpp_id == query.bpp_id)]
+        if not entries:
+            return Coverage(total=0)
+        ids = np.concatenate([e.ids for e in entries])
+        lon, lat = idx.lon[ids], idx.lat[ids]
+        mask = ~(np.isnan(lon) | np.isnan(lat))
+        if query.bbox is not None:
+            b = query.bbox
+            mask &= (lon >= b[0]) & (lon <= b[2]) & (lat >= b[1]) & (lat <= b[3])
+        return await asyncio.to_thread(_coverage_of, idx.docs, ids[mask].tolist(), query)
+
     def index_size(self) -> dict[str, int]:
         """Sizes of the internal structures (for leak tests and debugging)."""
         return self._index.sizes()
@@ -420,6 +444,20 @@ class EmbeddedStorage:
                     if len(hits) >= query.limit:
                         return matching.select(hits, query.limit)
         return matching.select(hits, query.limit)
+
+
+def _coverage_of(docs: list, ids: list[int], query: CoverageQuery) -> Coverage:
+    live = [d for d in (docs[i] for i in ids)
+            if d is not None and d.is_active and (query.bpp_id is None or d.bpp_id == query.bpp_id)]
+    if len(live) <= query.max_points:
+        points = [CoveragePoint(lon=d.lon, lat=d.lat, bpp_id=d.bpp_id, catalog_id=d.catalog_id, item_id=d.item_id,
+                                connector_type=d.connector_type, max_kw=d.max_kw,
+                                status=status_label(d.status, d.status_at, query.fresh_after)) for d in live]
+        return Coverage(total=len(live), points=points)
+    tally = CellTally(query.precision)
+    for d in live:
+        tally.add(d.lon, d.lat, d.connector_type, status_label(d.status, d.status_at, query.fresh_after))
+    return Coverage(total=len(live), cells=tally.cells())
 
 
 def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:

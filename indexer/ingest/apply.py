@@ -58,6 +58,7 @@ class CatalogIndexer:
                 results.append(CatalogResult(catalog_id=cid, status="REJECTED",
                                              error={"code": e.code, "message": e.message, "paths": paths}))
                 self._metrics.publish_catalogs.labels("REJECTED").inc()
+                self._metrics.publish_rejected.labels(entry.publisher_id, "catalog").inc()
                 continue
             try:
                 await self._storage.replace_catalog(record)
@@ -69,6 +70,8 @@ class CatalogIndexer:
                     "code": E.SCH_SCHEMA_VALIDATIONFAILED, "message": f"{e} ({errors})" if errors else str(e),
                     "paths": f"message.catalogs[{i}]"}))
                 self._metrics.publish_catalogs.labels("REJECTED").inc()
+                self._metrics.publish_rejected.labels(entry.publisher_id, "catalog").inc()
+                self._metrics.publish_rejected.labels(entry.publisher_id, "item").inc(len(e.item_errors))
                 continue
             self._metrics.publish_catalogs.labels("ACCEPTED").inc()
             self._metrics.publish_items.inc(len(record.items))

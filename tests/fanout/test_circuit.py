@@ -36,6 +36,16 @@ async def test_consecutive_failures_open_the_circuit(breaker):
     assert await breaker.state("a", t + 1) == OPEN
 
 
+async def test_states_read_many_circuits_at_once(breaker):
+    t = 1000.0
+    for _ in range(3):
+        await breaker.record("a", False, t)
+    await breaker.record("b", False, t)
+    assert await breaker.states(["a", "b", "never-seen"], t + 1) == {"a": OPEN, "b": CLOSED, "never-seen": CLOSED}
+    assert await breaker.states(["a"], t + 31) == {"a": HALF_OPEN}
+    assert await breaker.states([], t) == {}
+
+
 async def test_one_half_open_probe_after_the_cooldown(breaker):
     t = 1000.0
     for _ in range(3):

@@ -2,12 +2,11 @@
 
 from __future__ import annotations
 
-import time
-
 import orjson
 from aiohttp import web
 
 from cds.api.appkeys import INGEST, METRICS, STORAGE
+from cds.services.gauges import refresh_index_gauges
 
 
 # what the operator can do about "not ready" (storage.ready() only answers yes or no)
@@ -36,14 +35,8 @@ async def ready(request: web.Request) -> web.Response:
 
 async def metrics(request: web.Request) -> web.Response:
     m = request.app[METRICS]
-    storage = request.app[STORAGE]
     try:
-        st = await storage.stats()
-        m.index_catalogs.set(st.catalogs)
-        m.index_items.set(st.items)
-        if st.newest_published_at:
-            m.freshness_lag.set(max(0.0, time.time() - st.newest_published_at))
-        m.ingest_pending.set(request.app[INGEST].pending_count())
+        await refresh_index_gauges(m, request.app[STORAGE], request.app[INGEST])
     except Exception:  # noqa: BLE001 - metrics must render even when the backend is down
         pass
     body, ctype = m.render()

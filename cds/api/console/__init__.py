@@ -1,0 +1,1 @@
+"""The operator console: GET /console and its JSON endpoints under /console/api/ (README "Operator console")."""
