@@ -80,6 +80,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     indexer_in_api: str = "auto"             # auto | true | false: API consumes the stream (auto: embedded index)
     indexer_host: str = "0.0.0.0"            # `cds indexer` serves /metrics and /health/* here
     indexer_port: int = 9091                 # 0 = no HTTP endpoint
+    workers: int = 0                         # `cds serve` processes on one port; 0 = the number of CPUs
 
     @property
     def tz(self) -> ZoneInfo:
@@ -226,6 +227,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "INDEXER_IN_API": ("indexer_in_api", _choice("auto", "true", "false")),
     "INDEXER_HOST": ("indexer_host", _str),
     "INDEXER_PORT": ("indexer_port", _nonneg_int),
+    "WORKERS": ("workers", _pos_int),
 }
 
 ENV_PREFIX = "CDS_"

@@ -38,3 +38,5 @@ FANOUT: web.AppKey["Fanout"] = web.AppKey("fanout")
 INGEST: web.AppKey["IngestPipeline | StreamIngest"] = web.AppKey("ingest")
 DISCOVER: web.AppKey["DiscoverService"] = web.AppKey("discover_service")
 PUBLISH: web.AppKey["PublishService"] = web.AppKey("publish_service")
+# True in a serving worker of `cds serve --workers N` (docs/decisions.md §P).
+WORKER: web.AppKey[bool] = web.AppKey("worker")

@@ -25,9 +25,20 @@ def _serve(args: argparse.Namespace) -> int:
         "signing_private_key",
         "CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`).", **overrides)
     setup_logging(settings.log_level)
-    if not settings.registry_url and not settings.registry_file:
+    if not settings.registry_url and not settings.registry_file and not args.worker:
         print("warning: neither CDS_REGISTRY_URL nor CDS_REGISTRY_FILE is set: every signed request will be "
               "refused (AUT_SUBSCRIBER_NOT_FOUND)", file=sys.stderr)
+    workers = args.workers or settings.workers or os.cpu_count() or 1
+    if args.worker:     # one of the supervisor's serving processes (docs/decisions.md §P)
+        app = create_app(settings, worker=True)
+        app.on_startup.append(_exit_with_parent)
+        web.run_app(app, host=args.host, port=args.port, reuse_port=True, print=None,
+                    access_log=None, shutdown_timeout=5)
+        return 0
+    if workers > 1:
+        from cds.cli.supervisor import run_workers
+
+        return run_workers(settings, workers, host=args.host, port=args.port, demo=args.demo)
     app = create_app(settings)
     if args.demo:
         from cds.api.appkeys import SETTINGS, STORAGE
@@ -41,6 +52,20 @@ def _serve(args: argparse.Namespace) -> int:
           f"(storage: {'elasticsearch' if settings.es_url else 'embedded ' + str(settings.data_path)})", file=sys.stderr)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5)
     return 0
+
+
+async def _exit_with_parent(app) -> None:
+    """A worker whose supervisor died (SIGKILL, OOM) stops too, instead of serving on alone."""
+    import signal
+
+    parent = os.getppid()
+
+    async def watch() -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app["parent_watch"] = asyncio.ensure_future(watch())
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -132,6 +157,13 @@ def _redacted(url: str) -> str:
     return urlunsplit(parts._replace(netloc="***@" + parts.netloc.rsplit("@", 1)[1]))
 
 
+def _positive(v: str) -> int:
+    n = int(v)
+    if n <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cds", description="UBC Catalog Discovery Service")
     sub = p.add_subparsers(dest="command", required=True)
@@ -140,6 +172,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--port", type=int, default=int(os.environ.get("CDS_PORT", "8080")))
     s.add_argument("--demo", action="store_true",
                    help="also create a demo network (keys, registry file, seeded catalogs) under CDS_DATA_DIR")
+    s.add_argument("--workers", type=_positive, default=None,
+                   help="serving processes on the port (default CDS_WORKERS, else the number of CPUs); "
+                        "1 = everything in one process")
+    s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # started by the supervisor
     s.set_defaults(func=_serve)
     k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)")
     k.set_defaults(func=_keygen)
