@@ -82,7 +82,8 @@ class DiscoverService:
     def _body(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
         now = self._clock()
         self._metrics.discover_results.observe(len(hits))
-        catalogs = assemble_catalogs(hits, dialect=req.context.dialect, now=now, settings=self._settings)
+        catalogs = assemble_catalogs(hits, dialect=req.context.dialect, now=now, settings=self._settings,
+                                     splice=True)
         return build_on_discover(req.context, catalogs, settings=self._settings, now=now)
 
     async def _answer(self, req: DiscoverRequest, query: Query, received_at: float) -> tuple[dict[str, Any], bool]:
