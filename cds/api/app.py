@@ -16,7 +16,7 @@ from aiohttp import web
 
 from cds import gcpolicy
 from cds.api.appkeys import (CLOCK, DISCOVER, FANOUT, INGEST, METRICS, OUTBOUND, PUBLISH, RATE_LIMIT, REDIS,
-                             REGISTRY, REPLAY, SETTINGS, STORAGE, TASKS, WORKER)
+                             REGISTRY, REPLAY, SETTINGS, SHARED_KEY_CACHE, STORAGE, TASKS, WORKER)
 from cds.api.handlers.base import beckn_errors
 from cds.api.routes import setup_routes
 from cds.config import Settings
@@ -43,11 +43,14 @@ log = logging.getLogger("cds.app")
 
 
 def create_app(settings: Settings, *, storage: Storage | None = None, metrics: Metrics | None = None,
-               clock: Callable[[], float] = time.time, worker: bool = False) -> web.Application:
+               clock: Callable[[], float] = time.time, worker: bool = False,
+               machine_redis: bool = False) -> web.Application:
     """Build the API app. `storage` may be injected (tests run the same app on both backends);
     `clock` is the service clock (TTL tests move it). `worker`: one serving worker of `cds serve --workers N`
     (docs/decisions.md §P): Redis is configured (the supervisor starts a local one when needed), the ingest
-    process indexes, and an embedded index is a read-only follower of the ingest process's log."""
+    process indexes, and an embedded index is a read-only follower of the ingest process's log.
+    `machine_redis`: that Redis is the supervisor's private one; registry keys are then cached in each worker's
+    memory (a Redis round trip per request would cost more than it saves: the workers share a machine)."""
     app = web.Application(middlewares=[beckn_errors],
                           client_max_size=max(settings.max_publish_bytes, settings.max_discover_bytes) + 1024)
     app[SETTINGS] = settings
@@ -55,6 +58,7 @@ def create_app(settings: Settings, *, storage: Storage | None = None, metrics: M
     app[TASKS] = set()
     app[CLOCK] = clock
     app[WORKER] = worker
+    app[SHARED_KEY_CACHE] = not machine_redis
     if worker:
         app.on_response_prepare.append(_worker_header)
     app.cleanup_ctx.extend([_redis_ctx, _outbound_ctx, _registry_ctx, _storage_ctx(storage), _shared_state_ctx,
@@ -122,7 +126,7 @@ async def _shared_state_ctx(app: web.Application) -> AsyncIterator[None]:
     configured, each falling back to its process-local twin while Redis is unreachable."""
     redis, local = app[REDIS], MemoryReplayStore()
     app[REPLAY] = RedisReplayStore(redis, fallback=local) if redis is not None else local
-    if redis is not None:
+    if redis is not None and app[SHARED_KEY_CACHE]:
         app[REGISTRY].cache = RedisKeyCache(redis, fallback=app[REGISTRY].cache)
     app[RATE_LIMIT] = build_rate_limiter(app[SETTINGS], redis)
     yield

@@ -40,3 +40,5 @@ DISCOVER: web.AppKey["DiscoverService"] = web.AppKey("discover_service")
 PUBLISH: web.AppKey["PublishService"] = web.AppKey("publish_service")
 # True in a serving worker of `cds serve --workers N` (docs/decisions.md §P).
 WORKER: web.AppKey[bool] = web.AppKey("worker")
+# False when Redis is the supervisor's machine-local one: registry keys stay in each worker's memory.
+SHARED_KEY_CACHE: web.AppKey[bool] = web.AppKey("shared_key_cache")

@@ -28,9 +28,9 @@ def _serve(args: argparse.Namespace) -> int:
     if not settings.registry_url and not settings.registry_file and not args.worker:
         print("warning: neither CDS_REGISTRY_URL nor CDS_REGISTRY_FILE is set: every signed request will be "
               "refused (AUT_SUBSCRIBER_NOT_FOUND)", file=sys.stderr)
-    workers = args.workers or settings.workers or os.cpu_count() or 1
+    workers = args.workers or settings.workers or usable_cpus()
     if args.worker:     # one of the supervisor's serving processes (docs/decisions.md §P)
-        app = create_app(settings, worker=True)
+        app = create_app(settings, worker=True, machine_redis=args.machine_redis)
         app.on_startup.append(_exit_with_parent)
         web.run_app(app, host=args.host, port=args.port, reuse_port=True, print=None,
                     access_log=None, shutdown_timeout=5)
@@ -52,6 +52,23 @@ def _serve(args: argparse.Namespace) -> int:
           f"(storage: {'elasticsearch' if settings.es_url else 'embedded ' + str(settings.data_path)})", file=sys.stderr)
     web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5)
     return 0
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota (a container limited to
+    2 CPUs on a 64-core node must not start 64 workers)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]          # cgroup v2
+    except (OSError, ValueError):
+        try:
+            quota = open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read().strip()       # cgroup v1
+            period = open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read().strip()
+        except OSError:
+            return max(1, n)
+    if quota not in ("max", "-1") and int(period) > 0:
+        n = min(n, max(1, -(-int(quota) // int(period))))
+    return max(1, n)
 
 
 async def _exit_with_parent(app) -> None:
@@ -176,6 +193,7 @@ def build_parser() -> argparse.ArgumentParser:
                    help="serving processes on the port (default CDS_WORKERS, else the number of CPUs); "
                         "1 = everything in one process")
     s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # started by the supervisor
+    s.add_argument("--machine-redis", action="store_true", help=argparse.SUPPRESS)   # ... with its own Redis
     s.set_defaults(func=_serve)
     k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)")
     k.set_defaults(func=_keygen)

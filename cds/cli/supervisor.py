@@ -74,8 +74,8 @@ def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool)
     if ingest_needed(settings, redis is not None):
         children.append(_Child("ingest", [sys.executable, "-m", "cds.cli.ingest_process", *demo_args, *addr],
                                {**env, "CDS_INDEXER_PORT": "0"}))
-    children += [_Child(f"worker-{i}", [sys.executable, "-m", "cds", "serve", "--worker", *demo_args, *addr], env)
-                 for i in range(n)]
+    worker_args = ["--worker", *(["--machine-redis"] if redis is not None else []), *demo_args, *addr]
+    children += [_Child(f"worker-{i}", [sys.executable, "-m", "cds", "serve", *worker_args], env) for i in range(n)]
     stopping = False
 
     def stop(signum: int, _frame: object) -> None:
