@@ -39,7 +39,8 @@ async def _run(args: argparse.Namespace) -> int:
         storage = storage or build_storage(settings)
         await storage.open()
         await seed(storage, settings)
-    return await run_indexer(settings, storage=storage, purge=not settings.es_url)
+    # like `cds serve` in one process, never creates Elasticsearch indices (`cds index init` does)
+    return await run_indexer(settings, storage=storage, purge=not settings.es_url, init_indices=False)
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -314,7 +314,10 @@ class EmbeddedStorage:
             return self._nearest(query, now, nar)
         return self._in_order(query, now, nar)
 
-    def _check(self, query: Query, now: float, nar: Narrowing, i: int) -> Hit | None:
+    def _check(self, query: Query, now: float, nar: Narrowing, i: int, inside: bool = False) -> Hit | None:
+        """`inside`: a vectorised test already showed the candidate clearly inside every (radius) spatial
+        constraint, which is then not tested again in Python. (The distance still is: the numpy one may
+        differ in the last bit, and hits are ordered by the exact one.)"""
         doc = self._index.docs[i]
         assert doc is not None
         # Cheap rejections first (matches() repeats them, after its costlier spatial test).
@@ -326,7 +329,7 @@ class EmbeddedStorage:
             if getattr(doc, attr) not in allowed:
                 return None
         meta = self._index.entry_of[i].meta  # type: ignore[union-attr]
-        if not matching.matches(query, doc, meta, now):
+        if not matching.matches(query, doc, meta, now, spatial_known=inside):
             return None
         return Hit(item=doc, catalog=meta, distance=matching.distance(query, doc))
 
@@ -339,6 +342,9 @@ class EmbeddedStorage:
         limit = query.limit
         hits: list[Hit] = []
         worst: list[float] = []            # max-heap (negated) of the best `limit` true distances
+        # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised.
+        radius = _radius_of(query)
+        sure = radius * (1 - 1e-9) - 1e-3 if radius is not None else -1.0
         for chunk, dist in ascending(ids, approx):
             for j in range(0, len(chunk), 64):
                 if len(worst) == limit:
@@ -346,8 +352,8 @@ class EmbeddedStorage:
                     nxt = float(dist[j])
                     if kth < math.inf and (nxt != nxt or nxt > kth * (1 + _DIST_SLACK) + 1.0):
                         return matching.select(hits, limit)
-                for i in chunk[j:j + 64].tolist():
-                    hit = self._check(query, now, nar, i)
+                for i, d_i in zip(chunk[j:j + 64].tolist(), dist[j:j + 64].tolist()):
+                    hit = self._check(query, now, nar, i, d_i <= sure)
                     if hit is None:
                         continue
                     hits.append(hit)
@@ -447,6 +453,21 @@ def load_snapshot(idx: Index, path: Path) -> None:
     if not scan.clean or head is None or end is None or end.catalogs != count:
         raise StorageCorrupt(f"{path} is incomplete or damaged; move it away to start from the logs "
                              "(catalogs published before it are then lost until re-published)")
+
+
+def _radius_of(query: Query) -> float | None:
+    """The radius when every spatial constraint is "within d metres of the ordering origin" (a radius query),
+    else None. Such a constraint is exactly haversine(origin, station) <= d (`cds.core.spatial`)."""
+    if not query.spatial or query.origin is None:
+        return None
+    radius = math.inf
+    for f in query.spatial:
+        g = f.geometry
+        if (f.op != "dwithin" or getattr(f, "negate", False) or g.geom_type != "Point"
+                or (g.x, g.y) != query.origin):
+            return None
+        radius = min(radius, f.distance_m)
+    return radius
 
 
 def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:

@@ -24,11 +24,12 @@ log = logging.getLogger("cds.indexer")
 
 
 async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None, *, storage: "Storage | None" = None,
-                      purge: bool = False) -> int:
+                      purge: bool = False, init_indices: bool = True) -> int:
     """Run one worker until SIGTERM/SIGINT (or `stop`); 0 on a clean stop, 2 on a startup error.
     `storage`: an index made by the caller (the ingest process of `cds serve --workers N` passes the
     embedded writer whose log the serving workers follow); `purge`: also run the expiry sweep (that
-    process is the index's only writer)."""
+    process is the index's only writer); `init_indices`: create/migrate Elasticsearch indices at start (not
+    for `cds serve`, which leaves that to `cds index init` as it always has)."""
     from aiohttp import ClientSession
 
     from cds.metrics import new_metrics
@@ -53,7 +54,7 @@ async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None, *
                   "a separate `cds indexer` needs CDS_ES_URL or a data directory of its own)", e)
         await redis.aclose()
         return 2
-    init = asyncio.ensure_future(_init_indices(storage, stop))
+    init = asyncio.ensure_future(_init_indices(storage, stop) if init_indices else asyncio.sleep(0))
     metrics = new_metrics()
     session: ClientSession = make_session(settings)
     service = CatalogIndexer(storage, settings, metrics, Outbound(session, Signer(settings), settings))
