@@ -154,8 +154,8 @@ def wait_ready(url: str, workers: int, timeout: float = 180.0) -> None:
 
 
 def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers: int, args, lua: Path,
-            reqs: Path, hello: bool = False) -> dict[str, float]:
-    proc = subprocess.Popen(argv, env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+            reqs: Path, hello: bool = False, cwd: Path = REPO) -> dict[str, float]:
+    proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -195,6 +195,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--port", type=int, default=18640)
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cds-bench-workers")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="a checkout of an older version (e.g. a git worktree of main): its one-process `cds serve` "
+                        "is measured in the same run, as the 'before'")
     args = p.parse_args(argv)
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install -y wrk", file=sys.stderr)
@@ -209,10 +212,14 @@ def main(argv: list[str] | None = None) -> int:
     rows = []
     hello = measure("hello", [sys.executable, "-m", "loadtests.hello", "--port", str(args.port)], env, args.port, 1,
                     args, lua, reqs_file, hello=True)
+    if args.baseline is not None:
+        benv = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        rows.append(("before", measure("before", [sys.executable, "-m", "cds", "serve", "--port", str(args.port)],
+                                       benv, args.port, 1, args, lua, reqs_file, cwd=args.baseline)))
     for n in [int(x) for x in args.workers.split(",")]:
         argv_ = [sys.executable, "-m", "cds", "serve", "--workers", str(n), "--port", str(args.port)]
         rows.append((n, measure(f"cds x{n}", argv_, env, args.port, n, args, lua, reqs_file)))
-    base = rows[0][1]["rps"]
+    base = next(r["rps"] for n, r in rows if n == 1)
     print(f"\nCommand: `python -m loadtests.bench_workers {' '.join(argv if argv is not None else sys.argv[1:])}` "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); load average before {load_before}, after "
           f"{loadavg()}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s on the same machine.\n")
@@ -221,7 +228,8 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| aiohttp hello-world, 1 process | {hello['rps']:,.0f} | — | 1 | {hello['cpu_ms_per_req']:.3f} ms | "
           f"{hello['p50']:.2f} ms | {hello['p99']:.2f} ms | — | — | — | {hello['non2xx']:.0f} |")
     for n, r in rows:
-        print(f"| cds serve --workers {n} | {r['rps']:,.0f} | {r['rps'] / base:.2f} | {r['rps'] / hello['rps']:.3f} | "
+        label = f"before ({args.baseline}), 1 process" if n == "before" else f"cds serve --workers {n}"
+        print(f"| {label} | {r['rps']:,.0f} | {r['rps'] / base:.2f} | {r['rps'] / hello['rps']:.3f} | "
               f"{r['cpu_ms_per_req']:.3f} ms | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['paced_rps']:,.0f} | "
               f"{r['paced_p50']:.2f} ms | {r['paced_p99']:.2f} ms | {r['non2xx'] + r['paced_non2xx']:.0f} |")
     return 0
