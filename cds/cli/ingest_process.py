@@ -39,8 +39,23 @@ async def _run(args: argparse.Namespace) -> int:
         storage = storage or build_storage(settings)
         await storage.open()
         await seed(storage, settings)
-    # like `cds serve` in one process, never creates Elasticsearch indices (`cds index init` does)
-    return await run_indexer(settings, storage=storage, purge=not settings.es_url, init_indices=False)
+    stop = asyncio.Event()
+    watch = asyncio.ensure_future(_stop_with_parent(stop))
+    try:
+        # like `cds serve` in one process, never creates Elasticsearch indices (`cds index init` does)
+        return await run_indexer(settings, stop, storage=storage, purge=not settings.es_url, init_indices=False)
+    finally:
+        watch.cancel()
+
+
+async def _stop_with_parent(stop: asyncio.Event) -> None:
+    """A supervisor that died (SIGKILL, OOM) leaves no ingest process holding the index lock behind."""
+    import os
+
+    parent = os.getppid()
+    while os.getppid() == parent:
+        await asyncio.sleep(1.0)
+    stop.set()
 
 
 def main(argv: list[str] | None = None) -> int:

@@ -11,7 +11,9 @@ this reason) or, failing that, from `redis-server` on PATH.
 
 from __future__ import annotations
 
+import os
 import shutil
+import signal
 import socket
 import subprocess
 import time
@@ -49,8 +51,10 @@ class LocalRedis:
         self.dir.mkdir(parents=True, exist_ok=True)
         if len(str(self.sock)) > 100:
             raise RuntimeError(f"{self.sock}: path too long for a Unix socket; use a shorter CDS_DATA_DIR")
+        self._stop_leftover()
         self.sock.unlink(missing_ok=True)
         args = [binary, "--port", "0", "--unixsocket", str(self.sock), "--unixsocketperm", "700",
+                "--pidfile", str(self.dir / "redis.pid"),
                 "--dir", str(self.dir), "--save", "", "--appendonly", "yes", "--appendfsync", "always",
                 "--daemonize", "no", "--loglevel", "warning", "--logfile", str(self.dir / "redis.log")]
         self.proc = subprocess.Popen(args, stdin=subprocess.DEVNULL, stdout=subprocess.DEVNULL,
@@ -64,6 +68,21 @@ class LocalRedis:
             time.sleep(0.05)
         self.stop()
         raise RuntimeError("the local redis-server did not start in time")
+
+    def _stop_leftover(self) -> None:
+        """A server left running on this directory by a supervisor that was killed: two servers must never
+        write one append-only file."""
+        try:
+            pid = int((self.dir / "redis.pid").read_text().strip())
+            cmdline = Path(f"/proc/{pid}/cmdline").read_bytes()
+        except (OSError, ValueError):
+            return
+        if b"redis-server" not in cmdline:
+            return
+        os.kill(pid, signal.SIGTERM)
+        deadline = time.monotonic() + 10
+        while time.monotonic() < deadline and Path(f"/proc/{pid}").exists():
+            time.sleep(0.05)
 
     def ping(self) -> bool:
         try:
