@@ -88,6 +88,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     # --- operator console (README "Operator console") ---
     console_token: str | None = None         # unset: no console
     console_tile_url: str | None = None      # map tiles {z}/{x}/{y}; unset: the packaged outline only
+    workers: int = 0                         # `cds serve` processes on one port; 0 = the number of CPUs
 
     @property
     def tz(self) -> ZoneInfo:
@@ -255,6 +256,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     # --- operator console ---
     "CONSOLE_TOKEN": ("console_token", _token),
     "CONSOLE_TILE_URL": ("console_tile_url", _tile_url),
+    "WORKERS": ("workers", _pos_int),
 }
 
 ENV_PREFIX = "CDS_"

@@ -1,17 +1,34 @@
 """Prometheus metrics. Every metric we define starts with `cds_` (docs/decisions.md §15); the client
-library's default process_*/python_* collectors stay registered."""
+library's default process_*/python_* collectors stay registered.
+
+With `cds serve --workers N` every process of the server (the serving workers and the ingest process)
+writes its values to files in `PROMETHEUS_MULTIPROC_DIR` (set by the supervisor; the client library's
+multiprocess mode), and a scrape of any worker reads all of them: counters and histograms are summed
+over processes, and the gauges that every worker sets from the same shared state (index size, backlog,
+circuits) show the most recent value of a live process. `process_*` / `python_*` describe the worker
+that answered the scrape."""
 
 from __future__ import annotations
+
+import os
 
 from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 
+MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
+_SHARED = "livemostrecent"       # gauges of shared state: the value the last live process set
+
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
+def multiprocess_dir() -> str | None:
+    return os.environ.get(MULTIPROC_ENV) or None
+
+
 class Metrics:
-    def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
+    def __init__(self, registry: CollectorRegistry = REGISTRY, runtime: CollectorRegistry | None = None) -> None:
         self.registry = registry
+        self.runtime = runtime              # process_*/python_* of this process (multiprocess mode)
         self.requests = Counter("cds_requests_total", "Inbound Beckn requests by action and outcome (ack|nack|error)",
                                 ["action", "outcome"], registry=registry)
         self.latency = Histogram("cds_request_duration_seconds", "Inbound request latency until the HTTP reply",
@@ -36,11 +53,13 @@ class Metrics:
         self.publish_to_searchable = Histogram("cds_publish_to_searchable_seconds",
                                                "From publish ACK to catalog searchable", buckets=_LATENCY_BUCKETS,
                                                registry=registry)
-        self.index_catalogs = Gauge("cds_index_catalogs", "Catalogs in the index", registry=registry)
-        self.index_items = Gauge("cds_index_items", "Items (connectors) in the index", registry=registry)
+        self.index_catalogs = Gauge("cds_index_catalogs", "Catalogs in the index", multiprocess_mode=_SHARED, registry=registry)
+        self.index_items = Gauge("cds_index_items", "Items (connectors) in the index", multiprocess_mode=_SHARED,
+                                 registry=registry)
         self.freshness_lag = Gauge("cds_index_freshness_lag_seconds", "Now minus the newest publish indexed",
-                                   registry=registry)
-        self.ingest_pending = Gauge("cds_ingest_pending", "Accepted publishes not yet indexed", registry=registry)
+                                   multiprocess_mode=_SHARED, registry=registry)
+        self.ingest_pending = Gauge("cds_ingest_pending", "Accepted publishes not yet indexed", multiprocess_mode=_SHARED,
+                                    registry=registry)
         self.purged = Counter("cds_expiry_purged_total", "Expired objects purged", ["kind"], registry=registry)
         self.registry_lookups = Counter("cds_registry_lookups_total", "Registry key lookups by result (hit|miss)",
                                         ["result"], registry=registry)
@@ -59,7 +78,7 @@ class Metrics:
         self.fanout_timeouts = Counter("cds_fanout_timeouts_total", "Targets that had not replied by the deadline",
                                        ["bpp"], registry=registry)
         self.fanout_circuit_open = Gauge("cds_fanout_circuit_open", "1 while the BPP's circuit is open or half-open",
-                                         ["bpp"], registry=registry)
+                                         ["bpp"], multiprocess_mode=_SHARED, registry=registry)
         self.fanout_targets = Histogram("cds_fanout_targets", "BPPs asked per fanned-out discover",
                                         buckets=(1, 2, 5, 10, 20, 50, 100), registry=registry)
         self.fanout_skipped = Counter("cds_fanout_skipped_total",
@@ -70,13 +89,13 @@ class Metrics:
                                                  registry=registry)
         # --- durable ingest on Redis streams; `cds_ingest_pending` above is the stream backlog ---
         self.ingest_backlog_bytes = Gauge("cds_ingest_backlog_bytes", "Bytes of queued publishes (stream mode)",
-                                          registry=registry)
+                                          multiprocess_mode=_SHARED, registry=registry)
         self.ingest_stream_pending = Gauge("cds_ingest_stream_pending",
-                                           "Publishes delivered to an indexer and not yet acknowledged", registry=registry)
+                                           "Publishes delivered to an indexer and not yet acknowledged", multiprocess_mode=_SHARED, registry=registry)
         self.ingest_consumer_lag = Gauge("cds_ingest_consumer_lag", "Queued publishes not yet delivered to an indexer",
-                                         registry=registry)
+                                         multiprocess_mode=_SHARED, registry=registry)
         self.ingest_dead_letters = Gauge("cds_ingest_dead_letters", "Entries in the dead-letter stream",
-                                         registry=registry)
+                                         multiprocess_mode=_SHARED, registry=registry)
         self.ingest_dead_lettered = Counter("cds_ingest_dead_lettered_total",
                                             "Publishes set aside as poison, by reason "
                                             "(undecodable|unparsable|failing|redelivered)", ["reason"], registry=registry)
@@ -87,13 +106,20 @@ class Metrics:
                                           "Indexing attempts that found the index unavailable (retried)",
                                           registry=registry)
         self.ingest_partitions_held = Gauge("cds_ingest_partitions_held", "Stream partitions this indexer holds",
-                                            registry=registry)
+                                            multiprocess_mode="livesum", registry=registry)
         self.ingest_overloaded = Counter("cds_ingest_rejected_total",
                                          "Publishes refused before queueing (overloaded|unavailable)", ["reason"],
                                          registry=registry)
 
     def render(self) -> tuple[bytes, str]:
-        return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        if multiprocess_dir() is None:
+            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+        from prometheus_client.multiprocess import MultiProcessCollector
+
+        every = CollectorRegistry()
+        MultiProcessCollector(every)
+        runtime = generate_latest(self.runtime) if self.runtime is not None else b""
+        return generate_latest(every) + runtime, CONTENT_TYPE_LATEST
 
 
 def new_metrics() -> Metrics:
@@ -104,7 +130,8 @@ def new_metrics() -> Metrics:
     from prometheus_client.process_collector import ProcessCollector
 
     reg = CollectorRegistry()
-    ProcessCollector(registry=reg)
-    PlatformCollector(registry=reg)
-    GCCollector(registry=reg)
-    return Metrics(reg)
+    runtime = CollectorRegistry() if multiprocess_dir() else reg
+    ProcessCollector(registry=runtime)
+    PlatformCollector(registry=runtime)
+    GCCollector(registry=runtime)
+    return Metrics(reg, runtime if runtime is not reg else None)

@@ -12,6 +12,9 @@ if TYPE_CHECKING:
 
 # Redis sits on the request path (fan-out replies, circuit state): fail fast rather than hang a discover.
 SOCKET_TIMEOUT_S = 2.0
+# A Redis on a Unix socket is on this machine (e.g. the private one of `cds serve --workers N`): a slow reply
+# there means a busy machine (a catalog of tens of MB takes seconds to copy and fsync), not a lost network.
+UNIX_SOCKET_TIMEOUT_S = 15.0
 CONNECT_TIMEOUT_S = 2.0
 MAX_CONNECTIONS = 256
 
@@ -22,6 +25,7 @@ def connect(settings: "Settings") -> "Redis | None":
         return None
     from redis.asyncio import Redis
 
-    return Redis.from_url(settings.redis_url, socket_timeout=SOCKET_TIMEOUT_S,
+    local = settings.redis_url.startswith("unix://")
+    return Redis.from_url(settings.redis_url, socket_timeout=UNIX_SOCKET_TIMEOUT_S if local else SOCKET_TIMEOUT_S,
                           socket_connect_timeout=CONNECT_TIMEOUT_S, max_connections=MAX_CONNECTIONS,
                           health_check_interval=30, decode_responses=False)

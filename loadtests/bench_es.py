@@ -269,7 +269,7 @@ async def http_probes(net: Network, storage_settings: Settings, n: int, work: Pa
                "CDS_ALLOW_PRIVATE_CALLBACKS": "true", "CDS_LOG_LEVEL": "WARNING",
                "CDS_ES_URL": storage_settings.es_url or "", "CDS_ES_INDEX_PREFIX": storage_settings.es_index_prefix,
                "CDS_ES_REFRESH": storage_settings.es_refresh}
-    services.append(Service("cds", [PY, "-m", "cds", "serve", "--port", str(cds_port)], cds_env, work))
+    services.append(Service("cds", [PY, "-m", "cds", "serve", "--workers", "1", "--port", str(cds_port)], cds_env, work))
     run = Run(command="", started="", connectors=net.connectors, seed=seed, smoke=False, machine={}, load_before="")
     try:
         wait_http(f"{sink}/_sink/stats", services[0], 30)

@@ -299,7 +299,7 @@ class Bench:
                 for k in range(a.workers):
                     self.start(f"indexer-{k}", [PY, "-m", "cds", "indexer"], env)
             # Through loadtests.profile_serve (exactly `cds serve`, plus GC pause timing for the report).
-            cds = self.start("cds", [PY, "-m", "loadtests.profile_serve", "serve", "--port", str(self.ports["cds"])],
+            cds = self.start("cds", [PY, "-m", "loadtests.profile_serve", "serve", "--workers", "1", "--port", str(self.ports["cds"])],
                              {**env, "CDS_BENCH_GC_OUT": str(self.work / "gc.json")})
             wait_http(f"{self.cds.rsplit('/beckn', 1)[0]}/health/ready", cds, 120)
             progress(f"{len(work)} catalogs, {sum(n for *_, n in work)} connectors; throughput phase")

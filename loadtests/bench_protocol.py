@@ -86,7 +86,7 @@ def main() -> None:
         port = _free_port()
         env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
         env.update(CDS_DATA_DIR=tmp, CDS_LOG_LEVEL="WARNING")
-        proc = subprocess.Popen([sys.executable, "-m", "cds", "serve", "--demo", "--port", str(port)], env=env,
+        proc = subprocess.Popen([sys.executable, "-m", "cds", "serve", "--demo", "--workers", "1", "--port", str(port)], env=env,
                                 stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
         try:
             for _ in range(200):

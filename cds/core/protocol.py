@@ -10,6 +10,7 @@ import time
 from datetime import timezone
 from typing import Any
 
+import msgspec
 import orjson
 
 from cds.core import errors as E
@@ -40,6 +41,57 @@ def parse_json(body: bytes) -> Any:
         return orjson.loads(body)
     except orjson.JSONDecodeError as e:
         raise BecknError(E.SCH_INVALID_JSON, f"body is not valid JSON: {e}", 400) from None
+
+
+SKELETON_MIN_BYTES = 1 << 20      # publish bodies from this size on are read as a skeleton before the ACK
+_SKELETON_VALUE_BYTES = 64 << 10  # catalog values larger than this (items, offers) stay undecoded
+
+
+class _SkeletonMessage(msgspec.Struct):
+    catalogs: list[dict[str, msgspec.Raw]] | msgspec.UnsetType = msgspec.UNSET
+    publishDirectives: Any = msgspec.UNSET
+
+
+class _PublishSkeleton(msgspec.Struct):
+    context: Any = msgspec.UNSET
+    message: _SkeletonMessage | msgspec.UnsetType = msgspec.UNSET
+    catalogs: list[dict[str, msgspec.Raw]] | msgspec.UnsetType = msgspec.UNSET
+
+
+_skeleton = msgspec.json.Decoder(_PublishSkeleton)
+
+
+def parse_publish_json(body: bytes) -> Any:
+    """A publish body as `parse_json` reads it for the checks before the ACK (context, signer, ownership, the
+    catalog list: `parse_context`, `parse_publish`), except that in a large body the big values inside each
+    catalog (its items and offers) are left undecoded (`msgspec.Raw`) and keys those checks never read are
+    left out; the ingest process parses the whole body again. Decoding 95 MB of items on a serving loop took
+    seconds (docs/decisions.md §24); skipping them is one C scan. A body of any other shape is parsed in full,
+    so errors and their codes stay those of `parse_json`."""
+    if len(body) < SKELETON_MIN_BYTES:
+        return parse_json(body)
+    try:
+        sk = _skeleton.decode(body)
+    except msgspec.DecodeError:
+        return parse_json(body)
+    doc: dict[str, Any] = {}
+    if sk.context is not msgspec.UNSET:
+        doc["context"] = sk.context
+    if sk.catalogs is not msgspec.UNSET:
+        doc["catalogs"] = _catalogs(sk.catalogs)
+    if sk.message is not msgspec.UNSET:
+        msg: dict[str, Any] = {}
+        if sk.message.catalogs is not msgspec.UNSET:
+            msg["catalogs"] = _catalogs(sk.message.catalogs)
+        if sk.message.publishDirectives is not msgspec.UNSET:
+            msg["publishDirectives"] = sk.message.publishDirectives
+        doc["message"] = msg
+    return doc
+
+
+def _catalogs(cats: list[dict[str, msgspec.Raw]]) -> list[dict[str, Any]]:
+    return [{k: (v if memoryview(v).nbytes > _SKELETON_VALUE_BYTES else msgspec.json.decode(v)) for k, v in c.items()}
+            for c in cats]
 
 
 def detect_dialect(doc: Any) -> str:

@@ -41,17 +41,20 @@ def _mark_status_unknown(item: dict) -> None:
             attrs[key] = {**value, "code": UNKNOWN_STATUS.upper() if value["code"].isupper() else UNKNOWN_STATUS}
 
 
-def _item_json(item: ItemDoc, now: float, settings: Settings) -> dict:
+def _item_json(item: ItemDoc, now: float, settings: Settings, splice: bool) -> Any:
+    stale = status_stale(item, now, settings)
+    if splice and not stale:
+        return orjson.Fragment(item.raw)
     obj = orjson.loads(item.raw)
-    if status_stale(item, now, settings):
+    if stale:
         _mark_status_unknown(obj)
     return obj
 
 
-def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings) -> dict:
+def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, splice: bool) -> dict:
     header = orjson.loads(meta.header) if meta.header else {}
     tz = settings.tz
-    offers: list[dict] = []
+    offers: list[Any] = []
     seen: set[str] = set()
     for it in items:
         for off in it.offers:
@@ -60,8 +63,8 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
                 continue
             if offer_live(off, now, tz):
                 seen.add(off.id)
-                offers.append(orjson.loads(off.raw))
-    body = [_item_json(it, now, settings) for it in items]
+                offers.append(orjson.Fragment(off.raw) if splice else orjson.loads(off.raw))
+    body = [_item_json(it, now, settings, splice) for it in items]
     if meta.dialect == DIALECT_B:
         header.setdefault("id", meta.catalog_id)
         header["bppId"] = meta.bpp_id
@@ -77,13 +80,16 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
     return header
 
 
-def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Settings) -> list[dict]:
-    """Wire catalogs in the requested dialect for ordered, capped hits; `[]` for no hits."""
+def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Settings,
+                      splice: bool = False) -> list[dict]:
+    """Wire catalogs in the requested dialect for ordered, capped hits; `[]` for no hits. `splice`: stored
+    JSON goes in as `orjson.Fragment`s where no conversion is needed (only orjson can serialise the result)."""
     groups: dict[tuple[str, str], tuple[CatalogMeta, list[ItemDoc]]] = {}
     for h in hits:
         key = (h.item.bpp_id, h.item.catalog_id)
         if key not in groups:
             groups[key] = (h.catalog, [])
         groups[key][1].append(h.item)
-    return [convert_catalog(_catalog(meta, items, now=now, settings=settings), dialect)
+    return [convert_catalog(_catalog(meta, items, now=now, settings=settings,
+                                     splice=splice and meta.dialect == dialect), dialect)
             for meta, items in groups.values()]

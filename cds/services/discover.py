@@ -85,7 +85,8 @@ class DiscoverService:
 
     def _render(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
         now = self._clock()
-        catalogs = assemble_catalogs(hits, dialect=req.context.dialect, now=now, settings=self._settings)
+        catalogs = assemble_catalogs(hits, dialect=req.context.dialect, now=now, settings=self._settings,
+                                     splice=True)
         return build_on_discover(req.context, catalogs, settings=self._settings, now=now)
 
     async def _answer(self, req: DiscoverRequest, query: Query, received_at: float) -> tuple[dict[str, Any], bool]:

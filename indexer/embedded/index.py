@@ -21,7 +21,7 @@ import itertools
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import shapely
@@ -178,6 +178,7 @@ class Index:
         self.item_count = 0
         self._ordered: list[Entry] | None = None   # entries by first_key, rebuilt lazily
         self._disjoint = True
+        self._deleted = False
 
     # -- building ------------------------------------------------------------------------------
 
@@ -233,10 +234,15 @@ class Index:
     # -- writing (each call is one synchronous, atomic step) ----------------------------------------
 
     def put(self, p: Prepared) -> None:
+        for _ in self.put_steps(p, len(p.record.items) or 1):
+            pass
+
+    def put_steps(self, p: Prepared, slice_items: int = 4096) -> Iterator[None]:
+        """`put` as a generator that yields between slices of at most `slice_items` documents, so a
+        serving loop applying a huge catalog never stalls for long (docs/decisions.md §24). Between
+        slices a search still sees the old catalog: the new documents are linked while not alive, one
+        step flips visibility (old dead, new alive), then the old documents are unlinked in slices."""
         meta = p.record.meta
-        old = self.catalogs.get(meta.key)
-        if old is not None:
-            self._remove(old)
         items = p.record.items
         n = len(items)
         ids = self._alloc(n)
@@ -246,7 +252,7 @@ class Index:
             self.entries.append(entry)
         else:
             self.entries[slot] = entry
-        self.alive[ids] = True
+        self.alive[ids] = False
         self.lon[ids] = p.lon
         self.lat[ids] = p.lat
         self.cat[ids] = slot
@@ -258,30 +264,50 @@ class Index:
         for a in BITS:
             self.bits[a][ids] = p.bits[a]
         docs, entry_of = self.docs, self.entry_of
-        for i, d, x, y in zip(ids.tolist(), items, p.lon.tolist(), p.lat.tolist()):
-            docs[i] = d
-            entry_of[i] = entry
-            if x == x:                                   # not NaN
-                c = self._cell(x, y)
-                self.grid.setdefault(c, set()).add(i)
-                self._grid_arrays.pop(c, None)
-            for a in POSTED:
-                v = getattr(d, a)
-                if v is not None:
-                    _post_add(self.postings[a], v, i)
+        id_list, lons, lats = ids.tolist(), p.lon.tolist(), p.lat.tolist()
+        for start in range(0, n, slice_items):
+            stop = start + slice_items
+            for i, d, x, y in zip(id_list[start:stop], items[start:stop], lons[start:stop], lats[start:stop]):
+                docs[i] = d
+                entry_of[i] = entry
+                if x == x:                                   # not NaN
+                    c = self._cell(x, y)
+                    self.grid.setdefault(c, set()).add(i)
+                    self._grid_arrays.pop(c, None)
+                for a in POSTED:
+                    v = getattr(d, a)
+                    if v is not None:
+                        _post_add(self.postings[a], v, i)
+            if stop < n:
+                yield
+        old = self.catalogs.get(meta.key)
+        if old is not None:
+            self._unregister(old)
+        self.alive[ids] = True
         self.catalogs[meta.key] = entry
         for a in CATALOG_TERMS:
             self.by_term[a].setdefault(getattr(meta, a), set()).add(meta.key)
         self.item_count += n
         self._ordered = None
+        if old is not None:
+            yield
+            yield from self._unlink_steps(old, slice_items)
 
     def delete(self, key: tuple[str, str]) -> bool:
+        for _ in self.delete_steps(key, 1 << 62):
+            pass
+        return self._deleted
+
+    def delete_steps(self, key: tuple[str, str], slice_items: int = 4096) -> Iterator[None]:
+        """`delete` in slices: the catalog disappears from searches at once, its documents are
+        unlinked afterwards (`self._deleted` says whether there was one)."""
         entry = self.catalogs.get(key)
+        self._deleted = entry is not None
         if entry is None:
-            return False
-        self._remove(entry)
+            return
+        self._unregister(entry)
         self._ordered = None
-        return True
+        yield from self._unlink_steps(entry, slice_items)
 
     def replace_docs(self, entry: Entry, record: CatalogRecord) -> None:
         """Swap in new document objects whose indexed fields are unchanged (offers were stripped)."""
@@ -290,28 +316,9 @@ class Index:
         entry.record = record
         entry.offer_end = offer_end(record.items)
 
-    def _remove(self, entry: Entry) -> None:
-        ids = entry.ids
-        self.alive[ids] = False
-        self.cat[ids] = -1
-        lon, lat = self.lon[ids].tolist(), self.lat[ids].tolist()
-        for i, x, y in zip(ids.tolist(), lon, lat):
-            d = self.docs[i]
-            assert d is not None
-            if x == x:
-                c = self._cell(x, y)
-                cell = self.grid[c]
-                cell.discard(i)
-                self._grid_arrays.pop(c, None)
-                if not cell:
-                    del self.grid[c]
-            for a in POSTED:
-                v = getattr(d, a)
-                if v is not None:
-                    _post_remove(self.postings[a], v, i)
-            self.docs[i] = None
-            self.entry_of[i] = None
-        self._free.extend(ids.tolist())
+    def _unregister(self, entry: Entry) -> None:
+        """The catalog-level half of a removal (one step): its documents stop being candidates."""
+        self.alive[entry.ids] = False
         del self.catalogs[entry.key]
         for a in CATALOG_TERMS:
             keys = self.by_term[a][getattr(entry.meta, a)]
@@ -320,7 +327,36 @@ class Index:
                 del self.by_term[a][getattr(entry.meta, a)]
         self.entries[entry.slot] = None
         self._free_slots.append(entry.slot)
-        self.item_count -= len(ids)
+        self.item_count -= len(entry.ids)
+        self._ordered = None
+
+    def _unlink_steps(self, entry: Entry, slice_items: int) -> Iterator[None]:
+        """The per-document half of a removal (dead documents leave the grid and postings), in slices;
+        the ids are reusable only once all are unlinked."""
+        ids = entry.ids.tolist()
+        lon, lat = self.lon[entry.ids].tolist(), self.lat[entry.ids].tolist()
+        self.cat[entry.ids] = -1
+        for start in range(0, len(ids), slice_items):
+            if start:
+                yield
+            stop = start + slice_items
+            for i, x, y in zip(ids[start:stop], lon[start:stop], lat[start:stop]):
+                d = self.docs[i]
+                assert d is not None
+                if x == x:
+                    c = self._cell(x, y)
+                    cell = self.grid[c]
+                    cell.discard(i)
+                    self._grid_arrays.pop(c, None)
+                    if not cell:
+                        del self.grid[c]
+                for a in POSTED:
+                    v = getattr(d, a)
+                    if v is not None:
+                        _post_remove(self.postings[a], v, i)
+                self.docs[i] = None
+                self.entry_of[i] = None
+        self._free.extend(ids)
 
     def _alloc(self, n: int) -> np.ndarray:
         take = min(n, len(self._free))

@@ -39,6 +39,7 @@ from cds.core.text import has_terms
 from cds.core import matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.embedded.index import Index, Narrowing, Prepared
+from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.persist import (
     DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
 )
@@ -99,8 +100,11 @@ class EmbeddedStorage:
     name = "embedded"
 
     def __init__(self, data_dir: Path, *, fsync: bool = True, snapshot_bytes: int = 64 << 20,
-                 grid_deg: float = 0.05) -> None:
+                 grid_deg: float = 0.05, followers: FollowerPositions | None = None) -> None:
         self.dir = Path(data_dir)
+        # With serving workers that follow this log (`indexer.embedded.follower`), a write returns only once
+        # every one of them applied it: "searchable" then means searchable through every worker.
+        self.followers = followers
         self.fsync = fsync
         self.snapshot_bytes = snapshot_bytes
         self._index = Index(_order_key, grid_deg=grid_deg)
@@ -162,22 +166,7 @@ class EmbeddedStorage:
         return max([base] + [g for g, _ in wals]) + 1, replayed
 
     def _load_snapshot(self, path: Path) -> None:
-        scan = FrameScan(path)
-        head: _SnapHead | None = None
-        count = 0
-        end: _SnapEnd | None = None
-        for _, payload in scan:
-            op = _decoder.decode(payload)
-            if isinstance(op, _SnapHead):
-                head = op
-            elif isinstance(op, _SnapEnd):
-                end = op
-            else:
-                self._apply(op)
-                count += 1
-        if not scan.clean or head is None or end is None or end.catalogs != count:
-            raise StorageCorrupt(f"{path} is incomplete or damaged; move it away to start from the logs "
-                                 "(catalogs published before it are then lost until re-published)")
+        load_snapshot(self._index, path)
 
     def _remove_old(self, base: int) -> None:
         for prefix, suffix in ((_WAL, _SUFFIX_WAL), (_SNAP, _SUFFIX_SNAP)):
@@ -216,9 +205,17 @@ class EmbeddedStorage:
         slim = CatalogRecord(meta=msgspec.structs.replace(record.meta, raw=b""), items=list(record.items))
         prepared = self._index.prepare(slim, raw_z)     # off to the side: searches still see the old one
         await self._submit(_Put(record=prepared.record, raw_z=raw_z), prepared)
+        await self._followed()
 
     async def delete_catalog(self, bpp_id: str, catalog_id: str) -> bool:
-        return await self._submit(_Delete(bpp_id=bpp_id, catalog_id=catalog_id))
+        deleted = await self._submit(_Delete(bpp_id=bpp_id, catalog_id=catalog_id))
+        await self._followed()
+        return deleted
+
+    async def _followed(self) -> None:
+        """Wait until every follower applied the log up to here (no-op without followers)."""
+        if self.followers is not None:
+            await self.followers.wait((self._wal.gen, self._wal.size))
 
     async def purge_expired(self, now: float) -> PurgeStats:
         due = [e.key for e in self._index.catalogs.values()
@@ -231,6 +228,8 @@ class EmbeddedStorage:
             for stats in await asyncio.gather(*futs):
                 total.catalogs += stats.catalogs
                 total.offers += stats.offers
+        if due:
+            await self._followed()
         return total
 
     def _submit(self, op: _Op, prepared: Prepared | None = None) -> asyncio.Future:
@@ -257,42 +256,7 @@ class EmbeddedStorage:
             self._schedule_snapshot()
 
     def _apply(self, op: _Op, prepared: Prepared | None = None) -> Any:
-        idx = self._index
-        if isinstance(op, _Put):
-            if prepared is None:
-                raw_z = op.raw_z
-                if op.record.meta.raw:                     # tolerate an uncompressed raw
-                    raw_z = zlib.compress(op.record.meta.raw, 1)
-                    op.record.meta.raw = b""
-                prepared = idx.prepare(op.record, raw_z, copy=False)
-            idx.put(prepared)
-            return None
-        if isinstance(op, _Delete):
-            return idx.delete((op.bpp_id, op.catalog_id))
-        if isinstance(op, _Purge):
-            return self._apply_purge((op.bpp_id, op.catalog_id), op.now)
-        raise StorageCorrupt(f"unexpected log record {type(op).__name__}")
-
-    def _apply_purge(self, key: tuple[str, str], now: float) -> PurgeStats:
-        idx = self._index
-        entry = idx.catalogs.get(key)
-        if entry is None:
-            return PurgeStats()
-        if entry.meta.expires_at is not None and entry.meta.expires_at <= now:
-            idx.delete(key)
-            return PurgeStats(catalogs=1)
-        if entry.offer_end is None or entry.offer_end >= now:
-            return PurgeStats()
-        removed: set[str] = set()
-        items = []
-        for doc in entry.record.items:
-            keep = [o for o in doc.offers if o.valid_to is None or o.valid_to >= now]
-            if len(keep) != len(doc.offers):
-                removed.update(o.id for o in doc.offers if o.valid_to is not None and o.valid_to < now)
-                doc = msgspec.structs.replace(doc, offers=keep)
-            items.append(doc)
-        idx.replace_docs(entry, CatalogRecord(meta=entry.meta, items=items))
-        return PurgeStats(offers=len(removed))
+        return apply_op(self._index, op, prepared)
 
     # -- snapshots ---------------------------------------------------------------------------------
 
@@ -375,7 +339,10 @@ class EmbeddedStorage:
             return self._nearest(query, now, nar)
         return self._in_order(query, now, nar)
 
-    def _check(self, query: Query, now: float, nar: Narrowing, i: int) -> Hit | None:
+    def _check(self, query: Query, now: float, nar: Narrowing, i: int, inside: bool = False) -> Hit | None:
+        """`inside`: a vectorised test already showed the candidate clearly inside every (radius) spatial
+        constraint, which is then not tested again in Python. (The distance still is: the numpy one may
+        differ in the last bit, and hits are ordered by the exact one.)"""
         doc = self._index.docs[i]
         assert doc is not None
         # Cheap rejections first (matches() repeats them, after its costlier spatial test).
@@ -385,7 +352,7 @@ class EmbeddedStorage:
             if getattr(doc, attr) not in allowed:
                 return None
         meta = self._index.entry_of[i].meta  # type: ignore[union-attr]
-        if not matching.matches(query, doc, meta, now):
+        if not matching.matches(query, doc, meta, now, spatial_known=inside):
             return None
         return Hit(item=doc, catalog=meta, distance=matching.distance(query, doc))
 
@@ -398,6 +365,9 @@ class EmbeddedStorage:
         limit = query.limit
         hits: list[Hit] = []
         worst: list[float] = []            # max-heap (negated) of the best `limit` true distances
+        # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised.
+        radius = _radius_of(query)
+        sure = radius * (1 - 1e-9) - 1e-3 if radius is not None else -1.0
         for chunk, dist in ascending(ids, approx):
             for j in range(0, len(chunk), 64):
                 if len(worst) == limit:
@@ -405,8 +375,8 @@ class EmbeddedStorage:
                     nxt = float(dist[j])
                     if kth < math.inf and (nxt != nxt or nxt > kth * (1 + _DIST_SLACK) + 1.0):
                         return matching.select(hits, limit)
-                for i in chunk[j:j + 64].tolist():
-                    hit = self._check(query, now, nar, i)
+                for i, d_i in zip(chunk[j:j + 64].tolist(), dist[j:j + 64].tolist()):
+                    hit = self._check(query, now, nar, i, d_i <= sure)
                     if hit is None:
                         continue
                     hits.append(hit)
@@ -458,6 +428,83 @@ def _coverage_of(docs: list, ids: list[int], query: CoverageQuery) -> Coverage:
     for d in live:
         tally.add(d.lon, d.lat, d.connector_type, status_label(d.status, d.status_at, query.fresh_after))
     return Coverage(total=len(live), cells=tally.cells())
+
+
+def apply_op(idx: Index, op: _Op, prepared: Prepared | None = None) -> Any:
+    """Apply one log record to an index in one synchronous step (the writer, and replay at open)."""
+    if isinstance(op, _Put):
+        idx.put(prepared if prepared is not None else prepare_put(idx, op))
+        return None
+    if isinstance(op, _Delete):
+        return idx.delete((op.bpp_id, op.catalog_id))
+    if isinstance(op, _Purge):
+        return apply_purge(idx, (op.bpp_id, op.catalog_id), op.now)
+    raise StorageCorrupt(f"unexpected log record {type(op).__name__}")
+
+
+def prepare_put(idx: Index, op: _Put) -> Prepared:
+    """A decoded put record's index entries, computed off to the side (touches nothing searches read)."""
+    raw_z = op.raw_z
+    if op.record.meta.raw:                     # tolerate an uncompressed raw
+        raw_z = zlib.compress(op.record.meta.raw, 1)
+        op.record.meta.raw = b""
+    return idx.prepare(op.record, raw_z, copy=False)
+
+
+def apply_purge(idx: Index, key: tuple[str, str], now: float) -> PurgeStats:
+    entry = idx.catalogs.get(key)
+    if entry is None:
+        return PurgeStats()
+    if entry.meta.expires_at is not None and entry.meta.expires_at <= now:
+        idx.delete(key)
+        return PurgeStats(catalogs=1)
+    if entry.offer_end is None or entry.offer_end >= now:
+        return PurgeStats()
+    removed: set[str] = set()
+    items = []
+    for doc in entry.record.items:
+        keep = [o for o in doc.offers if o.valid_to is None or o.valid_to >= now]
+        if len(keep) != len(doc.offers):
+            removed.update(o.id for o in doc.offers if o.valid_to is not None and o.valid_to < now)
+            doc = msgspec.structs.replace(doc, offers=keep)
+        items.append(doc)
+    idx.replace_docs(entry, CatalogRecord(meta=entry.meta, items=items))
+    return PurgeStats(offers=len(removed))
+
+
+def load_snapshot(idx: Index, path: Path) -> None:
+    """Load a snapshot file into `idx`; StorageCorrupt when it is incomplete."""
+    scan = FrameScan(path)
+    head: _SnapHead | None = None
+    count = 0
+    end: _SnapEnd | None = None
+    for _, payload in scan:
+        op = _decoder.decode(payload)
+        if isinstance(op, _SnapHead):
+            head = op
+        elif isinstance(op, _SnapEnd):
+            end = op
+        else:
+            apply_op(idx, op)
+            count += 1
+    if not scan.clean or head is None or end is None or end.catalogs != count:
+        raise StorageCorrupt(f"{path} is incomplete or damaged; move it away to start from the logs "
+                             "(catalogs published before it are then lost until re-published)")
+
+
+def _radius_of(query: Query) -> float | None:
+    """The radius when every spatial constraint is "within d metres of the ordering origin" (a radius query),
+    else None. Such a constraint is exactly haversine(origin, station) <= d (`cds.core.spatial`)."""
+    if not query.spatial or query.origin is None:
+        return None
+    radius = math.inf
+    for f in query.spatial:
+        g = f.geometry
+        if (f.op != "dwithin" or getattr(f, "negate", False) or g.geom_type != "Point"
+                or (g.x, g.y) != query.origin):
+            return None
+        radius = min(radius, f.distance_m)
+    return radius
 
 
 def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:

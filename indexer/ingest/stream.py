@@ -186,7 +186,8 @@ class IngestStream:
         i = self.keys.partition_of(entry.publisher_id)
         try:
             # asyncio.timeout, not wait_for: on 3.11 wait_for can swallow a cancellation (shutdown hangs).
-            async with asyncio.timeout(APPEND_TIMEOUT_S):
+            # a big catalog takes Redis a while to copy and fsync: the bound grows with it (~10 MB/s)
+            async with asyncio.timeout(APPEND_TIMEOUT_S + len(data) / (10 << 20)):
                 res = await self._append(
                     keys=[self.keys.stream(i), self.keys.bytes, self.keys.dedup(entry), *self.keys.all_streams()],
                     args=[data, entry.publisher_id, len(data), self.max_backlog, self.max_backlog_bytes,

@@ -23,8 +23,13 @@ if TYPE_CHECKING:
 log = logging.getLogger("cds.indexer")
 
 
-async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -> int:
-    """Run one worker until SIGTERM/SIGINT (or `stop`); 0 on a clean stop, 2 on a startup error."""
+async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None, *, storage: "Storage | None" = None,
+                      purge: bool = False, init_indices: bool = True) -> int:
+    """Run one worker until SIGTERM/SIGINT (or `stop`); 0 on a clean stop, 2 on a startup error.
+    `storage`: an index made by the caller (the ingest process of `cds serve --workers N` passes the
+    embedded writer whose log the serving workers follow); `purge`: also run the expiry sweep (that
+    process is the index's only writer); `init_indices`: create/migrate Elasticsearch indices at start (not
+    for `cds serve`, which leaves that to `cds index init` as it always has)."""
     from aiohttp import ClientSession
 
     from cds.metrics import new_metrics
@@ -41,7 +46,7 @@ async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -
     for sig in (signal.SIGTERM, signal.SIGINT):
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
-    storage = build_storage(settings)
+    storage = storage or build_storage(settings)
     try:
         await storage.open()
     except RuntimeError as e:       # e.g. the embedded index is locked by `cds serve`
@@ -49,17 +54,20 @@ async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -
                   "a separate `cds indexer` needs CDS_ES_URL or a data directory of its own)", e)
         await redis.aclose()
         return 2
-    init = asyncio.ensure_future(_init_indices(storage, stop))
+    init = asyncio.ensure_future(_init_indices(storage, stop) if init_indices else asyncio.sleep(0))
     metrics = new_metrics()
     session: ClientSession = make_session(settings)
     service = CatalogIndexer(storage, settings, metrics, Outbound(session, Signer(settings), settings))
     worker = StreamWorker(IngestStream.from_settings(redis, settings), service, storage, settings, metrics)
     runner = await _serve_probes(settings, worker, storage, metrics) if settings.indexer_port else None
+    sweeper = asyncio.ensure_future(_purge_loop(settings, storage, metrics, stop)) if purge else None
     log.info("indexer %s started (storage: %s)", worker.name, storage.name)
     try:
         await worker.run(stop)
     finally:
         init.cancel()
+        if sweeper is not None:
+            sweeper.cancel()
         if runner is not None:
             await runner.cleanup()
         await session.close()
@@ -67,6 +75,17 @@ async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None) -
         await redis.aclose()
     log.info("indexer %s stopped", worker.name)
     return 0
+
+
+async def _purge_loop(settings: "Settings", storage: "Storage", metrics: "Metrics", stop: asyncio.Event) -> None:
+    import time
+
+    from indexer.purge import sweep_expired
+
+    while not stop.is_set():
+        await pause(stop, settings.purge_interval_s)
+        if not stop.is_set():
+            await sweep_expired(storage, metrics, time.time())
 
 
 async def _init_indices(storage: "Storage", stop: asyncio.Event) -> None:

@@ -3,11 +3,15 @@ context checks, and ACK/NACK bodies."""
 
 from __future__ import annotations
 
+import time
+
+import orjson
 import pytest
 
+from cds.core import errors as E
 from cds.core.errors import BecknError
 from cds.core.protocol import (MAX_ID_LEN, PUBLISH_ACTIONS, ack_body, detect_dialect, nack_body, parse_context,
-                               parse_discover, parse_publish, peek_ids)
+                               parse_discover, parse_json, parse_publish, peek_ids)
 from cds.core.timeutil import parse_instant
 from tests.harness import FIXTURES, load_fixture
 
@@ -156,3 +160,57 @@ def test_ack_nack_shapes():
     assert a == {"message": {"ack": {"status": "NACK"}}, "error": {"code": "CTX_MISSING_FIELD", "message": "no context", "paths": "context"}}
     b = orjson.loads(nack_body(err, "B"))
     assert b["status"] == "NACK" and b["error"]["errorCode"] == "CTX_MISSING_FIELD"
+
+
+# --- big publish bodies are read as a skeleton before the ACK (docs/decisions.md §24) ------------------------
+
+def _big_publish(pad_items: int = 2000) -> dict:
+    doc = load_fixture("UBC_catalog_publish_ev-charging-catalog-publish.json")
+    cat = doc["message"]["catalogs"][0]
+    cat["beckn:items"] = cat["beckn:items"] * (pad_items // max(1, len(cat["beckn:items"])) + 1)
+    doc["message"]["publishDirectives"] = {"updateMode": "MERGE"}
+    doc["unrelated"] = {"x": 1}
+    return doc
+
+
+def test_a_big_publish_skeleton_answers_the_ack_checks_like_the_full_parse():
+    from cds.core.protocol import SKELETON_MIN_BYTES, parse_publish_json
+
+    doc = _big_publish()
+    body = orjson.dumps(doc)
+    assert len(body) >= SKELETON_MIN_BYTES
+    full, skel = parse_json(body), parse_publish_json(body)
+    assert skel["context"] == full["context"]
+    now = time.time()
+    reqs = []
+    for d in (full, skel):
+        d["context"]["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime(now))
+        ctx = parse_context(d, expected_actions=PUBLISH_ACTIONS, now=now, clock_skew_s=5)
+        reqs.append(parse_publish(d, ctx))
+    a, b = reqs
+    assert a.update_mode == b.update_mode == "MERGE"
+    for ca, cb in zip(a.catalogs, b.catalogs, strict=True):
+        for key in ("beckn:id", "beckn:bppId", "beckn:descriptor"):
+            assert ca.get(key) == cb.get(key)
+        assert len(orjson.dumps(ca["beckn:items"])) > 64 << 10 and "beckn:items" in cb   # left undecoded
+
+
+@pytest.mark.parametrize("mutate", [lambda d: d.__setitem__("message", ["not", "an", "object"]),
+                                    lambda d: d["message"].__setitem__("catalogs", "nope"),
+                                    lambda d: d["message"]["catalogs"].append(7)])
+def test_a_big_publish_of_another_shape_is_parsed_in_full(mutate):
+    from cds.core.protocol import parse_publish_json
+
+    doc = _big_publish()
+    mutate(doc)
+    body = orjson.dumps(doc)
+    assert parse_publish_json(body) == parse_json(body)
+
+
+def test_a_big_body_that_is_not_json_is_the_same_nack():
+    from cds.core.protocol import SKELETON_MIN_BYTES, parse_publish_json
+
+    body = b'{"context": {' + b" " * SKELETON_MIN_BYTES
+    with pytest.raises(BecknError) as e:
+        parse_publish_json(body)
+    assert e.value.code == E.SCH_INVALID_JSON

@@ -279,7 +279,8 @@ async def test_repeated_replace_does_not_grow_the_index(tmp_path):
             sizes.append((store.index_size(), len(rec.items), rec))
     for size, n, rec in sizes[-1:]:
         assert size["items"] == n and size["live_slots"] == n and size["catalogs"] == 1
-        assert size["doc_slots"] <= 26                       # ids are reused
+        # ids are reused; a replace holds the old and the new version at once (double-buffered swap)
+        assert size["doc_slots"] <= 2 * 26
         assert size["entry_slots"] <= 2
         # one grid entry per located item, one posting per set key, two catalog-term keys
         located = sum(it.lon is not None for it in rec.items)

@@ -15,7 +15,8 @@ from cds.core import errors as E
 from cds.trust.auth import Inbound, authenticate
 from cds.core.errors import BecknError
 from cds.core.models import DIALECT_A
-from cds.core.protocol import ack_body, detect_dialect, nack_body, parse_context, parse_json, peek_ids
+from cds.core.protocol import (ack_body, detect_dialect, nack_body, parse_context, parse_json, parse_publish_json,
+                               peek_ids)
 from cds.trust.ratelimit import check_rate
 from cds.api.appkeys import METRICS, RATE_LIMIT, REGISTRY, SETTINGS, TASKS
 
@@ -46,12 +47,13 @@ async def read_body(request: web.Request, limit: int) -> bytes:
     return b"".join(chunks)
 
 
-async def receive(request: web.Request, *, actions: set[str], limit: int) -> Inbound:
+async def receive(request: web.Request, *, actions: set[str], limit: int, skeleton: bool = False) -> Inbound:
+    """`skeleton`: a publish, whose catalogs' items the checks before the ACK never read (`parse_publish_json`)."""
     app = request.app
     settings = app[SETTINGS]
     received_at = time.time()
     body = await read_body(request, limit)
-    doc = parse_json(body)
+    doc = parse_publish_json(body) if skeleton else parse_json(body)
     request[DIALECT] = detect_dialect(doc)
     request[IDS] = peek_ids(doc)
     ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)

@@ -12,6 +12,6 @@ from cds.core.protocol import PUBLISH_ACTIONS
 class PublishView(web.View):
     async def post(self) -> web.Response:
         settings = self.request.app[SETTINGS]
-        inbound = await receive(self.request, actions=PUBLISH_ACTIONS, limit=settings.max_publish_bytes)
+        inbound = await receive(self.request, actions=PUBLISH_ACTIONS, limit=settings.max_publish_bytes, skeleton=True)
         await self.request.app[PUBLISH].accept(inbound)
         return ack(self.request)

@@ -1,0 +1,135 @@
+"""`cds serve --workers N` (docs/decisions.md §P): N serving processes on one port, plus the processes
+they share, all children of this supervisor.
+
+- Serving workers: `cds serve --worker`, each binding the port with SO_REUSEPORT (the kernel spreads
+  connections over them). With the embedded index each holds a read-only copy that follows the ingest
+  process's write-ahead log (`indexer.embedded.follower`).
+- The ingest process (`cds.cli.ingest_process`): consumes the publish stream, normalises, writes the index,
+  sends `on_catalog_publish`. Not started with Elasticsearch and an operator's Redis under
+  CDS_INDEXER_IN_API=auto/false: `cds indexer` replicas do that job there, as with one process.
+- Without CDS_REDIS_URL, a private redis-server (`cds.cli.localredis`) holds the state the workers share.
+- Metrics: every child writes to one PROMETHEUS_MULTIPROC_DIR, so any worker's /metrics covers them all.
+
+A child that dies is started again (after a short pause); SIGTERM/SIGINT stop the workers first (they
+finish their requests), then the ingest process, then Redis.
+"""
+
+from __future__ import annotations
+
+import logging
+import os
+import shutil
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+from cds.config import Settings
+from cds.cli.localredis import LocalRedis
+from cds.metrics import MULTIPROC_ENV
+
+log = logging.getLogger("cds.supervisor")
+
+RESTART_PAUSE_S = 1.0
+
+
+class _Child:
+    def __init__(self, name: str, argv: list[str], env: dict[str, str]) -> None:
+        self.name, self.argv, self.env = name, argv, env
+        self.proc: subprocess.Popen | None = None
+        self.started = 0.0
+
+    def start(self) -> None:
+        self.proc = subprocess.Popen(self.argv, env=self.env)
+        self.started = time.monotonic()
+
+    def exited(self) -> int | None:
+        return None if self.proc is None else self.proc.poll()
+
+
+def ingest_needed(settings: Settings, local_redis: bool) -> bool:
+    """Who indexes: the ingest process, unless Elasticsearch is fed by separate `cds indexer` replicas."""
+    if not settings.es_url or local_redis:
+        return True
+    return settings.indexer_in_api == "true"
+
+
+def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool) -> int:
+    data = settings.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    env = dict(os.environ)
+    redis: LocalRedis | None = None
+    if not settings.redis_url:
+        redis = LocalRedis(data / "redis").start()
+        env["CDS_REDIS_URL"] = redis.url
+    metrics_dir = (data / "metrics").resolve()
+    shutil.rmtree(metrics_dir, ignore_errors=True)
+    metrics_dir.mkdir(parents=True)
+    env[MULTIPROC_ENV] = str(metrics_dir)
+    env["CDS_DATA_DIR"] = str(data.resolve())
+    demo_args = ["--demo"] if demo else []
+    addr = ["--host", host, "--port", str(port)]
+    children: list[_Child] = []
+    if ingest_needed(settings, redis is not None):
+        children.append(_Child("ingest", [sys.executable, "-m", "cds.cli.ingest_process", *demo_args, *addr],
+                               {**env, "CDS_INDEXER_PORT": "0"}))
+    worker_args = ["--worker", *(["--machine-redis"] if redis is not None else []), *demo_args, *addr]
+    children += [_Child(f"worker-{i}", [sys.executable, "-m", "cds", "serve", *worker_args], env) for i in range(n)]
+    stopping = False
+
+    def stop(signum: int, _frame: object) -> None:
+        nonlocal stopping
+        stopping = True
+
+    signal.signal(signal.SIGTERM, stop)
+    signal.signal(signal.SIGINT, stop)
+    for c in children:
+        c.start()
+    print(f"cds serve: {n} workers on http://{host}:{port}{settings.base_path} (pids "
+          f"{', '.join(str(c.proc.pid) for c in children if c.proc)})"
+          f"{'; local redis ' + redis.url if redis else ''}", file=sys.stderr)
+    try:
+        while not stopping:
+            for c in children:
+                code = c.exited()
+                if code is None or stopping:
+                    continue
+                _mark_dead(c, metrics_dir)
+                log.error("%s (pid %s) exited with %s; restarting", c.name, c.proc.pid if c.proc else "?", code)
+                print(f"cds serve: {c.name} exited with {code}; restarting", file=sys.stderr)
+                if time.monotonic() - c.started < RESTART_PAUSE_S:
+                    time.sleep(RESTART_PAUSE_S)
+                c.start()
+            time.sleep(0.1)
+    finally:
+        workers = [c for c in children if c.name != "ingest"]
+        _stop(workers)
+        _stop([c for c in children if c.name == "ingest"])
+        if redis is not None:
+            redis.stop()
+    return 0
+
+
+def _stop(children: list[_Child], timeout_s: float = 15.0) -> None:
+    for c in children:
+        if c.proc is not None and c.proc.poll() is None:
+            c.proc.send_signal(signal.SIGTERM)
+    deadline = time.monotonic() + timeout_s
+    for c in children:
+        if c.proc is None:
+            continue
+        try:
+            c.proc.wait(max(0.1, deadline - time.monotonic()))
+        except subprocess.TimeoutExpired:
+            c.proc.kill()
+            c.proc.wait(5)
+
+
+def _mark_dead(c: _Child, metrics_dir: Path) -> None:
+    """Its live gauges stop counting (its counters stay: they are totals)."""
+    if c.proc is None:
+        return
+    from prometheus_client import multiprocess
+
+    multiprocess.mark_process_dead(c.proc.pid, str(metrics_dir))

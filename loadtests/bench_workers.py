@@ -1,0 +1,239 @@
+"""Multi-process serving benchmark (docs/decisions.md §G, §P): `cds serve --workers N` against a bare aiohttp
+hello-world, driven by wrk (Debian package `wrk`) with pre-signed synchronous GET discovers.
+
+    python -m loadtests.bench_workers --connectors 100000 --workers 1,2 --duration 20
+
+Builds (once, reused from --work) an embedded index of the generated network, starts each server as its
+own process tree, and per configuration reports: saturation throughput (wrk closed loop), server CPU per
+request (user+system time of every process of the server tree / requests), latency percentiles, and the
+same at ~70 % of the measured saturation (each wrk connection paced with a Lua `delay`). Requests are the
+generator's query mix, signed once with a long validity (a synchronous GET discover is not replay-checked).
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import tempfile
+import time
+import urllib.request
+from pathlib import Path
+
+import orjson
+
+from cds.config import Settings
+from cds.core.timeutil import rfc3339
+from cds.demo.generator import generate_network
+from cds.keys import generate_keypair
+from cds.trust.signing import sign_request
+from loadtests.bench_engine import build
+from loadtests.bench_procs import loadavg
+
+REPO = Path(__file__).resolve().parents[1]
+CLK = os.sysconf("SC_CLK_TCK")
+
+
+def _tree(pid: int) -> list[int]:
+    out, todo = [], [pid]
+    while todo:
+        p = todo.pop()
+        out.append(p)
+        try:
+            kids = Path(f"/proc/{p}/task/{p}/children").read_text().split()
+        except OSError:
+            kids = []
+        todo += [int(k) for k in kids]
+    return out
+
+
+def cpu_s(pids: list[int]) -> float:
+    total = 0.0
+    for p in pids:
+        try:
+            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+        except OSError:
+            continue
+        total += (int(f[11]) + int(f[12])) / CLK
+    return total
+
+
+def prepare(work: Path, connectors: int, seed: int) -> tuple[dict[str, str], list[bytes]]:
+    """Index, registry, keys; returns the server env and the wrk requests (raw HTTP)."""
+    net = generate_network(connectors, seed=seed)
+    data = work / "data"
+    marker = work / f"built-{connectors}-{seed}"
+    if not marker.exists():
+        shutil.rmtree(data, ignore_errors=True)
+        settings = Settings(data_dir=str(data))
+
+        async def go() -> None:
+            storage, info = await build(net, data / "index", settings, fsync=False)
+            await storage.close()
+            print(f"index built: {info}", file=sys.stderr)
+        asyncio.run(go())
+        marker.touch()
+    (work / "registry.json").write_bytes(orjson.dumps(net.registry_records()))
+    seed_b64, _pub = generate_keypair()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    env.update({"CDS_DATA_DIR": str(data), "CDS_REGISTRY_FILE": str(work / "registry.json"),
+                "CDS_SIGNING_PRIVATE_KEY": seed_b64, "CDS_LOG_LEVEL": "WARNING", "CDS_FANOUT_MAX_BPPS": "0",
+                "PYTHONPATH": str(REPO)})
+    key = net.bap.signing_key()
+    reqs = []
+    now = time.time()
+    for _kind, doc in net.labeled_query_mix(400, seed=seed):
+        doc["context"].update(timestamp=rfc3339(now), ttl="PT1H")
+        body = orjson.dumps(doc)
+        auth = sign_request(body, subscriber_id=net.bap.subscriber_id, key_id=net.bap.key_id, key=key, ttl_s=3300)
+        reqs.append(body + b"\x00" + auth.encode())
+    return env, reqs
+
+
+LUA = r"""
+local reqs = {}
+local i = 0
+local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+init = function(args)
+  local f = assert(io.open(os.getenv("BENCH_REQS"), "rb"))
+  local data = f:read("*a")
+  f:close()
+  for rec in string.gmatch(data, "([^\1]+)") do
+    local body, auth = string.match(rec, "^(.-)%z(.*)$")
+    reqs[#reqs + 1] = wrk.format("GET", "/beckn/discover",
+      {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
+  end
+  i = math.random(#reqs)
+end
+request = function()
+  i = i % #reqs + 1
+  return reqs[i]
+end
+delay = function()
+  if pause > 0 then return pause end
+  return 0
+end
+"""
+
+
+def run_wrk(url: str, lua: Path, reqs: Path, *, duration: int, connections: int, threads: int,
+            delay_ms: float = 0) -> dict[str, float]:
+    env = {**os.environ, "BENCH_REQS": str(reqs), "BENCH_DELAY_MS": str(int(delay_ms))}
+    args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(lua), url]
+    out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
+    res: dict[str, float] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
+                             "requests": float(re.search(r"(\d+) requests in", out).group(1))}
+    for p in ("50", "75", "90", "99"):
+        m = re.search(rf"\s{p}%\s+([\d.]+)(us|ms|s)", out)
+        if m:
+            v = float(m.group(1)) * {"us": 0.001, "ms": 1.0, "s": 1000.0}[m.group(2)]
+            res[f"p{p}"] = v
+    non2xx = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
+    res["non2xx"] = float(non2xx.group(1)) if non2xx else 0.0
+    return res
+
+
+def wait_ready(url: str, workers: int, timeout: float = 180.0) -> None:
+    seen: set[str] = set()
+    deadline = time.time() + timeout
+    while time.time() < deadline:
+        try:
+            with urllib.request.urlopen(url + "/health/ready", timeout=2) as r:
+                seen.add(r.headers.get("X-CDS-Worker") or "single")
+                if len(seen) >= workers:
+                    return
+        except OSError:
+            pass
+        time.sleep(0.05)
+    raise RuntimeError(f"{url}: not ready")
+
+
+def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers: int, args, lua: Path,
+            reqs: Path, hello: bool = False, cwd: Path = REPO) -> dict[str, float]:
+    proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+                            start_new_session=True)
+    url = f"http://127.0.0.1:{port}"
+    try:
+        wait_ready(url, 1 if hello else workers)
+        if not hello:
+            # new connections until every worker answered (SO_REUSEPORT hashes connections)
+            wait_ready(url, workers)
+        run_wrk(url, lua, reqs, duration=3, connections=args.connections, threads=args.threads)   # warm-up
+        pids = _tree(proc.pid)
+        c0 = cpu_s(pids)
+        res = run_wrk(url, lua, reqs, duration=args.duration, connections=args.connections, threads=args.threads)
+        res["cpu_ms_per_req"] = (cpu_s(pids) - c0) * 1000 / max(1.0, res["requests"])
+        if not hello:
+            # ~70 % of saturation: each connection waits so that C / (latency + delay) = 0.7 x saturation
+            target = 0.7 * res["rps"]
+            delay = max(0.0, args.connections / target * 1000 - res["p50"])
+            paced = run_wrk(url, lua, reqs, duration=args.duration, connections=args.connections,
+                            threads=args.threads, delay_ms=delay)
+            res.update({f"paced_{k}": v for k, v in paced.items()})
+        print(f"{name}: {res}", file=sys.stderr)
+        return res
+    finally:
+        os.killpg(proc.pid, signal.SIGTERM)
+        try:
+            proc.wait(30)
+        except subprocess.TimeoutExpired:
+            os.killpg(proc.pid, signal.SIGKILL)
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(prog="python -m loadtests.bench_workers", description=__doc__.splitlines()[0])
+    p.add_argument("--connectors", type=int, default=100_000)
+    p.add_argument("--seed", type=int, default=42)
+    p.add_argument("--workers", default="1,2")
+    p.add_argument("--duration", type=int, default=20)
+    p.add_argument("--connections", type=int, default=16)
+    p.add_argument("--threads", type=int, default=2)
+    p.add_argument("--port", type=int, default=18640)
+    p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cds-bench-workers")
+    p.add_argument("--baseline", type=Path, default=None,
+                   help="a checkout of an older version (e.g. a git worktree of main): its one-process `cds serve` "
+                        "is measured in the same run, as the 'before'")
+    args = p.parse_args(argv)
+    if shutil.which("wrk") is None:
+        print("wrk is needed: apt-get install -y wrk", file=sys.stderr)
+        return 2
+    args.work.mkdir(parents=True, exist_ok=True)
+    env, reqs = prepare(args.work, args.connectors, args.seed)
+    reqs_file = args.work / "requests.bin"
+    reqs_file.write_bytes(b"\x01".join(reqs))
+    lua = args.work / "discover.lua"
+    lua.write_text(LUA)
+    load_before = loadavg()
+    rows = []
+    hello = measure("hello", [sys.executable, "-m", "loadtests.hello", "--port", str(args.port)], env, args.port, 1,
+                    args, lua, reqs_file, hello=True)
+    if args.baseline is not None:
+        benv = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        rows.append(("before", measure("before", [sys.executable, "-m", "cds", "serve", "--port", str(args.port)],
+                                       benv, args.port, 1, args, lua, reqs_file, cwd=args.baseline)))
+    for n in [int(x) for x in args.workers.split(",")]:
+        argv_ = [sys.executable, "-m", "cds", "serve", "--workers", str(n), "--port", str(args.port)]
+        rows.append((n, measure(f"cds x{n}", argv_, env, args.port, n, args, lua, reqs_file)))
+    base = next(r["rps"] for n, r in rows if n == 1)
+    print(f"\nCommand: `python -m loadtests.bench_workers {' '.join(argv if argv is not None else sys.argv[1:])}` "
+          f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); load average before {load_before}, after "
+          f"{loadavg()}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s on the same machine.\n")
+    print("| server | req/s | × 1 worker | × hello | CPU per request | p50 | p99 | at ~70 %: req/s | p50 | p99 | non-2xx |")
+    print("| --- | --- | --- | --- | --- | --- | --- | --- | --- | --- | --- |")
+    print(f"| aiohttp hello-world, 1 process | {hello['rps']:,.0f} | — | 1 | {hello['cpu_ms_per_req']:.3f} ms | "
+          f"{hello['p50']:.2f} ms | {hello['p99']:.2f} ms | — | — | — | {hello['non2xx']:.0f} |")
+    for n, r in rows:
+        label = f"before ({args.baseline}), 1 process" if n == "before" else f"cds serve --workers {n}"
+        print(f"| {label} | {r['rps']:,.0f} | {r['rps'] / base:.2f} | {r['rps'] / hello['rps']:.3f} | "
+              f"{r['cpu_ms_per_req']:.3f} ms | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['paced_rps']:,.0f} | "
+              f"{r['paced_p50']:.2f} ms | {r['paced_p99']:.2f} ms | {r['non2xx'] + r['paced_non2xx']:.0f} |")
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
