@@ -111,15 +111,19 @@ class Metrics:
                                          "Publishes refused before queueing (overloaded|unavailable)", ["reason"],
                                          registry=registry)
 
-    def render(self) -> tuple[bytes, str]:
+    def server_registry(self) -> CollectorRegistry:
+        """The whole server's series: this registry, or, with N workers, all processes' files summed."""
         if multiprocess_dir() is None:
-            return generate_latest(self.registry), CONTENT_TYPE_LATEST
+            return self.registry
         from prometheus_client.multiprocess import MultiProcessCollector
 
         every = CollectorRegistry()
         MultiProcessCollector(every)
-        runtime = generate_latest(self.runtime) if self.runtime is not None else b""
-        return generate_latest(every) + runtime, CONTENT_TYPE_LATEST
+        return every
+
+    def render(self) -> tuple[bytes, str]:
+        runtime = generate_latest(self.runtime) if self.runtime is not None and multiprocess_dir() else b""
+        return generate_latest(self.server_registry()) + runtime, CONTENT_TYPE_LATEST
 
 
 def new_metrics() -> Metrics:

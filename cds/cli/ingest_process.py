@@ -32,13 +32,7 @@ async def _run(args: argparse.Namespace) -> int:
 
         index_dir = settings.data_path / "index"
         storage = EmbeddedStorage(index_dir, followers=FollowerPositions(index_dir))
-    if args.demo:
-        from cds.demo.seed import seed
-        from indexer.factory import build_storage
-
-        storage = storage or build_storage(settings)
-        await storage.open()
-        await seed(storage, settings)
+    # the demo catalogs were seeded by `cds serve` before it started this process (cds.cli.main)
     stop = asyncio.Event()
     watch = asyncio.ensure_future(_stop_with_parent(stop))
     try:

@@ -46,6 +46,8 @@ def _serve(args: argparse.Namespace) -> int:
     if workers > 1:
         from cds.cli.supervisor import run_workers
 
+        if args.demo:   # seeded before any worker can answer: a ready demo has its catalogs
+            asyncio.run(_seed_demo_once(settings))
         return run_workers(settings, workers, host=args.host, port=args.port, demo=args.demo)
     app = create_app(settings)
     if args.demo:
@@ -104,6 +106,18 @@ async def _exit_with_parent(app) -> None:
         os.kill(os.getpid(), signal.SIGTERM)
 
     app["parent_watch"] = asyncio.ensure_future(watch())
+
+
+async def _seed_demo_once(settings) -> None:
+    from cds.demo.seed import seed
+    from indexer.factory import build_storage
+
+    storage = build_storage(settings)
+    await storage.open()
+    try:
+        await seed(storage, settings)
+    finally:
+        await storage.close()
 
 
 def _keygen(args: argparse.Namespace) -> int:
@@ -253,8 +267,10 @@ def build_parser() -> argparse.ArgumentParser:
     s.add_argument("--workers", type=_positive, default=None,
                    help="serving processes on the port (default CDS_WORKERS, else the number of CPUs); "
                         "1 = everything in one process")
-    s.add_argument("--worker", action="store_true", help=argparse.SUPPRESS)   # started by the supervisor
-    s.add_argument("--machine-redis", action="store_true", help=argparse.SUPPRESS)   # ... with its own Redis
+    s.add_argument("--worker", action="store_true",
+                   help="internal: run as one serving process of the `--workers N` supervisor")
+    s.add_argument("--machine-redis", action="store_true",
+                   help="internal, with --worker: the shared state is the supervisor's machine-local Redis")
     s.set_defaults(func=_serve)
     k = sub.add_parser("keygen", help="print a new Ed25519 key pair (base64 seed and public key)",
                        description="Print a new Ed25519 key pair: the seed is CDS_SIGNING_PRIVATE_KEY (keep it "

@@ -24,6 +24,7 @@ import subprocess
 import sys
 import time
 from pathlib import Path
+from typing import Callable
 
 from cds.config import Settings
 from cds.cli.localredis import LocalRedis
@@ -86,9 +87,11 @@ def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool)
     signal.signal(signal.SIGINT, stop)
     for c in children:
         c.start()
-    print(f"cds serve: {n} workers on http://{host}:{port}{settings.base_path} (pids "
-          f"{', '.join(str(c.proc.pid) for c in children if c.proc)})"
-          f"{'; local redis ' + redis.url if redis else ''}", file=sys.stderr)
+    url = f"http://{host}:{port}{settings.base_path}"
+    fields = {"workers": n, "pids": [c.proc.pid for c in children if c.proc], "url": url,
+              **({"local_redis": redis.url} if redis else {})}
+    if _wait_bound(host, port, lambda: stopping or any(c.exited() is not None for c in children)):
+        log.info(f"listening on {url}", extra={"fields": fields})
     try:
         while not stopping:
             for c in children:
@@ -97,7 +100,6 @@ def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool)
                     continue
                 _mark_dead(c, metrics_dir)
                 log.error("%s (pid %s) exited with %s; restarting", c.name, c.proc.pid if c.proc else "?", code)
-                print(f"cds serve: {c.name} exited with {code}; restarting", file=sys.stderr)
                 if time.monotonic() - c.started < RESTART_PAUSE_S:
                     time.sleep(RESTART_PAUSE_S)
                 c.start()
@@ -109,6 +111,21 @@ def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool)
         if redis is not None:
             redis.stop()
     return 0
+
+
+def _wait_bound(host: str, port: int, give_up: Callable[[], bool], timeout_s: float = 120.0) -> bool:
+    """Wait until a worker accepts connections on the port (so "listening on" is true when logged)."""
+    import socket
+
+    deadline = time.monotonic() + timeout_s
+    target = "127.0.0.1" if host in ("0.0.0.0", "") else "::1" if host == "::" else host
+    while time.monotonic() < deadline and not give_up():
+        try:
+            with socket.create_connection((target, port), timeout=0.5):
+                return True
+        except OSError:
+            time.sleep(0.1)
+    return False
 
 
 def _stop(children: list[_Child], timeout_s: float = 15.0) -> None:

@@ -38,7 +38,7 @@ class MetricView:
 
     def __init__(self, metrics: Metrics) -> None:
         self._v: dict[str, dict[tuple, float]] = defaultdict(dict)
-        for family in metrics.registry.collect():
+        for family in metrics.server_registry().collect():   # the whole server, as /metrics shows it
             for s in family.samples:
                 self._v[s.name][tuple(sorted(s.labels.items()))] = s.value
 
