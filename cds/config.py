@@ -40,7 +40,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     es_refresh: str = "wait_for"             # refresh policy for catalog writes: wait_for | true | false
     redis_url: str | None = None
     data_dir: str = "./data"
-    allow_private_callbacks: bool = False
+    allow_private_callbacks: bool = False    # every non-public range (includes loopback)
+    allow_loopback_callbacks: bool = False   # loopback only (what --demo sets)
     fanout_timeout_ms: int = 3000
     fanout_max_bpps: int = 20
     domain: str = "beckn.one:deg:ev-charging"
@@ -187,6 +188,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REDIS_URL": ("redis_url", _str),
     "DATA_DIR": ("data_dir", _str),
     "ALLOW_PRIVATE_CALLBACKS": ("allow_private_callbacks", _bool),
+    "ALLOW_LOOPBACK_CALLBACKS": ("allow_loopback_callbacks", _bool),
     "FANOUT_TIMEOUT_MS": ("fanout_timeout_ms", _pos_int),
     "FANOUT_MAX_BPPS": ("fanout_max_bpps", int),
     "DOMAIN": ("domain", _str),
