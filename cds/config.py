@@ -60,6 +60,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     callback_timeout_s: float = 5.0
     callback_retries: int = 3
     log_level: str = "INFO"
+    # --- slow and vanished clients (docs/decisions.md §28) ---
+    read_timeout_s: float = 10.0             # a request's head, then its body, must arrive within this
+    keepalive_timeout_s: float = 5.0         # an idle keep-alive connection is closed after this
+    max_connections: int = 0                 # open connections per process; 0 = half the open-file limit
     # --- fan-out ---
     fanout_incremental: bool = False         # cached answer first, then one on_discover per BPP reply
     fanout_reserve_ms: int = 200             # kept from context.ttl for merging and delivering the callback
@@ -207,6 +211,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "CALLBACK_TIMEOUT_S": ("callback_timeout_s", _pos_float),
     "CALLBACK_RETRIES": ("callback_retries", int),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    "READ_TIMEOUT_S": ("read_timeout_s", _pos_float),
+    "KEEPALIVE_TIMEOUT_S": ("keepalive_timeout_s", _pos_float),
+    "MAX_CONNECTIONS": ("max_connections", _nonneg_int),
     # --- fan-out ---
     "FANOUT_INCREMENTAL": ("fanout_incremental", _bool),
     "FANOUT_RESERVE_MS": ("fanout_reserve_ms", _nonneg_int),

@@ -12,8 +12,12 @@ _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 
 class Metrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY) -> None:
         self.registry = registry
-        self.requests = Counter("cds_requests_total", "Inbound Beckn requests by action and outcome (ack|nack|error)",
+        self.requests = Counter("cds_requests_total",
+                                "Inbound Beckn requests by action and outcome (ack|nack|error|aborted)",
                                 ["action", "outcome"], registry=registry)
+        self.connections_refused = Counter("cds_connections_refused_total",
+                                           "Connections refused with a 503 beyond CDS_MAX_CONNECTIONS",
+                                           registry=registry)
         self.latency = Histogram("cds_request_duration_seconds", "Inbound request latency until the HTTP reply",
                                  ["action", "outcome"], buckets=_LATENCY_BUCKETS, registry=registry)
         self.nacks = Counter("cds_nacks_total", "NACKs by NFH-008 code", ["action", "code"], registry=registry)

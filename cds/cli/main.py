@@ -14,6 +14,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from cds.api.app import create_app
+    from cds.api.server import serve
     from cds.logs import setup_logging
 
     overrides = {}
@@ -39,7 +40,7 @@ def _serve(args: argparse.Namespace) -> int:
         app.on_startup.append(seed_demo)
     print(f"CDS {settings.subscriber_id} listening on http://{args.host}:{args.port}{settings.base_path} "
           f"(storage: {'elasticsearch' if settings.es_url else 'embedded ' + str(settings.data_path)})", file=sys.stderr)
-    web.run_app(app, host=args.host, port=args.port, print=None, access_log=None, shutdown_timeout=5)
+    asyncio.run(serve(app, settings, host=args.host, port=args.port))
     return 0
 
 
