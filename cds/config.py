@@ -49,6 +49,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_results: int = 100
     max_discover_bytes: int = 1 << 20
     max_publish_bytes: int = 16 << 20
+    max_item_string_bytes: int = 8 << 10     # a published string (docs/decisions.md §27)
+    max_item_bytes: int = 64 << 10           # a published item's JSON with its offers; also a catalog header
     base_path: str = "/beckn"
     clock_skew_s: int = 5                    # tolerated future `created` on inbound signatures
     signature_ttl_s: int = 300               # validity window of signatures we create
@@ -200,6 +202,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "MAX_RESULTS": ("max_results", _pos_int),
     "MAX_DISCOVER_BYTES": ("max_discover_bytes", _pos_int),
     "MAX_PUBLISH_BYTES": ("max_publish_bytes", _pos_int),
+    "MAX_ITEM_STRING_BYTES": ("max_item_string_bytes", _pos_int),
+    "MAX_ITEM_BYTES": ("max_item_bytes", _pos_int),
     "BASE_PATH": ("base_path", _path_prefix),
     "CLOCK_SKEW_S": ("clock_skew_s", int),
     "SIGNATURE_TTL_S": ("signature_ttl_s", _pos_int),
