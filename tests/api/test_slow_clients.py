@@ -212,3 +212,22 @@ async def test_a_client_leaving_before_the_reply_is_aborted_but_the_publish_is_k
         assert counts.get("error", 0) == 0 and counts.get("ack", 0) + counts.get("aborted", 0) == 1
     finally:
         await runner.cleanup()
+
+
+async def test_running_out_of_descriptors_in_accept_is_one_line_not_a_traceback_storm(caplog):
+    from cds.api.server import quiet_accept_errors
+
+    loop = asyncio.get_running_loop()
+    previous = loop.get_exception_handler()
+    quiet_accept_errors(loop)
+    try:
+        with caplog.at_level("WARNING"):
+            for _ in range(500):     # what asyncio reports for every accept() of one wake-up at the fd limit
+                loop.call_exception_handler({"message": "socket.accept() out of system resource",
+                                             "exception": OSError(24, "Too many open files")})
+            loop.call_exception_handler({"message": "something else", "exception": ValueError("kept")})
+    finally:
+        loop.set_exception_handler(previous)
+    accept_lines = [r for r in caplog.records if "file descriptors" in r.getMessage()]
+    assert len(accept_lines) == 1 and accept_lines[0].exc_info is None
+    assert any("something else" in r.getMessage() for r in caplog.records)     # other errors still reported
