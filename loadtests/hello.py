@@ -11,9 +11,6 @@ import argparse
 
 from aiohttp import web
 
-from cds.api.server import runner_options
-from cds.config import Settings
-
 _BODY = b"Hello, world!"
 
 
@@ -32,8 +29,8 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=18080)
     a = p.parse_args(argv)
-    # The same runner options as `cds serve` (no access log, its timeouts), so only the handler differs.
-    web.run_app(create_app(), host=a.host, port=a.port, print=None, **runner_options(Settings()))
+    # No access log, like `cds serve`, so the handler is what differs (timeouts: cds/api/server.py).
+    web.run_app(create_app(), host=a.host, port=a.port, print=None, access_log=None, shutdown_timeout=5)
 
 
 if __name__ == "__main__":
