@@ -45,7 +45,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     es_generations_max_age_ms: int = 100     # a search's cached generations list is at most this old
     redis_url: str | None = None
     data_dir: str = "./data"
-    allow_private_callbacks: bool = False
+    allow_private_callbacks: bool = False    # every non-public range (includes loopback)
+    allow_loopback_callbacks: bool = False   # loopback only (what --demo sets)
     fanout_timeout_ms: int = 3000
     fanout_max_bpps: int = 20
     domain: str = "beckn.one:deg:ev-charging"
@@ -53,6 +54,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_results: int = 100
     max_discover_bytes: int = 1 << 20
     max_publish_bytes: int = 16 << 20
+    max_item_string_bytes: int = 8 << 10     # a published string (docs/decisions.md §27)
+    max_item_bytes: int = 64 << 10           # a published item's JSON with its offers; also a catalog header
     base_path: str = "/beckn"
     clock_skew_s: int = 5                    # tolerated future `created` on inbound signatures
     signature_ttl_s: int = 300               # validity window of signatures we create
@@ -64,6 +67,10 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     callback_timeout_s: float = 5.0
     callback_retries: int = 3
     log_level: str = "INFO"
+    # --- slow and vanished clients (docs/decisions.md §28) ---
+    read_timeout_s: float = 10.0             # a request's head, then its body, must arrive within this
+    keepalive_timeout_s: float = 5.0         # an idle keep-alive connection is closed after this
+    max_connections: int = 0                 # open connections per process; 0 = half the open-file limit
     # --- fan-out ---
     fanout_incremental: bool = False         # cached answer first, then one on_discover per BPP reply
     fanout_reserve_ms: int = 200             # kept from context.ttl for merging and delivering the callback
@@ -214,6 +221,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "REDIS_URL": ("redis_url", _str),
     "DATA_DIR": ("data_dir", _str),
     "ALLOW_PRIVATE_CALLBACKS": ("allow_private_callbacks", _bool),
+    "ALLOW_LOOPBACK_CALLBACKS": ("allow_loopback_callbacks", _bool),
     "FANOUT_TIMEOUT_MS": ("fanout_timeout_ms", _pos_int),
     "FANOUT_MAX_BPPS": ("fanout_max_bpps", int),
     "DOMAIN": ("domain", _str),
@@ -221,6 +229,8 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "MAX_RESULTS": ("max_results", _pos_int),
     "MAX_DISCOVER_BYTES": ("max_discover_bytes", _pos_int),
     "MAX_PUBLISH_BYTES": ("max_publish_bytes", _pos_int),
+    "MAX_ITEM_STRING_BYTES": ("max_item_string_bytes", _pos_int),
+    "MAX_ITEM_BYTES": ("max_item_bytes", _pos_int),
     "BASE_PATH": ("base_path", _path_prefix),
     "CLOCK_SKEW_S": ("clock_skew_s", int),
     "SIGNATURE_TTL_S": ("signature_ttl_s", _pos_int),
@@ -232,6 +242,9 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "CALLBACK_TIMEOUT_S": ("callback_timeout_s", _pos_float),
     "CALLBACK_RETRIES": ("callback_retries", int),
     "LOG_LEVEL": ("log_level", _choice("DEBUG", "INFO", "WARNING", "ERROR")),
+    "READ_TIMEOUT_S": ("read_timeout_s", _pos_float),
+    "KEEPALIVE_TIMEOUT_S": ("keepalive_timeout_s", _pos_float),
+    "MAX_CONNECTIONS": ("max_connections", _nonneg_int),
     # --- fan-out ---
     "FANOUT_INCREMENTAL": ("fanout_incremental", _bool),
     "FANOUT_RESERVE_MS": ("fanout_reserve_ms", _nonneg_int),

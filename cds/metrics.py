@@ -29,8 +29,12 @@ class Metrics:
     def __init__(self, registry: CollectorRegistry = REGISTRY, runtime: CollectorRegistry | None = None) -> None:
         self.registry = registry
         self.runtime = runtime              # process_*/python_* of this process (multiprocess mode)
-        self.requests = Counter("cds_requests_total", "Inbound Beckn requests by action and outcome (ack|nack|error)",
+        self.requests = Counter("cds_requests_total",
+                                "Inbound Beckn requests by action and outcome (ack|nack|error|aborted)",
                                 ["action", "outcome"], registry=registry)
+        self.connections_refused = Counter("cds_connections_refused_total",
+                                           "Connections refused with a 503 beyond CDS_MAX_CONNECTIONS",
+                                           registry=registry)
         self.latency = Histogram("cds_request_duration_seconds", "Inbound request latency until the HTTP reply",
                                  ["action", "outcome"], buckets=_LATENCY_BUCKETS, registry=registry)
         self.nacks = Counter("cds_nacks_total", "NACKs by NFH-008 code", ["action", "code"], registry=registry)

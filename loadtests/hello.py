@@ -29,7 +29,7 @@ def main(argv: list[str] | None = None) -> None:
     p.add_argument("--host", default="127.0.0.1")
     p.add_argument("--port", type=int, default=18080)
     a = p.parse_args(argv)
-    # Same run_app options as `cds serve` (no access log), so only the handler differs.
+    # No access log, like `cds serve`, so the handler is what differs (timeouts: cds/api/server.py).
     web.run_app(create_app(), host=a.host, port=a.port, print=None, access_log=None, shutdown_timeout=5)
 
 

@@ -16,6 +16,7 @@ def _serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from cds.api.app import create_app
+    from cds.api.server import serve
     from cds.logs import setup_logging
     from indexer.embedded.persist import DirLocked
 
@@ -40,8 +41,7 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker:     # one of the supervisor's serving processes (docs/decisions.md §P)
         app = create_app(settings, worker=True, machine_redis=args.machine_redis)
         app.on_startup.append(_exit_with_parent)
-        web.run_app(app, host=args.host, port=args.port, reuse_port=True, print=None,
-                    access_log=None, shutdown_timeout=5)
+        asyncio.run(serve(app, settings, host=args.host, port=args.port, reuse_port=True))
         return 0
     if workers > 1:
         from cds.cli.supervisor import run_workers
@@ -63,11 +63,11 @@ def _serve(args: argparse.Namespace) -> int:
     fields = {"subscriber_id": settings.subscriber_id, "url": url, "storage": storage,
               **({} if settings.es_url else {"data_dir": str(settings.data_path)})}
 
-    def listening(_aiohttp_banner: str) -> None:   # called once the socket is bound (after the startup hooks)
+    def listening() -> None:   # called once the socket is bound (after the startup hooks)
         log.info(f"listening on {url}", extra={"fields": fields})
 
     try:
-        web.run_app(app, host=args.host, port=args.port, print=listening, access_log=None, shutdown_timeout=5)
+        asyncio.run(serve(app, settings, host=args.host, port=args.port, on_listening=listening))
     except OSError as e:   # the port is taken, the address is not ours ...
         log.error(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
         return 2

@@ -6,7 +6,9 @@ with `resourceIds`) and the legacy attribute shapes still seen in the wild (flat
 The raw item/offer/catalog JSON is kept exactly as published; only the typed fields are derived.
 
 A catalog that cannot be indexed raises `BecknError` (the caller rejects that catalog and keeps the others);
-anything that only degrades one field (a bad location, an unreadable window) is a warning.
+an item or offer over a content bound (`cds.core.bounds`, docs/decisions.md §27) is left out with an
+`INVALID_ITEM` / `INVALID_OFFER` notice, listed first; anything that only degrades one field (a malformed
+location, an unreadable window) is a warning.
 """
 
 from __future__ import annotations
@@ -19,6 +21,8 @@ from typing import Any, Protocol
 import orjson
 
 from cds.core import errors as E
+from cds.core.bounds import (ITEM_REJECTED, OFFER_REJECTED, BoundsConfig, OverBound, check_item_total, check_json,
+                             out_of_range)
 from cds.core.dialects import as_list, catalog_dialect, period_values, pick
 from cds.core.errors import BecknError
 from cds.core.timeutil import daily_seconds_local, parse_instant
@@ -53,25 +57,40 @@ _NOT_POINT = "not-point"
 
 
 class _Warnings(list):
-    """Warning list capped at MAX_WARNINGS (one summary entry says how many were dropped)."""
+    """Warning list capped at MAX_WARNINGS (one summary entry says how many were dropped). Rejections of
+    items and offers come first, so that a capped list still shows them."""
 
     dropped = 0
 
+    def __init__(self) -> None:
+        super().__init__()
+        self.rejections: list[dict] = []
+
     def add(self, code: str, message: str, paths: str) -> None:
-        if len(self) < MAX_WARNINGS:
+        if len(self) + len(self.rejections) < MAX_WARNINGS:
             self.append({"code": code, "message": message, "paths": paths})
         else:
             self.dropped += 1
 
+    def reject(self, code: str, message: str, paths: str) -> None:
+        if len(self.rejections) < MAX_WARNINGS:
+            self.rejections.append({"code": code, "message": message, "paths": paths})
+            if len(self) + len(self.rejections) > MAX_WARNINGS:
+                self.pop()
+                self.dropped += 1
+        else:
+            self.dropped += 1
+
     def result(self) -> list[dict]:
+        out = [*self.rejections, *self]
         if self.dropped:
-            return [*self, {"code": "WARNINGS_TRUNCATED", "message": f"{self.dropped} more warnings not shown",
-                            "paths": ""}]
-        return list(self)
+            out.append({"code": "WARNINGS_TRUNCATED", "message": f"{self.dropped} more warnings not shown",
+                        "paths": ""})
+        return out
 
 
 
-class NormalizeConfig(Protocol):
+class NormalizeConfig(BoundsConfig, Protocol):
     """The values normalisation needs (the service's settings provide them)."""
 
     @property
@@ -221,14 +240,17 @@ def parse_period(p: Any, tz: Any, at: float) -> tuple[float | None, float | None
 
 def _lonlat(lon: Any, lat: Any) -> tuple[float, float] | str:
     x, y = _num(lon), _num(lat)
-    if x is None or y is None or not (-180.0 <= x <= 180.0) or not (-90.0 <= y <= 90.0):
+    if x is None or y is None:
         return _INVALID
+    if out_of_range(x, y):
+        raise OverBound(f"coordinates [{x:g}, {y:g}] are outside WGS84 (longitude -180..180, latitude -90..90)")
     return (x, y)
 
 
 def _point(loc: Any) -> tuple[float, float] | str | None:
     """(lon, lat) of a Location (GeoJSON Point, `lat`/`lng` keys or a `gps` "lat,lon" string); None when the
-    location carries no geometry, _NOT_POINT for other geometries, _INVALID for a malformed one."""
+    location carries no geometry, _NOT_POINT for other geometries, _INVALID for a malformed one. Numbers
+    outside WGS84 raise OverBound (the item is rejected, docs/decisions.md §27)."""
     if not isinstance(loc, dict):
         return None
     geo = loc.get("geo") if "geo" in loc else (loc if "coordinates" in loc else None)
@@ -270,14 +292,22 @@ def _location(item: dict, a: dict, provider: Any, path: str, warns: _Warnings) -
     sources.append(("serviceLocation", a.get("serviceLocation")))
     sources += [(f"locations[{k}]", loc) for k, loc in enumerate(as_list(pick(item, "locations"))[:MAX_LIST])]
     bad: list[str] = []
-    for where, loc in sources:
-        pt = _point(loc)
+    found: tuple[float, float] | None = None
+    for where, loc in sources:       # every source, so that none carries coordinates outside WGS84
+        try:
+            pt = _point(loc)
+        except OverBound as e:
+            raise OverBound(f"{where}: {e.reason}") from None
+        if found is not None:
+            continue
         if isinstance(pt, tuple):
-            if bad:
-                warns.add("INVALID_LOCATION", f"ignored invalid location at {', '.join(bad)}", path)
-            return pt
-        if pt is not None:
+            found = pt
+        elif pt is not None:
             bad.append(where + (" (not a Point)" if pt == _NOT_POINT else ""))
+    if found is not None:
+        if bad:
+            warns.add("INVALID_LOCATION", f"ignored invalid location at {', '.join(bad)}", path)
+        return found
     if bad:
         warns.add("INVALID_LOCATION", "no valid GeoJSON Point [lon, lat] (" + ", ".join(bad)
                   + "); item indexed without a location", path)
@@ -322,11 +352,17 @@ def _address_parts(a: dict) -> list:
 
 
 def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) -> ItemDoc:
+    """The item's index document; OverBound when it is over a content bound (checked before any other work)."""
+    raw = _dumps(item, path)
+    check_json(item, len(raw), ctx["bounds"], f"item {item_id[:80]!r}")
     attrs = attributes_of(item)
     a = plain_attributes(attrs)
     tz, now = ctx["tz"], ctx["now"]
     provider_id, provider_name, operator = _provider(item, ctx["provider_fallbacks"])
-    loc = _location(item, a, ctx["legacy_provider"], path, warns)
+    try:
+        loc = _location(item, a, ctx["legacy_provider"], path, warns)
+    except OverBound as e:
+        raise OverBound(f"item {item_id[:80]!r}: {e.reason}") from None
 
     def kw(name: str) -> float | None:
         v = a.get(name)
@@ -382,7 +418,7 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
         windows=windows, daily_windows=daily,
         status=status, status_at=now if status else None,
         terms=document_terms((text,)), pack=pack_of_attributes(attrs),
-        raw=_dumps(item, path),
+        raw=raw,
     )
 
 
@@ -417,6 +453,9 @@ def _price(offer: dict) -> tuple[float | None, str | None, str | None]:
 
 
 def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict, warns: _Warnings) -> OfferDoc:
+    """The offer's document; OverBound when it is over a content bound (checked before any other work)."""
+    raw = _dumps(offer, path)
+    check_json(offer, len(raw), ctx["bounds"], f"offer {offer_id[:80]!r}")
     start, end, daily, problem = parse_period(pick(offer, "validity"), ctx["tz"], ctx["now"])
     if problem:
         warns.add("INVALID_VALIDITY", f"offer validity partly ignored: {problem}", f"{path}.{_key(offer, 'validity')}")
@@ -432,7 +471,7 @@ def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict
         price=price, currency=currency, unit=unit,
         tariff_model=(_text(oa.get("tariffModel"), 64) or "").upper() or None,
         payment_methods=_strings(methods, vocab.upper),
-        raw=_dumps(offer, path),
+        raw=raw,
     )
 
 
@@ -516,22 +555,39 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
         catalog_id = _id(catalog, base, "catalog")
     warns = _Warnings()
     tz = settings.tz
+    header_obj = _header(catalog)
+    header = _dumps(header_obj, base)
+    try:   # the header is served with every item of the catalog: the same bounds as an item
+        check_json(header_obj, len(header), settings, "catalog header (the catalog without its items and offers)")
+    except OverBound as e:
+        raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, e.reason, base) from None
     entries = _item_entries(catalog, base)
     for path, item, _p in entries:
         if not isinstance(item, dict):
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, "an item must be an object", path)
     catalog_provider = pick(catalog, "provider")
-    ctx = {"bpp_id": publisher_id, "catalog_id": catalog_id, "tz": tz, "now": now}
+    ctx = {"bpp_id": publisher_id, "catalog_id": catalog_id, "tz": tz, "now": now, "bounds": settings}
     docs: dict[str, ItemDoc] = {}
+    where: dict[str, tuple[str, dict]] = {}          # item id -> (path, item as published)
+    rejected: set[str] = set()                       # ids of items left out (offers naming them are not "unknown")
+    dropped: set[int] = set()                        # id() of the item/offer objects left out of the stored raw
     for path, item, legacy_provider in entries:
         item_id = _id(item, path, "item")
-        if item_id in docs:
+        if item_id in docs or item_id in rejected:
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, f"duplicate item id {item_id[:80]!r}", path)
         ctx["legacy_provider"] = legacy_provider
         ctx["provider_fallbacks"] = [legacy_provider, catalog_provider, pick(catalog, "providerId")]
-        docs[item_id] = _item_doc(item, item_id, path, ctx, warns)
+        try:
+            docs[item_id] = _item_doc(item, item_id, path, ctx, warns)
+        except OverBound as e:
+            warns.reject(ITEM_REJECTED, f"{e.reason}; the item is not indexed", path)
+            rejected.add(item_id)
+            dropped.add(id(item))
+            continue
+        where[item_id] = (path, item)
 
     seen_offers: set[str] = set()
+    nested: set[str] = set()                         # offers inside a legacy item: already in the item's JSON
     for path, offer, owner in _offer_entries(catalog, base, entries):
         if not isinstance(offer, dict):
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, "an offer must be an object", path)
@@ -546,17 +602,35 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
         refs = [r for r in refs_raw if isinstance(r, str)]
         if owner is not None and owner not in refs:
             refs.insert(0, owner)
-        unknown = [r for r in refs if r not in docs]
+        unknown = [r for r in refs if r not in docs and r not in rejected]
         if unknown or len(refs) < len(refs_raw):
             warns.add("UNKNOWN_ITEM_REFERENCE",
                       f"offer names {len(unknown) + len(refs_raw) - len(refs)} item(s) not in this catalog", path)
         targets = [docs[r] for r in dict.fromkeys(refs) if r in docs]
         if not targets:
-            warns.add("UNREFERENCED_OFFER", "offer applies to no item of this catalog and is not indexed", path)
+            if not any(r in rejected for r in refs):
+                warns.add("UNREFERENCED_OFFER", "offer applies to no item of this catalog and is not indexed", path)
             continue
-        doc = _offer_doc(offer, offer_id, refs, path, ctx, warns)
+        try:
+            doc = _offer_doc(offer, offer_id, refs, path, ctx, warns)
+        except OverBound as e:
+            warns.reject(OFFER_REJECTED, f"{e.reason}; the offer is not indexed", path)
+            dropped.add(id(offer))
+            continue
+        if owner is not None:
+            nested.add(offer_id)
         for item_doc in targets:
             item_doc.offers.append(doc)
+
+    for item_id, d in list(docs.items()):
+        try:
+            check_item_total(len(d.raw), [len(o.raw) for o in d.offers if o.id not in nested], settings,
+                             f"item {item_id[:80]!r}")
+        except OverBound as e:
+            path, item = where[item_id]
+            warns.reject(ITEM_REJECTED, f"{e.reason}; the item is not indexed", path)
+            del docs[item_id]
+            dropped.add(id(item))
 
     valid_from, valid_to, _daily, problem = parse_period(pick(catalog, "validity"), tz, now)
     if problem:
@@ -572,10 +646,24 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
         valid_from=valid_from,
         is_active=_flag(pick(catalog, "isActive"), f"{base}.{_key(catalog, 'isActive')}", warns),
         item_count=len(docs),
-        header=_dumps(_header(catalog), base),
-        raw=_dumps(catalog, base),
+        header=header,
+        raw=_dumps(_without(catalog, dropped) if dropped else catalog, base),
     )
     return CatalogRecord(meta=meta, items=list(docs.values())), warns.result()
+
+
+def _without(catalog: dict, dropped: set[int]) -> dict:
+    """The catalog without the item and offer objects left out (kept for MERGE, so nothing over a bound is
+    stored)."""
+    out = dict(catalog)
+    for key in (*ITEM_CONTAINERS, *OFFER_CONTAINERS):
+        if isinstance(out.get(key), list):
+            out[key] = [x for x in out[key] if id(x) not in dropped]
+    if isinstance(out.get("providers"), list):
+        out["providers"] = [{**p, "items": [x for x in p["items"] if id(x) not in dropped]}
+                            if isinstance(p, dict) and isinstance(p.get("items"), list) else p
+                            for p in out["providers"]]
+    return out
 
 
 # --- LTS updateMode MERGE ----------------------------------------------------------------------------

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 from typing import Any, Iterable, Protocol
 
+from cds.core.bounds import REJECTION_CODES
 from cds.core.models import DIALECT_B, CatalogResult, Context
 from cds.core.timeutil import rfc3339
 
@@ -73,13 +74,15 @@ def _result_a(r: CatalogResult) -> dict:
 
 def _result_b(r: CatalogResult) -> dict:
     out: dict = {"catalogId": r.catalog_id, "status": r.status}
-    if r.error:
-        err = _notice(r.error)
-        out["errors"] = [{"errorCode": err["code"], "errorMessage": err["message"],
-                          **({"paths": err["paths"]} if "paths" in err else {})}]
+    notices = [w for w in map(_notice, r.warnings) if w]
+    # The LTS lists per-item errors of a PARTIAL result in `errors` (items over a bound, docs/decisions.md §27).
+    errors = [e for e in [_notice(r.error)] if e] + [w for w in notices if w["code"] in REJECTION_CODES]
+    if errors:
+        out["errors"] = [{"errorCode": e["code"], "errorMessage": e["message"],
+                          **({"paths": e["paths"]} if "paths" in e else {})} for e in errors]
     if r.status != "REJECTED":
         out["stats"] = {"itemCount": max(0, r.item_count)}
-    warnings = [w for w in map(_notice, r.warnings) if w]
+    warnings = [w for w in notices if w["code"] not in REJECTION_CODES]
     if warnings:
         out["warnings"] = warnings  # not named by the LTS (the result object is open); kept for the publisher
     return out

@@ -90,8 +90,11 @@ def demo_overrides(*, host: str, port: int) -> dict[str, Any]:
     """Settings for `cds serve --demo`; explicit CDS_* variables still win."""
     cds_url = f"http://{'127.0.0.1' if host in ('0.0.0.0', '::') else host}:{port}/beckn"
     keys = ensure_demo(cds_url=cds_url)
-    o: dict[str, Any] = {"allow_private_callbacks": True}
+    # Loopback only, never the other private ranges (docs/decisions.md §29): the demo's apps and BPPs run here.
+    o: dict[str, Any] = {}
     env = os.environ
+    if not env.get("CDS_ALLOW_LOOPBACK_CALLBACKS"):
+        o["allow_loopback_callbacks"] = True
     if not env.get("CDS_REGISTRY_FILE") and not env.get("CDS_REGISTRY_URL"):
         o["registry_file"] = str(demo_dir() / "registry.json")
     if not env.get("CDS_SIGNING_PRIVATE_KEY"):

@@ -11,8 +11,8 @@ from typing import Protocol
 from cds.config import Settings
 from cds.core.models import PublishRequest
 from cds.core.protocol import parse_publish
-from cds.trust.auth import Inbound, require_publisher
-from cds.trust.netguard import check_callback_url
+from cds.trust.auth import Inbound, require_publisher, require_role
+from cds.trust.netguard import callback_reach, check_callback_url
 from cds.trust.replay import ReplayStore, first_time, not_processed
 from indexer.ingest.entry import IngestEntry
 
@@ -30,12 +30,13 @@ class PublishService:
     async def accept(self, inbound: Inbound) -> None:
         """Ownership, callback address, then durable queueing. Returns when the publish may be ACKed;
         raises BecknError (NACK) otherwise. A replay within its signature's validity is ACKed, not queued."""
+        require_role(inbound.caller, "BPP", "publish catalogs")   # authorisation before schema (§12)
         req = parse_publish(inbound.doc, inbound.context)
         require_publisher(inbound.caller, inbound.context, req.catalogs)
         publisher_id, publisher_uri = publisher_of(req)
         field = "context.bpp_uri" if inbound.context.bpp_id is not None else "context.bap_uri"
         callback = check_callback_url(publisher_uri, registered_url=inbound.caller.subscriber.url,
-                                      allow_private=self._settings.allow_private_callbacks, field=field)
+                                      reach=callback_reach(self._settings), field=field)
         if not await first_time(self.replay, inbound):
             return
         entry = IngestEntry(publisher_id=publisher_id or inbound.caller.subscriber_id, publisher_uri=publisher_uri,

@@ -1,5 +1,6 @@
 """Inbound authentication: signature against the registry key of the keyId subscriber, then
-the check that the signer is the party the context says it is (docs/decisions.md §W, §12, §17)."""
+the checks that the signer holds the role the action needs and is the party the context says it is
+(docs/decisions.md §W, §12, §17, §23)."""
 
 from __future__ import annotations
 
@@ -55,20 +56,33 @@ def _deny(signer: str, field: str, value: str | None) -> BecknError:
                       f"signer '{signer}' does not match context.{field} '{value}'", 401, f"context.{field}")
 
 
+def require_role(caller: Caller, role: str, action: str) -> None:
+    """The signer's registry record must give it `role` (docs/decisions.md §23): only a BPP publishes or
+    answers a fan-out, only a BAP discovers. Checked before the context ids, which the caller chose."""
+    if role not in caller.subscriber.roles():
+        held = "/".join(caller.subscriber.roles()) or "no role"
+        raise BecknError(E.AUT_UNAUTHORIZED_ACTION,
+                         f"signer '{caller.subscriber_id}' is registered as {held}; only a {role} may {action}", 401)
+
+
 def require_bap(caller: Caller, ctx: Context) -> None:
-    """discover: the BAP in the context must be the signer."""
+    """discover: the signer is a BAP and the BAP in the context."""
+    require_role(caller, "BAP", "discover")
     if ctx.bap_id != caller.subscriber_id:
         raise _deny(caller.subscriber_id, "bap_id", ctx.bap_id)
 
 
 def require_bpp(caller: Caller, ctx: Context) -> None:
-    """on_discover: the BPP in the context must be the signer."""
+    """on_discover: the signer is a BPP and the BPP in the context."""
+    require_role(caller, "BPP", "send on_discover")
     if ctx.bpp_id != caller.subscriber_id:
         raise _deny(caller.subscriber_id, "bpp_id", ctx.bpp_id)
 
 
 def require_publisher(caller: Caller, ctx: Context, catalogs: list[dict]) -> None:
-    """publish: signer == bpp_id (or bap_id when bpp_id is absent) == every catalog's bppId."""
+    """publish: the signer is a BPP, and signer == bpp_id (or bap_id when bpp_id is absent) == every
+    catalog's bppId."""
+    require_role(caller, "BPP", "publish catalogs")
     field, claimed = ("bpp_id", ctx.bpp_id) if ctx.bpp_id is not None else ("bap_id", ctx.bap_id)
     if claimed != caller.subscriber_id:
         raise _deny(caller.subscriber_id, field, claimed)

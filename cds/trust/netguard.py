@@ -1,5 +1,6 @@
-"""Outbound address policy: no callbacks to loopback/private/link-local addresses unless
-CDS_ALLOW_PRIVATE_CALLBACKS is set, and callback URLs must belong to the registered subscriber.
+"""Outbound address policy: callbacks go to public addresses only, unless CDS_ALLOW_LOOPBACK_CALLBACKS
+(loopback only: what `--demo` sets, docs/decisions.md §29) or CDS_ALLOW_PRIVATE_CALLBACKS (every non-public
+range) widens it; and callback URLs must belong to the registered subscriber.
 
 The check runs twice: on the URL when a request arrives (literal IPs, scheme, host match), and on
 every resolved address when a connection is made (`GuardedResolver`), so DNS rebinding cannot
@@ -24,17 +25,48 @@ class BlockedAddress(OSError):
     """Raised from the resolver: aiohttp turns it into a ClientConnectorError (no retry)."""
 
 
-def is_public_ip(ip: str) -> bool:
+# Where callbacks may go: "public" addresses only, also "loopback" ones, or every "private" range too.
+PUBLIC, LOOPBACK, PRIVATE = "public", "loopback", "private"
+_LOCALHOST_NAMES = ("localhost", "localhost.localdomain")
+
+
+def callback_reach(settings: Any) -> str:
+    """The policy the settings ask for (CDS_ALLOW_PRIVATE_CALLBACKS includes loopback)."""
+    if settings.allow_private_callbacks:
+        return PRIVATE
+    return LOOPBACK if settings.allow_loopback_callbacks else PUBLIC
+
+
+def _address(ip: str) -> ipaddress.IPv4Address | ipaddress.IPv6Address | None:
     try:
         addr = ipaddress.ip_address(ip.split("%", 1)[0])
     except ValueError:
-        return False
+        return None
     if isinstance(addr, ipaddress.IPv6Address) and addr.ipv4_mapped:
         addr = addr.ipv4_mapped
-    return addr.is_global and not addr.is_multicast
+    return addr
 
 
-def check_callback_url(url: str | None, *, registered_url: str | None, allow_private: bool,
+def is_public_ip(ip: str) -> bool:
+    addr = _address(ip)
+    return addr is not None and addr.is_global and not addr.is_multicast
+
+
+def ip_allowed(ip: str, reach: str) -> bool:
+    if reach == PRIVATE:
+        return True
+    if is_public_ip(ip):
+        return True
+    addr = _address(ip)
+    return reach == LOOPBACK and addr is not None and addr.is_loopback
+
+
+def _is_localhost_name(host: str) -> bool:
+    host = host.lower().rstrip(".")
+    return host in _LOCALHOST_NAMES or host.endswith(".localhost")
+
+
+def check_callback_url(url: str | None, *, registered_url: str | None, reach: str,
                        field: str = "context.bap_uri") -> str:
     """Validate a callback base URL; returns it without a trailing slash."""
     if not url:
@@ -53,50 +85,47 @@ def check_callback_url(url: str | None, *, registered_url: str | None, allow_pri
             raise BecknError(E.CTX_INVALID_FIELD,
                              f"callback URL host does not match the URL registered for the subscriber ({reg.scheme}://{reg.hostname})",
                              400, field)
-    if not allow_private:
+    if reach != PRIVATE:
         host = parts.hostname
-        if host.lower() in ("localhost", "localhost.localdomain") or host.lower().endswith(".localhost"):
+        if _is_localhost_name(host) and reach != LOOPBACK:
             raise BecknError(E.CTX_INVALID_FIELD, "callbacks to loopback addresses are not allowed", 400, field)
-        try:
-            ipaddress.ip_address(host)
-        except ValueError:
-            pass  # a name: checked again on every resolution by GuardedResolver
-        else:
-            if not is_public_ip(host):
-                raise BecknError(E.CTX_INVALID_FIELD, "callbacks to private or loopback addresses are not allowed", 400, field)
+        # a name is checked again on every resolution by GuardedResolver
+        if _address(host) is not None and not ip_allowed(host, reach):
+            allowed = "public or loopback" if reach == LOOPBACK else "public"
+            raise BecknError(E.CTX_INVALID_FIELD,
+                             f"callbacks to private or loopback addresses are not allowed (only {allowed} ones)",
+                             400, field)
     return url.rstrip("/")
 
 
 class GuardedResolver(AbstractResolver):
-    """Resolver for the outbound session that refuses non-public addresses."""
+    """Resolver for the outbound session that refuses addresses outside the policy."""
 
-    def __init__(self, allow_private: bool, inner: AbstractResolver | None = None) -> None:
-        self._allow_private = allow_private
+    def __init__(self, reach: str, inner: AbstractResolver | None = None) -> None:
+        self._reach = reach
         self._inner = inner or DefaultResolver()
 
     async def resolve(self, host: str, port: int = 0, family: socket.AddressFamily = socket.AF_INET) -> list[dict[str, Any]]:
         infos = await self._inner.resolve(host, port, family)
-        if self._allow_private:
+        if self._reach == PRIVATE:
             return infos
-        public = [i for i in infos if is_public_ip(i["host"])]
-        if not public:
-            raise BlockedAddress(f"{host} resolves only to non-public addresses")
-        return public
+        allowed = [i for i in infos if ip_allowed(i["host"], self._reach)]
+        if not allowed:
+            raise BlockedAddress(f"{host} resolves only to addresses callbacks may not reach")
+        return allowed
 
     async def close(self) -> None:
         await self._inner.close()
 
 
-def guard_literal_host(url: str, allow_private: bool) -> None:
+def guard_literal_host(url: str, reach: str) -> None:
     """aiohttp does not call the resolver for IP-literal hosts, so check those here."""
-    if allow_private:
+    if reach == PRIVATE:
         return
     host = urlsplit(url).hostname or ""
-    try:
-        ipaddress.ip_address(host)
-    except ValueError:
-        if host.lower() == "localhost":
-            raise BlockedAddress("localhost is not allowed") from None
+    if _address(host) is None:
+        if _is_localhost_name(host) and reach != LOOPBACK:
+            raise BlockedAddress("localhost is not allowed")
         return
-    if not is_public_ip(host):
-        raise BlockedAddress(f"{host} is not a public address")
+    if not ip_allowed(host, reach):
+        raise BlockedAddress(f"{host} is not an address callbacks may reach")

@@ -16,7 +16,7 @@ import msgspec
 import orjson
 
 from cds.config import Settings
-from cds.trust.netguard import BlockedAddress, GuardedResolver, guard_literal_host
+from cds.trust.netguard import BlockedAddress, GuardedResolver, callback_reach, guard_literal_host
 from cds.keys import load_private_key
 from cds.trust.signing import sign_request
 
@@ -34,7 +34,7 @@ class Delivery(msgspec.Struct, kw_only=True):
 
 def make_session(settings: Settings) -> aiohttp.ClientSession:
     connector = aiohttp.TCPConnector(
-        resolver=GuardedResolver(settings.allow_private_callbacks),
+        resolver=GuardedResolver(callback_reach(settings)),
         limit=512, limit_per_host=32, ttl_dns_cache=60, enable_cleanup_closed=True,
     )
     return aiohttp.ClientSession(connector=connector, json_serialize=lambda o: orjson.dumps(o).decode(),
@@ -63,7 +63,7 @@ class Outbound:
         self._signer = signer
         self._timeout = aiohttp.ClientTimeout(total=settings.callback_timeout_s)
         self._retries = settings.callback_retries
-        self._allow_private = settings.allow_private_callbacks
+        self._reach = callback_reach(settings)
 
     async def post(self, url: str, body: dict[str, Any] | bytes, *, retries: int | None = None,
                    timeout: float | None = None, backoff_s: float = 0.2) -> Delivery:
@@ -74,7 +74,7 @@ class Outbound:
         while True:
             attempt += 1
             try:
-                guard_literal_host(url, self._allow_private)
+                guard_literal_host(url, self._reach)
                 # Re-sign per attempt so a retry never carries an expired signature.
                 headers = {"Content-Type": "application/json", "Authorization": self._signer.sign(data)}
                 async with self._session.post(url, data=data, headers=headers, timeout=to, allow_redirects=False) as resp:

@@ -61,6 +61,9 @@ class Subscriber(msgspec.Struct, kw_only=True):
     subscriber_id: str
     key_id: str | None = None
     type: str | None = None                  # BAP | BPP | BG | CDS ..., upper case
+    # Every role the registry gives this key (one subscriber id may be registered as BAP and as BPP with
+    # the same key); `type` is the first. Empty for records cached before roles were kept.
+    types: list[str] = []
     domain: str | None = None                # first of `domains`
     domains: list[str] = []
     url: str | None = None
@@ -69,6 +72,9 @@ class Subscriber(msgspec.Struct, kw_only=True):
     valid_from: float | None = None          # unix seconds
     valid_until: float | None = None
     region: str | None = None
+
+    def roles(self) -> list[str]:
+        return self.types or ([self.type] if self.type else [])
 
     def usable(self, now: float) -> bool:
         return (self.status == USABLE_STATUS
@@ -614,4 +620,7 @@ def _pick_key(records: list[Subscriber], subscriber_id: str, key_id: str, now: f
     with_key = [r for r in usable if r.signing_public_key]
     if not with_key:
         return Negative(code=AUT_KEY_NOT_FOUND, message=f"registry record of {subscriber_id} has no signing key")
-    return with_key[0]
+    chosen = with_key[0]
+    roles = list(dict.fromkeys(r.type for r in with_key
+                               if r.type and r.signing_public_key == chosen.signing_public_key))
+    return msgspec.structs.replace(chosen, types=roles) if len(roles) > 1 else chosen

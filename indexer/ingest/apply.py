@@ -12,6 +12,7 @@ from typing import Callable
 
 from cds.config import Settings
 from cds.core import errors as E
+from cds.core.bounds import REJECTION_CODES
 from cds.core.errors import BecknError
 from cds.core.models import CatalogResult, PublishRequest
 from cds.core.normalize import merge_catalog, normalize_catalog
@@ -73,10 +74,12 @@ class CatalogIndexer:
                 self._metrics.publish_rejected.labels(entry.publisher_id, "catalog").inc()
                 self._metrics.publish_rejected.labels(entry.publisher_id, "item").inc(len(e.item_errors))
                 continue
-            self._metrics.publish_catalogs.labels("ACCEPTED").inc()
+            # Items or offers over a content bound were left out: PARTIAL, their notices listed first (§27).
+            status = "PARTIAL" if warnings and warnings[0]["code"] in REJECTION_CODES else "ACCEPTED"
+            self._metrics.publish_catalogs.labels(status).inc()
             self._metrics.publish_items.inc(len(record.items))
             self._metrics.publish_to_searchable.observe(max(0.0, time.time() - entry.received_at))
-            results.append(CatalogResult(catalog_id=cid, status="ACCEPTED", item_count=len(record.items),
+            results.append(CatalogResult(catalog_id=cid, status=status, item_count=len(record.items),
                                          warnings=warnings[:50]))
         return req, results
 

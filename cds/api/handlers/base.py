@@ -10,6 +10,7 @@ import time
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
+from aiohttp.http_exceptions import HttpProcessingError
 
 from cds.core import errors as E
 from cds.trust.auth import Inbound, authenticate
@@ -29,21 +30,38 @@ IDS: web.RequestKey[dict[str, str | None]] = web.RequestKey("cds.ids")
 SIGNER: web.RequestKey[str] = web.RequestKey("cds.signer")
 
 
-async def read_body(request: web.Request, limit: int) -> bytes:
-    """Read at most `limit` bytes; 413 with a NACK body beyond it (docs/decisions.md §10)."""
+class ClientGone(Exception):
+    """The client stalled past CDS_READ_TIMEOUT_S or disconnected: nobody is waiting for a reply
+    (outcome `aborted`, one log line, docs/decisions.md §28)."""
+
+    def __init__(self, reason: str) -> None:
+        super().__init__(reason)
+        self.reason = reason
+
+
+async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+    """Read at most `limit` bytes (413 with a NACK body beyond it, docs/decisions.md §10) within `timeout_s`
+    (then the connection is closed: a stalled upload must not hold it, §28)."""
     too_big = BecknError(E.SCH_SCHEMA_VALIDATION_FAILED,
                          f"request body exceeds the limit of {limit} bytes", 413)
     if request.content_length is not None and request.content_length > limit:
         raise too_big
     chunks, size = [], 0
-    while True:
-        chunk = await request.content.read(65536)
-        if not chunk:
-            break
-        size += len(chunk)
-        if size > limit:
-            raise too_big
-        chunks.append(chunk)
+    try:
+        async with asyncio.timeout(timeout_s):
+            while True:
+                chunk = await request.content.read(65536)
+                if not chunk:
+                    break
+                size += len(chunk)
+                if size > limit:
+                    raise too_big
+                chunks.append(chunk)
+    except TimeoutError:
+        request.protocol.force_close()
+        raise ClientGone(f"request body not received within {timeout_s:g} s") from None
+    except (ConnectionError, HttpProcessingError) as e:
+        raise ClientGone(f"connection lost while reading the request body ({type(e).__name__})") from None
     return b"".join(chunks)
 
 
@@ -52,7 +70,7 @@ async def receive(request: web.Request, *, actions: set[str], limit: int, skelet
     app = request.app
     settings = app[SETTINGS]
     received_at = time.time()
-    body = await read_body(request, limit)
+    body = await read_body(request, limit, settings.read_timeout_s)
     doc = parse_publish_json(body) if skeleton else parse_json(body)
     request[DIALECT] = detect_dialect(doc)
     request[IDS] = peek_ids(doc)
@@ -98,10 +116,12 @@ Handler = Callable[[web.Request], Awaitable[web.StreamResponse]]
 
 @web.middleware
 async def beckn_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
-    """Turn BecknError into NACKs, anything unexpected into a logged 500 NACK, and count outcomes."""
+    """Turn BecknError into NACKs, anything unexpected into a logged 500 NACK, a client that left into the
+    `aborted` outcome (one line, no traceback), and count outcomes."""
     t0 = time.perf_counter()
     metrics = request.app[METRICS]
     action = _action_of(request)
+    code = reason = None
     try:
         resp = await handler(request)
         outcome = "ack" if resp.status < 400 else "nack"
@@ -109,21 +129,43 @@ async def beckn_errors(request: web.Request, handler: Handler) -> web.StreamResp
         dialect = request.get(DIALECT, DIALECT_A)
         resp = nack(err, dialect, request.app[SETTINGS].subscriber_id)
         metrics.nacks.labels(action, err.code).inc()
-        outcome = "nack"
-        _log_request(request, action, outcome, err.code, t0)
+        outcome, code = "nack", err.code
     except web.HTTPException:
         raise
-    except Exception:  # noqa: BLE001 - last resort: never leak a stack trace or an HTML 500
-        log.exception("unhandled error on %s %s", request.method, request.path)
-        err = BecknError(E.NET_INTERNAL_ERROR, "internal error", 500)
-        resp = nack(err, request.get(DIALECT, DIALECT_A), request.app[SETTINGS].subscriber_id)
-        outcome = "error"
-    else:
-        _log_request(request, action, outcome, None, t0)
+    except ClientGone as gone:
+        resp, outcome, reason = _gone(request, gone.reason), "aborted", gone.reason
+    except Exception as exc:  # noqa: BLE001 - last resort: never leak a stack trace or an HTML 500
+        if isinstance(exc, ConnectionError) and _client_left(request):
+            reason = f"client disconnected ({type(exc).__name__})"
+            resp, outcome = _gone(request, reason), "aborted"
+        else:
+            log.exception("unhandled error on %s %s", request.method, request.path)
+            err = BecknError(E.NET_INTERNAL_ERROR, "internal error", 500)
+            resp = nack(err, request.get(DIALECT, DIALECT_A), request.app[SETTINGS].subscriber_id)
+            outcome = "error"
+    if outcome != "error" and outcome != "aborted" and _client_left(request):
+        # Done, but the client is gone: the work stands (a publish stays queued), the reply reaches nobody.
+        outcome, reason = "aborted", "client disconnected before the reply"
+    if outcome != "error":
+        _log_request(request, action, outcome, code, t0, reason)
     if action != "other":
         metrics.requests.labels(action, outcome).inc()
         metrics.latency.labels(action, outcome).observe(time.perf_counter() - t0)
     return resp
+
+
+def _gone(request: web.Request, reason: str) -> web.Response:
+    """What an aborted request answers: usually nobody reads it (aiohttp drops it on the closed connection);
+    a body cut off mid-stream on a live connection gets a 400 NACK, and the connection is closed."""
+    err = BecknError(E.SCH_SCHEMA_VALIDATION_FAILED, f"request incomplete: {reason}", 400)
+    resp = nack(err, request.get(DIALECT, DIALECT_A), request.app[SETTINGS].subscriber_id)
+    resp.force_close()
+    return resp
+
+
+def _client_left(request: web.Request) -> bool:
+    transport = request.transport
+    return transport is None or transport.is_closing()
 
 
 def _action_of(request: web.Request) -> str:
@@ -131,16 +173,21 @@ def _action_of(request: web.Request) -> str:
     return name.split(".")[0] if name else "other"
 
 
-def _log_request(request: web.Request, action: str, outcome: str, code: str | None, t0: float) -> None:
+def _log_request(request: web.Request, action: str, outcome: str, code: str | None, t0: float,
+                 reason: str | None = None) -> None:
     """One line per Beckn request. `signer`: the subscriber whose signature verified (null before that);
-    `claimed`: who the context says is calling (bap_id on discover, bpp_id else, as cds.trust.auth checks)."""
+    `claimed`: who the context says is calling (bap_id on discover, bpp_id else, as cds.trust.auth checks);
+    `reason`: why an aborted request ended."""
     if action == "other" or not log.isEnabledFor(logging.INFO):
         return
     ids = request.get(IDS) or {}
     claimed = ids.get("bap_id") if action == "discover" else ids.get("bpp_id") or (
         ids.get("bap_id") if action == "catalog_publish" else None)
-    log.info("request", extra={"fields": {
+    fields = {
         "action": action, "method": request.method, "outcome": outcome, "code": code,
         "transaction_id": ids.get("transaction_id"), "message_id": ids.get("message_id"),
         "signer": request.get(SIGNER), "claimed": claimed,
-        "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}})
+        "latency_ms": round((time.perf_counter() - t0) * 1000, 3)}
+    if reason is not None:
+        fields["reason"] = reason
+    log.info("request", extra={"fields": fields})

@@ -9,7 +9,7 @@ from aiohttp import web
 from cds.trust.auth import require_bap
 from cds.api.handlers.base import ack, receive, spawn
 from cds.trust.replay import first_time
-from cds.trust.netguard import check_callback_url
+from cds.trust.netguard import callback_reach, check_callback_url
 from cds.core.protocol import parse_discover
 from cds.api.appkeys import DISCOVER, REPLAY, SETTINGS
 from cds.api.prefer import REPRESENTATION, wants_representation
@@ -30,7 +30,7 @@ class DiscoverView(web.View):
         settings = self.request.app[SETTINGS]
         inbound, req, query = await self._inbound()
         callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
-                                      allow_private=settings.allow_private_callbacks)
+                                      reach=callback_reach(settings))
         if await first_time(self.request.app[REPLAY], inbound):
             spawn(self.request.app,
                   self.request.app[DISCOVER].answer_and_deliver(req, query, callback, inbound.received_at))
