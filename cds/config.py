@@ -80,6 +80,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     indexer_in_api: str = "auto"             # auto | true | false: API consumes the stream (auto: embedded index)
     indexer_host: str = "0.0.0.0"            # `cds indexer` serves /metrics and /health/* here
     indexer_port: int = 9091                 # 0 = no HTTP endpoint
+    # --- bounded cost per request (docs/decisions.md §24) ---
+    discover_work_ms: int = 500              # CPU time one discover may use (planning + matching); then a 400
+    max_geometry_vertices: int = 10000       # per geometry as sent, and the request's geometries as computed
+    max_repair_crossings: int = 64           # an invalid polygon is repaired only when it crosses itself this little
+    route_simplify_m: float = 1.0            # over the vertex limit: routes simplified with this tolerance (0: never)
+    work_threads: int = 2                    # threads for heavy planning and re-filtering, off the event loop
 
     @property
     def tz(self) -> ZoneInfo:
@@ -226,6 +232,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "INDEXER_IN_API": ("indexer_in_api", _choice("auto", "true", "false")),
     "INDEXER_HOST": ("indexer_host", _str),
     "INDEXER_PORT": ("indexer_port", _nonneg_int),
+    # --- bounded cost per request ---
+    "DISCOVER_WORK_MS": ("discover_work_ms", _pos_int),
+    "MAX_GEOMETRY_VERTICES": ("max_geometry_vertices", _pos_int),
+    "MAX_REPAIR_CROSSINGS": ("max_repair_crossings", _nonneg_int),
+    "ROUTE_SIMPLIFY_M": ("route_simplify_m", _nonneg_float),
+    "WORK_THREADS": ("work_threads", _pos_int),
 }
 
 ENV_PREFIX = "CDS_"

@@ -19,20 +19,21 @@ class DiscoverView(web.View):
         inbound = await receive(self.request, actions={"discover"}, limit=settings.max_discover_bytes)
         require_bap(inbound.caller, inbound.context)
         req = parse_discover(inbound.doc, inbound.context)
-        query = self.request.app[DISCOVER].plan(req)
-        return inbound, req, query
+        work = self.request.app[DISCOVER].work_budget()     # docs/decisions.md §24: planning + matching
+        query = await self.request.app[DISCOVER].plan_bounded(req, work)
+        return inbound, req, query, work
 
     async def post(self) -> web.Response:
         settings = self.request.app[SETTINGS]
-        inbound, req, query = await self._inbound()
+        inbound, req, query, work = await self._inbound()
         callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
                                       allow_private=settings.allow_private_callbacks)
         if await first_time(self.request.app[REPLAY], inbound):
             spawn(self.request.app,
-                  self.request.app[DISCOVER].answer_and_deliver(req, query, callback, inbound.received_at))
+                  self.request.app[DISCOVER].answer_and_deliver(req, query, callback, inbound.received_at, work))
         return ack(self.request)
 
     async def get(self) -> web.Response:
-        _inbound, req, query = await self._inbound()
-        body = await self.request.app[DISCOVER].answer(req, query)
+        _inbound, req, query, work = await self._inbound()
+        body = await self.request.app[DISCOVER].answer(req, query, work=work)
         return web.Response(body=orjson.dumps(body), content_type="application/json")
