@@ -25,6 +25,7 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon
+from shapely.errors import ShapelyError
 from shapely.geometry.base import BaseGeometry
 
 from cds.core import budget
@@ -216,7 +217,10 @@ def _repair(geom: BaseGeometry, limits: GeometryLimits) -> BaseGeometry:
         raise _bad(f"geometry is not valid (its edges cross each other) and crosses itself more than "
                    f"{limits.max_repair_crossings} times (CDS_MAX_REPAIR_CROSSINGS): send a simple polygon")
     budget.check()
-    repaired = shapely.make_valid(geom)  # self-intersecting rings etc.: repair rather than refuse
+    try:
+        repaired = shapely.make_valid(geom)  # self-intersecting rings etc.: repair rather than refuse
+    except ShapelyError as e:
+        raise _bad(f"geometry is not valid and cannot be repaired ({str(e)[:120]})") from None
     if repaired.is_empty:
         raise _bad("geometry is empty once repaired (a polygon without area)")
     return repaired
@@ -623,6 +627,13 @@ def build_spatials(specs: Iterable[Any], limits: GeometryLimits = DEFAULT_LIMITS
     """A request's constraints -> prepared SpatialFilters, within `limits` counted on what is computed: every
     geometry is read (and repaired) first, routes are simplified when the request's vertices exceed the limit,
     then the total is judged, and only then are the (costlier) testers built."""
+    try:
+        return _build_spatials(specs, limits)
+    except ShapelyError as e:  # GEOS refuses a degenerate shape: the request's fault, not ours
+        raise _bad(f"geometry cannot be used ({str(e)[:120]})") from None
+
+
+def _build_spatials(specs: Iterable[Any], limits: GeometryLimits) -> tuple[PreparedSpatial, ...]:
     read = [_read_spatial(s, limits) for s in specs]
     total = sum(vertex_count(r.geometry) for r in read)
     if total > limits.max_vertices and limits.route_simplify_m > 0:

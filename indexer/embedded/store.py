@@ -463,7 +463,7 @@ class EmbeddedStorage:
 
 SEARCH_SLICE_S = 0.005      # a search yields the event loop after about this much work
 SEARCH_RESTARTS = 2         # writes applied during this many pauses: the search finishes in one step
-_STEP = 64                  # candidates between two pause points (and budget checks)
+_STEP = 4                   # candidates between two pause points (and budget checks): a few ms at worst
 
 
 def _advance(steps: Generator[None, None, list[Hit]], until: float,
