@@ -145,7 +145,7 @@ def _position(p: Any, counter: list[int]) -> tuple[float, float]:
         raise _bad("a GeoJSON position must be [longitude, latitude]")
     lon, lat = p[0], p[1]
     for v in (lon, lat):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and not math.isfinite(v):
             raise _bad("GeoJSON coordinates must be finite numbers")
     if not -180.0 <= lon <= 180.0 or not -90.0 <= lat <= 90.0:
         raise _bad(f"coordinate [{lon}, {lat}] out of range: GeoJSON order is [longitude, latitude]")
@@ -607,7 +607,7 @@ def _read_spatial(spec: Any, limits: GeometryLimits) -> _Read:
     dist = spec.distance_m
     dwithin = op.removeprefix("s_") == "dwithin"
     if dwithin and dist is not None:
-        if isinstance(dist, bool) or not isinstance(dist, (int, float)) or not math.isfinite(dist) or dist < 0:
+        if isinstance(dist, bool) or not isinstance(dist, (int, float)) or dist != dist or dist < 0:
             raise _bad("distanceMeters must be a number >= 0")
         if dist > MAX_DISTANCE_M:
             raise _bad(f"distanceMeters must be at most {int(MAX_DISTANCE_M)} m")
