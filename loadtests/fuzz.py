@@ -61,6 +61,9 @@ class Stats:
     slowest: float = 0.0
     slowest_what: str = ""
     health_worst: float = 0.0
+    health: list[float] = field(default_factory=list)
+    answers: list[float] = field(default_factory=list)
+    loop_hold: dict[str, Any] | None = None
     health_polls: int = 0
     health_failures: int = 0
     callbacks: int = 0
@@ -173,6 +176,7 @@ async def _health(session: aiohttp.ClientSession, base: str, every: float, stats
         except (aiohttp.ClientError, asyncio.TimeoutError):
             stats.health_failures += 1
         stats.health_worst = max(stats.health_worst, time.perf_counter() - t0)
+        stats.health.append(time.perf_counter() - t0)
         stats.health_polls += 1
         try:
             await asyncio.wait_for(stop.wait(), every)
@@ -244,6 +248,7 @@ async def _one(session: aiohttp.ClientSession, base: str, keys: Keys, callback: 
             stats.five_xx.append((status, _shape(kind, body), raw[:2000]))
             if verbose:
                 print(f"5xx {status}: {_shape(kind, body)}\n  {raw[:500]!r}\n  -> {reply[:300]!r}", file=sys.stderr)
+        stats.answers.append(dt)
         if dt > stats.slowest:
             stats.slowest, stats.slowest_what = dt, f"{_shape(kind, body)} -> {status}"
 
@@ -317,6 +322,26 @@ async def run(args: argparse.Namespace, base: str, keys: Keys) -> tuple[Stats, f
     return stats, time.perf_counter() - t0
 
 
+def _loop_hold(path: str, since: float) -> dict[str, Any] | None:
+    """The server's longest event-loop callbacks after it was ready (loadtests.serve_monitored)."""
+    try:
+        doc = orjson.loads(Path(path).read_bytes())
+    except (OSError, orjson.JSONDecodeError):
+        return None
+    top = [t for t in doc.get("top", []) if t["at"] >= since]
+    return {"max_cpu_ms": max((t["cpu_ms"] for t in top), default=0.0),
+            "max_wall_ms": max((t["wall_ms"] for t in top), default=0.0),
+            "worst": top[0] if top else None, "over_50ms": sum(1 for t in top if t["cpu_ms"] > 50),
+            "callbacks": doc.get("callbacks", 0)}
+
+
+def _pct(values: list[float], p: float) -> float:
+    if not values:
+        return 0.0
+    s = sorted(values)
+    return s[min(len(s) - 1, int(p / 100 * len(s)))]
+
+
 def report(args: argparse.Namespace, stats: Stats, seconds: float, target: str, alive: bool | None) -> str:
     five = len(stats.five_xx)
     statuses = ", ".join(f"{k}: {v}" for k, v in sorted(stats.statuses.items()))
@@ -328,17 +353,25 @@ def report(args: argparse.Namespace, stats: Stats, seconds: float, target: str, 
         f"Command: `{cmd.strip()}` ({time.strftime('%Y-%m-%d %H:%M', time.gmtime())} UTC, {os.cpu_count()} cores, "
         f"load average {loadavg()}; target: {target}; seed {args.seed}, {args.concurrency} in flight)",
         "",
-        "| requests | 5xx | slowest answer | worst `/health/live` delay | server alive after | duration |",
-        "| --- | --- | --- | --- | --- | --- |",
+        "| requests | 5xx | slowest answer | worst `/health/live` delay (p99) | longest event-loop hold: CPU "
+        "(wall) | server alive after | duration |",
+        "| --- | --- | --- | --- | --- | --- | --- |",
         f"| {stats.sent:,} | **{five}** | {stats.slowest * 1000:.0f} ms | {stats.health_worst * 1000:.0f} ms "
-        f"({stats.health_polls:,} polls, {stats.health_failures} failed) | "
-        f"{'yes' if alive else 'no' if alive is not None else 'n/a'} | {seconds:.0f} s |",
+        f"({_pct(stats.health, 99) * 1000:.0f} ms; {stats.health_polls:,} polls, {stats.health_failures} failed) | "
+        + (f"{hold['max_cpu_ms']:.0f} ms ({hold['max_wall_ms']:.0f} ms); {hold['over_50ms']} over 50 ms CPU"
+           if (hold := stats.loop_hold) else "n/a (not started by the command)")
+        + f" | {'yes' if alive else 'no' if alive is not None else 'n/a'} | {seconds:.0f} s |",
         "",
+        f"- answer time p50 / p99: {_pct(stats.answers, 50) * 1000:.0f} / {_pct(stats.answers, 99) * 1000:.0f} ms "
+        f"(with {args.concurrency} in flight; the wall times include waiting for a core: load average above)",
         f"- sent: {kinds}; {stats.bytes_sent / 1e6:.0f} MB of bodies; {stats.callbacks:,} callbacks received",
         f"- statuses: {statuses}",
         f"- NACK codes (most frequent): {codes}",
         f"- slowest: {stats.slowest_what}",
     ]
+    if stats.loop_hold and stats.loop_hold.get("worst"):
+        w = stats.loop_hold["worst"]
+        lines.append(f"- longest loop hold: {w['what']} ({stats.loop_hold['callbacks']:,} callbacks timed)")
     if args.verbose:
         lines += [f"- e.g. {code}: {msg}" for code, msg in sorted(stats.samples.items())]
     if stats.transport_errors:
@@ -376,10 +409,13 @@ def main(argv: list[str] | None = None) -> int:
         port = free_port()
         env = {**os.environ, "CDS_DATA_DIR": tmp, "CDS_LOG_LEVEL": "WARNING", "CDS_CALLBACK_RETRIES": "0",
                "CDS_CALLBACK_TIMEOUT_S": "2"}
-        svc = Service("cds", [PY, "-m", "cds", "serve", "--demo", "--host", "127.0.0.1", "--port", str(port)],
-                      env, Path(tmp))
+        hold_file = str(Path(tmp) / "loophold.json")
+        env["CDS_BENCH_LOOPHOLD_OUT"] = hold_file
+        svc = Service("cds", [PY, "-m", "loadtests.serve_monitored", "serve", "--demo", "--host", "127.0.0.1",
+                              "--port", str(port)], env, Path(tmp))
         base = f"http://127.0.0.1:{port}"
         wait_http(f"{base}/health/ready", svc, 120)
+        ready_at = time.time()
         keys = _keys(tmp)
         target = "`cds serve --demo` (embedded index, 2,003 demo connectors) started by the command"
     alive: bool | None = None
@@ -387,6 +423,8 @@ def main(argv: list[str] | None = None) -> int:
         stats, seconds = asyncio.run(run(args, base, keys))
         if svc is not None:
             alive = svc.alive()
+            time.sleep(1.5)                       # the monitor writes every second
+            stats.loop_hold = _loop_hold(hold_file, ready_at)
     finally:
         if svc is not None:
             svc.stop()

@@ -209,7 +209,7 @@ def rings(draw: Any) -> list:
         pts = [draw(positions()) for _ in range(n)]
         return pts + [pts[0]] if draw(st.booleans()) else pts        # closed or not
     if kind == 1:
-        return _circle(cx, cy, r, draw(st.sampled_from([4, 16, 100, 1000, 9999, 10001])))
+        return _circle(cx, cy, r, draw(st.sampled_from([4, 16, 16, 100, 100, 1000, 1000, 9999, 10001])))
     if kind == 2:
         n = draw(st.integers(5, 201)) | 1
         return _circle(cx, cy, r, n, n // 2)                          # star: crosses itself ~n^2/4 times
@@ -229,7 +229,7 @@ def line_coords(draw: Any) -> list:
     if kind == 0:
         return [draw(positions()) for _ in range(draw(st.integers(0, 10)))]
     rnd = random.Random(draw(st.integers(0, 2 ** 32)))  # local: fast, deterministic
-    n = draw(st.sampled_from([2, 50, 1000, 5000, 9000]))
+    n = draw(st.sampled_from([2, 2, 50, 50, 300, 1000, 5000, 9000]))
     if kind == 1:   # a plausible route: small steps
         x, y, out = rnd.uniform(70, 90), rnd.uniform(10, 30), []
         for _ in range(n):
