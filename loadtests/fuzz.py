@@ -395,6 +395,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--write", action="store_true", help="record the figures in BENCHMARKS.md")
     ap.add_argument("--out", type=Path, default=ROOT / "BENCHMARKS.md")
     ap.add_argument("--keep", action="store_true", help="keep the temporary data dir and the server log")
+    ap.add_argument("--json", type=Path, default=None, help="also write the figures as JSON here")
     args = ap.parse_args(argv)
 
     random.seed(args.seed)
@@ -436,6 +437,13 @@ def main(argv: list[str] | None = None) -> int:
     print(block)
     for status, shape, raw in stats.five_xx[:5]:
         print(f"\n5xx {status}: {shape}\n{raw[:600]!r}", file=sys.stderr)
+    if args.json:
+        args.json.write_bytes(orjson.dumps({
+            "requests": stats.sent, "five_xx": len(stats.five_xx), "statuses": {str(k): v for k, v in stats.statuses.items()},
+            "slowest_ms": stats.slowest * 1000, "health_worst_ms": stats.health_worst * 1000,
+            "health_p99_ms": _pct(stats.health, 99) * 1000, "health_polls": stats.health_polls,
+            "health_failures": stats.health_failures, "loop_hold": stats.loop_hold, "alive": alive,
+            "transport_errors": dict(stats.transport_errors), "seconds": seconds}, option=orjson.OPT_INDENT_2))
     if args.write:
         write_block(args.out, block, heading=SECTION, begin=BEGIN, end=END)
         print(f"updated {args.out}", file=sys.stderr)

@@ -242,9 +242,11 @@ def test_the_embedded_search_is_refused_past_its_budget_and_yields_the_loop_mean
             t.cancel()
             assert full_ms > 10, full_ms                              # (so that 1 ms cannot be enough)
             during = [x for x in ticks if t0 <= x <= t1]
-            assert len(during) >= 2                                   # the loop ran others between slices
+            assert len(during) >= max(2, full_ms / 10)                # the loop ran others between slices
             gaps = [b - a for a, b in zip([t0, *during], [*during, t1])]
-            assert max(gaps) < 0.05 + 0.05 * (os.getloadavg()[0] > (os.cpu_count() or 1))
+            # slices of ~5 ms; on an overloaded machine a slice can also wait for a core (load / cores)
+            stretch = max(1.0, os.getloadavg()[0] / (os.cpu_count() or 1))
+            assert sorted(gaps)[len(gaps) // 2] < 0.02 * stretch and max(gaps) < 0.05 * stretch, max(gaps)
             with budget.in_force(WorkBudget(1)):
                 with pytest.raises(WorkLimitExceeded):
                     await storage.search(query, now)
