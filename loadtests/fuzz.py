@@ -26,6 +26,7 @@ import os
 import queue
 import random
 import shutil
+import signal
 import sys
 import tempfile
 import time
@@ -399,6 +400,8 @@ def main(argv: list[str] | None = None) -> int:
     args = ap.parse_args(argv)
 
     random.seed(args.seed)
+    # SIGTERM ends the run like Ctrl-C: the server and the generator processes are stopped, not orphaned
+    signal.signal(signal.SIGTERM, lambda *_: (_ for _ in ()).throw(KeyboardInterrupt()))
     svc: Service | None = None
     tmp: str | None = None
     if args.url:
