@@ -96,6 +96,12 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     console_token: str | None = None         # unset: no console
     console_tile_url: str | None = None      # map tiles {z}/{x}/{y}; unset: the packaged outline only
     workers: int = 0                         # `cds serve` processes on one port; 0 = the number of CPUs
+    # --- bounded cost per request (docs/decisions.md §24) ---
+    discover_work_ms: int = 500              # CPU time one discover may use (planning + matching); then a 400
+    max_geometry_vertices: int = 10000       # per geometry as sent, and the request's geometries as computed
+    max_repair_crossings: int = 64           # an invalid polygon is repaired only when it crosses itself this little
+    route_simplify_m: float = 1.0            # over the vertex limit: routes simplified with this tolerance (0: never)
+    work_threads: int = 2                    # threads for heavy planning and re-filtering, off the event loop
 
     @property
     def tz(self) -> ZoneInfo:
@@ -270,6 +276,12 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "CONSOLE_TOKEN": ("console_token", _token),
     "CONSOLE_TILE_URL": ("console_tile_url", _tile_url),
     "WORKERS": ("workers", _pos_int),
+    # --- bounded cost per request ---
+    "DISCOVER_WORK_MS": ("discover_work_ms", _pos_int),
+    "MAX_GEOMETRY_VERTICES": ("max_geometry_vertices", _pos_int),
+    "MAX_REPAIR_CROSSINGS": ("max_repair_crossings", _nonneg_int),
+    "ROUTE_SIMPLIFY_M": ("route_simplify_m", _nonneg_float),
+    "WORK_THREADS": ("work_threads", _pos_int),
 }
 
 ENV_PREFIX = "CDS_"

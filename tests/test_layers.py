@@ -13,7 +13,7 @@ ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("cds", "indexer", "loadtests")
 # Cross-cutting modules every floor may use; they themselves use only the domain core.
 CROSS_CUTTING = ("cds.config", "cds.keys", "cds.metrics", "cds.logs", "cds.gcpolicy", "cds.redisconn",
-                 "cds.redisstate")
+                 "cds.redisstate", "cds.workpool")
 THIRD_PARTY_IO = ("aiohttp", "redis", "elasticsearch", "prometheus_client", "socket", "asyncio")
 
 

@@ -819,7 +819,7 @@ def compile_filter(expression: str, *, tz: "tzinfo | str", status_fresh_s: int) 
     except (RecursionError, ValueError, TypeError, KeyError, IndexError, AttributeError) as e:
         raise jsonpath_error(f"invalid JSONPath filter: {type(e).__name__}") from None
 
-    memo: list[Any] = [None, None, False]  # catalog predicate memo: (meta, now, result)
+    memo: list[Any] = [None]  # catalog predicate memo: one (meta, now, result) tuple, replaced whole
 
     if cat_fn is None and item_fn is not None and not comp.uses_ctx:
         fast = item_fn
@@ -839,9 +839,13 @@ def _full_predicate(cat_fn: Pred | None, item_fn: Pred | None, memo: list[Any], 
     def predicate(doc: Any, meta: Any, now: float) -> bool:
         ctx = Ctx(doc, meta, now, zone)
         if cat_fn is not None:
-            if memo[0] is not meta or memo[1] != now:
-                memo[0], memo[1], memo[2] = meta, now, cat_fn(meta, ctx)
-            if not memo[2]:
+            # one tuple read and one tuple write: safe when the same compiled filter runs in several threads
+            # (the loop and the work pool) at once
+            m = memo[0]
+            if m is None or m[0] is not meta or m[1] != now:
+                m = (meta, now, cat_fn(meta, ctx))
+                memo[0] = m
+            if not m[2]:
                 return False
         return item_fn is None or item_fn(doc, ctx)
     return predicate

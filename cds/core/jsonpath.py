@@ -20,6 +20,7 @@ from cds.core.errors import BecknError, jsonpath_error
 MAX_LENGTH = 4096
 MAX_NODES = 256
 MAX_DEPTH = 16
+_MAX_EXACT = 2 ** 53 - 1      # RFC 9535 / I-JSON: integers beyond this are not exact everywhere
 
 # --- AST ------------------------------------------------------------------------------------------------
 
@@ -307,7 +308,10 @@ class _Parser:
             m = _INT_RE.match(self.s, self.i)
             if m:
                 self.i = m.end()
-                vals.append(int(m.group()))
+                v = int(m.group()) if len(m.group()) < 20 else _MAX_EXACT + 1
+                if not -_MAX_EXACT <= v <= _MAX_EXACT:
+                    raise self.fail("index out of range (RFC 9535: at most 2^53-1)")
+                vals.append(v)
             else:
                 vals.append(None)
             self.ws()
@@ -438,7 +442,12 @@ class _Parser:
                 raise self.fail("invalid number")
             self.i = m.end()
             text = m.group()
-            num: float | int = float(text) if any(ch in text for ch in ".eE") else int(text)
+            try:
+                num: float | int = float(text) if any(ch in text for ch in ".eE") else int(text)
+                if isinstance(num, int) and not -_MAX_EXACT <= num <= _MAX_EXACT:
+                    num = float(num)  # beyond I-JSON's exact integers: compared as the nearest double
+            except (OverflowError, ValueError):
+                raise self.fail("number out of range") from None
             if isinstance(num, float) and num != num or num in (float("inf"), float("-inf")):
                 raise self.fail("number out of range")
             return self.node(Lit(num))

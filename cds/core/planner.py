@@ -10,7 +10,8 @@ from cds.core.filters import CompiledFilter, compile_filter
 from cds.core.models import DiscoverIntent
 from cds.core.packs import schema_packs
 from cds.core.query import Query
-from cds.core.spatial import MAX_SPATIAL, build_spatial, origin_of
+from cds.core import budget
+from cds.core.spatial import MAX_SPATIAL, GeometryLimits, build_spatials, origin_of
 from cds.core.text import query_terms
 
 MAX_TEXT_LEN = 1024
@@ -31,6 +32,20 @@ def text_tokens(text: str | None) -> tuple[str, ...]:
     return query_terms(text)
 
 
+CHEAP_EXPRESSION = 512     # a filter at most this long compiles in well under a millisecond
+
+
+def cheap_to_plan(intent: DiscoverIntent) -> bool:
+    """Planning this intent cannot take long (docs/decisions.md §24: it may run on the event loop): its
+    geometries are points (no repair, no grids) and its filter is short or already compiled."""
+    for s in intent.spatial:
+        g = s.geometry
+        if not isinstance(g, dict) or g.get("type") != "Point":
+            return False
+    expr = intent.expression or ""
+    return len(expr) <= CHEAP_EXPRESSION
+
+
 @functools.lru_cache(maxsize=1024)
 def _compiled(expression: str, timezone: str, status_fresh_s: int) -> CompiledFilter:
     """Apps repeat the same few filter shapes; a compiled filter is immutable (its only memo is
@@ -43,6 +58,7 @@ def build_query(intent: DiscoverIntent, *, settings: PlannerConfig, limit: int |
     lim = cap if limit is None or limit <= 0 else min(limit, cap)
 
     compiled = None
+    budget.check()
     expr = (intent.expression or "").strip()
     if expr:
         if (intent.filter_type or "jsonpath").strip().lower() != "jsonpath":
@@ -52,7 +68,8 @@ def build_query(intent: DiscoverIntent, *, settings: PlannerConfig, limit: int |
 
     if len(intent.spatial) > MAX_SPATIAL:
         raise schema_error(f"at most {MAX_SPATIAL} spatial constraints are allowed", "message.spatial")
-    filters = tuple(build_spatial(s) for s in intent.spatial)
+    budget.check()
+    filters = build_spatials(intent.spatial, GeometryLimits.of(settings))
 
     # Ordering origin: the first Point of a positive constraint; else the first positive constraint's
     # route start (LineString: first vertex) or area centroid (Polygon).

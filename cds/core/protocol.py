@@ -246,6 +246,8 @@ def _parse_spatial(s: Any, i: int) -> SpatialSpec:
     dist = s.get("distanceMeters", s.get("distance_meters"))
     if dist is not None and (isinstance(dist, bool) or not isinstance(dist, (int, float))):
         raise E.schema_error("distanceMeters must be a number", f"{path}.distanceMeters")
+    if isinstance(dist, int) and not -1e308 < dist < 1e308:     # no float holds it (never an OverflowError)
+        raise E.schema_error("distanceMeters is out of range", f"{path}.distanceMeters")
     quant = s.get("quantifier", "any")
     if not isinstance(quant, str):
         raise E.schema_error("quantifier must be a string", f"{path}.quantifier")

@@ -25,15 +25,19 @@ from typing import Any, Callable, Iterable
 import numpy as np
 import shapely
 from shapely.geometry import LineString, MultiLineString, MultiPoint, MultiPolygon, Point, Polygon
+from shapely.errors import ShapelyError
 from shapely.geometry.base import BaseGeometry
 
+from cds.core import budget
 from cds.core.errors import SCH_SCHEMA_VALIDATION_FAILED, SCH_TYPE_NOT_SUPPORTED, BecknError, schema_error
 from cds.core.jsonpath import Index, Name, Wild, _Parser  # targets use the filter's path grammar and vocabulary
 from cds.core.query import SpatialFilter
 
 EARTH_R = 6_371_008.8
 MAX_DISTANCE_M = 2_000_000.0
-MAX_VERTICES = 10_000
+MAX_VERTICES = 10_000     # default of CDS_MAX_GEOMETRY_VERTICES (see GeometryLimits)
+MAX_REPAIR_CROSSINGS = 64  # default of CDS_MAX_REPAIR_CROSSINGS
+ROUTE_SIMPLIFY_M = 1.0    # default of CDS_ROUTE_SIMPLIFY_M
 MAX_SPATIAL = 8           # constraints per request
 _DEG = math.pi / 180.0
 _M_PER_DEG = EARTH_R * _DEG
@@ -95,7 +99,41 @@ def _bbox(geom: BaseGeometry, distance_m: float) -> tuple[float, float, float, f
     return (lo_lon, lo_lat, hi_lon, hi_lat)
 
 
-# --- validation -----------------------------------------------------------------------------------------
+# --- validation and bounded cost (docs/decisions.md §24) -----------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class GeometryLimits:
+    """What one request's geometries may cost (settings CDS_MAX_GEOMETRY_VERTICES, CDS_MAX_REPAIR_CROSSINGS,
+    CDS_ROUTE_SIMPLIFY_M).
+
+    - `max_vertices`: positions of any one geometry as sent (counted while reading, before anything is built),
+      and vertices of all the request's geometries together *as computed*: after a repair (which can multiply
+      them) and after route simplification.
+    - `max_repair_crossings`: an invalid (self-intersecting, overlapping) polygon is repaired only when its
+      rings cross at most this many times; the count is taken cheaply before any repair (a repair's cost grows
+      much faster than its crossings: a 151-point star crosses itself ~11,000 times and takes GEOS ~30 s).
+    - `route_simplify_m`: when the request's vertices exceed `max_vertices`, its routes (LineStrings) are
+      simplified with this tolerance (Douglas-Peucker, metres; 0: never) before the total is judged.
+    """
+
+    max_vertices: int = MAX_VERTICES
+    max_repair_crossings: int = MAX_REPAIR_CROSSINGS
+    route_simplify_m: float = ROUTE_SIMPLIFY_M
+    # segment pairs whose boxes overlap that the crossing count may test (a bound on the check itself)
+    max_crossing_pairs: int = 2_000_000
+
+    @classmethod
+    def of(cls, settings: Any) -> "GeometryLimits":
+        """From the service settings (anything with the three attributes; defaults for what is missing)."""
+        return cls(max_vertices=getattr(settings, "max_geometry_vertices", MAX_VERTICES),
+                   max_repair_crossings=getattr(settings, "max_repair_crossings", MAX_REPAIR_CROSSINGS),
+                   route_simplify_m=getattr(settings, "route_simplify_m", ROUTE_SIMPLIFY_M))
+
+
+DEFAULT_LIMITS = GeometryLimits()
+
+
 
 
 def _bad(msg: str, code: str = SCH_SCHEMA_VALIDATION_FAILED) -> BecknError:
@@ -107,13 +145,13 @@ def _position(p: Any, counter: list[int]) -> tuple[float, float]:
         raise _bad("a GeoJSON position must be [longitude, latitude]")
     lon, lat = p[0], p[1]
     for v in (lon, lat):
-        if isinstance(v, bool) or not isinstance(v, (int, float)) or not math.isfinite(v):
+        if isinstance(v, bool) or not isinstance(v, (int, float)) or isinstance(v, float) and not math.isfinite(v):
             raise _bad("GeoJSON coordinates must be finite numbers")
     if not -180.0 <= lon <= 180.0 or not -90.0 <= lat <= 90.0:
         raise _bad(f"coordinate [{lon}, {lat}] out of range: GeoJSON order is [longitude, latitude]")
     counter[0] += 1
-    if counter[0] > MAX_VERTICES:
-        raise _bad(f"geometry has more than {MAX_VERTICES} vertices")
+    if counter[0] > counter[1]:
+        raise _bad(f"geometry has more than {counter[1]} vertices (CDS_MAX_GEOMETRY_VERTICES)")
     return float(lon), float(lat)
 
 
@@ -135,19 +173,22 @@ def _ring_list(rings: Any, counter: list[int]) -> list[list[tuple[float, float]]
     return out
 
 
-def parse_geometry(g: Any) -> BaseGeometry:
-    """Validate a GeoJSON geometry (bounded) and build the shapely geometry."""
+def parse_geometry(g: Any, limits: GeometryLimits = DEFAULT_LIMITS) -> BaseGeometry:
+    """Validate a GeoJSON geometry (bounded) and build the shapely geometry; an invalid one is repaired
+    when that is cheap (see `GeometryLimits`), else refused."""
     if not isinstance(g, dict):
         raise _bad("spatial geometry must be a GeoJSON object")
     gtype, coords = g.get("type"), g.get("coordinates")
     if gtype not in GEOMETRY_TYPES:
         raise _bad(f"geometry type {gtype!r} is not supported (use one of {', '.join(GEOMETRY_TYPES)})",
                    SCH_TYPE_NOT_SUPPORTED)
-    n = [0]
+    n = [0, limits.max_vertices]
 
     def many(kind: str) -> list[Any]:
         if not isinstance(coords, (list, tuple)) or not coords:
             raise _bad(f"a {kind} needs at least one part")
+        if len(coords) > limits.max_vertices:
+            raise _bad(f"geometry has more than {limits.max_vertices} parts (CDS_MAX_GEOMETRY_VERTICES)")
         return list(coords)
 
     if gtype == "Point":
@@ -164,9 +205,92 @@ def parse_geometry(g: Any) -> BaseGeometry:
     else:
         polys = [_ring_list(p, n) for p in many("MultiPolygon")]
         geom = MultiPolygon([(rs[0], rs[1:]) for rs in polys])
-    if not geom.is_valid:
-        geom = shapely.make_valid(geom)  # self-intersecting rings etc.: repair rather than refuse
+    if not shapely.is_valid(geom):  # cheap (GEOS stops at the first problem)
+        geom = _repair(geom, limits)
     return geom
+
+
+def _repair(geom: BaseGeometry, limits: GeometryLimits) -> BaseGeometry:
+    """make_valid, only after a cheap count of the rings' crossings shows the repair is cheap too."""
+    crossings = count_crossings(geom, limits.max_repair_crossings, limits.max_crossing_pairs)
+    if crossings > limits.max_repair_crossings:
+        raise _bad(f"geometry is not valid (its edges cross each other) and crosses itself more than "
+                   f"{limits.max_repair_crossings} times (CDS_MAX_REPAIR_CROSSINGS): send a simple polygon")
+    budget.check()
+    try:
+        repaired = shapely.make_valid(geom)  # self-intersecting rings etc.: repair rather than refuse
+    except ShapelyError as e:
+        raise _bad(f"geometry is not valid and cannot be repaired ({str(e)[:120]})") from None
+    if repaired.is_empty:
+        raise _bad("geometry is empty once repaired (a polygon without area)")
+    return repaired
+
+
+def _linework(geom: BaseGeometry) -> list[BaseGeometry]:
+    out: list[BaseGeometry] = []
+    for part in shapely.get_parts(geom).tolist():
+        if isinstance(part, Polygon):
+            out.extend(shapely.get_rings(part).tolist())
+        elif isinstance(part, LineString):
+            out.append(part)
+    return out
+
+
+def count_crossings(geom: BaseGeometry, cap: int, max_pairs: int = 2_000_000) -> int:
+    """How many pairs of non-adjacent edges of `geom` touch or cross (stops counting once past `cap`).
+
+    Vectorised: the edges go into an STRtree and are queried in chunks, so the work is bounded by the pairs of
+    edges whose boxes overlap; past `max_pairs` such pairs the geometry is refused as too costly to check.
+    """
+    coords, idx = shapely.get_coordinates(_linework(geom), return_index=True)
+    if len(coords) < 2:
+        return 0
+    same = idx[1:] == idx[:-1]
+    a, b = coords[:-1][same], coords[1:][same]
+    line_of = idx[:-1][same]
+    n = len(a)
+    if n < 3:
+        return 0
+    seq = np.arange(n)
+    first = np.full(int(idx.max()) + 1, n, dtype=np.int64)
+    last = np.full(int(idx.max()) + 1, -1, dtype=np.int64)
+    np.minimum.at(first, line_of, seq)
+    np.maximum.at(last, line_of, seq)
+    segs = shapely.linestrings(np.stack([a, b], axis=1))
+    tree = shapely.STRtree(segs)
+    count = pairs = 0
+    chunk = max(1, min(256, 200_000 // n))
+    for start in range(0, n, chunk):
+        budget.check()
+        boxes = tree.query(segs[start:start + chunk])
+        pairs += boxes.shape[1]
+        if pairs > max_pairs:
+            raise _bad(f"geometry is not valid and too intricate to check for a repair (more than {max_pairs} "
+                       "pairs of overlapping edges): send a simple polygon")
+        left, right = boxes[0] + start, boxes[1]
+        keep = right > left
+        left, right = left[keep], right[keep]
+        same_line = line_of[left] == line_of[right]
+        adjacent = same_line & ((right == left + 1) | ((left == first[line_of[left]]) & (right == last[line_of[left]])))
+        left, right = left[~adjacent], right[~adjacent]
+        if len(left):
+            count += int(np.count_nonzero(shapely.intersects(segs[left], segs[right])))
+            if count > cap:
+                return count
+    return count
+
+
+def vertex_count(geom: BaseGeometry) -> int:
+    return int(shapely.get_num_coordinates(geom))
+
+
+def simplify_route(geom: BaseGeometry, tolerance_m: float) -> BaseGeometry:
+    """A LineString/MultiLineString with fewer vertices, every point within `tolerance_m` of the original
+    (Douglas-Peucker in degrees of latitude, the longest degree: never further than the tolerance)."""
+    if tolerance_m <= 0 or not isinstance(geom, (LineString, MultiLineString)):
+        return geom
+    out = shapely.simplify(geom, tolerance_m / _M_PER_DEG, preserve_topology=False)
+    return geom if out.is_empty else out
 
 
 def check_target(target: Any) -> None:
@@ -230,6 +354,10 @@ def _areal(geom: BaseGeometry) -> bool:
     return any(isinstance(p, Polygon) for p in getattr(geom, "geoms", [geom]))
 
 
+_FEW_POINTS = 16       # more points than this: a grid narrows them (as zero-length segments)
+_VECTOR_FROM = 24      # a point with more candidate segments than this measures them with numpy
+
+
 def _radius_tester(pts: list[tuple[float, float]], d: float, bbox: tuple[float, float, float, float]):
     minx, miny, maxx, maxy = bbox
     if len(pts) == 1:
@@ -244,6 +372,12 @@ def _radius_tester(pts: list[tuple[float, float]], d: float, bbox: tuple[float, 
                 math.sin((lon - plon) * _DEG / 2) ** 2
             return a <= half * (1 + 1e-12)
         return one
+    if len(pts) > _FEW_POINTS:  # bounded cost per tested point: only the points within reach are measured
+        near = _NearSegments([(p, p) for p in pts], d)
+
+        def grid(lon: float, lat: float) -> bool:
+            return miny <= lat <= maxy and minx <= lon <= maxx and near.any_within(lon, lat)
+        return grid
 
     def many(lon: float, lat: float) -> bool:
         if not (miny <= lat <= maxy and minx <= lon <= maxx):
@@ -254,42 +388,111 @@ def _radius_tester(pts: list[tuple[float, float]], d: float, bbox: tuple[float, 
 
 class _SegmentGrid:
     """Uniform lon/lat grid of segment indices: each segment is filed under every cell its
-    distance-widened box touches, so a point only measures the segments that can be within reach."""
+    distance-widened box touches, so a point only measures the segments that can be within reach.
+    Built and queried with numpy: its cost is bounded by MAX_ENTRIES, not by Python loops."""
 
     MAX_ENTRIES = 200_000
 
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
         dlat = d / _M_PER_DEG * (1 + 1e-9) + 1e-9
-        boxes = []
-        for a, b in segs:
-            dlon = _dlon_for(d, max(abs(a[1]), abs(b[1])))
-            if dlon >= 360.0:
-                boxes.append((-180.0, min(a[1], b[1]) - dlat, 180.0, max(a[1], b[1]) + dlat))
-            else:
-                boxes.append((min(a[0], b[0]) - dlon, min(a[1], b[1]) - dlat,
-                              max(a[0], b[0]) + dlon, max(a[1], b[1]) + dlat))
+        arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4)
+        ax, ay, bx, by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+        lat_max = np.maximum(np.abs(ay), np.abs(by))
+        delta = d / EARTH_R
+        polar = lat_max * _DEG + delta >= 89.99 * _DEG
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.minimum(1.0, math.sin(delta) / np.cos(lat_max * _DEG))
+        dlon = np.where(polar, 360.0, np.degrees(np.arcsin(np.where(polar, 0.0, ratio))) * (1 + 1e-9) + 1e-9)
+        full = polar | (dlon >= 360.0)
+        x0 = np.where(full, -180.0, np.minimum(ax, bx) - dlon)
+        x1 = np.where(full, 180.0, np.maximum(ax, bx) + dlon)
+        y0, y1 = np.minimum(ay, by) - dlat, np.maximum(ay, by) + dlat
+        self.x0, self.y0, self.x1, self.y1 = x0, y0, x1, y1
+        self.full = np.flatnonzero(full)                      # polar boxes: always checked
+        part = np.flatnonzero(~full)
         cell = max(2 * dlat, 0.01)
-        while sum((int((x1 - x0) / cell) + 2) * (int((y1 - y0) / cell) + 2) for x0, y0, x1, y1 in boxes) \
-                > self.MAX_ENTRIES:
+        while True:
+            gx0, gx1 = np.floor(x0[part] / cell).astype(np.int64), np.floor(x1[part] / cell).astype(np.int64)
+            gy0, gy1 = np.floor(y0[part] / cell).astype(np.int64), np.floor(y1[part] / cell).astype(np.int64)
+            nx, ny = gx1 - gx0 + 1, gy1 - gy0 + 1
+            if int((nx * ny).sum()) <= self.MAX_ENTRIES:
+                break
             cell *= 2
         self.cell = cell
-        self.boxes = boxes
-        self.full = [i for i, bx in enumerate(boxes) if bx[2] - bx[0] >= 360.0]  # polar boxes: always check
-        grid: dict[tuple[int, int], list[int]] = {}
-        for i, (x0, y0, x1, y1) in enumerate(boxes):
-            if x1 - x0 >= 360.0:
-                continue
-            for gx in range(math.floor(x0 / cell), math.floor(x1 / cell) + 1):
-                for gy in range(math.floor(y0 / cell), math.floor(y1 / cell) + 1):
-                    grid.setdefault((gx, gy), []).append(i)
-        self.grid = grid
+        counts = nx * ny
+        seg = np.repeat(part, counts)                         # one entry per (segment, cell)
+        k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        rny = np.repeat(ny, counts)
+        gx = np.repeat(gx0, counts) + k // np.maximum(rny, 1)
+        gy = np.repeat(gy0, counts) + k % np.maximum(rny, 1)
+        order = np.lexsort((seg, gy, gx))
+        gx, gy, seg = gx[order], gy[order], seg[order]
+        starts = np.flatnonzero(np.r_[True, (gx[1:] != gx[:-1]) | (gy[1:] != gy[:-1])]) if len(seg) else seg
+        ends = np.r_[starts[1:], len(seg)]
+        self.entries = seg
+        self.grid: dict[tuple[int, int], tuple[int, int]] = {
+            (int(x), int(y)): (int(a), int(b)) for x, y, a, b in zip(gx[starts], gy[starts], starts, ends)}
 
-    def candidates(self, lon: float, lat: float) -> list[int]:
-        """Segments whose widened box holds the point."""
-        hit = self.grid.get((math.floor(lon / self.cell), math.floor(lat / self.cell)), [])
-        boxes = self.boxes
-        out = [i for i in hit if boxes[i][0] <= lon <= boxes[i][2] and boxes[i][1] <= lat <= boxes[i][3]]
-        return out + self.full if self.full else out
+    def candidates(self, lon: float, lat: float) -> np.ndarray:
+        """Indices of the segments whose widened box holds the point."""
+        span = self.grid.get((math.floor(lon / self.cell), math.floor(lat / self.cell)))
+        if span is None:
+            hit = self.full
+        else:
+            hit = self.entries[span[0]:span[1]]
+            if len(self.full):
+                hit = np.concatenate([hit, self.full])
+        if not len(hit):
+            return hit
+        keep = (self.x0[hit] <= lon) & (lon <= self.x1[hit]) & (self.y0[hit] <= lat) & (lat <= self.y1[hit])
+        return hit[keep]
+
+
+class _NearSegments:
+    """"Is the point within `d` of some segment?" with a bounded cost per point: the grid gives the segments
+    within reach; many of them are measured at once with numpy (same formula as `segment_distance_m`)."""
+
+    def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
+        self.segs = segs
+        self.d = d
+        self.grid = _SegmentGrid(segs, d)
+        arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
+        self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+
+    def any_within(self, lon: float, lat: float) -> bool:
+        cands = self.grid.candidates(lon, lat)
+        if len(cands) <= _VECTOR_FROM:
+            segs, d = self.segs, self.d
+            return any(segment_distance_m(lon, lat, *segs[i]) <= d for i in cands.tolist())
+        return bool((_segment_distances(lon, lat, self.ax[cands], self.ay[cands], self.bx[cands],
+                                        self.by[cands]) <= self.d).any())
+
+
+def _segment_distances(lon: float, lat: float, ax0: np.ndarray, ay0: np.ndarray, bx0: np.ndarray,
+                       by0: np.ndarray) -> np.ndarray:
+    """`segment_distance_m` for many segments at once."""
+    k = math.cos(lat * _DEG)
+    ddx, ddy = ax0 - lon, bx0 - lon
+    ddx = np.where(ddx > 180.0, ddx - 360.0, np.where(ddx < -180.0, ddx + 360.0, ddx))
+    ddy = np.where(ddy > 180.0, ddy - 360.0, np.where(ddy < -180.0, ddy + 360.0, ddy))
+    ax, ay = ddx * k, ay0 - lat
+    bx, by = ddy * k, by0 - lat
+    dx, dy = bx - ax, by - ay
+    den = dx * dx + dy * dy
+    with np.errstate(divide="ignore", invalid="ignore"):
+        t = np.where(den == 0.0, 0.0, np.clip(-(ax * dx + ay * dy) / np.where(den == 0.0, 1.0, den), 0.0, 1.0))
+    qx, qy = ax0 + (bx0 - ax0) * t, ay0 + (by0 - ay0) * t
+    p1, p2 = lat * _DEG, qy * _DEG
+    a = np.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin((qx - lon) * _DEG / 2) ** 2
+    return 2 * EARTH_R * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+
+
+def _prepare_now(geom: BaseGeometry) -> None:
+    """Prepare for repeated point tests, and make GEOS build its lazy point-location index now: afterwards
+    the tests only read it, so the same filter can be used from the loop and a worker thread at once."""
+    shapely.prepare(geom)
+    x0, y0, x1, y1 = geom.bounds
+    shapely.intersects_xy(geom, (x0 + x1) / 2, (y0 + y1) / 2)
 
 
 class _AreaGrid:
@@ -299,7 +502,7 @@ class _AreaGrid:
     N = 48
 
     def __init__(self, geom: BaseGeometry) -> None:
-        shapely.prepare(geom)
+        _prepare_now(geom)
         self.geom = geom
         x0, y0, x1, y1 = geom.bounds
         self.x0, self.y0 = x0, y0
@@ -327,19 +530,17 @@ def _point_parts(geom: BaseGeometry) -> list[tuple[float, float]]:
 def _shape_tester(geom: BaseGeometry, d: float, bbox: tuple[float, float, float, float]):
     """dwithin for lines/polygons (and mixed multi-geometries)."""
     minx, miny, maxx, maxy = bbox
-    segs = _segments(geom)
     pts = _point_parts(geom)
+    segs = _segments(geom) + [(p, p) for p in pts]   # points as zero-length segments: one bounded lookup
     area = _AreaGrid(geom) if _areal(geom) else None
-    grid = _SegmentGrid(segs, d)
+    near = _NearSegments(segs, d)
 
     def test(lon: float, lat: float) -> bool:
         if not (miny <= lat <= maxy and minx <= lon <= maxx):
             return False
         if area is not None and area.covers(lon, lat):
             return True
-        if pts and any(haversine_m(lon, lat, x, y) <= d for x, y in pts):
-            return True
-        return any(segment_distance_m(lon, lat, *segs[i]) <= d for i in grid.candidates(lon, lat))
+        return near.any_within(lon, lat)
     return test
 
 
@@ -364,8 +565,13 @@ def prepare(op: str, geom: BaseGeometry, distance_m: float = 0.0, negate: bool =
         minx, miny, maxx, maxy = bbox
         if _areal(geom):
             covers = _AreaGrid(geom).covers
+        elif isinstance(geom, (Point, MultiPoint)):
+            at = set(_points(geom))       # a point meets a point only where they are equal: a set lookup
+
+            def covers(lon: float, lat: float) -> bool:
+                return (lon, lat) in at
         else:
-            shapely.prepare(geom)
+            _prepare_now(geom)
 
             def covers(lon: float, lat: float) -> bool:
                 return bool(shapely.intersects_xy(geom, lon, lat))
@@ -376,8 +582,16 @@ def prepare(op: str, geom: BaseGeometry, distance_m: float = 0.0, negate: bool =
                            negate=negate, test=test)
 
 
-def build_spatial(spec: Any) -> PreparedSpatial:
-    """cds.core.models.SpatialSpec -> a prepared SpatialFilter (validated, bounded)."""
+@dataclass(frozen=True, slots=True)
+class _Read:
+    op: str
+    geometry: BaseGeometry
+    distance_m: float
+    negate: bool
+
+
+def _read_spatial(spec: Any, limits: GeometryLimits) -> _Read:
+    """Validate one constraint (cheap checks first) and build its geometry (repaired if needed)."""
     op = (spec.op or "").strip().lower() if isinstance(spec.op, str) else ""
     if not op:
         raise _bad("spatial constraint needs an 'op'")
@@ -390,21 +604,55 @@ def build_spatial(spec: Any) -> PreparedSpatial:
         raise _bad(f"spatial quantifier {spec.quantifier!r} is not one of any, all, none")
     if op.removeprefix("s_") not in OPS:
         prepare(op, Point(0, 0))  # raises the clear "not supported" error
-    geom = parse_geometry(spec.geometry)
     dist = spec.distance_m
-    if op.removeprefix("s_") == "dwithin":
+    dwithin = op.removeprefix("s_") == "dwithin"
+    if dwithin and dist is not None:
+        if isinstance(dist, bool) or not isinstance(dist, (int, float)) or dist != dist or dist < 0:
+            raise _bad("distanceMeters must be a number >= 0")
+        if dist > MAX_DISTANCE_M:
+            raise _bad(f"distanceMeters must be at most {int(MAX_DISTANCE_M)} m")
+    geom = parse_geometry(spec.geometry, limits)
+    if dwithin:
         if dist is None:
             if not _areal(geom):
                 raise _bad("s_dwithin needs 'distanceMeters'")
             dist = 0.0
-        if isinstance(dist, bool) or not isinstance(dist, (int, float)) or not math.isfinite(dist) or dist < 0:
-            raise _bad("distanceMeters must be a number >= 0")
-        if dist > MAX_DISTANCE_M:
-            raise _bad(f"distanceMeters must be at most {int(MAX_DISTANCE_M)} m")
     else:
         dist = 0.0
     # one station point per item: "all" is the same as "any"
-    return prepare(op, geom, float(dist), negate=(quant == "none"))
+    return _Read(op, geom, float(dist), quant == "none")
+
+
+def build_spatials(specs: Iterable[Any], limits: GeometryLimits = DEFAULT_LIMITS) -> tuple[PreparedSpatial, ...]:
+    """A request's constraints -> prepared SpatialFilters, within `limits` counted on what is computed: every
+    geometry is read (and repaired) first, routes are simplified when the request's vertices exceed the limit,
+    then the total is judged, and only then are the (costlier) testers built."""
+    try:
+        return _build_spatials(specs, limits)
+    except ShapelyError as e:  # GEOS refuses a degenerate shape: the request's fault, not ours
+        raise _bad(f"geometry cannot be used ({str(e)[:120]})") from None
+
+
+def _build_spatials(specs: Iterable[Any], limits: GeometryLimits) -> tuple[PreparedSpatial, ...]:
+    read = [_read_spatial(s, limits) for s in specs]
+    total = sum(vertex_count(r.geometry) for r in read)
+    if total > limits.max_vertices and limits.route_simplify_m > 0:
+        read = [_Read(r.op, simplify_route(r.geometry, limits.route_simplify_m), r.distance_m, r.negate)
+                for r in read]
+        total = sum(vertex_count(r.geometry) for r in read)
+    if total > limits.max_vertices:
+        raise _bad(f"the request's geometries have {total} vertices as computed (after repair and route "
+                   f"simplification), more than {limits.max_vertices} (CDS_MAX_GEOMETRY_VERTICES)")
+    out = []
+    for r in read:
+        budget.check()
+        out.append(prepare(r.op, r.geometry, r.distance_m, negate=r.negate))
+    return tuple(out)
+
+
+def build_spatial(spec: Any, limits: GeometryLimits = DEFAULT_LIMITS) -> PreparedSpatial:
+    """cds.core.models.SpatialSpec -> a prepared SpatialFilter (validated, bounded)."""
+    return build_spatials([spec], limits)[0]
 
 
 _ADHOC: dict[int, tuple[SpatialFilter, PreparedSpatial]] = {}

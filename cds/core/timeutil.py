@@ -17,6 +17,7 @@ time (the network default, Asia/Kolkata, has no DST).
 
 from __future__ import annotations
 
+import math
 import re
 import time
 from datetime import datetime, timedelta, timezone, tzinfo
@@ -123,11 +124,27 @@ def parse_time_of_day(s: object) -> tuple[int, int | None] | None:
         return None
 
 
+# Instants whose local date exists in every zone (datetime covers years 1..9999): offsets of instants
+# outside are taken at the nearest end (zone rules are constant that far out), so no date overflows.
+_MIN_INSTANT = -62135596800.0 + 2 * DAY     # 0001-01-03T00:00:00Z
+_MAX_INSTANT = 253402300799.0 - 2 * DAY     # 9999-12-29T23:59:59Z
+
+
+def _clamped(instant: float) -> float:
+    if instant != instant:  # NaN
+        return 0.0
+    return min(max(instant, _MIN_INSTANT), _MAX_INSTANT)
+
+
+def _offset_at(instant: float, tz: "tzinfo | str | None") -> float:
+    """UTC offset (seconds) of `tz` at `instant`; defined for any float."""
+    off = datetime.fromtimestamp(_clamped(instant), as_tz(tz)).utcoffset()
+    return off.total_seconds() if off is not None else 0.0
+
+
 def tz_offset_s(tz: "tzinfo | str | None", at: float | None = None) -> int:
     """UTC offset of `tz` in seconds at instant `at` (default: now)."""
-    when = datetime.fromtimestamp(time.time() if at is None else at, timezone.utc)
-    off = when.astimezone(as_tz(tz)).utcoffset()
-    return int(off.total_seconds()) if off is not None else 0
+    return int(_offset_at(time.time() if at is None else at, tz))
 
 
 def daily_seconds_local(s: object, tz: "tzinfo | str | None", at: float | None = None) -> int | None:
@@ -147,8 +164,12 @@ def daily_seconds_local(s: object, tz: "tzinfo | str | None", at: float | None =
 
 def local_seconds(instant: float, tz: "tzinfo | str | None") -> int:
     """Seconds since local midnight of an instant in `tz`."""
-    dt = datetime.fromtimestamp(instant, as_tz(tz))
-    return dt.hour * 3600 + dt.minute * 60 + dt.second
+    if _MIN_INSTANT <= instant <= _MAX_INSTANT:
+        dt = datetime.fromtimestamp(instant, as_tz(tz))
+        return dt.hour * 3600 + dt.minute * 60 + dt.second
+    if instant != instant or instant in (math.inf, -math.inf):
+        return 0
+    return int((instant + _offset_at(instant, tz)) % DAY)
 
 
 def parse_duration(s: object) -> float | None:
@@ -174,8 +195,7 @@ def parse_duration(s: object) -> float | None:
 
 def wall_seconds(instant: float, tz: "tzinfo | str | None") -> float:
     """Local wall-clock seconds since 1970-01-01T00:00 (local) of an instant in `tz`."""
-    off = datetime.fromtimestamp(instant, as_tz(tz)).utcoffset()
-    return instant + (off.total_seconds() if off is not None else 0.0)
+    return instant + _offset_at(instant, tz)
 
 
 FULL_DAY_GAP = 60  # a window leaving at most this gap per day ("00:00-23:59:59") is open all day
@@ -320,5 +340,7 @@ def in_daily(win: tuple[int, int], instant: float, tz: "tzinfo | str | None") ->
 
 def rfc3339(instant: float | None = None) -> str:
     """UTC timestamp with milliseconds and `Z` (2026-01-04T07:31:02.123Z), for context.timestamp."""
-    dt = datetime.fromtimestamp(time.time() if instant is None else instant, timezone.utc)
+    t = time.time() if instant is None else instant
+    dt = datetime.fromtimestamp(min(max(t, _MIN_INSTANT - 2 * DAY), _MAX_INSTANT + 2 * DAY) if t == t else 0.0,
+                                timezone.utc)
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

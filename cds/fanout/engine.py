@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import dataclasses
+import functools
 import logging
 import time
 from collections import OrderedDict
@@ -25,7 +26,9 @@ from typing import TYPE_CHECKING, Any, Awaitable, Callable
 
 import msgspec
 import orjson
+from cds.core import budget
 from cds.core import errors as E
+from cds.core.budget import WorkBudget
 from cds.trust.auth import Caller, require_publisher
 from cds.fanout.circuit import CLOSED, CircuitBreaker, MemoryCircuitBreaker, RedisCircuitBreaker
 from cds.config import Settings
@@ -43,6 +46,7 @@ from cds.trust.registry import Registry, Subscriber, domain_family
 from cds.core.timeutil import parse_duration, parse_instant
 from cds.core.documents import Hit
 from cds.core.normalize import normalize_catalog
+from cds.workpool import run_off_loop
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis
@@ -158,6 +162,7 @@ def live_hits(catalogs: list[dict], *, bpp_id: str, bpp_uri: str | None, dialect
     hits: list[Hit] = []
     seen: set[str] = set()
     for i, cat in enumerate(catalogs):
+        budget.check()
         try:
             record, _warnings = normalize_catalog(cat, publisher_id=bpp_id, publisher_uri=bpp_uri, dialect=dialect,
                                                   settings=settings, now=now, index=i,
@@ -168,8 +173,11 @@ def live_hits(catalogs: list[dict], *, bpp_id: str, bpp_uri: str | None, dialect
             raise E.schema_error(f"catalog id {record.meta.catalog_id[:80]!r} repeated", f"message.catalogs[{i}]")
         seen.add(record.meta.catalog_id)
         meta = msgspec.structs.replace(record.meta, live=True, raw=b"")  # raw is only for MERGE publishes
-        hits.extend(Hit(item=item, catalog=meta, distance=distance(query, item))
-                    for item in record.items if matches(query, item, meta, now))
+        for j, item in enumerate(record.items):
+            if not j % 32:
+                budget.check()          # the reply's work budget, when one is in force
+            if matches(query, item, meta, now):
+                hits.append(Hit(item=item, catalog=meta, distance=distance(query, item)))
     return select(hits, query.limit)
 
 
@@ -414,10 +422,11 @@ class Fanout:
         while len(self._plans) > PLAN_CACHE_SIZE:
             self._plans.popitem(last=False)
 
-    def _plan(self, key: str, rec: PendingRecord) -> Query:
+    async def _plan(self, key: str, rec: PendingRecord, work: WorkBudget) -> Query:
         query = self._plans.get(key)
         if query is None:  # the request was received by another replica: plan its intent the same way
-            query = build_query(_intent_dec.decode(rec.intent), settings=self.settings)
+            query = await run_off_loop(self.settings.work_threads, work, functools.partial(
+                build_query, _intent_dec.decode(rec.intent), settings=self.settings))
             self._remember_plan(key, query)
         return query
 
@@ -441,9 +450,13 @@ class Fanout:
             require_publisher(caller, ctx, [c for c in cats if isinstance(c, dict)] if isinstance(cats, list) else [])
             if verdict == ACCEPTED:
                 assert rec is not None
-                query = self._plan(key, rec)
-                hits = live_hits(reply_catalogs(doc), bpp_id=bpp, bpp_uri=ctx.bpp_uri or caller.subscriber.url,
-                                 dialect=ctx.dialect, query=query, settings=self.settings, now=self.clock())
+                # docs/decisions.md §24: planning and re-filtering a reply have a discover's work budget and
+                # run off the event loop; past the budget the reply is refused with a 400 naming the limit
+                work = WorkBudget(self.settings.discover_work_ms, what="re-filtering this on_discover reply")
+                query = await self._plan(key, rec, work)
+                hits = await run_off_loop(self.settings.work_threads, work, functools.partial(
+                    live_hits, reply_catalogs(doc), bpp_id=bpp, bpp_uri=ctx.bpp_uri or caller.subscriber.url,
+                    dialect=ctx.dialect, query=query, settings=self.settings, now=self.clock()))
                 verdict = await self.pending.offer(key, Reply(bpp_id=bpp, received_at=time.time(),
                                                               payload=_hits_enc.encode(hits)))
                 if verdict in (UNKNOWN, NOT_TARGETED):  # forgotten in between: its late window ended

@@ -8,6 +8,9 @@ import logging
 import time
 from typing import Any, Callable
 
+from cds.core import budget
+from cds.core.budget import WorkBudget, WorkLimitExceeded
+from cds.core.errors import BecknError
 from cds.core.replies import build_on_discover
 from cds.services.assemble import assemble_catalogs
 from cds.config import Settings
@@ -16,7 +19,8 @@ from cds.core.matching import select
 from cds.metrics import Metrics
 from cds.core.models import DiscoverRequest
 from cds.trust.outbound import Delivery, Outbound
-from cds.core.planner import build_query
+from cds.core.planner import build_query, cheap_to_plan
+from cds.workpool import run_off_loop
 from cds.core.query import Query
 from cds.core.documents import Hit
 from indexer.storage import Storage
@@ -38,6 +42,18 @@ class DiscoverService:
         """Compile the request; raises BecknError (400) for invalid filters/geometry."""
         return build_query(req.intent, settings=self._settings)
 
+    def work_budget(self) -> WorkBudget:
+        """The work one discover may do (CDS_DISCOVER_WORK_MS, docs/decisions.md §24)."""
+        return WorkBudget(self._settings.discover_work_ms)
+
+    async def plan_bounded(self, req: DiscoverRequest, work: WorkBudget) -> Query:
+        """`plan` charged to `work`: on the loop when it is cheap (points, a short filter), else in the work
+        pool so that the loop keeps answering; 400 when the geometry or the filter is over a limit."""
+        if cheap_to_plan(req.intent):
+            with work.running():
+                return self.plan(req)
+        return await run_off_loop(self._settings.work_threads, work, self.plan, req)
+
     async def _search(self, query: Query, now: float) -> list[Hit]:
         t0 = time.perf_counter()
         hits = await self._storage.search(query, now)
@@ -48,11 +64,23 @@ class DiscoverService:
         """The index's hits; with a fan-out under way an index failure leaves the live replies to answer."""
         try:
             return await self._search(query, now)
+        except BecknError:
+            raise                           # the request's own fault (its work budget): never hidden
         except Exception:
             if run is None:
                 raise
             log.exception("index search failed; answering with the fan-out replies only")
             return []
+
+    async def _search_or_refuse(self, query: Query, now: float, run: FanoutRun | None) -> list[Hit]:
+        """`_search_or_none`; when the request is refused (its work budget), a started fan-out is still
+        collected in the background so that its targets' circuits and its pending record are settled."""
+        try:
+            return await self._search_or_none(query, now, run)
+        except BecknError:
+            if run is not None and self._fanout is not None:
+                self._fanout._background(self._collect(run))
+            raise
 
     async def _start_fanout(self, req: DiscoverRequest, query: Query, received_at: float) -> FanoutRun | None:
         if self._fanout is None:
@@ -92,7 +120,7 @@ class DiscoverService:
     async def _answer(self, req: DiscoverRequest, query: Query, received_at: float) -> tuple[dict[str, Any], bool]:
         run = await self._start_fanout(req, query, received_at)  # the fan-out runs while the index answers
         now = self._clock()
-        hits = await self._search_or_none(query, now, run)
+        hits = await self._search_or_refuse(query, now, run)
         if run is not None:
             hits = await self._merged(query, hits, await self._collect(run), now)
         return self._body(req, hits), run is not None
@@ -103,33 +131,47 @@ class DiscoverService:
         hits = await self._search(query, self._clock())
         return self._render(req, hits), hits
 
-    async def answer(self, req: DiscoverRequest, query: Query, received_at: float | None = None) -> dict[str, Any]:
-        """The merged on_discover body (cache + fan-out; waits for the fan-out like the async path, §8.3)."""
+    async def answer(self, req: DiscoverRequest, query: Query, received_at: float | None = None,
+                     work: WorkBudget | None = None) -> dict[str, Any]:
+        """The merged on_discover body (cache + fan-out; waits for the fan-out like the async path, §8.3).
+        Raises WorkLimitExceeded (400) when the search needs more than `work` allows."""
         received_at = time.time() if received_at is None else received_at
-        body, fanned = await self._answer(req, query, received_at)
+        with budget.in_force(work or self.work_budget()):
+            body, fanned = await self._answer(req, query, received_at)
         if fanned:
             self._metrics.fanout_callback_latency.labels("sync").observe(time.time() - received_at)
         return body
 
     async def answer_and_deliver(self, req: DiscoverRequest, query: Query, callback_base: str,
-                                 received_at: float) -> Delivery | None:
-        """The async path: compute the answer and POST it to {bap_uri}/on_discover."""
+                                 received_at: float, work: WorkBudget | None = None) -> Delivery | None:
+        """The async path: compute the answer and POST it to {bap_uri}/on_discover. A search over its work
+        budget (after the ACK) is answered with an on_discover that carries the error and no catalogs."""
         assert self._outbound is not None
         try:
-            if self._settings.fanout_incremental and self._fanout is not None:
-                return await self._deliver_incremental(req, query, callback_base, received_at)
-            body, fanned = await self._answer(req, query, received_at)
+            with budget.in_force(work or self.work_budget()):
+                if self._settings.fanout_incremental and self._fanout is not None:
+                    return await self._deliver_incremental(req, query, callback_base, received_at)
+                body, fanned = await self._answer(req, query, received_at)
+        except WorkLimitExceeded as e:
+            log.warning("discover %s refused after its ACK: %s", req.context.message_id, e.message)
+            self._metrics.nacks.labels("discover", e.code).inc()
+            return await self._deliver(callback_base, self._refusal(req, e), received_at, False)
         except Exception:  # noqa: BLE001 - a background task must log, never die silently
             log.exception("discover %s failed", req.context.message_id)
             return None
         return await self._deliver(callback_base, body, received_at, fanned)
+
+    def _refusal(self, req: DiscoverRequest, err: BecknError) -> dict[str, Any]:
+        body = build_on_discover(req.context, [], settings=self._settings, now=self._clock())
+        body["error"] = {"code": err.code, "message": err.message, **({"paths": err.paths} if err.paths else {})}
+        return body
 
     async def _deliver_incremental(self, req: DiscoverRequest, query: Query, callback_base: str,
                                    received_at: float) -> Delivery | None:
         """CDS_FANOUT_INCREMENTAL: the cached answer at once, then one on_discover per accepted BPP reply
         (each holding only that BPP's matched items). Late replies are still dropped."""
         run = await self._start_fanout(req, query, received_at)
-        hits = await self._search_or_none(query, self._clock(), run)
+        hits = await self._search_or_refuse(query, self._clock(), run)
         first = await self._deliver(callback_base, self._body(req, hits), received_at, False)
         if run is None:
             return first

@@ -38,7 +38,7 @@ import msgspec
 from elasticsearch import AsyncElasticsearch, NotFoundError
 from elasticsearch.serializer import OrjsonSerializer
 
-from cds.core import matching
+from cds.core import budget, matching
 from cds.config import Settings
 from cds.core.query import Query
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
@@ -56,6 +56,7 @@ from indexer.overview import (
 )
 from indexer.storage import PurgeStats, StorageStats
 
+_MATCH_SLICE = 128   # candidates matched between two pauses of the event loop
 log = logging.getLogger(__name__)
 
 META_CACHE_SIZE = 4096
@@ -270,6 +271,7 @@ class ElasticStorage:
 
     async def _collect(self, query: Query, plan: translate.Plan, now: float) -> list[Hit]:
         hits: list[Hit] = []
+        work = budget.current()
         size = min(max(query.limit + 20, 50), 1000)
         search_after: list[Any] | None = None
         seen = 0
@@ -282,14 +284,20 @@ class ElasticStorage:
                                         **body)
             page = (resp.get("hits") or {}).get("hits") or []
             metas = await self._metas({h["_source"]["cg"] for h in page})
-            for h in page:
-                meta = metas.get(h["_source"]["cg"])
-                if meta is None:    # generation retired between the search and the meta fetch
-                    continue
-                item = decode_item(h["_source"]["d"])
-                if matching.matches(query, item, meta, now):
-                    dist = matching.distance(query, item) if query.origin is not None else None
-                    hits.append(Hit(item=item, catalog=meta, distance=dist))
+            for j in range(0, len(page), _MATCH_SLICE):
+                if j:
+                    await asyncio.sleep(0)  # docs/decisions.md §24: a page is matched in slices
+                with work.running() if work is not None else contextlib.nullcontext():
+                    for k, h in enumerate(page[j:j + _MATCH_SLICE]):
+                        if work is not None and not k % 32:
+                            work.check()    # the request's work budget: a 400 naming the limit when spent
+                        meta = metas.get(h["_source"]["cg"])
+                        if meta is None:    # generation retired between the search and the meta fetch
+                            continue
+                        item = decode_item(h["_source"]["d"])
+                        if matching.matches(query, item, meta, now):
+                            dist = matching.distance(query, item) if query.origin is not None else None
+                            hits.append(Hit(item=item, catalog=meta, distance=dist))
             seen += len(page)
             if len(page) < size:
                 return matching.select(hits, query.limit)

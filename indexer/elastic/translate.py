@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
-from datetime import datetime, tzinfo
+from datetime import tzinfo
 from typing import Any
 
 import shapely
@@ -161,10 +161,11 @@ def _spatial(f: SpatialFilter) -> list[dict[str, Any]]:
 
 def tod_ranges(a: float, b: float, tz: "tzinfo | str | None") -> list[tuple[int, int]] | None:
     """Local times of day (seconds) covered by the instants [a, b]; None = the whole day."""
-    za, zb = datetime.fromtimestamp(a, timeutil.as_tz(tz)), datetime.fromtimestamp(b, timeutil.as_tz(tz))
+    if not b - a < DAY:   # also for instants beyond the years datetime covers (no date overflow)
+        return None
     ls, le = timeutil.local_seconds(a, tz), timeutil.local_seconds(b, tz)
-    days = (zb.date() - za.date()).days
-    if b - a >= DAY or days >= 2 or (days == 1 and le >= ls):
+    days = int(timeutil.wall_seconds(b, tz) // DAY - timeutil.wall_seconds(a, tz) // DAY)
+    if days >= 2 or (days == 1 and le >= ls):
         return None
     if days == 0:
         return [(ls, min(DAY, le + 1))]

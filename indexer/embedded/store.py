@@ -11,8 +11,11 @@ state costs at most about as much as the log it replaces), and on close, the log
 state at that point is written to `snapshot-<gen>.bin` (tmp + fsync + rename) and older logs and
 snapshots are deleted. `open` loads the newest snapshot, then replays the logs from its generation on.
 
-Reads: `search` narrows with the index, then `cds.core.matching` has the final word. It never awaits
-(call it on the event loop thread), so it always sees each catalog entirely old or entirely new.
+Reads: `search` narrows with the index, then `cds.core.matching` has the final word. It runs on the event
+loop thread in slices of at most `SEARCH_SLICE_S` (docs/decisions.md §24: no request holds the loop longer),
+charged to the request's work budget; a write applied while it yielded makes it start over (writes apply in
+one synchronous step, so a search still sees each catalog entirely old or entirely new). `search_now` is the
+same search in one step.
 
 Memory: `CatalogMeta.raw` (the whole published catalog, needed only for MERGE publishes) is kept
 zlib-compressed; `get_catalog` returns it in full, while `Hit.catalog` carries the meta with an
@@ -28,15 +31,16 @@ import gc
 import heapq
 import logging
 import math
+import time
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Iterator, Union
+from typing import TYPE_CHECKING, Any, Generator, Iterator, Union
 
 import msgspec
 import numpy as np
 
 from cds.core.text import has_terms
-from cds.core import matching
+from cds.core import budget, matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.positions import FollowerPositions
@@ -108,6 +112,7 @@ class EmbeddedStorage:
         self.fsync = fsync
         self.snapshot_bytes = snapshot_bytes
         self._index = Index(_order_key, grid_deg=grid_deg)
+        self._version = 0                    # bumped by every change of the index (see `search`)
         self._wal = FrameLog(self.dir, _WAL, _SUFFIX_WAL, fsync=fsync, on_commit=self._on_commit)
         self._lock = DirLock(self.dir, "index.lock")
         self._opened = False
@@ -256,6 +261,7 @@ class EmbeddedStorage:
             self._schedule_snapshot()
 
     def _apply(self, op: _Op, prepared: Prepared | None = None) -> Any:
+        self._version += 1                  # a sliced search that sees this changed starts over
         return apply_op(self._index, op, prepared)
 
     # -- snapshots ---------------------------------------------------------------------------------
@@ -328,16 +334,39 @@ class EmbeddedStorage:
         return self._index.sizes()
 
     async def search(self, query: Query, now: float) -> list[Hit]:
-        return self.search_now(query, now)
+        """The search in slices of at most SEARCH_SLICE_S on the loop, charged to the work budget in force."""
+        work = budget.current()
+        restarts = 0
+        while True:
+            version = self._version
+            steps = self._search_steps(query, now)
+            while True:
+                with work.running() if work is not None else contextlib.nullcontext():
+                    done, hits = _advance(steps, time.perf_counter() + SEARCH_SLICE_S, work)
+                if done:
+                    return hits
+                await asyncio.sleep(0)                     # let the loop answer others
+                if self._version != version:
+                    restarts += 1
+                    if restarts > SEARCH_RESTARTS:        # writes keep coming: finish in one step
+                        with work.running() if work is not None else contextlib.nullcontext():
+                            return _finish(self._search_steps(query, now), work)
+                    break
 
     def search_now(self, query: Query, now: float) -> list[Hit]:
         """The synchronous search (no await inside: a search never sees a half-applied write)."""
+        return _finish(self._search_steps(query, now), budget.current())
+
+    def _search_steps(self, query: Query, now: float) -> Generator[None, None, list[Hit]]:
+        """The search as a generator: it yields every few candidates (a point where it may pause), and
+        returns the hits."""
         if query.limit <= 0:
             return []
         nar = self._index.narrow(query)
+        yield
         if query.origin is not None:
-            return self._nearest(query, now, nar)
-        return self._in_order(query, now, nar)
+            return (yield from self._nearest(query, now, nar))
+        return (yield from self._in_order(query, now, nar))
 
     def _check(self, query: Query, now: float, nar: Narrowing, i: int, inside: bool = False) -> Hit | None:
         """`inside`: a vectorised test already showed the candidate clearly inside every (radius) spatial
@@ -356,7 +385,7 @@ class EmbeddedStorage:
             return None
         return Hit(item=doc, catalog=meta, distance=matching.distance(query, doc))
 
-    def _nearest(self, query: Query, now: float, nar: Narrowing) -> list[Hit]:
+    def _nearest(self, query: Query, now: float, nar: Narrowing) -> Generator[None, None, list[Hit]]:
         """Evaluate candidates nearest first; stop once no later one can beat the limit-th hit."""
         idx = self._index
         assert query.origin is not None
@@ -369,13 +398,14 @@ class EmbeddedStorage:
         radius = _radius_of(query)
         sure = radius * (1 - 1e-9) - 1e-3 if radius is not None else -1.0
         for chunk, dist in ascending(ids, approx):
-            for j in range(0, len(chunk), 64):
+            for j in range(0, len(chunk), _STEP):
+                yield
                 if len(worst) == limit:
                     kth = -worst[0]
                     nxt = float(dist[j])
                     if kth < math.inf and (nxt != nxt or nxt > kth * (1 + _DIST_SLACK) + 1.0):
                         return matching.select(hits, limit)
-                for i, d_i in zip(chunk[j:j + 64].tolist(), dist[j:j + 64].tolist()):
+                for i, d_i in zip(chunk[j:j + _STEP].tolist(), dist[j:j + _STEP].tolist()):
                     hit = self._check(query, now, nar, i, d_i <= sure)
                     if hit is None:
                         continue
@@ -387,32 +417,40 @@ class EmbeddedStorage:
                         heapq.heapreplace(worst, d)
         return matching.select(hits, limit)
 
-    def _in_order(self, query: Query, now: float, nar: Narrowing) -> list[Hit]:
+    def _in_order(self, query: Query, now: float, nar: Narrowing) -> Generator[None, None, list[Hit]]:
         """Without an origin the order is per catalog, then per item: walk it and stop at the limit."""
         idx = self._index
         if nar.ids is None:
             entries, disjoint = idx.ordered_entries()
             if disjoint:
-                return self._walk(query, now, nar, _blocks(entries))
+                return (yield from self._walk(query, now, nar, _blocks(entries)))
             ordered = None
             ids = nar.vector(idx.live_ids())
         else:
             ids = nar.vector(nar.ids)
             ordered = idx.in_order(ids)
         if ordered is None:                # catalogs interleave in the order: check all, then select
-            hits = [h for h in (self._check(query, now, nar, i) for i in ids.tolist()) if h is not None]
+            hits = []
+            todo = ids.tolist()
+            for j in range(0, len(todo), _STEP):
+                yield
+                hits.extend(h for h in (self._check(query, now, nar, i) for i in todo[j:j + _STEP]) if h is not None)
             return matching.select(hits, query.limit)
-        return self._walk(query, now, nar, iter([ordered]), filtered=True)
+        return (yield from self._walk(query, now, nar, iter([ordered]), filtered=True))
 
-    def _walk(self, query: Query, now: float, nar: Narrowing, blocks: Any, filtered: bool = False) -> list[Hit]:
+    def _walk(self, query: Query, now: float, nar: Narrowing, blocks: Any,
+              filtered: bool = False) -> Generator[None, None, list[Hit]]:
         hits: list[Hit] = []
         for block in blocks:
-            for i in (block if filtered else nar.vector(block)).tolist():
-                hit = self._check(query, now, nar, i)
-                if hit is not None:
-                    hits.append(hit)
-                    if len(hits) >= query.limit:
-                        return matching.select(hits, query.limit)
+            todo = (block if filtered else nar.vector(block)).tolist()
+            for j in range(0, len(todo), _STEP):
+                yield
+                for i in todo[j:j + _STEP]:
+                    hit = self._check(query, now, nar, i)
+                    if hit is not None:
+                        hits.append(hit)
+                        if len(hits) >= query.limit:
+                            return matching.select(hits, query.limit)
         return matching.select(hits, query.limit)
 
 
@@ -505,6 +543,35 @@ def _radius_of(query: Query) -> float | None:
             return None
         radius = min(radius, f.distance_m)
     return radius
+
+
+SEARCH_SLICE_S = 0.005      # a search yields the event loop after about this much work
+SEARCH_RESTARTS = 2         # writes applied during this many pauses: the search finishes in one step
+_STEP = 4                   # candidates between two pause points (and budget checks): a few ms at worst
+
+
+def _advance(steps: Generator[None, None, list[Hit]], until: float,
+             work: budget.WorkBudget | None) -> tuple[bool, list[Hit]]:
+    """Run the search's steps until it ends (True, hits) or `until` (perf_counter) has passed (False, [])."""
+    try:
+        while True:
+            next(steps)
+            if work is not None:
+                work.check()
+            if time.perf_counter() >= until:
+                return False, []
+    except StopIteration as done:
+        return True, done.value
+
+
+def _finish(steps: Generator[None, None, list[Hit]], work: budget.WorkBudget | None) -> list[Hit]:
+    try:
+        while True:
+            next(steps)
+            if work is not None:
+                work.check()
+    except StopIteration as done:
+        return done.value
 
 
 def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:

@@ -471,3 +471,27 @@ def test_reply_catalogs_never_raise_anything_but_beckn_errors(network, path, val
         assert e.status in (400, 401) and e.code
     else:
         assert all(h.item.bpp_id == "x.bpp.test" and h.catalog.live for h in hits)
+
+
+def test_re_filtering_a_reply_is_bounded_by_the_work_budget(network):
+    """docs/decisions.md §24: the fan-out's re-filtering of a live reply has a discover's work budget; past it the
+    reply is refused (a 400 naming the limit), whatever the reply holds."""
+    import pytest
+    from cds.core.budget import WorkBudget, WorkLimitExceeded
+    from cds.fanout.engine import live_hits, reply_catalogs
+    from cds.core.planner import build_query
+    from cds.core.protocol import parse_discover
+
+    s = network.settings()
+    query = build_query(parse_discover(discover_doc(network), Context(dialect="A", action="discover")).intent,
+                        settings=s)
+    cats = [catalog_for("x.bpp.test", catalog_id=f"c{i}") for i in range(100)]
+    for cat in cats:                      # 100 catalogs of 60 items: far more than 1 ms of work
+        items = cat["beckn:items"]
+        cat["beckn:items"] = [dict(items[k % len(items)], **{"beckn:id": f"i{k}"}) for k in range(60)]
+    with pytest.raises(WorkLimitExceeded) as e:
+        with WorkBudget(1, what="re-filtering this on_discover reply").running():
+            live_hits(reply_catalogs({"message": {"catalogs": cats}}), bpp_id="x.bpp.test", bpp_uri=None,
+                      dialect="A", query=query, settings=s, now=time.time())
+    assert e.value.status == 400 and "re-filtering this on_discover reply" in e.value.message
+    assert "CDS_DISCOVER_WORK_MS" in e.value.message

@@ -261,3 +261,27 @@ def test_write_section_replaces_only_its_own_block(tmp_path):
     assert "engine table" in text and "hand-written analysis" in text
     assert "| hello | hello | 1 × closed loop | 123 |" in text
     assert text.index("engine table") < text.index(bench_report.BEGIN) < text.index("hand-written analysis")
+
+
+# ---------------------------------------------------------------- the fuzz smoke (docs/decisions.md §24)
+
+
+def test_fuzz_smoke_no_5xx_and_no_long_event_loop_hold(tmp_path):
+    """`python -m loadtests.fuzz` at smoke size: a few hundred signed requests drawn from the grammar of filters,
+    windows, geometries, contexts and catalogs, against a `cds serve --demo` the command starts. Never a 5xx,
+    the server alive, /health/live answering throughout, and no event-loop callback over 50 ms of CPU (a
+    figure that does not depend on how busy the machine is). The full run (100,000) is in BENCHMARKS.md."""
+    out = tmp_path / "fuzz.json"
+    env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
+    proc = subprocess.run([sys.executable, "-m", "loadtests.fuzz", "--requests", "300", "--seed", "2024",
+                           "--json", str(out), "--out", str(tmp_path / "BENCH.md")],
+                          cwd=ROOT, env=env, capture_output=True, text=True, timeout=600)
+    assert out.exists(), f"STDERR:\n{proc.stderr[-4000:]}\nSTDOUT:\n{proc.stdout[-2000:]}"
+    res = orjson.loads(out.read_bytes())
+    assert res["five_xx"] == 0, proc.stderr[-4000:]
+    assert proc.returncode == 0, proc.stderr[-4000:]
+    assert res["requests"] >= 290 and res["alive"] is True
+    assert not res["transport_errors"], res["transport_errors"]
+    assert res["health_failures"] == 0 and res["health_polls"] > 10
+    assert res["loop_hold"] is not None and res["loop_hold"]["max_cpu_ms"] < 50, res["loop_hold"]
+    assert not (tmp_path / "BENCH.md").exists()         # written only with --write

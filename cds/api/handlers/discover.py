@@ -21,25 +21,26 @@ class DiscoverView(web.View):
         inbound = await receive(self.request, actions={"discover"}, limit=settings.max_discover_bytes)
         require_bap(inbound.caller, inbound.context)
         req = parse_discover(inbound.doc, inbound.context)
-        query = self.request.app[DISCOVER].plan(req)
-        return inbound, req, query
+        work = self.request.app[DISCOVER].work_budget()     # docs/decisions.md §24: planning + matching
+        query = await self.request.app[DISCOVER].plan_bounded(req, work)
+        return inbound, req, query, work
 
     async def post(self) -> web.Response:
         if wants_representation(self.request.headers.getall("Prefer", ())):
             return await self._synchronous({"Preference-Applied": REPRESENTATION})
         settings = self.request.app[SETTINGS]
-        inbound, req, query = await self._inbound()
+        inbound, req, query, work = await self._inbound()
         callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
                                       reach=callback_reach(settings))
         if await first_time(self.request.app[REPLAY], inbound):
             spawn(self.request.app,
-                  self.request.app[DISCOVER].answer_and_deliver(req, query, callback, inbound.received_at))
+                  self.request.app[DISCOVER].answer_and_deliver(req, query, callback, inbound.received_at, work))
         return ack(self.request)
 
     async def get(self) -> web.Response:
         return await self._synchronous(None)
 
     async def _synchronous(self, headers: dict[str, str] | None) -> web.Response:
-        inbound, req, query = await self._inbound()
-        body = await self.request.app[DISCOVER].answer(req, query, inbound.received_at)
+        inbound, req, query, work = await self._inbound()
+        body = await self.request.app[DISCOVER].answer(req, query, inbound.received_at, work=work)
         return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)

@@ -1,0 +1,91 @@
+"""Start `cds serve` with an event-loop hold monitor (load tests only; cds/ knows nothing of this).
+
+    CDS_BENCH_LOOPHOLD_OUT=hold.json python -m loadtests.serve_monitored serve --demo --port 8080
+
+Every callback the event loop runs (a task step, an I/O callback) is timed in CPU time of the loop thread
+(`time.thread_time`) and in wall time; the longest ones are written as JSON to $CDS_BENCH_LOOPHOLD_OUT every
+second and at exit. The CPU figure is how long one request held the loop (docs/decisions.md §24: at most
+50 ms), whatever else the machine is doing; the wall figure adds the time the process waited for a core.
+Without the variable this is exactly `cds.cli.main.main`.
+"""
+
+from __future__ import annotations
+
+import asyncio.events
+import os
+import sys
+import threading
+import time
+
+import orjson
+
+from cds.cli.main import main as cds_main
+
+_OVER_S = 0.010            # callbacks kept for the report: longer than this (CPU)
+_worst: list[tuple[float, float, float, str]] = []   # (cpu s, wall s, epoch, what)
+_counts = {"callbacks": 0, "over_10ms": 0, "over_50ms": 0}
+_lock = threading.Lock()
+
+
+def _what(handle: asyncio.events.Handle) -> str:
+    cb = handle._callback                                  # noqa: SLF001 - instrumentation
+    owner = getattr(cb, "__self__", None)
+    coro = getattr(owner, "get_coro", None)
+    if coro is not None:
+        c = coro()
+        code = getattr(c, "cr_code", None)
+        return f"task {getattr(c, '__qualname__', '?')} ({code.co_filename.rsplit('/', 2)[-1] if code else '?'})"
+    return repr(cb)[:100]
+
+
+def install(out: str) -> None:
+    run = asyncio.events.Handle._run
+
+    def timed(self: asyncio.events.Handle) -> None:
+        c0, t0 = time.thread_time(), time.perf_counter()
+        try:
+            run(self)
+        finally:
+            cpu = time.thread_time() - c0
+            _counts["callbacks"] += 1
+            if cpu > _OVER_S:
+                wall = time.perf_counter() - t0
+                with _lock:
+                    _counts["over_10ms"] += 1
+                    _counts["over_50ms"] += cpu > 0.05
+                    _worst.append((cpu, wall, time.time(), _what(self)))
+                    _worst.sort(reverse=True)
+                    del _worst[50:]
+
+    asyncio.events.Handle._run = timed                     # type: ignore[method-assign]
+
+    def dump() -> None:
+        with _lock:
+            doc = {**_counts, "max_cpu_ms": round(_worst[0][0] * 1000, 1) if _worst else 0.0,
+                   "top": [{"cpu_ms": round(c * 1000, 1), "wall_ms": round(w * 1000, 1), "at": round(t, 3),
+                            "what": what} for c, w, t, what in _worst]}
+        tmp = out + ".tmp"
+        with open(tmp, "wb") as f:
+            f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))
+        os.replace(tmp, out)
+
+    def loop() -> None:
+        while True:
+            time.sleep(1.0)
+            dump()
+
+    threading.Thread(target=loop, name="loophold-dump", daemon=True).start()
+    import atexit
+
+    atexit.register(dump)
+
+
+def main(argv: list[str] | None = None) -> int:
+    out = os.environ.get("CDS_BENCH_LOOPHOLD_OUT")
+    if out:
+        install(out)
+    return cds_main(argv)
+
+
+if __name__ == "__main__":
+    sys.exit(main(sys.argv[1:]))
