@@ -29,7 +29,7 @@ import orjson
 
 from cds.core.timeutil import rfc3339
 from cds.trust.signing import sign_request
-from loadtests.bench_procs import PY, Service, cpu_seconds, free_port, loadavg, wait_http
+from loadtests.bench_procs import PY, Service, cpu_seconds, free_port, loadavg, rss_mb, wait_http
 from loadtests.bench_report import write_block
 
 ROOT = Path(__file__).resolve().parent.parent
@@ -146,6 +146,7 @@ async def measure(base: str, svc: Service, key: Any, message: dict | None) -> di
         stop.set()
         await poll
     res["health_ms"] = max(delays) * 1000
+    res["rss_mb"] = rss_mb(svc.pid) or 0.0
     await asyncio.sleep(1.2)                          # the monitor writes every second
     res["hold_cpu_ms"] = 0.0
     try:
@@ -188,11 +189,12 @@ def main(argv: list[str] | None = None) -> int:
              f"server alive after: {'yes' if alive else 'NO'})",
              "",
              "| request (synchronous GET discover) | status | answer | server CPU | worst `/health/live` | "
-             "longest loop hold (CPU) | reply |",
-             "| --- | --- | --- | --- | --- | --- | --- |"]
+             "longest loop hold (CPU) | server RSS after | reply |",
+             "| --- | --- | --- | --- | --- | --- | --- | --- |"]
     for name, r in rows:
+        hold = f"{r['hold_cpu_ms']:.0f} ms" if r["hold_cpu_ms"] else "< 10 ms"
         lines.append(f"| {name} | {r['status']} | {r['wall_ms']:.0f} ms | {r['cpu_ms']:.0f} ms | "
-                     f"{r['health_ms']:.0f} ms | {r['hold_cpu_ms']:.0f} ms | {str(r['reply'])[:90]} |")
+                     f"{r['health_ms']:.0f} ms | {hold} | {r['rss_mb']:.0f} MB | {str(r['reply'])[:90]} |")
     lines.append(END)
     block = "\n".join(lines)
     print(block)

@@ -16,6 +16,8 @@ import os
 import sys
 import threading
 import time
+import traceback
+from typing import Any
 
 import orjson
 
@@ -38,14 +40,41 @@ def _what(handle: asyncio.events.Handle) -> str:
     return repr(cb)[:100]
 
 
+_running: list[Any] = [None, 0]          # CPU time at the start of the running callback, its serial number
+_stacks: list[dict[str, Any]] = []      # where the loop thread was when a callback passed _STACK_AFTER_S
+_STACK_AFTER_S = 0.040
+
+
+def _watchdog(loop_tid: int) -> None:
+    """Samples the loop thread: a callback past _STACK_AFTER_S of CPU has its stack recorded (once)."""
+    clock = time.pthread_getcpuclockid(loop_tid)
+    seen = -1
+    while True:
+        time.sleep(0.005)
+        t0, serial = _running
+        if t0 is None or serial == seen or time.clock_gettime(clock) - t0 < _STACK_AFTER_S:
+            continue
+        frame = sys._current_frames().get(loop_tid)         # noqa: SLF001 - instrumentation
+        if frame is None:
+            continue
+        seen = serial
+        with _lock:
+            _stacks.append({"at": round(time.time(), 3),
+                            "stack": [ln.strip() for ln in traceback.format_stack(frame)[-14:]]})
+            del _stacks[:-20]
+
+
 def install(out: str) -> None:
     run = asyncio.events.Handle._run
+    threading.Thread(target=_watchdog, args=(threading.get_ident(),), name="loophold-watchdog", daemon=True).start()
 
     def timed(self: asyncio.events.Handle) -> None:
         c0, t0 = time.thread_time(), time.perf_counter()
+        _running[0], _running[1] = c0, _running[1] + 1
         try:
             run(self)
         finally:
+            _running[0] = None
             cpu = time.thread_time() - c0
             _counts["callbacks"] += 1
             if cpu > _OVER_S:
@@ -63,7 +92,8 @@ def install(out: str) -> None:
         with _lock:
             doc = {**_counts, "max_cpu_ms": round(_worst[0][0] * 1000, 1) if _worst else 0.0,
                    "top": [{"cpu_ms": round(c * 1000, 1), "wall_ms": round(w * 1000, 1), "at": round(t, 3),
-                            "what": what} for c, w, t, what in _worst]}
+                            "what": what} for c, w, t, what in _worst],
+                   "stacks": list(_stacks)}
         tmp = out + ".tmp"
         with open(tmp, "wb") as f:
             f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))

@@ -354,6 +354,7 @@ def _areal(geom: BaseGeometry) -> bool:
     return any(isinstance(p, Polygon) for p in getattr(geom, "geoms", [geom]))
 
 
+_SMALL_CELL = 32       # grid cells with at most this many segments are filtered in plain Python
 _FEW_POINTS = 16       # more points than this: a grid narrows them (as zero-length segments)
 _VECTOR_FROM = 24      # a point with more candidate segments than this measures them with numpy
 
@@ -432,10 +433,25 @@ class _SegmentGrid:
         self.entries = seg
         self.grid: dict[tuple[int, int], tuple[int, int]] = {
             (int(x), int(y)): (int(a), int(b)) for x, y, a, b in zip(gx[starts], gy[starts], starts, ends)}
+        # few segments in a cell (the usual case): plain Python lists beat numpy's per-call overhead; filled on
+        # first use of a cell (a dict write is atomic: safe from several threads)
+        self.small: dict[tuple[int, int], list[int] | None] = {}
+        self.box_list = list(zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist()))
 
-    def candidates(self, lon: float, lat: float) -> np.ndarray:
+    def candidates(self, lon: float, lat: float) -> "list[int] | np.ndarray":
         """Indices of the segments whose widened box holds the point."""
-        span = self.grid.get((math.floor(lon / self.cell), math.floor(lat / self.cell)))
+        key = (math.floor(lon / self.cell), math.floor(lat / self.cell))
+        span = self.grid.get(key)
+        if not len(self.full):
+            if span is None:
+                return []
+            few = self.small.get(key, False)
+            if few is False:
+                few = self.small[key] = self.entries[span[0]:span[1]].tolist() \
+                    if span[1] - span[0] <= _SMALL_CELL else None
+            if few is not None:
+                bl = self.box_list
+                return [i for i in few if bl[i][0] <= lon <= bl[i][2] and bl[i][1] <= lat <= bl[i][3]]
         if span is None:
             hit = self.full
         else:
@@ -443,7 +459,7 @@ class _SegmentGrid:
             if len(self.full):
                 hit = np.concatenate([hit, self.full])
         if not len(hit):
-            return hit
+            return []
         keep = (self.x0[hit] <= lon) & (lon <= self.x1[hit]) & (self.y0[hit] <= lat) & (lat <= self.y1[hit])
         return hit[keep]
 
@@ -463,7 +479,8 @@ class _NearSegments:
         cands = self.grid.candidates(lon, lat)
         if len(cands) <= _VECTOR_FROM:
             segs, d = self.segs, self.d
-            return any(segment_distance_m(lon, lat, *segs[i]) <= d for i in cands.tolist())
+            ids = cands if isinstance(cands, list) else cands.tolist()
+            return any(segment_distance_m(lon, lat, *segs[i]) <= d for i in ids)
         return bool((_segment_distances(lon, lat, self.ax[cands], self.ay[cands], self.bx[cands],
                                         self.by[cands]) <= self.d).any())
 

@@ -56,7 +56,7 @@ from indexer.overview import (
 )
 from indexer.storage import PurgeStats, StorageStats
 
-_MATCH_SLICE = 128   # candidates matched between two pauses of the event loop
+_MATCH_SLICE_S = 0.005   # matching a page yields the event loop after about this long
 log = logging.getLogger(__name__)
 
 META_CACHE_SIZE = 4096
@@ -284,12 +284,16 @@ class ElasticStorage:
                                         **body)
             page = (resp.get("hits") or {}).get("hits") or []
             metas = await self._metas({h["_source"]["cg"] for h in page})
-            for j in range(0, len(page), _MATCH_SLICE):
-                if j:
-                    await asyncio.sleep(0)  # docs/decisions.md §24: a page is matched in slices
+            i = 0
+            while i < len(page):            # docs/decisions.md §24: a page is matched in slices of the loop
+                if i:
+                    await asyncio.sleep(0)
+                until = time.perf_counter() + _MATCH_SLICE_S
                 with work.running() if work is not None else contextlib.nullcontext():
-                    for k, h in enumerate(page[j:j + _MATCH_SLICE]):
-                        if work is not None and not k % 32:
+                    while i < len(page):
+                        h = page[i]
+                        i += 1
+                        if work is not None and not i % 8:
                             work.check()    # the request's work budget: a 400 naming the limit when spent
                         meta = metas.get(h["_source"]["cg"])
                         if meta is None:    # generation retired between the search and the meta fetch
@@ -298,6 +302,8 @@ class ElasticStorage:
                         if matching.matches(query, item, meta, now):
                             dist = matching.distance(query, item) if query.origin is not None else None
                             hits.append(Hit(item=item, catalog=meta, distance=dist))
+                        if time.perf_counter() >= until:
+                            break
             seen += len(page)
             if len(page) < size:
                 return matching.select(hits, query.limit)

@@ -339,10 +339,11 @@ class EmbeddedStorage:
         restarts = 0
         while True:
             version = self._version
-            steps = self._search_steps(query, now)
+            sl = _Slice()
+            steps = self._search_steps(query, now, sl)
             while True:
                 with work.running() if work is not None else contextlib.nullcontext():
-                    done, hits = _advance(steps, time.perf_counter() + SEARCH_SLICE_S, work)
+                    done, hits = _advance(steps, sl, work)
                 if done:
                     return hits
                 await asyncio.sleep(0)                     # let the loop answer others
@@ -350,23 +351,22 @@ class EmbeddedStorage:
                     restarts += 1
                     if restarts > SEARCH_RESTARTS:        # writes keep coming: finish in one step
                         with work.running() if work is not None else contextlib.nullcontext():
-                            return _finish(self._search_steps(query, now), work)
+                            return _finish(self, query, now, work)
                     break
 
     def search_now(self, query: Query, now: float) -> list[Hit]:
         """The synchronous search (no await inside: a search never sees a half-applied write)."""
-        return _finish(self._search_steps(query, now), budget.current())
+        return _finish(self, query, now, budget.current())
 
-    def _search_steps(self, query: Query, now: float) -> Generator[None, None, list[Hit]]:
-        """The search as a generator: it yields every few candidates (a point where it may pause), and
-        returns the hits."""
+    def _search_steps(self, query: Query, now: float, sl: "_Slice") -> Generator[None, None, list[Hit]]:
+        """The search as a generator: it yields once `sl.until` has passed (checked after every candidate:
+        a pause point), and returns the hits."""
         if query.limit <= 0:
             return []
         nar = self._index.narrow(query)
-        yield
         if query.origin is not None:
-            return (yield from self._nearest(query, now, nar))
-        return (yield from self._in_order(query, now, nar))
+            return (yield from self._nearest(query, now, nar, sl))
+        return (yield from self._in_order(query, now, nar, sl))
 
     def _check(self, query: Query, now: float, nar: Narrowing, i: int, inside: bool = False) -> Hit | None:
         """`inside`: a vectorised test already showed the candidate clearly inside every (radius) spatial
@@ -385,7 +385,7 @@ class EmbeddedStorage:
             return None
         return Hit(item=doc, catalog=meta, distance=matching.distance(query, doc))
 
-    def _nearest(self, query: Query, now: float, nar: Narrowing) -> Generator[None, None, list[Hit]]:
+    def _nearest(self, query: Query, now: float, nar: Narrowing, sl: "_Slice") -> Generator[None, None, list[Hit]]:
         """Evaluate candidates nearest first; stop once no later one can beat the limit-th hit."""
         idx = self._index
         assert query.origin is not None
@@ -397,16 +397,18 @@ class EmbeddedStorage:
         # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised.
         radius = _radius_of(query)
         sure = radius * (1 - 1e-9) - 1e-3 if radius is not None else -1.0
+        clock = time.perf_counter
         for chunk, dist in ascending(ids, approx):
-            for j in range(0, len(chunk), _STEP):
-                yield
+            for j in range(0, len(chunk), 64):
                 if len(worst) == limit:
                     kth = -worst[0]
                     nxt = float(dist[j])
                     if kth < math.inf and (nxt != nxt or nxt > kth * (1 + _DIST_SLACK) + 1.0):
                         return matching.select(hits, limit)
-                for i, d_i in zip(chunk[j:j + _STEP].tolist(), dist[j:j + _STEP].tolist()):
+                for i, d_i in zip(chunk[j:j + 64].tolist(), dist[j:j + 64].tolist()):
                     hit = self._check(query, now, nar, i, d_i <= sure)
+                    if clock() >= sl.until:
+                        yield
                     if hit is None:
                         continue
                     hits.append(hit)
@@ -417,13 +419,13 @@ class EmbeddedStorage:
                         heapq.heapreplace(worst, d)
         return matching.select(hits, limit)
 
-    def _in_order(self, query: Query, now: float, nar: Narrowing) -> Generator[None, None, list[Hit]]:
+    def _in_order(self, query: Query, now: float, nar: Narrowing, sl: "_Slice") -> Generator[None, None, list[Hit]]:
         """Without an origin the order is per catalog, then per item: walk it and stop at the limit."""
         idx = self._index
         if nar.ids is None:
             entries, disjoint = idx.ordered_entries()
             if disjoint:
-                return (yield from self._walk(query, now, nar, _blocks(entries)))
+                return (yield from self._walk(query, now, nar, _blocks(entries), sl))
             ordered = None
             ids = nar.vector(idx.live_ids())
         else:
@@ -431,26 +433,29 @@ class EmbeddedStorage:
             ordered = idx.in_order(ids)
         if ordered is None:                # catalogs interleave in the order: check all, then select
             hits = []
-            todo = ids.tolist()
-            for j in range(0, len(todo), _STEP):
-                yield
-                hits.extend(h for h in (self._check(query, now, nar, i) for i in todo[j:j + _STEP]) if h is not None)
+            clock = time.perf_counter
+            for i in ids.tolist():
+                hit = self._check(query, now, nar, i)
+                if hit is not None:
+                    hits.append(hit)
+                if clock() >= sl.until:
+                    yield
             return matching.select(hits, query.limit)
-        return (yield from self._walk(query, now, nar, iter([ordered]), filtered=True))
+        return (yield from self._walk(query, now, nar, iter([ordered]), sl, filtered=True))
 
-    def _walk(self, query: Query, now: float, nar: Narrowing, blocks: Any,
+    def _walk(self, query: Query, now: float, nar: Narrowing, blocks: Any, sl: "_Slice",
               filtered: bool = False) -> Generator[None, None, list[Hit]]:
         hits: list[Hit] = []
+        clock = time.perf_counter
         for block in blocks:
-            todo = (block if filtered else nar.vector(block)).tolist()
-            for j in range(0, len(todo), _STEP):
-                yield
-                for i in todo[j:j + _STEP]:
-                    hit = self._check(query, now, nar, i)
-                    if hit is not None:
-                        hits.append(hit)
-                        if len(hits) >= query.limit:
-                            return matching.select(hits, query.limit)
+            for i in (block if filtered else nar.vector(block)).tolist():
+                hit = self._check(query, now, nar, i)
+                if hit is not None:
+                    hits.append(hit)
+                    if len(hits) >= query.limit:
+                        return matching.select(hits, query.limit)
+                if clock() >= sl.until:
+                    yield
         return matching.select(hits, query.limit)
 
 
@@ -547,31 +552,39 @@ def _radius_of(query: Query) -> float | None:
 
 SEARCH_SLICE_S = 0.005      # a search yields the event loop after about this much work
 SEARCH_RESTARTS = 2         # writes applied during this many pauses: the search finishes in one step
-_STEP = 4                   # candidates between two pause points (and budget checks): a few ms at worst
 
 
-def _advance(steps: Generator[None, None, list[Hit]], until: float,
+class _Slice:
+    """When the running slice of a search ends (perf_counter); the search pauses after the candidate that
+    passes it (so a slice is longer than SEARCH_SLICE_S by at most one candidate's test)."""
+
+    __slots__ = ("until",)
+
+    def __init__(self) -> None:
+        self.until = 0.0
+
+
+def _advance(steps: Generator[None, None, list[Hit]], sl: _Slice,
              work: budget.WorkBudget | None) -> tuple[bool, list[Hit]]:
-    """Run the search's steps until it ends (True, hits) or `until` (perf_counter) has passed (False, [])."""
+    """Run one slice of the search: (True, hits) when it ended, (False, []) when it paused."""
+    sl.until = time.perf_counter() + SEARCH_SLICE_S
     try:
-        while True:
-            next(steps)
-            if work is not None:
-                work.check()
-            if time.perf_counter() >= until:
-                return False, []
+        next(steps)
     except StopIteration as done:
         return True, done.value
+    if work is not None:
+        work.check()
+    return False, []
 
 
-def _finish(steps: Generator[None, None, list[Hit]], work: budget.WorkBudget | None) -> list[Hit]:
-    try:
-        while True:
-            next(steps)
-            if work is not None:
-                work.check()
-    except StopIteration as done:
-        return done.value
+def _finish(store: EmbeddedStorage, query: Query, now: float, work: budget.WorkBudget | None) -> list[Hit]:
+    """The whole search in one step (budget checks between slices, no pause)."""
+    sl = _Slice()
+    steps = store._search_steps(query, now, sl)                   # noqa: SLF001 - the same module's helper
+    while True:
+        done, hits = _advance(steps, sl, work)
+        if done:
+            return hits
 
 
 def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
