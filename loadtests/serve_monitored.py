@@ -64,7 +64,24 @@ def _watchdog(loop_tid: int) -> None:
             del _stacks[:-20]
 
 
+_gc: dict[str, Any] = {"t0": 0.0, "max_ms": 0.0, "over_50ms": []}
+
+
+def _gc_timer(phase: str, info: dict[str, Any]) -> None:
+    if phase == "start":
+        _gc["t0"] = time.thread_time()
+        return
+    ms = (time.thread_time() - _gc["t0"]) * 1000
+    _gc["max_ms"] = max(_gc["max_ms"], ms)
+    if ms > 50:
+        _gc["over_50ms"] = (_gc["over_50ms"] + [{"at": round(time.time(), 3), "ms": round(ms, 1),
+                                                 "generation": info.get("generation")}])[-20:]
+
+
 def install(out: str) -> None:
+    import gc
+
+    gc.callbacks.append(_gc_timer)
     run = asyncio.events.Handle._run
     threading.Thread(target=_watchdog, args=(threading.get_ident(),), name="loophold-watchdog", daemon=True).start()
 
@@ -93,7 +110,7 @@ def install(out: str) -> None:
             doc = {**_counts, "max_cpu_ms": round(_worst[0][0] * 1000, 1) if _worst else 0.0,
                    "top": [{"cpu_ms": round(c * 1000, 1), "wall_ms": round(w * 1000, 1), "at": round(t, 3),
                             "what": what} for c, w, t, what in _worst],
-                   "stacks": list(_stacks)}
+                   "stacks": list(_stacks), "gc_max_ms": round(_gc["max_ms"], 1), "gc_over_50ms": _gc["over_50ms"]}
         tmp = out + ".tmp"
         with open(tmp, "wb") as f:
             f.write(orjson.dumps(doc, option=orjson.OPT_INDENT_2))

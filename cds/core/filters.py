@@ -16,6 +16,7 @@ Longer than most modules: one compiler over one grammar, with typed fast paths f
 
 from __future__ import annotations
 
+import functools
 import operator
 from dataclasses import dataclass, field
 from datetime import tzinfo
@@ -23,7 +24,7 @@ from typing import Any, Callable
 
 import orjson
 
-from cds.core import timeutil
+from cds.core import budget, timeutil
 from cds.core.errors import BecknError, jsonpath_error
 from cds.core.jsonpath import (
     And, Cmp, Filter, Func, In, Index, Lit, Name, Not, Or, Path, RootQuery, SelfFilter, Slice, Test, Union, Wild, _raw_keys, parse,
@@ -131,10 +132,17 @@ def _cmp(op: str, a: Any, b: Any) -> bool:
 TimeVal = tuple[str, float]
 
 
+@functools.lru_cache(maxsize=8192)
+def _instant(s: str, tz: tzinfo) -> float | None:
+    """`timeutil.parse_instant` (a pure function of its arguments), memoised: a filter compares the same few
+    strings against every candidate, and one comparison can meet thousands of node pairs."""
+    return timeutil.parse_instant(s, tz)
+
+
 def time_value(s: Any, tz: tzinfo) -> TimeVal | None:
     if not isinstance(s, str) or not s[:1].isdigit():
         return None
-    inst = timeutil.parse_instant(s, tz)
+    inst = _instant(s, tz) if len(s) <= 64 else None
     if inst is not None:
         return ("i", inst)
     tod = timeutil.daily_seconds_local(s, tz)
@@ -529,7 +537,12 @@ class _Compiler:
             right = _expand(gb(cur, ctx))
             if not right:
                 return False
+            n = 0
             for x in _expand(ga(cur, ctx)):
+                n += len(right)
+                if n > 4096:        # node lists can meet in millions of pairs: the work budget bounds them
+                    n = 0
+                    budget.check()
                 for y in right:
                     if isinstance(x, str) and isinstance(y, str):
                         tx, ty = time_value(x, tz), time_value(y, tz)
@@ -723,6 +736,8 @@ def _walk(nodes: list[Any], steps: list[tuple[str, Any]], ctx: Ctx) -> list[Any]
         nodes = out[:_MAX_NODES_PER_STEP]
         if not nodes:
             break
+        if len(nodes) > 256:
+            budget.check()          # a walk over many nodes is charged to the request's work budget
     return nodes
 
 
