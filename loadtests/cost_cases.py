@@ -1,4 +1,4 @@
-"""The costly requests of issue 14, one at a time against a `cds serve --demo` this starts (docs/decisions.md §24).
+"""Costly discover requests (geometries, routes, huge numbers and dates), one at a time against a `cds serve --demo` this starts (docs/decisions.md §24).
 
     python -m loadtests.cost_cases [--write]
 
@@ -13,68 +13,24 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import math
 import os
-import random
 import shutil
 import sys
 import tempfile
 import time
-import uuid
 from pathlib import Path
 from typing import Any
 
 import aiohttp
 import orjson
 
-from cds.core.timeutil import rfc3339
-from cds.trust.signing import sign_request
 from loadtests.bench_procs import PY, Service, cpu_seconds, free_port, loadavg, rss_mb, wait_http
 from loadtests.bench_report import write_block
+from loadtests.costly import circle, poll_health, random_polygon, route, signed_discover, spatial_message, star, zigzag
 
 ROOT = Path(__file__).resolve().parent.parent
-TARGET = "$['beckn:itemAttributes.chargingStation.serviceLocation.geo']"
 SECTION = "## Fuzz: bounded cost of any signed request"
 BEGIN, END = "<!-- cost_cases:begin", "<!-- cost_cases:end -->"
-
-
-def star(n: int) -> dict:
-    k = n // 2
-    pts = [[77.5 + 0.5 * math.cos(2 * math.pi * (i * k % n) / n), 12.9 + 0.5 * math.sin(2 * math.pi * (i * k % n) / n)]
-           for i in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
-
-
-def random_polygon(n: int, seed: int) -> dict:
-    rnd = random.Random(seed)
-    pts = [[round(77.5 + rnd.uniform(-0.5, 0.5), 6), round(12.9 + rnd.uniform(-0.5, 0.5), 6)] for _ in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
-
-
-def circle(n: int) -> dict:
-    pts = [[round(77.5 + 0.5 * math.cos(2 * math.pi * i / n), 6), round(12.9 + 0.5 * math.sin(2 * math.pi * i / n), 6)]
-           for i in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
-
-
-def route(n: int, seed: int) -> dict:
-    rnd, x, y, pts = random.Random(seed), 72.0 + seed, 9.0, []
-    for _ in range(n):
-        x += rnd.uniform(-0.001, 0.003)
-        y += rnd.uniform(-0.001, 0.003)
-        pts.append([round(x, 2), round(y, 2)])
-    return {"type": "LineString", "coordinates": pts}
-
-
-def zigzag(n: int, seed: int) -> dict:
-    rnd = random.Random(seed)
-    return {"type": "LineString", "coordinates": [[round(rnd.uniform(68, 97), 3), round(rnd.uniform(8, 35), 3)]
-                                                  for _ in range(n)]}
-
-
-def sp(*geometries: dict, op: str = "s_intersects", d: float | None = None) -> dict:
-    return {"spatial": [{"op": op, "targets": TARGET, "geometry": g, **({"distanceMeters": d} if d else {})}
-                        for g in geometries]}
 
 
 def flt(expr: str) -> dict:
@@ -85,50 +41,34 @@ def cases() -> list[tuple[str, dict | None]]:
     w = "$[?(@.beckn:availabilityWindow.schema:startTime <= '{}' && @.beckn:availabilityWindow.schema:endTime >= '{}')]"
     return [
         ("baseline: no request, health polling only", None),
-        ("151-point self-intersecting star (4 KB)", sp(star(151))),
-        ("random polygon, 100 vertices", sp(random_polygon(100, 1))),
-        ("random polygon, 400 vertices", sp(random_polygon(400, 3))),
-        ("two random polygons of 9,000 vertices (1 MB)", sp(random_polygon(9000, 1), random_polygon(9000, 2))),
-        ("8 routes of 9,000 points, 5 km corridor", sp(*(route(9000, i) for i in range(8)), op="s_dwithin", d=5000)),
-        ("8 zig-zag routes of 1,250 points across India, 5 km", sp(*(zigzag(1250, i) for i in range(8)),
+        ("151-point self-intersecting star (4 KB)", spatial_message(star(151))),
+        ("random polygon, 100 vertices", spatial_message(random_polygon(100, 1))),
+        ("random polygon, 400 vertices", spatial_message(random_polygon(400, 3))),
+        ("two random polygons of 9,000 vertices (1 MB)", spatial_message(random_polygon(9000, 1), random_polygon(9000, 2))),
+        ("8 routes of 9,000 points, 5 km corridor", spatial_message(*(route(9000, i) for i in range(8)), op="s_dwithin", d=5000)),
+        ("8 zig-zag routes of 1,250 points across India, 5 km", spatial_message(*(zigzag(1250, i) for i in range(8)),
                                                                    op="s_dwithin", d=5000)),
-        ("2,000 km around a 10,000-vertex polygon", sp(circle(9999), op="s_dwithin", d=2_000_000)),
+        ("2,000 km around a 10,000-vertex polygon", spatial_message(circle(9999), op="s_dwithin", d=2_000_000)),
         ("JSONPath integer of 309 digits", flt("$[?(@.beckn:itemAttributes.maxPowerKW >= " + "9" * 309 + ")]")),
         ("window ending 9999-12-31T23:59:59Z", flt(w.format("2025-01-01T00:00:00Z", "9999-12-31T23:59:59Z"))),
         ("window at 0001-01-01", flt(w.format("0001-01-01T00:00:00+05:30", "0001-01-01T00:00:00Z"))),
-        ("radius 10 km (an ordinary discover)", sp({"type": "Point", "coordinates": [77.59, 12.94]},
+        ("radius 10 km (an ordinary discover)", spatial_message({"type": "Point", "coordinates": [77.59, 12.94]},
                                                    op="s_dwithin", d=10_000)),
     ]
 
 
-async def _health(session: aiohttp.ClientSession, base: str, stop: asyncio.Event, out: list[float]) -> None:
-    while not stop.is_set():
-        t0 = time.perf_counter()
-        async with session.get(f"{base}/health/live") as r:
-            await r.read()
-        out.append(time.perf_counter() - t0)
-        await asyncio.sleep(0.01)
-
-
 async def measure(base: str, svc: Service, key: Any, message: dict | None) -> dict[str, Any]:
-    sub, key_id, sk = key
     delays: list[float] = []
     stop = asyncio.Event()
     res: dict[str, Any] = {"status": "-", "wall_ms": 0.0, "cpu_ms": 0.0, "reply": ""}
     async with aiohttp.ClientSession() as hs, aiohttp.ClientSession() as s:
-        poll = asyncio.create_task(_health(hs, base, stop, delays))
+        poll = asyncio.create_task(poll_health(hs, base, stop, delays))
         await asyncio.sleep(0.2)
         since = time.time()
         if message is None:
             await asyncio.sleep(1.0)
         else:
-            doc = {"context": {"version": "2.0.0", "action": "discover", "domain": "beckn.one:deg:ev-charging",
-                               "bap_id": sub, "bap_uri": "http://127.0.0.1:9/bap", "transaction_id": str(uuid.uuid4()),
-                               "message_id": str(uuid.uuid4()), "timestamp": rfc3339(), "ttl": "PT30S"},
-                   "message": message}
-            raw = orjson.dumps(doc)
-            headers = {"Content-Type": "application/json",
-                       "Authorization": sign_request(raw, subscriber_id=sub, key_id=key_id, key=sk)}
+            raw, headers = signed_discover(key, message)
             c0, t0 = cpu_seconds(svc.pid) or 0.0, time.perf_counter()
             async with s.get(f"{base}/beckn/discover", data=raw, headers=headers) as r:
                 reply = await r.read()

@@ -27,9 +27,8 @@ from cds.trust.registry import (
     MAX_LIST_RECORDS,
     MAX_LOOKUP_BYTES,
     Subscriber,
-    _http_json,
-    _opt_str,
-    _first,
+    http_json,
+    record_text,
     subscriber_from_record,
 )
 
@@ -82,12 +81,12 @@ def member_of(entry: Any) -> Member | None:
     details = entry.get("details")
     if not isinstance(details, dict):
         return None
-    sid = _opt_str(_first(details, "subscriber_id", "subscriberId"))
+    sid = record_text(details, "subscriber_id")
     if sid is None:
         return None
-    kid = _opt_str(_first(details, "key_id", "keyId", "ukId", "unique_key_id"))
-    typ = (_opt_str(_first(details, "type", "role")) or "").upper()
-    url = _opt_str(_first(details, "url", "subscriber_url", "subscriberUrl"))
+    kid = record_text(details, "key_id")
+    typ = (record_text(details, "type") or "").upper()
+    url = record_text(details, "url")
     if typ == "RECORD":
         return Member(subscriber_id=sid, key_id=kid, ref_url=url if url and url.startswith(("http://", "https://"))
                       else None)
@@ -117,7 +116,7 @@ class DediSource:
         self.timeout_s = timeout_s
 
     async def _get(self, url: str, max_bytes: int = MAX_LOOKUP_BYTES) -> Any:
-        return await _http_json(self.session, "GET", url, source="dedi", max_bytes=max_bytes,
+        return await http_json(self.session, "GET", url, source="dedi", max_bytes=max_bytes,
                                 timeout_s=self.timeout_s)
 
     async def lookup(self, subscriber_id: str, key_id: str | None) -> list[Subscriber]:

@@ -107,44 +107,63 @@ def _epoch(value: Any) -> float | None:
     raise ValueError("expected a date-time")
 
 
+# The names registries give one field: the legacy Subscription (snake_case), DeDi `details` and draft-v2 records.
+ALIASES: dict[str, tuple[str, ...]] = {
+    "subscriber_id": ("subscriber_id", "subscriberId"),
+    "key_id": ("key_id", "keyId", "ukId", "unique_key_id"),
+    "type": ("type", "role"),
+    "url": ("url", "subscriber_url", "subscriberUrl"),
+    "domain": ("domain", "domains"),
+    "signing_public_key": ("signing_public_key", "signingPublicKey"),
+    "valid_from": ("valid_from", "validFrom"),
+    "valid_until": ("valid_until", "validUntil"),
+}
+
+
 def _opt_str(value: Any) -> str | None:
     return value.strip() if isinstance(value, str) and value.strip() else None
 
 
-def _first(rec: dict[str, Any], *names: str) -> Any:
-    for n in names:
+def record_value(rec: dict[str, Any], field: str) -> Any:
+    """The first present spelling of `field` in a registry record (see ALIASES)."""
+    for n in ALIASES[field]:
         if rec.get(n) is not None:
             return rec[n]
     return None
+
+
+def record_text(rec: dict[str, Any], field: str) -> str | None:
+    """`record_value` as a non-empty, stripped string, else None."""
+    return _opt_str(record_value(rec, field))
 
 
 def subscriber_from_record(rec: Any, *, key_id: str | None = None) -> Subscriber:
     """A legacy Subscription / DeDi `details` / draft-v2 camelCase record -> Subscriber (ValueError if unusable)."""
     if not isinstance(rec, dict):
         raise ValueError("registry record is not an object")
-    sid = _opt_str(_first(rec, "subscriber_id", "subscriberId"))
+    sid = record_text(rec, "subscriber_id")
     if sid is None:
         raise ValueError("registry record without subscriber_id")
-    raw_domain = _first(rec, "domain", "domains")
+    raw_domain = record_value(rec, "domain")
     if isinstance(raw_domain, str):
         domains = [raw_domain.strip()] if raw_domain.strip() else []
     elif isinstance(raw_domain, list):
         domains = [d.strip() for d in raw_domain[:MAX_DOMAINS] if isinstance(d, str) and d.strip()]
     else:
         domains = []
-    typ = _opt_str(_first(rec, "type", "role"))
+    typ = record_text(rec, "type")
     status = _opt_str(rec.get("status"))
     return Subscriber(
         subscriber_id=sid,
-        key_id=key_id or _opt_str(_first(rec, "key_id", "keyId", "ukId", "unique_key_id")),
+        key_id=key_id or record_text(rec, "key_id"),
         type=typ.upper() if typ else None,
         domain=domains[0] if domains else None,
         domains=domains,
-        url=_opt_str(_first(rec, "url", "subscriber_url", "subscriberUrl")),
-        signing_public_key=_opt_str(_first(rec, "signing_public_key", "signingPublicKey")),
+        url=record_text(rec, "url"),
+        signing_public_key=record_text(rec, "signing_public_key"),
         status=status.upper() if status else USABLE_STATUS,
-        valid_from=_epoch(_first(rec, "valid_from", "validFrom")),
-        valid_until=_epoch(_first(rec, "valid_until", "validUntil")),
+        valid_from=_epoch(record_value(rec, "valid_from")),
+        valid_until=_epoch(record_value(rec, "valid_until")),
         region=_opt_str(rec.get("region")),
     )
 
@@ -189,7 +208,7 @@ def _unavailable(source: str, why: str) -> BecknError:
     return BecknError(NET_DOWNSTREAM_UNAVAILABLE, f"registry unavailable ({source}): {why}", 503)
 
 
-async def _http_json(session: aiohttp.ClientSession, method: str, url: str, *, source: str, max_bytes: int,
+async def http_json(session: aiohttp.ClientSession, method: str, url: str, *, source: str, max_bytes: int,
                      timeout_s: float, body: dict[str, Any] | None = None) -> Any:
     """Parsed JSON of a 200 answer; None for "not found" (404/410/400/422); BecknError 503 otherwise."""
     try:
@@ -300,7 +319,7 @@ class LookupSource:
         self.timeout_s = timeout_s
 
     async def _post(self, body: dict[str, Any], max_bytes: int, limit: int) -> list[Subscriber]:
-        data = await _http_json(self.session, "POST", self.url, source="lookup", max_bytes=max_bytes,
+        data = await http_json(self.session, "POST", self.url, source="lookup", max_bytes=max_bytes,
                                 timeout_s=self.timeout_s, body=body)
         if data is None:
             return []

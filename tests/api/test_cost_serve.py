@@ -12,9 +12,7 @@ time for the request is held to the 1 s in every case.
 from __future__ import annotations
 
 import asyncio
-import math
 import os
-import random
 import shutil
 import sys
 import tempfile
@@ -29,9 +27,10 @@ import pytest
 from cds.core.timeutil import rfc3339
 from cds.trust.signing import sign_request
 from loadtests.bench_procs import Service, cpu_seconds, free_port, wait_http
+from loadtests.costly import (TARGET, circle, poll_health, random_polygon, route, signed_discover, spatial_message,
+                              star, zigzag)
 
 ROOT = Path(__file__).resolve().parents[2]
-TARGET = "$['beckn:itemAttributes.chargingStation.serviceLocation.geo']"
 
 
 def busy() -> bool:
@@ -55,40 +54,19 @@ def server():
         shutil.rmtree(tmp, ignore_errors=True)
 
 
-def body(key, message: dict) -> tuple[bytes, dict[str, str]]:
-    sub, key_id, sk = key
-    doc = {"context": {"version": "2.0.0", "action": "discover", "domain": "beckn.one:deg:ev-charging",
-                       "bap_id": sub, "bap_uri": "http://127.0.0.1:9/bap", "transaction_id": str(uuid.uuid4()),
-                       "message_id": str(uuid.uuid4()), "timestamp": rfc3339(), "ttl": "PT30S"},
-           "message": message}
-    raw = orjson.dumps(doc)
-    return raw, {"Content-Type": "application/json",
-                 "Authorization": sign_request(raw, subscriber_id=sub, key_id=key_id, key=sk)}
-
-
-async def _poll_health(session: aiohttp.ClientSession, base: str, stop: asyncio.Event, delays: list[float]) -> None:
-    while not stop.is_set():
-        t0 = time.perf_counter()
-        async with session.get(f"{base}/health/live") as r:
-            await r.read()
-            assert r.status == 200
-        delays.append(time.perf_counter() - t0)
-        await asyncio.sleep(0.01)
-
-
 async def _measure(base: str, svc: Service, key, message: dict | None, method: str = "GET"):
     """(status, reply, wall seconds, server CPU seconds, worst health delay) for one request (None: no request,
     only the health polling, for the baseline)."""
     delays: list[float] = []
     stop = asyncio.Event()
     async with aiohttp.ClientSession() as hs, aiohttp.ClientSession() as s:
-        poll = asyncio.create_task(_poll_health(hs, base, stop, delays))
+        poll = asyncio.create_task(poll_health(hs, base, stop, delays, require_ok=True))
         await asyncio.sleep(0.1)
         status, reply, wall, cpu = 0, b"", 0.0, 0.0
         if message is None:
             await asyncio.sleep(1.0)
         else:
-            raw, headers = body(key, message)
+            raw, headers = signed_discover(key, message)
             c0, t0 = cpu_seconds(svc.pid), time.perf_counter()
             async with s.request(method, f"{base}/beckn/discover", data=raw, headers=headers) as r:
                 reply = await r.read()
@@ -100,57 +78,13 @@ async def _measure(base: str, svc: Service, key, message: dict | None, method: s
     return status, reply, wall, cpu, max(delays)
 
 
-def star(n: int) -> dict:
-    k = n // 2
-    pts = [[77.5 + 0.5 * math.cos(2 * math.pi * (i * k % n) / n), 12.9 + 0.5 * math.sin(2 * math.pi * (i * k % n) / n)]
-           for i in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
-
-
-def random_polygon(n: int, seed: int) -> dict:
-    rnd = random.Random(seed)
-    pts = [[round(77.5 + rnd.uniform(-0.5, 0.5), 6), round(12.9 + rnd.uniform(-0.5, 0.5), 6)] for _ in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
-
-
-def circle(n: int, r: float = 0.5) -> dict:
-    pts = [[round(77.5 + r * math.cos(2 * math.pi * i / n), 6), round(12.9 + r * math.sin(2 * math.pi * i / n), 6)]
-           for i in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
-
-
-def route(n: int, seed: int) -> dict:
-    rnd, x, y, pts = random.Random(seed), 72.0 + seed, 9.0, []
-    for _ in range(n):
-        x += rnd.uniform(-0.001, 0.003)
-        y += rnd.uniform(-0.001, 0.003)
-        pts.append([round(x, 2), round(y, 2)])      # 8 routes of 9,000 points in under 1 MiB
-    return {"type": "LineString", "coordinates": pts}
-
-
-def zigzag(n: int, seed: int) -> dict:
-    rnd = random.Random(seed)
-    return {"type": "LineString", "coordinates": [[round(rnd.uniform(68, 97), 3), round(rnd.uniform(8, 35), 3)]
-                                                  for _ in range(n)]}
-
-
-def sp(*geometries: dict, op: str = "s_intersects", d: float | None = None) -> dict:
-    out = []
-    for g in geometries:
-        c = {"op": op, "targets": TARGET, "geometry": g}
-        if d is not None:
-            c["distanceMeters"] = d
-        out.append(c)
-    return {"spatial": out}
-
-
 COSTLY = {
-    "star-151": sp(star(151)),                                  # was ~20 s on the loop
-    "random-400": sp(random_polygon(400, 3)),                   # was up to 34 s
-    "two-9000-vertex-polygons": sp(random_polygon(9000, 1), random_polygon(9000, 2)),   # was 22 GB, then killed
-    "eight-9000-point-routes": sp(*(route(9000, i) for i in range(8)), op="s_dwithin", d=5000),   # was 2.7 s
-    "eight-1250-point-zigzags": sp(*(zigzag(1250, i) for i in range(8)), op="s_dwithin", d=5000),
-    "2000-km-around-10000-vertices": sp(circle(9999), op="s_dwithin", d=2_000_000),
+    "star-151": spatial_message(star(151)),                                  # was ~20 s on the loop
+    "random-400": spatial_message(random_polygon(400, 3)),                   # was up to 34 s
+    "two-9000-vertex-polygons": spatial_message(random_polygon(9000, 1), random_polygon(9000, 2)),   # was 22 GB, then killed
+    "eight-9000-point-routes": spatial_message(*(route(9000, i) for i in range(8)), op="s_dwithin", d=5000),   # was 2.7 s
+    "eight-1250-point-zigzags": spatial_message(*(zigzag(1250, i) for i in range(8)), op="s_dwithin", d=5000),
+    "2000-km-around-10000-vertices": spatial_message(circle(9999), op="s_dwithin", d=2_000_000),
 }
 
 
@@ -211,7 +145,7 @@ def test_numbers_and_dates_of_any_size_are_a_400_or_an_answer(server, expression
 ])
 def test_coordinates_and_distances_of_any_size(server, geometry, distance):
     svc, base, key = server
-    status, reply, *_ = asyncio.run(_measure(base, svc, key, sp(geometry, op="s_dwithin", d=distance)))
+    status, reply, *_ = asyncio.run(_measure(base, svc, key, spatial_message(geometry, op="s_dwithin", d=distance)))
     assert status in (200, 400), reply[:300]
 
 

@@ -25,37 +25,24 @@ from cds.core.models import Context, DiscoverIntent, DiscoverRequest, SpatialSpe
 from cds.core.planner import build_query, cheap_to_plan
 from cds.core.protocol import parse_context, parse_discover
 from loadtests import fuzz_strategies as fs
+from loadtests.costly import TARGET, star
+from loadtests.costly import circle as _circle
+from loadtests.costly import random_polygon as _random_polygon
+from loadtests.costly import route as _route
 
 SETTINGS = load_settings({})
-TARGET = "$['beckn:itemAttributes.chargingStation.serviceLocation.geo']"
-
-
-def star(n: int, cx: float = 77.5, cy: float = 12.9, r: float = 0.5) -> dict:
-    """A self-intersecting star polygon {n / (n//2)}: its edges cross about n²/4 times."""
-    k = n // 2
-    pts = [[cx + r * math.cos(2 * math.pi * (i * k % n) / n), cy + r * math.sin(2 * math.pi * (i * k % n) / n)]
-           for i in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
 
 
 def random_polygon(n: int, seed: int = 1) -> dict:
-    rnd = random.Random(seed)
-    pts = [[77.5 + rnd.uniform(-0.5, 0.5), 12.9 + rnd.uniform(-0.5, 0.5)] for _ in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
+    return _random_polygon(n, seed, ndigits=None)
 
 
 def circle(n: int, cx: float = 77.5, cy: float = 12.9, r: float = 0.5) -> dict:
-    pts = [[cx + r * math.cos(2 * math.pi * i / n), cy + r * math.sin(2 * math.pi * i / n)] for i in range(n)]
-    return {"type": "Polygon", "coordinates": [pts + [pts[0]]]}
+    return _circle(n, cx, cy, r, ndigits=None)
 
 
 def route(n: int, seed: int = 0) -> dict:
-    rnd, x, y, pts = random.Random(seed), 74.0, 12.0, []
-    for _ in range(n):
-        x += rnd.uniform(-0.001, 0.003)
-        y += rnd.uniform(-0.001, 0.003)
-        pts.append([x, y])
-    return {"type": "LineString", "coordinates": pts}
+    return _route(n, seed, start=(74.0, 12.0), ndigits=None)
 
 
 def spec(geometry: dict, op: str = "s_within", distance: float | None = None) -> SpatialSpec:
