@@ -124,16 +124,20 @@ def _ubc_catalog_now(now: datetime) -> dict[str, Any]:
     return cat
 
 
+def demo_catalogs(now: datetime) -> list[tuple[str, str | None, dict[str, Any]]]:
+    """(publisher id, publisher URI, catalog) of everything the demo indexes: the UBC example, then the network."""
+    out: list[tuple[str, str | None, dict[str, Any]]] = [(UBC_BPP_ID, "http://127.0.0.1/bpp", _ubc_catalog_now(now))]
+    net = _network()
+    for bpp in net.bpps:
+        out += [(bpp.subscriber_id, bpp.url, cat) for cat in net.catalogs[bpp.subscriber_id]]
+    return out
+
+
 async def seed(storage: "Storage", settings: "Settings") -> None:
     """Index the demo catalogs directly (no callbacks: the demo BPPs have no servers)."""
     from cds.core.normalize import normalize_catalog
 
-    now = datetime.now(timezone.utc)
-    batches: list[tuple[str, str | None, dict[str, Any]]] = [(UBC_BPP_ID, "http://127.0.0.1/bpp", _ubc_catalog_now(now))]
-    net = _network()
-    for bpp in net.bpps:
-        for cat in net.catalogs[bpp.subscriber_id]:
-            batches.append((bpp.subscriber_id, bpp.url, cat))
+    batches = demo_catalogs(datetime.now(timezone.utc))
     t0 = time.perf_counter()
     n = {"catalogs_indexed": 0, "items_indexed": 0, "catalogs_reused": 0, "items_reused": 0}
     for publisher, uri, cat in batches:

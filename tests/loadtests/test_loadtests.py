@@ -285,3 +285,13 @@ def test_fuzz_smoke_no_5xx_and_no_long_event_loop_hold(tmp_path):
     assert res["health_failures"] == 0 and res["health_polls"] > 10
     assert res["loop_hold"] is not None and res["loop_hold"]["max_cpu_ms"] < 50, res["loop_hold"]
     assert not (tmp_path / "BENCH.md").exists()         # written only with --write
+
+
+def test_text_counts_finds_the_ubc_text_queries(capsys):
+    from loadtests import text_counts
+
+    assert text_counts.main(["Give me all charging stations.", "show me all nearby, please"]) == 0
+    out = capsys.readouterr().out.splitlines()
+    found = int(out[1].split()[0])
+    assert 0 < found < int(out[0].split()[0])                 # some, not all, of the demo items
+    assert out[2].endswith("(no text criterion left)")        # filler words only
