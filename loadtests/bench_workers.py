@@ -8,6 +8,10 @@ own process tree, and per configuration reports: saturation throughput (wrk clos
 request (user+system time of every process of the server tree / requests), latency percentiles, and the
 same at ~70 % of the measured saturation (each wrk connection paced with a Lua `delay`). Requests are the
 generator's query mix, signed once with a long validity (a synchronous GET discover is not replay-checked).
+
+With `--post`, each configuration also gets an asynchronous phase: POST discovers, every one with its own
+message id and signature (a POST is replay-checked, so none repeats), paced at ~70 % of that configuration's
+GET saturation, answered to a callback sink (`loadtests.callback_sink`); wrk's latency is then the ACK latency.
 """
 
 from __future__ import annotations
@@ -63,8 +67,10 @@ def cpu_s(pids: list[int]) -> float:
     return total
 
 
-def prepare(work: Path, connectors: int, seed: int) -> tuple[dict[str, str], list[bytes]]:
-    """Index, registry, keys; returns the server env and the wrk requests (raw HTTP)."""
+def prepare(work: Path, connectors: int, seed: int, *, sink: str = "http://127.0.0.1:9",
+            posts: int = 0) -> tuple[dict[str, str], list[bytes], list[bytes]]:
+    """Index, registry (the BAP's callbacks go to `sink`), keys; returns the server env, the GET requests
+    and `posts` distinct signed POST requests (body NUL Authorization)."""
     net = generate_network(connectors, seed=seed)
     data = work / "data"
     marker = work / f"built-{connectors}-{seed}"
@@ -78,37 +84,63 @@ def prepare(work: Path, connectors: int, seed: int) -> tuple[dict[str, str], lis
             print(f"index built: {info}", file=sys.stderr)
         asyncio.run(go())
         marker.touch()
-    (work / "registry.json").write_bytes(orjson.dumps(net.registry_records()))
+    records = net.registry_records()
+    for r in records:
+        if r["type"] == "BAP":
+            r["url"] = f"{sink}/bap"
+    (work / "registry.json").write_bytes(orjson.dumps(records))
     seed_b64, _pub = generate_keypair()
     env = {k: v for k, v in os.environ.items() if not k.startswith("CDS_")}
     env.update({"CDS_DATA_DIR": str(data), "CDS_REGISTRY_FILE": str(work / "registry.json"),
                 "CDS_SIGNING_PRIVATE_KEY": seed_b64, "CDS_LOG_LEVEL": "WARNING", "CDS_FANOUT_MAX_BPPS": "0",
-                "PYTHONPATH": str(REPO)})
+                "CDS_ALLOW_PRIVATE_CALLBACKS": "true", "PYTHONPATH": str(REPO)})
     key = net.bap.signing_key()
-    reqs = []
     now = time.time()
-    for _kind, doc in net.labeled_query_mix(400, seed=seed):
-        doc["context"].update(timestamp=rfc3339(now), ttl="PT1H")
+
+    def signed(doc: dict) -> bytes:
         body = orjson.dumps(doc)
         auth = sign_request(body, subscriber_id=net.bap.subscriber_id, key_id=net.bap.key_id, key=key, ttl_s=3300)
-        reqs.append(body + b"\x00" + auth.encode())
-    return env, reqs
+        return body + b"\x00" + auth.encode()
+
+    mix = net.labeled_query_mix(400, seed=seed)
+    reqs = []
+    for _kind, doc in mix:
+        doc["context"].update(timestamp=rfc3339(now), ttl="PT1H", bap_uri=f"{sink}/bap")
+        reqs.append(signed(doc))
+    posts_out = []
+    for i in range(posts):
+        doc = mix[i % len(mix)][1]
+        ids = {"message_id": f"bench-{seed}-{i}", "transaction_id": f"bench-tx-{seed}-{i}"}
+        posts_out.append(signed({**doc, "context": {**doc["context"], **ids}}))
+    return env, reqs, posts_out
 
 
 LUA = r"""
 local reqs = {}
 local i = 0
 local pause = tonumber(os.getenv("BENCH_DELAY_MS") or "0")
+local method = os.getenv("BENCH_METHOD") or "GET"
+local threads = tonumber(os.getenv("BENCH_THREADS") or "1")
+local next_id = 0
+setup = function(thread)
+  thread:set("tid", next_id)
+  next_id = next_id + 1
+end
 init = function(args)
   local f = assert(io.open(os.getenv("BENCH_REQS"), "rb"))
   local data = f:read("*a")
   f:close()
+  local n = 0
   for rec in string.gmatch(data, "([^\1]+)") do
-    local body, auth = string.match(rec, "^(.-)%z(.*)$")
-    reqs[#reqs + 1] = wrk.format("GET", "/beckn/discover",
-      {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
+    -- POSTs are replay-checked: each thread sends its own share, none twice
+    if method == "GET" or n % threads == (tid or 0) then
+      local body, auth = string.match(rec, "^(.-)%z(.*)$")
+      reqs[#reqs + 1] = wrk.format(method, "/beckn/discover",
+        {["Content-Type"] = "application/json", ["Authorization"] = auth}, body)
+    end
+    n = n + 1
   end
-  i = math.random(#reqs)
+  i = method == "GET" and math.random(#reqs) or 0
 end
 request = function()
   i = i % #reqs + 1
@@ -122,8 +154,9 @@ end
 
 
 def run_wrk(url: str, lua: Path, reqs: Path, *, duration: int, connections: int, threads: int,
-            delay_ms: float = 0) -> dict[str, float]:
-    env = {**os.environ, "BENCH_REQS": str(reqs), "BENCH_DELAY_MS": str(int(delay_ms))}
+            delay_ms: float = 0, method: str = "GET") -> dict[str, float]:
+    env = {**os.environ, "BENCH_REQS": str(reqs), "BENCH_DELAY_MS": str(int(delay_ms)), "BENCH_METHOD": method,
+           "BENCH_THREADS": str(threads)}
     args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(lua), url]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
     res: dict[str, float] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
@@ -175,6 +208,12 @@ def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers:
             paced = run_wrk(url, lua, reqs, duration=args.duration, connections=args.connections,
                             threads=args.threads, delay_ms=delay)
             res.update({f"paced_{k}": v for k, v in paced.items()})
+            if args.post:
+                # POSTs are cheap to ACK; pace them by the GET saturation (each still costs a search after the ACK)
+                delay = max(0.0, args.connections / target * 1000 - 1.0)
+                post = run_wrk(url, lua, args.posts_file, duration=args.duration, connections=args.connections,
+                               threads=args.threads, delay_ms=delay, method="POST")
+                res.update({f"post_{k}": v for k, v in post.items()})
         print(f"{name}: {res}", file=sys.stderr)
         return res
     finally:
@@ -195,6 +234,10 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--threads", type=int, default=2)
     p.add_argument("--port", type=int, default=18640)
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cds-bench-workers")
+    p.add_argument("--post", action="store_true",
+                   help="also measure POST discover ACK latency (async, paced at ~70 %% of GET saturation)")
+    p.add_argument("--posts", type=int, default=20_000, help="distinct signed POSTs per configuration")
+    p.add_argument("--sink-port", type=int, default=18641)
     p.add_argument("--baseline", type=Path, default=None,
                    help="a checkout of an older version (e.g. a git worktree of main): its one-process `cds serve` "
                         "is measured in the same run, as the 'before'")
@@ -203,9 +246,21 @@ def main(argv: list[str] | None = None) -> int:
         print("wrk is needed: apt-get install -y wrk", file=sys.stderr)
         return 2
     args.work.mkdir(parents=True, exist_ok=True)
-    env, reqs = prepare(args.work, args.connectors, args.seed)
+    sink_url = f"http://127.0.0.1:{args.sink_port}"
+    configs = [int(x) for x in args.workers.split(",")]
+    labels = (["before"] if args.baseline is not None else []) + configs
+    env, reqs, posts = prepare(args.work, args.connectors, args.seed, sink=sink_url,
+                               posts=args.posts * len(labels) if args.post else 0)
     reqs_file = args.work / "requests.bin"
     reqs_file.write_bytes(b"\x01".join(reqs))
+    post_files = {}
+    for k, label in enumerate(labels):   # every server gets message ids none saw before
+        post_files[label] = args.work / f"posts-{k}.bin"
+        post_files[label].write_bytes(b"\x01".join(posts[k * args.posts:(k + 1) * args.posts]))
+    sink = None
+    if args.post:
+        sink = subprocess.Popen([sys.executable, "-m", "loadtests.callback_sink", "--port", str(args.sink_port)],
+                                env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     lua = args.work / "discover.lua"
     lua.write_text(LUA)
     load_before = loadavg()
@@ -214,11 +269,16 @@ def main(argv: list[str] | None = None) -> int:
                     args, lua, reqs_file, hello=True)
     if args.baseline is not None:
         benv = {**env, "PYTHONPATH": str(args.baseline.resolve())}
+        args.posts_file = post_files["before"]
         rows.append(("before", measure("before", [sys.executable, "-m", "cds", "serve", "--port", str(args.port)],
                                        benv, args.port, 1, args, lua, reqs_file, cwd=args.baseline)))
-    for n in [int(x) for x in args.workers.split(",")]:
+    for n in configs:
+        args.posts_file = post_files[n]
         argv_ = [sys.executable, "-m", "cds", "serve", "--workers", str(n), "--port", str(args.port)]
         rows.append((n, measure(f"cds x{n}", argv_, env, args.port, n, args, lua, reqs_file)))
+    if sink is not None:
+        sink.terminate()
+        sink.wait(10)
     base = next(r["rps"] for n, r in rows if n == 1)
     print(f"\nCommand: `python -m loadtests.bench_workers {' '.join(argv if argv is not None else sys.argv[1:])}` "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); load average before {load_before}, after "
@@ -232,6 +292,13 @@ def main(argv: list[str] | None = None) -> int:
         print(f"| {label} | {r['rps']:,.0f} | {r['rps'] / base:.2f} | {r['rps'] / hello['rps']:.3f} | "
               f"{r['cpu_ms_per_req']:.3f} ms | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['paced_rps']:,.0f} | "
               f"{r['paced_p50']:.2f} ms | {r['paced_p99']:.2f} ms | {r['non2xx'] + r['paced_non2xx']:.0f} |")
+    if args.post:
+        print("\n| server | POST discovers/s (paced) | ACK p50 | ACK p90 | ACK p99 | non-2xx |")
+        print("| --- | --- | --- | --- | --- | --- |")
+        for n, r in rows:
+            label = f"before ({args.baseline}), 1 process" if n == "before" else f"cds serve --workers {n}"
+            print(f"| {label} | {r['post_rps']:,.0f} | {r['post_p50']:.2f} ms | {r['post_p90']:.2f} ms | "
+                  f"{r['post_p99']:.2f} ms | {r['post_non2xx']:.0f} |")
     return 0
 
 
