@@ -101,6 +101,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_geometry_vertices: int = 10000       # per geometry as sent, and the request's geometries as computed
     max_repair_crossings: int = 64           # an invalid polygon is repaired only when it crosses itself this little
     route_simplify_m: float = 1.0            # over the vertex limit: routes simplified with this tolerance (0: never)
+    background_answers: int = 1             # discovers answered after their ACK that compute at once (§P)
     work_threads: int = 2                    # threads for heavy planning and re-filtering, off the event loop
 
     @property
@@ -282,6 +283,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "MAX_REPAIR_CROSSINGS": ("max_repair_crossings", _nonneg_int),
     "ROUTE_SIMPLIFY_M": ("route_simplify_m", _nonneg_float),
     "WORK_THREADS": ("work_threads", _pos_int),
+    "BACKGROUND_ANSWERS": ("background_answers", _pos_int),
 }
 
 ENV_PREFIX = "CDS_"

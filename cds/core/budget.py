@@ -38,10 +38,13 @@ class WorkLimitExceeded(BecknError):
 class WorkBudget:
     """CPU time allowed for one request's computation (see module doc)."""
 
-    __slots__ = ("limit_s", "used_s", "what", "setting", "_since", "_depth")
+    __slots__ = ("limit_s", "used_s", "what", "setting", "slice_s", "_since", "_depth")
 
     def __init__(self, limit_ms: float, *, what: str = "this discover", setting: str = "CDS_DISCOVER_WORK_MS") -> None:
         self.limit_s = max(0.0, limit_ms) / 1000.0
+        # Longest stretch a sliced computation (the embedded search) runs before it yields the event loop;
+        # background work after an ACK uses shorter slices (docs/decisions.md §P, "ACKs first").
+        self.slice_s: float | None = None
         self.used_s = 0.0
         self.what = what
         self.setting = setting

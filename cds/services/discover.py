@@ -3,6 +3,9 @@ on_discover in the caller's dialect (docs/decisions.md §S; fan-out details in c
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
+import contextvars
 import dataclasses
 import logging
 import time
@@ -27,6 +30,10 @@ from indexer.storage import Storage
 
 log = logging.getLogger("cds.discover")
 
+# Set while a discover is answered after its ACK: its CPU work then takes turns in the background lane.
+_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("cds_background_answer", default=False)
+BACKGROUND_SLICE_S = 0.001   # a background search yields the loop this often (docs/decisions.md §P, "ACKs first")
+
 
 class DiscoverService:
     def __init__(self, storage: Storage, settings: Settings, metrics: Metrics, outbound: Outbound | None,
@@ -37,6 +44,18 @@ class DiscoverService:
         self._outbound = outbound
         self._clock = clock
         self._fanout = fanout
+        # Background answers compute one at a time (docs/decisions.md §P, "ACKs first"): on one core this
+        # loses no throughput, and an arriving request waits behind at most one short slice, not one per
+        # answer in progress.
+        self._lane = asyncio.Semaphore(settings.background_answers)
+
+    @contextlib.asynccontextmanager
+    async def _cpu_turn(self):
+        if not _BACKGROUND.get():
+            yield
+            return
+        async with self._lane:
+            yield
 
     def plan(self, req: DiscoverRequest) -> Query:
         """Compile the request; raises BecknError (400) for invalid filters/geometry."""
@@ -55,8 +74,9 @@ class DiscoverService:
         return await run_off_loop(self._settings.work_threads, work, self.plan, req)
 
     async def _search(self, query: Query, now: float) -> list[Hit]:
-        t0 = time.perf_counter()
-        hits = await self._storage.search(query, now)
+        async with self._cpu_turn():
+            t0 = time.perf_counter()
+            hits = await self._storage.search(query, now)
         self._metrics.search_latency.labels(self._storage.name).observe(time.perf_counter() - t0)
         return hits
 
@@ -107,9 +127,10 @@ class DiscoverService:
             merged, _ = merge_hits(wider, live, query.limit)
         return merged
 
-    def _body(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
+    async def _body(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
         self._metrics.discover_results.observe(len(hits))
-        return self._render(req, hits)
+        async with self._cpu_turn():
+            return self._render(req, hits)
 
     def _render(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
         now = self._clock()
@@ -123,7 +144,7 @@ class DiscoverService:
         hits = await self._search_or_refuse(query, now, run)
         if run is not None:
             hits = await self._merged(query, hits, await self._collect(run), now)
-        return self._body(req, hits), run is not None
+        return await self._body(req, hits), run is not None
 
     async def answer_from_index(self, req: DiscoverRequest, query: Query) -> tuple[dict[str, Any], list[Hit]]:
         """The cached part of an answer only (no fan-out, not counted as an answered discover): the
@@ -147,8 +168,11 @@ class DiscoverService:
         """The async path: compute the answer and POST it to {bap_uri}/on_discover. A search over its work
         budget (after the ACK) is answered with an on_discover that carries the error and no catalogs."""
         assert self._outbound is not None
+        work = work or self.work_budget()
+        work.slice_s = BACKGROUND_SLICE_S
+        token = _BACKGROUND.set(True)
         try:
-            with budget.in_force(work or self.work_budget()):
+            with budget.in_force(work):
                 if self._settings.fanout_incremental and self._fanout is not None:
                     return await self._deliver_incremental(req, query, callback_base, received_at)
                 body, fanned = await self._answer(req, query, received_at)
@@ -159,6 +183,8 @@ class DiscoverService:
         except Exception:  # noqa: BLE001 - a background task must log, never die silently
             log.exception("discover %s failed", req.context.message_id)
             return None
+        finally:
+            _BACKGROUND.reset(token)
         return await self._deliver(callback_base, body, received_at, fanned)
 
     def _refusal(self, req: DiscoverRequest, err: BecknError) -> dict[str, Any]:
@@ -172,12 +198,12 @@ class DiscoverService:
         (each holding only that BPP's matched items). Late replies are still dropped."""
         run = await self._start_fanout(req, query, received_at)
         hits = await self._search_or_refuse(query, self._clock(), run)
-        first = await self._deliver(callback_base, self._body(req, hits), received_at, False)
+        first = await self._deliver(callback_base, await self._body(req, hits), received_at, False)
         if run is None:
             return first
 
         async def partial(_bpp: str, live: list[Hit]) -> None:
-            await self._deliver(callback_base, self._body(req, select(live, query.limit)), received_at, True)
+            await self._deliver(callback_base, await self._body(req, select(live, query.limit)), received_at, True)
 
         await self._collect(run, partial)
         return first

@@ -567,7 +567,7 @@ class _Slice:
 def _advance(steps: Generator[None, None, list[Hit]], sl: _Slice,
              work: budget.WorkBudget | None) -> tuple[bool, list[Hit]]:
     """Run one slice of the search: (True, hits) when it ended, (False, []) when it paused."""
-    sl.until = time.perf_counter() + SEARCH_SLICE_S
+    sl.until = time.perf_counter() + ((work.slice_s if work is not None else None) or SEARCH_SLICE_S)
     try:
         next(steps)
     except StopIteration as done:
