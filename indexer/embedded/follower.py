@@ -4,9 +4,10 @@ the log as the writer (the ingest process) appends to it.
 
 - Nothing here writes the index files or takes the data-directory lock; writes raise.
 - A record is decoded and its index entries prepared in a thread (they touch nothing a search reads),
-  then swapped in on the event loop in slices of `slice_items` documents with a yield between them
-  (`Index.put_steps`): a 50,000-item catalog never holds the serving loop for long (§24), and a search
-  between two slices still sees the whole old catalog (the swap is one step).
+  a big catalog's items one chunk per call (`indexer.embedded.chunked`: no C call holds the GIL for long),
+  then swapped in on the event loop in steps of `slice_items` documents, yielding once a turn has run
+  `SWAP_TURN_S` (`Index.put_steps`): a 50,000-item catalog never holds the serving loop for long (§24), and
+  a search between two turns still sees the whole old catalog (the swap is one step).
 - After each record the applied log position is reported (`positions.FollowerPositions`); the writer
   returns from a write, and so sends `on_catalog_publish`, once every worker applied it.
 - Log files the writer removed after a snapshot while this follower was behind: it reloads from the
@@ -21,6 +22,7 @@ import gc
 import logging
 import os
 import struct
+import time
 import zlib
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Union
@@ -28,6 +30,7 @@ from typing import Any, BinaryIO, Iterator, Union
 import msgspec
 
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
+from indexer.embedded.chunked import PutChunksRaw, decode_chunk
 from indexer.embedded.index import Index
 from indexer.embedded.persist import MAX_FRAME, StorageCorrupt, gen_path, list_generations
 from indexer.embedded.positions import FollowerPositions, Position
@@ -43,6 +46,7 @@ _HEADER = struct.Struct("<II")
 _THREAD_BYTES = 64 << 10        # read, decode and prepare records larger than this in a thread
 _READ_BYTES = 16 << 20          # log bytes read per step (a single larger frame is read whole)
 _DECODE_CHUNK = 256             # items decoded per call: the thread lets go of the GIL in between
+SWAP_TURN_S = 0.004             # a swap yields the loop once a turn has run this long (§24: far below 50 ms)
 
 
 class _LazyRecord(msgspec.Struct, kw_only=True):
@@ -57,7 +61,7 @@ class _LazyPut(msgspec.Struct, tag="put", array_like=True):
     raw_z: bytes = b""
 
 
-_lazy_decoder = msgspec.msgpack.Decoder(Union[_LazyPut, _Delete, _Purge, _SnapHead, _SnapEnd])
+_lazy_decoder = msgspec.msgpack.Decoder(Union[_LazyPut, PutChunksRaw, _Delete, _Purge, _SnapHead, _SnapEnd])
 _item_decoder = msgspec.msgpack.Decoder(ItemDoc)
 
 
@@ -68,7 +72,7 @@ class ReadOnly(RuntimeError):
 class FollowerStorage(EmbeddedStorage):
     """EmbeddedStorage's reads over an index fed by another process's write-ahead log."""
 
-    def __init__(self, data_dir: Path, *, poll_s: float = 0.005, slice_items: int = 1024,
+    def __init__(self, data_dir: Path, *, poll_s: float = 0.005, slice_items: int = 128,
                  grid_deg: float = 0.05) -> None:
         super().__init__(data_dir, fsync=False, grid_deg=grid_deg)
         self._grid_deg = grid_deg
@@ -224,21 +228,33 @@ class FollowerStorage(EmbeddedStorage):
             steps = idx.delete_steps((op.bpp_id, op.catalog_id), self.slice_items)
         elif isinstance(op, _Purge):
             apply_purge(idx, (op.bpp_id, op.catalog_id), op.now)
+            self._version += 1
             return
         else:
             raise StorageCorrupt(f"unexpected log record {type(op).__name__}")
+        until = time.perf_counter() + SWAP_TURN_S
         for _ in steps:
-            await asyncio.sleep(0)          # let requests run between slices
+            self._version += 1              # each step changed the index: a paused search starts over (store.py)
+            if time.perf_counter() >= until:
+                await asyncio.sleep(0)      # let requests run between turns
+                until = time.perf_counter() + SWAP_TURN_S
+        self._version += 1
 
     def _decode_prepare(self, payload: bytes) -> tuple[Any, Any]:
         lazy = _lazy_decoder.decode(payload)
-        if not isinstance(lazy, _LazyPut):
-            return lazy, None
-        raws = lazy.record.items
         items: list[ItemDoc] = []
-        for start in range(0, len(raws), _DECODE_CHUNK):
-            items.extend(_item_decoder.decode(r) for r in raws[start:start + _DECODE_CHUNK])
-        op = _Put(record=CatalogRecord(meta=lazy.record.meta, items=items), raw_z=lazy.raw_z)
+        if isinstance(lazy, PutChunksRaw):
+            meta = lazy.meta
+            for chunk in lazy.chunks:
+                items.extend(decode_chunk(chunk))
+        elif isinstance(lazy, _LazyPut):        # a plain put: a small catalog, or a log written before chunks
+            meta = lazy.record.meta
+            raws = lazy.record.items
+            for start in range(0, len(raws), _DECODE_CHUNK):
+                items.extend(_item_decoder.decode(r) for r in raws[start:start + _DECODE_CHUNK])
+        else:
+            return lazy, None
+        op = _Put(record=CatalogRecord(meta=meta, items=items), raw_z=lazy.raw_z)
         return op, prepare_put(self._index, op)
 
     async def _gap(self, gen: int) -> bool:
@@ -259,6 +275,7 @@ class FollowerStorage(EmbeddedStorage):
         self._close_file()
         tmp = FollowerStorage(self.dir, grid_deg=self._grid_deg)
         self._index, self.pos = await asyncio.to_thread(_without_gc, tmp._load)
+        self._version += 1
 
     def _next_gen(self, gen: int) -> int | None:
         later = [g for g, _ in list_generations(self.dir, _WAL, _SUFFIX_WAL) if g > gen]

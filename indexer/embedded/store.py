@@ -42,6 +42,7 @@ import numpy as np
 from cds.core.text import has_terms
 from cds.core import budget, matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
+from indexer.embedded.chunked import PutChunks, chunked
 from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.persist import (
@@ -90,10 +91,17 @@ class _SnapEnd(msgspec.Struct, tag="end", array_like=True):
     catalogs: int
 
 
-_Op = Union[_Put, _Delete, _Purge, _SnapHead, _SnapEnd]
+_Op = Union[_Put, PutChunks, _Delete, _Purge, _SnapHead, _SnapEnd]
 _encode = msgspec.msgpack.Encoder().encode
 _decoder = msgspec.msgpack.Decoder(_Op)
 _ROTATE = object()
+
+
+def encode_op(op: _Op) -> bytes:
+    """A log record's bytes; a big catalog's put in chunks (`indexer.embedded.chunked`, docs/decisions.md §P)."""
+    if isinstance(op, _Put):
+        return _encode(chunked(op.record, op.raw_z) or op)
+    return _encode(op)
 
 
 def _order_key(item: ItemDoc, meta: CatalogMeta) -> Any:
@@ -241,7 +249,7 @@ class EmbeddedStorage:
         """Queue a log record; the future resolves to `_apply`'s result once durable and applied."""
         if not self._opened:
             raise RuntimeError("EmbeddedStorage is not open")
-        return self._wal.submit(_encode(op), token=(op, prepared))
+        return self._wal.submit(encode_op(op), token=(op, prepared))
 
     def _on_commit(self, batch: list[LogOp]) -> None:
         """Runs on the event loop once a batch is durable: apply it in log order, in one step."""
@@ -283,7 +291,7 @@ class EmbeddedStorage:
         def chunks():
             yield frame(_encode(_SnapHead(version=1, catalogs=len(records))))
             for r, z in records:
-                yield frame(_encode(_Put(record=r, raw_z=z)))
+                yield frame(encode_op(_Put(record=r, raw_z=z)))
             yield frame(_encode(_SnapEnd(catalogs=len(records))))
         return write_atomic(path, chunks(), fsync=self.fsync)
 
@@ -475,6 +483,8 @@ def _coverage_of(docs: list, ids: list[int], query: CoverageQuery) -> Coverage:
 
 def apply_op(idx: Index, op: _Op, prepared: Prepared | None = None) -> Any:
     """Apply one log record to an index in one synchronous step (the writer, and replay at open)."""
+    if isinstance(op, PutChunks):
+        op = _Put(record=op.record(), raw_z=op.raw_z)
     if isinstance(op, _Put):
         idx.put(prepared if prepared is not None else prepare_put(idx, op))
         return None

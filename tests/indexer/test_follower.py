@@ -5,14 +5,20 @@ on a whole catalog."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import random
 
+import msgspec
 import pytest
 
 from cds.core import spatial
 from cds.core.query import Query
 from indexer.embedded import EmbeddedStorage
+from indexer.embedded import follower as follower_mod
+from indexer.embedded import store as store_mod
+from indexer.embedded.chunked import PUT_CHUNK, PutChunks, chunked
 from indexer.embedded.follower import FollowerStorage, ReadOnly
+from indexer.embedded.persist import FrameScan
 from indexer.embedded.positions import FollowerPositions
 from tests.indexer.test_embedded_store import CITIES, NOW, make_record
 from shapely.geometry import Point
@@ -102,3 +108,54 @@ def test_between_slices_a_search_sees_the_whole_old_catalog_then_the_whole_new_o
     assert seen[0] == "old" and seen[-1] == "new"
     assert _ids(store.search_now(_everything(), NOW)) == new_ids
     assert idx.sizes()["items"] == 50 and idx.sizes()["live_slots"] == 50
+
+
+async def test_a_big_catalog_is_logged_in_chunks_and_followed_as_one_catalog(tmp_path, monkeypatch):
+    """More than PUT_CHUNK items: one `putc` log record (docs/decisions.md §P); the follower decodes it chunk
+    by chunk and swaps it in over many loop turns, and a search meanwhile sees the old or the new catalog
+    whole. Replay at open and a snapshot read the chunked record back."""
+    monkeypatch.setattr(follower_mod, "SWAP_TURN_S", 0.0)     # yield after every step: many turns to look at
+    monkeypatch.setattr(store_mod, "SEARCH_SLICE_S", 0.0)     # and searches pause after every candidate
+    writer = EmbeddedStorage(tmp_path, fsync=False, followers=FollowerPositions(tmp_path))
+    await writer.open()
+    follower = FollowerStorage(tmp_path, slice_items=50)
+    await follower.open()
+    r = random.Random(11)
+    live = {"expires_at": NOW + 3600, "is_active": True}
+    old, new = (make_record(r, "bppD", "big", n, tag=tag) for n, tag in ((60, "old"), (2 * PUT_CHUNK + 17, "new")))
+    old.meta, new.meta = (msgspec.structs.replace(rec.meta, **live) for rec in (old, new))
+    await writer.replace_catalog(old)
+    old_ids = _ids(writer.search_now(_everything(), NOW))
+    seen: list[str] = []
+
+    async def watch() -> None:
+        while True:
+            got = _ids(await follower.search(_everything(), NOW))
+            assert got == old_ids or all(i.endswith("new") for i in got)
+            seen.append("old" if got == old_ids else "new")
+            await asyncio.sleep(0)
+
+    try:
+        watcher = asyncio.create_task(watch())
+        await writer.replace_catalog(new)       # returns once the follower applied it
+        new_ids = _ids(writer.search_now(_everything(), NOW))
+        await asyncio.sleep(0)
+        watcher.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await watcher
+        assert seen.count("old") > 1 and seen[-1] == "new"   # searches ran during the swap, then saw the new one
+        assert len(new_ids) > PUT_CHUNK and _ids(await follower.search(_everything(), NOW)) == new_ids
+        tags = [msgspec.msgpack.decode(p)[0] for _, p in FrameScan(next(tmp_path.glob("wal-*.log")))]
+        assert tags == ["put", "putc"]
+    finally:
+        await follower.close()
+        await writer.close()                   # writes a snapshot: the big catalog in chunks again
+    for reopened in (EmbeddedStorage(tmp_path, fsync=False), FollowerStorage(tmp_path)):
+        await reopened.open()
+        try:
+            assert _ids(await reopened.search(_everything(), NOW)) == new_ids
+        finally:
+            await reopened.close()
+    rec = chunked(new, b"z")
+    assert rec is not None and len(rec.chunks) == 3
+    assert msgspec.msgpack.decode(msgspec.msgpack.encode(rec), type=PutChunks).record() == new
