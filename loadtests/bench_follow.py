@@ -91,19 +91,21 @@ async def follow(items: int) -> dict:
             await asyncio.sleep(0.005)
         with mon._lock:
             mon._worst.clear()
+            calls0 = mon._counts["callbacks"]
         prober = asyncio.ensure_future(probe())
         while (BPP, CATALOG) not in follower._index.catalogs:
             await asyncio.sleep(0.002)
         applied = time.time()
         stop.set()
         await prober
+        with mon._lock:
+            cpu, wall, _, what = mon._worst[0] if mon._worst else (0.0, 0.0, 0.0, "-")
+            calls = mon._counts["callbacks"] - calls0
         out, _ = await writer.communicate()
         await follower.close()
-        decode_ms = longest_decode_call(data_dir)
+        decode_ms = await asyncio.to_thread(longest_decode_call, data_dir)
     w = orjson.loads(out.splitlines()[-1])
-    with mon._lock:
-        cpu, wall, _, what = mon._worst[0] if mon._worst else (0.0, 0.0, 0.0, "-")
-    return {"items": items, "json_mb": w["json_mb"], "loop_max_cpu_ms": round(cpu * 1000, 1),
+    return {"items": items, "json_mb": w["json_mb"], "loop_callbacks": calls, "loop_max_cpu_ms": round(cpu * 1000, 1),
             "loop_max_wall_ms": round(wall * 1000, 1), "loop_max_what": what,
             "probe_max_late_ms": round(max(lags) * 1000, 1) if lags else None,
             "longest_decode_call_cpu_ms": decode_ms, "write_to_searchable_s": round(applied - w["write_start"], 2),
@@ -122,7 +124,7 @@ def longest_decode_call(data_dir: Path) -> float:
     t0 = time.thread_time()
     lazy = fol._lazy_decoder.decode(payload)
     calls = [time.thread_time() - t0]
-    for chunk in getattr(lazy, "chunks", []):            # a chunked record (this branch): one call per chunk
+    for chunk in getattr(lazy, "chunks", []):            # a chunked record: one call per chunk
         t0 = time.thread_time()
         fol.decode_chunk(chunk)
         calls.append(time.thread_time() - t0)

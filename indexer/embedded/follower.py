@@ -30,7 +30,7 @@ from typing import Any, BinaryIO, Iterator, Union
 import msgspec
 
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
-from indexer.embedded.chunked import PutChunksRaw, decode_chunk
+from indexer.embedded.chunked import PutChunks, decode_chunk
 from indexer.embedded.index import Index
 from indexer.embedded.persist import MAX_FRAME, StorageCorrupt, gen_path, list_generations
 from indexer.embedded.positions import FollowerPositions, Position
@@ -61,7 +61,7 @@ class _LazyPut(msgspec.Struct, tag="put", array_like=True):
     raw_z: bytes = b""
 
 
-_lazy_decoder = msgspec.msgpack.Decoder(Union[_LazyPut, PutChunksRaw, _Delete, _Purge, _SnapHead, _SnapEnd])
+_lazy_decoder = msgspec.msgpack.Decoder(Union[_LazyPut, PutChunks, _Delete, _Purge, _SnapHead, _SnapEnd])
 _item_decoder = msgspec.msgpack.Decoder(ItemDoc)
 
 
@@ -243,7 +243,7 @@ class FollowerStorage(EmbeddedStorage):
     def _decode_prepare(self, payload: bytes) -> tuple[Any, Any]:
         lazy = _lazy_decoder.decode(payload)
         items: list[ItemDoc] = []
-        if isinstance(lazy, PutChunksRaw):
+        if isinstance(lazy, PutChunks):
             meta = lazy.meta
             for chunk in lazy.chunks:
                 items.extend(decode_chunk(chunk))
