@@ -6,7 +6,6 @@ workers, and a huge publish never stalling a serving loop for long."""
 from __future__ import annotations
 
 import asyncio
-import copy
 import os
 import signal
 import subprocess
@@ -18,6 +17,7 @@ import aiohttp
 import orjson
 import pytest
 
+from loadtests.bench_follow import grow
 from tests.harness import fresh_context, load_fixture
 from tests.redis_server import free_port
 from tests.stream_support import REPO, callbacks, message_ids, publish_doc, wait_until
@@ -196,17 +196,7 @@ async def test_one_metrics_scrape_sums_every_worker(network, served):
 
 def _huge_publish(network, items: int) -> bytes:
     doc = publish_doc(network.bpp, ["cat-huge"], items=1)
-    cat = doc["message"]["catalogs"][0]
-    # the connector's own fields only (about 1 KB, like a generated network's): 50k of them are ~55 MB
-    proto = {k: v for k, v in cat["beckn:items"][0].items() if k not in ("beckn:rating", "beckn:category")}
-    many = []
-    for k in range(items):
-        it = copy.deepcopy(proto)
-        it["beckn:id"] = f"huge-{k}"
-        many.append(it)
-    cat["beckn:items"] = many
-    for off in cat.get("beckn:offers", []):
-        off["beckn:items"] = ["huge-0"]
+    grow(doc["message"]["catalogs"][0], items)
     return orjson.dumps(doc)
 
 
