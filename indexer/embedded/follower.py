@@ -223,18 +223,24 @@ class FollowerStorage(EmbeddedStorage):
     async def _swap_in(self, op: Any, prepared: Any) -> None:
         idx = self._index
         if isinstance(op, _Put):
+            key = op.record.meta.key
             steps: Iterator[None] = idx.put_steps(prepared, self.slice_items)
         elif isinstance(op, _Delete):
-            steps = idx.delete_steps((op.bpp_id, op.catalog_id), self.slice_items)
+            key = (op.bpp_id, op.catalog_id)
+            steps = idx.delete_steps(key, self.slice_items)
         elif isinstance(op, _Purge):
             apply_purge(idx, (op.bpp_id, op.catalog_id), op.now)
             self._version += 1
             return
         else:
             raise StorageCorrupt(f"unexpected log record {type(op).__name__}")
+        # A search paused across a step that grew the arrays, flipped the catalog or unlinked documents starts
+        # over (store.py `search`); steps linking the new, not yet alive, documents change nothing it reads.
+        before = idx.catalogs.get(key)
         until = time.perf_counter() + SWAP_TURN_S
-        for _ in steps:
-            self._version += 1              # each step changed the index: a paused search starts over (store.py)
+        for n, _ in enumerate(steps):
+            if n == 0 or idx.catalogs.get(key) is not before:
+                self._version += 1
             if time.perf_counter() >= until:
                 await asyncio.sleep(0)      # let requests run between turns
                 until = time.perf_counter() + SWAP_TURN_S
