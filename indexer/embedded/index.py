@@ -25,8 +25,10 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 import shapely
+from msgspec.structs import replace
 
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, upgrade_terms
+from cds.core.rawjson import pack
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
 BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
@@ -51,12 +53,17 @@ def _exact(b: bytes) -> bytes:
     return bytes(memoryview(b)) if b else b
 
 
+def _packed(raw: bytes, copy: bool) -> bytes:
+    packed = pack(raw)
+    return _exact(packed) if copy and packed is raw else packed
+
+
 class _Shared:
     """Per-catalog pools: equal strings, lists and offers are stored once and shared by the items."""
 
     def __init__(self) -> None:
         self.lists: dict[tuple, list] = {}
-        self.offers: dict[str, OfferDoc] = {}
+        self.offers: dict[str, tuple[bytes, OfferDoc]] = {}     # id -> (raw as given, the shared offer)
         self.strings: dict[str, str] = {}
 
     def list(self, name: str, values: list) -> list:
@@ -69,24 +76,26 @@ class _Shared:
         return hit
 
     def offer(self, o: OfferDoc, copy: bool) -> OfferDoc:
+        given = o.raw                          # as decoded: equal offers come with equal bytes
         seen = self.offers.get(o.id)
-        if seen is not None and seen == o:
-            return seen
+        if seen is not None and (seen[1] is o or (seen[0] == given and replace(o, raw=seen[1].raw) == seen[1])):
+            return seen[1]
         for name in _INTERNED_OFFER:
             v = getattr(o, name)
             if v is not None:
                 setattr(o, name, sys.intern(v))
         if o.payment_methods:
             o.payment_methods = self.list("payment_methods", o.payment_methods)
-        if copy:
-            o.raw = _exact(o.raw)
-        self.offers.setdefault(o.id, o)
+        o.raw = _packed(given, copy)
+        self.offers.setdefault(o.id, (given, o))
         return o
 
 
 def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:
-    """Intern strings, share equal lists and offers between the items of a catalog and (with `copy`)
-    shrink raw bytes to their exact size. Values are unchanged; only memory use drops."""
+    """Intern strings, share equal lists and offers between the items of a catalog, pack the stored JSON of
+    items and offers (`cds.core.rawjson`; already packed stays as is, so records stored before packing are
+    upgraded here) and (with `copy`) shrink bytes to their exact size. What the accessors
+    (`item_json`, `offer_json`) and fields return is unchanged; only memory use drops."""
     pool = _Shared()
     for doc in record.items:
         for name in _INTERNED_DOC:
@@ -101,8 +110,7 @@ def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:
             setattr(doc, name, pool.list(name, getattr(doc, name)))
         if doc.offers:
             doc.offers = [pool.offer(o, copy) for o in doc.offers]
-        if copy:
-            doc.raw = _exact(doc.raw)
+        doc.raw = _packed(doc.raw, copy)
     if copy:
         record.meta.header = _exact(record.meta.header)
 
