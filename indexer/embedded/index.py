@@ -21,7 +21,7 @@ import itertools
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import shapely
@@ -44,6 +44,9 @@ _INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connec
 _INTERNED_OFFER = ("currency", "unit", "tariff_model")
 _SHARED_LISTS = ("vehicle_types", "amenities", "windows", "daily_windows", "terms")
 _POOLED_DOC = ("station_id", "evse_id")     # repeated among a station's connectors only
+_POOLED_NUM = ("lon", "lat", "max_kw", "min_kw")   # a station's connectors share a place, power levels repeat
+_SMALL_POSTING = 8               # up to this many ids a posting is a tuple (a set costs 4x the memory)
+Posting = Union[int, tuple, set]  # ids of one posted value: one, a few (compact), many (cheap to change)
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
 
 
@@ -59,12 +62,13 @@ def _packed(raw: bytes, copy: bool) -> bytes:
 
 
 class _Shared:
-    """Per-catalog pools: equal strings, lists and offers are stored once and shared by the items."""
+    """Per-catalog pools: equal strings, numbers, lists and offers are stored once and shared by the items."""
 
     def __init__(self) -> None:
         self.lists: dict[tuple, list] = {}
         self.offers: dict[str, tuple[bytes, OfferDoc]] = {}     # id -> (raw as given, the shared offer)
         self.strings: dict[str, str] = {}
+        self.numbers: dict[float, float] = {}
 
     def list(self, name: str, values: list) -> list:
         if not values:
@@ -72,7 +76,16 @@ class _Shared:
         key = (name, *values)
         hit = self.lists.get(key)
         if hit is None:
-            hit = self.lists[key] = [sys.intern(v) if isinstance(v, str) else v for v in values]
+            # the slice is exact-size (a comprehension's list keeps its growth slack)
+            hit = self.lists[key] = [sys.intern(v) if isinstance(v, str) else v for v in values][:]
+        return hit
+
+    def offer_list(self, offers: list[OfferDoc]) -> list[OfferDoc]:
+        """Items naming the same offers share one list (the offers are already shared, so identity says it)."""
+        key = ("offers", *map(id, offers))
+        hit = self.lists.get(key)
+        if hit is None:
+            hit = self.lists[key] = offers[:]
         return hit
 
     def offer(self, o: OfferDoc, copy: bool) -> OfferDoc:
@@ -106,10 +119,14 @@ def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:
             v = getattr(doc, name)
             if v is not None:
                 setattr(doc, name, pool.strings.setdefault(v, v))
+        for name in _POOLED_NUM:
+            v = getattr(doc, name)
+            if v:                      # not None, and not 0.0, which -0.0 equals
+                setattr(doc, name, pool.numbers.setdefault(v, v))
         for name in _SHARED_LISTS:
             setattr(doc, name, pool.list(name, getattr(doc, name)))
         if doc.offers:
-            doc.offers = [pool.offer(o, copy) for o in doc.offers]
+            doc.offers = pool.offer_list([pool.offer(o, copy) for o in doc.offers])
         doc.raw = _packed(doc.raw, copy)
     if copy:
         record.meta.header = _exact(record.meta.header)
@@ -178,7 +195,7 @@ class Index:
         self.vocab: dict[str, dict[str, int]] = {a: {} for a in CODED + BITS}
         self.grid: dict[int, set[int]] = {}
         self._grid_arrays: dict[int, np.ndarray] = {}   # cell -> its ids as an array, dropped on change
-        self.postings: dict[str, dict[str, int | set[int]]] = {a: {} for a in POSTED}
+        self.postings: dict[str, dict[str, Posting]] = {a: {} for a in POSTED}
         self.catalogs: dict[tuple[str, str], Entry] = {}
         self.entries: list[Entry | None] = []
         self._free_slots: list[int] = []
@@ -567,21 +584,23 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
-def _as_set(v: int | set[int]) -> set[int] | tuple[int]:
-    return (v,) if isinstance(v, int) else v  # type: ignore[return-value]
+def _as_set(v: Posting) -> set[int] | tuple[int, ...]:
+    return (v,) if isinstance(v, int) else v
 
 
-def _post_add(post: dict[str, int | set[int]], value: str, i: int) -> None:
+def _post_add(post: dict[str, Posting], value: str, i: int) -> None:
     cur = post.get(value)
     if cur is None:
         post[value] = i
     elif isinstance(cur, int):
-        post[value] = {cur, i}
+        post[value] = (cur, i)
+    elif isinstance(cur, tuple):
+        post[value] = cur + (i,) if len(cur) < _SMALL_POSTING else {*cur, i}
     else:
         cur.add(i)
 
 
-def _post_remove(post: dict[str, int | set[int]], value: str, i: int) -> None:
+def _post_remove(post: dict[str, Posting], value: str, i: int) -> None:
     cur = post.get(value)
     if cur is None:
         return
@@ -589,8 +608,16 @@ def _post_remove(post: dict[str, int | set[int]], value: str, i: int) -> None:
         if cur == i:
             del post[value]
         return
-    cur.discard(i)
-    if len(cur) == 1:
-        post[value] = next(iter(cur))          # back to the compact single-id form
-    elif not cur:
+    if isinstance(cur, tuple):
+        rest = tuple(j for j in cur if j != i)
+    else:
+        cur.discard(i)
+        if len(cur) > _SMALL_POSTING:
+            return
+        rest = tuple(cur)
+    if len(rest) > 1:
+        post[value] = rest
+    elif rest:
+        post[value] = rest[0]                  # back to the compact single-id form
+    else:
         del post[value]

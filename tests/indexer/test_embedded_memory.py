@@ -1,9 +1,11 @@
-"""The embedded index keeps item and offer JSON packed (cds.core.rawjson, docs/decisions.md §P "Memory"),
-and loads snapshots and logs written before it did (plain JSON) by packing them on the way in."""
+"""The embedded index's compact storage (docs/decisions.md §P "Memory"): item and offer JSON kept packed
+(cds.core.rawjson), also when loading snapshots and logs written before it was (plain JSON); equal values
+shared within a catalog; postings of a few ids kept as tuples."""
 
 from __future__ import annotations
 
 import copy
+import random
 
 import orjson
 
@@ -12,6 +14,7 @@ from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, it
 from cds.core.query import Query
 from indexer.embedded import EmbeddedStorage
 from indexer.embedded.follower import FollowerStorage
+from indexer.embedded.index import _as_set, _post_add, _post_remove
 from indexer.embedded.persist import frame, gen_path, list_generations
 from indexer.embedded.store import _SNAP, _SUFFIX_SNAP, _SUFFIX_WAL, _WAL, _encode, _Put, _SnapEnd, _SnapHead
 
@@ -24,7 +27,7 @@ def _record(catalog_id: str, n: int) -> CatalogRecord:
     offer = OfferDoc(id=f"{catalog_id}-o", item_ids=ids, price=18.0, currency="INR", raw=orjson.dumps(
         {"beckn:id": f"{catalog_id}-o", "beckn:items": ids, "beckn:descriptor": {"schema:name": "Per-kWh tariff"},
          "beckn:price": {"currency": "INR", "value": 18.0}}))
-    items = [ItemDoc(bpp_id="bpp", catalog_id=catalog_id, item_id=i, lon=77.0 + k / 100, lat=12.0, offers=[offer],
+    items = [ItemDoc(bpp_id="bpp", catalog_id=catalog_id, item_id=i, lon=77.0 + k / 100, lat=float("12.0"), offers=[offer],
                      raw=orjson.dumps({"beckn:id": i, "beckn:descriptor": {"schema:name": f"DC Fast Charger {k}"},
                                        "beckn:itemAttributes": {"connectorType": "CCS2", "maxPowerKW": 60}}))
              for k, i in enumerate(ids)]
@@ -90,5 +93,36 @@ async def test_a_publish_is_stored_packed_and_answers_as_published(tmp_path):
     try:
         await store.replace_catalog(rec)
         await _assert_served(store, want)
+    finally:
+        await store.close()
+
+
+def test_postings_hold_exactly_the_added_ids_across_every_form():
+    rng = random.Random(11)
+    post: dict = {}
+    want: dict[str, set[int]] = {}
+    for _ in range(5000):
+        value, i = f"v{rng.randrange(4)}", rng.randrange(24)
+        if rng.random() < 0.55 and i not in want.get(value, set()):
+            _post_add(post, value, i)
+            want.setdefault(value, set()).add(i)
+        else:
+            _post_remove(post, value, i)
+            want.get(value, set()).discard(i)
+        want = {v: ids for v, ids in want.items() if ids}
+        assert {v: set(_as_set(p)) for v, p in post.items()} == want
+        for p in post.values():           # one id is an int, a few a tuple (no duplicates), many a set
+            assert isinstance(p, int) or 1 < len(p) and len(set(p)) == len(p)
+
+
+async def test_items_share_equal_offer_lists_and_numbers(tmp_path):
+    rec = _record("c1", 6)
+    store = EmbeddedStorage(tmp_path, fsync=False)
+    await store.open()
+    try:
+        await store.replace_catalog(rec)
+        docs = [h.item for h in await store.search(Query(limit=100), NOW)]
+        assert len({id(d.offers) for d in docs}) == 1
+        assert len({id(d.lat) for d in docs}) == 1 and {d.lat for d in docs} == {12.0}
     finally:
         await store.close()
