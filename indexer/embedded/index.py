@@ -2,7 +2,8 @@
 a small candidate set. Exact matching and ordering stay with `cds.core.matching` (see `store.py`).
 
 Layout (memory matters: 1M connectors must fit in a few GB):
-- `docs[id]` holds the ItemDoc itself (strings interned, offers shared per catalog); ids are reused.
+- `docs[id]` holds the ItemDoc itself (strings and numbers interned or pooled, offers and equal lists shared
+  per catalog, item and offer JSON packed: `cds.core.rawjson`, docs/decisions.md §P); ids are reused.
 - numpy columns per doc id: alive, lon/lat, max_kw/min_kw, catalog slot and position inside the
   catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
   low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids.
@@ -102,6 +103,18 @@ class _Shared:
         o.raw = _packed(given, copy)
         self.offers.setdefault(o.id, (given, o))
         return o
+
+
+def pack_documents(items: list[ItemDoc]) -> None:
+    """Pack the item and offer JSON in place (what `compact_record` would do), for a caller that wants this,
+    the costly part (about 30 µs per document), off the event loop: zlib lets go of the GIL meanwhile."""
+    done: set[int] = set()
+    for doc in items:
+        doc.raw = _packed(doc.raw, True)
+        for o in doc.offers:
+            if id(o) not in done:
+                done.add(id(o))
+                o.raw = _packed(o.raw, True)
 
 
 def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:

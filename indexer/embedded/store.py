@@ -19,8 +19,9 @@ same search in one step.
 
 Memory: `CatalogMeta.raw` (the whole published catalog, needed only for MERGE publishes) is kept
 zlib-compressed; `get_catalog` returns it in full, while `Hit.catalog` carries the meta with an
-empty `raw` (assembly uses `header`). `replace_catalog` interns strings and shares equal lists and
-offers inside the caller's ItemDocs (same values, less memory).
+empty `raw` (assembly uses `header`). `replace_catalog` interns strings, shares equal lists and
+offers and packs the item and offer JSON inside the caller's ItemDocs (same values through the accessors
+`item_json` / `offer_json`, less memory; `index.compact_record`).
 """
 
 from __future__ import annotations
@@ -42,7 +43,7 @@ import numpy as np
 from cds.core.text import has_terms
 from cds.core import budget, matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
-from indexer.embedded.index import Index, Narrowing, Prepared
+from indexer.embedded.index import Index, Narrowing, Prepared, pack_documents
 from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.persist import (
     DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
@@ -63,6 +64,7 @@ _PURGE_GROUP = 64          # purge records per commit: bounds how long one apply
 _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
 _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
 _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
+_PACK_INLINE = 256         # pack the JSON of catalogs with more items in a thread (index.pack_documents)
 
 
 class _Put(msgspec.Struct, tag="put", array_like=True):
@@ -208,6 +210,8 @@ class EmbeddedStorage:
         raw_z = (await asyncio.to_thread(zlib.compress, raw, 1) if len(raw) > _ZLIB_INLINE
                  else zlib.compress(raw, 1) if raw else b"")
         slim = CatalogRecord(meta=msgspec.structs.replace(record.meta, raw=b""), items=list(record.items))
+        if len(slim.items) > _PACK_INLINE:
+            await asyncio.to_thread(pack_documents, slim.items)
         prepared = self._index.prepare(slim, raw_z)     # off to the side: searches still see the old one
         await self._submit(_Put(record=prepared.record, raw_z=raw_z), prepared)
         await self._followed()

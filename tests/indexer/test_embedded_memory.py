@@ -8,6 +8,7 @@ import copy
 import random
 
 import orjson
+import pytest
 
 from cds.core import rawjson
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, item_json, offer_json
@@ -85,8 +86,9 @@ async def test_old_plain_snapshot_and_log_load_packed_and_the_next_snapshot_keep
     await store.close()
 
 
-async def test_a_publish_is_stored_packed_and_answers_as_published(tmp_path):
-    rec = _record("c1", 8)
+@pytest.mark.parametrize("n", [8, 300])      # a large catalog is packed in a thread first
+async def test_a_publish_is_stored_packed_and_answers_as_published(tmp_path, n):
+    rec = _record("c1", n)
     want = _published([rec])
     store = EmbeddedStorage(tmp_path, fsync=False)
     await store.open()
