@@ -32,6 +32,8 @@ _lock = threading.Lock()
 def dictionary(version: int) -> bytes:
     zd = _dicts.get(version)
     if zd is None:
+        if version not in _CRC:
+            raise ValueError(f"packed JSON of dictionary version {version}: written by a newer version of the CDS")
         with _lock:
             zd = _dicts.get(version)
             if zd is None:

@@ -49,6 +49,12 @@ def test_a_truncated_packed_document_is_an_error_not_garbage():
         rawjson.unpack(packed[:len(packed) // 2])
 
 
+def test_a_document_packed_by_an_unknown_dictionary_version_is_a_clear_error():
+    packed = rawjson.pack(_published()[0][0])
+    with pytest.raises(ValueError, match="version 9"):
+        rawjson.unpack(packed[:1] + bytes((9,)) + packed[2:])
+
+
 def test_released_dictionary_is_pinned():
     # packed data in snapshots needs version 1 byte for byte: editing the file must fail loudly
     assert zlib.crc32(rawjson.dictionary(1)) == 0x92246231
