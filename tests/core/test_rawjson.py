@@ -79,7 +79,9 @@ def test_filters_on_untyped_paths_read_packed_documents():
     packed = ItemDoc(bpp_id="b", catalog_id="c", item_id="i", offers=[offer], raw=rawjson.pack(raw))
     meta = CatalogMeta(bpp_id="b", catalog_id="c")
     for expr, want in (("$[?(@.beckn:itemAttributes.connectorFormat == 'CABLE')]", True),
-                       ("$[?(@.beckn:descriptor.schema:name == 'Hub two')]", False)):
+                       ("$[?(@.beckn:descriptor.schema:name == 'Hub two')]", False),
+                       ("$.catalogs[*].offers[?(@.beckn:descriptor.schema:name == 'Night tariff')]", True),
+                       ("$[?(@.beckn:offers.beckn:descriptor.schema:name == 'Day tariff')]", False)):
         f = compile_filter(expr, tz="Asia/Kolkata", status_fresh_s=900)
         assert f.predicate(packed, meta, 0.0) is want
         assert f.predicate(plain_json(packed), meta, 0.0) is want
