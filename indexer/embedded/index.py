@@ -3,12 +3,12 @@ a small candidate set. Exact matching and ordering stay with `cds.core.matching`
 
 Layout (memory matters: 1M connectors must fit in a few GB):
 - `docs[id]` holds the ItemDoc itself (strings and numbers interned or pooled, offers and equal lists shared
-  per catalog, item and offer JSON packed: `cds.core.rawjson`, docs/decisions.md §P); ids are reused.
+  per catalog, item and offer JSON packed: `indexer.embedded.compact`, docs/decisions.md §P); ids are reused.
 - numpy columns per doc id: alive, lon/lat, max_kw/min_kw, catalog slot and position inside the
   catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
   low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids.
 - a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
-  (value -> id or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
+  (value -> id, tuple or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
 - per catalog an `Entry` with its doc ids in no-origin order, so an unnarrowed query can stop
   after `limit` matches instead of scanning everything.
 
@@ -26,10 +26,9 @@ from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import shapely
-from msgspec.structs import replace
 
-from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, upgrade_terms
-from cds.core.rawjson import pack
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
+from indexer.embedded.compact import compact_record
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
 BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
@@ -40,109 +39,9 @@ CATALOG_TERMS = ("bpp_id", "catalog_id")
 _OVERFLOW_CODE = 0xFFFF          # a value beyond the code space: never excluded by a filter
 _OVERFLOW_BIT = np.uint64(1 << 63)
 _MAX_BITS = 63
-_INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connector_type", "power_type",
-                 "charging_speed", "parking_type", "status", "pack")
-_INTERNED_OFFER = ("currency", "unit", "tariff_model")
-_SHARED_LISTS = ("vehicle_types", "amenities", "windows", "daily_windows", "terms")
-_POOLED_DOC = ("station_id", "evse_id")     # repeated among a station's connectors only
-_POOLED_NUM = ("lon", "lat", "max_kw", "min_kw")   # a station's connectors share a place, power levels repeat
 _SMALL_POSTING = 8               # up to this many ids a posting is a tuple (a set costs 4x the memory)
 Posting = Union[int, tuple, set]  # ids of one posted value: one, a few (compact), many (cheap to change)
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
-
-
-def _exact(b: bytes) -> bytes:
-    # orjson.dumps output keeps its whole growth buffer (~8 KB for a 1.5 KB document): an exact-size
-    # copy lets that buffer be freed once the caller drops its reference.
-    return bytes(memoryview(b)) if b else b
-
-
-def _packed(raw: bytes, copy: bool) -> bytes:
-    packed = pack(raw)
-    return _exact(packed) if copy and packed is raw else packed
-
-
-class _Shared:
-    """Per-catalog pools: equal strings, numbers, lists and offers are stored once and shared by the items."""
-
-    def __init__(self) -> None:
-        self.lists: dict[tuple, list] = {}
-        self.offers: dict[str, tuple[bytes, OfferDoc]] = {}     # id -> (raw as given, the shared offer)
-        self.strings: dict[str, str] = {}
-        self.numbers: dict[float, float] = {}
-
-    def list(self, name: str, values: list) -> list:
-        if not values:
-            return values
-        key = (name, *values)
-        hit = self.lists.get(key)
-        if hit is None:
-            # the slice is exact-size (a comprehension's list keeps its growth slack)
-            hit = self.lists[key] = [sys.intern(v) if isinstance(v, str) else v for v in values][:]
-        return hit
-
-    def offer_list(self, offers: list[OfferDoc]) -> list[OfferDoc]:
-        """Items naming the same offers share one list (the offers are already shared, so identity says it)."""
-        key = ("offers", *map(id, offers))
-        hit = self.lists.get(key)
-        if hit is None:
-            hit = self.lists[key] = offers[:]
-        return hit
-
-    def offer(self, o: OfferDoc, copy: bool) -> OfferDoc:
-        given = o.raw                          # as decoded: equal offers come with equal bytes
-        seen = self.offers.get(o.id)
-        if seen is not None and (seen[1] is o or (seen[0] == given and replace(o, raw=seen[1].raw) == seen[1])):
-            return seen[1]
-        for name in _INTERNED_OFFER:
-            v = getattr(o, name)
-            if v is not None:
-                setattr(o, name, sys.intern(v))
-        if o.payment_methods:
-            o.payment_methods = self.list("payment_methods", o.payment_methods)
-        o.raw = _packed(given, copy)
-        self.offers.setdefault(o.id, (given, o))
-        return o
-
-
-def pack_documents(items: list[ItemDoc]) -> None:
-    """Pack the item and offer JSON in place (what `compact_record` would do), for a caller that wants this,
-    the costly part (about 30 µs per document), off the event loop: zlib lets go of the GIL meanwhile."""
-    done: set[int] = set()
-    for doc in items:
-        doc.raw = _packed(doc.raw, True)
-        for o in doc.offers:
-            if id(o) not in done:
-                done.add(id(o))
-                o.raw = _packed(o.raw, True)
-
-
-def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:
-    """Intern strings, share equal lists and offers between the items of a catalog, pack the stored JSON of
-    items and offers (`cds.core.rawjson`; already packed stays as is, so records stored before packing are
-    upgraded here) and (with `copy`) shrink bytes to their exact size. What the accessors
-    (`item_json`, `offer_json`) and fields return is unchanged; only memory use drops."""
-    pool = _Shared()
-    for doc in record.items:
-        for name in _INTERNED_DOC:
-            v = getattr(doc, name)
-            if v is not None:
-                setattr(doc, name, sys.intern(v))
-        for name in _POOLED_DOC:
-            v = getattr(doc, name)
-            if v is not None:
-                setattr(doc, name, pool.strings.setdefault(v, v))
-        for name in _POOLED_NUM:
-            v = getattr(doc, name)
-            if v:                      # not None, and not 0.0, which -0.0 equals
-                setattr(doc, name, pool.numbers.setdefault(v, v))
-        for name in _SHARED_LISTS:
-            setattr(doc, name, pool.list(name, getattr(doc, name)))
-        if doc.offers:
-            doc.offers = pool.offer_list([pool.offer(o, copy) for o in doc.offers])
-        doc.raw = _packed(doc.raw, copy)
-    if copy:
-        record.meta.header = _exact(record.meta.header)
 
 
 def offer_end(items: Iterable[ItemDoc]) -> float | None:

@@ -21,7 +21,7 @@ Memory: `CatalogMeta.raw` (the whole published catalog, needed only for MERGE pu
 zlib-compressed; `get_catalog` returns it in full, while `Hit.catalog` carries the meta with an
 empty `raw` (assembly uses `header`). `replace_catalog` interns strings, shares equal lists and
 offers and packs the item and offer JSON inside the caller's ItemDocs (same values through the accessors
-`item_json` / `offer_json`, less memory; `index.compact_record`).
+`item_json` / `offer_json`, less memory; `indexer.embedded.compact`).
 """
 
 from __future__ import annotations
@@ -43,7 +43,8 @@ import numpy as np
 from cds.core.text import has_terms
 from cds.core import budget, matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
-from indexer.embedded.index import Index, Narrowing, Prepared, pack_documents
+from indexer.embedded.compact import pack_documents
+from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.persist import (
     DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
@@ -65,7 +66,7 @@ _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in 
 _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
 _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
 _ZLIB_LEVEL = 6            # a third smaller than level 1 for about 2.5 ms more per MB, once per publish
-_PACK_INLINE = 256         # pack the JSON of catalogs with more items in a thread (index.pack_documents)
+_PACK_INLINE = 256         # pack the JSON of catalogs with more items in a thread (compact.pack_documents)
 
 
 class _Put(msgspec.Struct, tag="put", array_like=True):
