@@ -1,4 +1,4 @@
-"""Stored JSON of items and offers, kept compressed (docs/decisions.md §P "Memory").
+"""Stored JSON of items and offers, kept compressed (docs/decisions.md §P "Memory of one index copy").
 
 `ItemDoc.raw` / `OfferDoc.raw` hold either the compact JSON as published or its packed form:
 ``b"\\x00" + <dictionary version byte> + <raw deflate stream>``, compressed with a preset dictionary

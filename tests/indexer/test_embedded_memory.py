@@ -1,4 +1,4 @@
-"""The embedded index's compact storage (docs/decisions.md §P "Memory"): item and offer JSON kept packed
+"""The embedded index's compact storage (docs/decisions.md §P): item and offer JSON kept packed
 (cds.core.rawjson), also when loading snapshots and logs written before it was (plain JSON); equal values
 shared within a catalog; postings of a few ids kept as tuples."""
 
