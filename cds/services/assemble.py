@@ -16,7 +16,7 @@ from cds.config import Settings
 from cds.core.dialects import convert_catalog
 from cds.core.models import DIALECT_B
 from cds.core.matching import offer_live
-from cds.core.documents import CatalogMeta, Hit, ItemDoc
+from cds.core.documents import CatalogMeta, Hit, ItemDoc, item_json, offer_json
 from cds.core.normalize import STATUS_KEYS, attributes_of
 
 UNKNOWN_STATUS = "Unknown"
@@ -43,9 +43,10 @@ def _mark_status_unknown(item: dict) -> None:
 
 def _item_json(item: ItemDoc, now: float, settings: Settings, splice: bool) -> Any:
     stale = status_stale(item, now, settings)
+    raw = item_json(item)
     if splice and not stale:
-        return orjson.Fragment(item.raw)
-    obj = orjson.loads(item.raw)
+        return orjson.Fragment(raw)
+    obj = orjson.loads(raw)
     if stale:
         _mark_status_unknown(obj)
     return obj
@@ -63,7 +64,8 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
                 continue
             if offer_live(off, now, tz):
                 seen.add(off.id)
-                offers.append(orjson.Fragment(off.raw) if splice else orjson.loads(off.raw))
+                raw = offer_json(off)
+                offers.append(orjson.Fragment(raw) if splice else orjson.loads(raw))
     body = [_item_json(it, now, settings, splice) for it in items]
     if meta.dialect == DIALECT_B:
         header.setdefault("id", meta.catalog_id)

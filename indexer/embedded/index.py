@@ -2,12 +2,13 @@
 a small candidate set. Exact matching and ordering stay with `cds.core.matching` (see `store.py`).
 
 Layout (memory matters: 1M connectors must fit in a few GB):
-- `docs[id]` holds the ItemDoc itself (strings interned, offers shared per catalog); ids are reused.
+- `docs[id]` holds the ItemDoc itself (strings and numbers interned or pooled, offers and equal lists shared
+  per catalog, item and offer JSON packed: `indexer.embedded.compact`, docs/decisions.md §P); ids are reused.
 - numpy columns per doc id: alive, lon/lat, max_kw/min_kw, catalog slot and position inside the
   catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
   low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids.
 - a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
-  (value -> id or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
+  (value -> id, tuple or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
 - per catalog an `Entry` with its doc ids in no-origin order, so an unnarrowed query can stop
   after `limit` matches instead of scanning everything.
 
@@ -21,12 +22,13 @@ import itertools
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import shapely
 
-from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, upgrade_terms
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
+from indexer.embedded.compact import compact_record
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
 BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
@@ -37,74 +39,9 @@ CATALOG_TERMS = ("bpp_id", "catalog_id")
 _OVERFLOW_CODE = 0xFFFF          # a value beyond the code space: never excluded by a filter
 _OVERFLOW_BIT = np.uint64(1 << 63)
 _MAX_BITS = 63
-_INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connector_type", "power_type",
-                 "charging_speed", "parking_type", "status", "pack")
-_INTERNED_OFFER = ("currency", "unit", "tariff_model")
-_SHARED_LISTS = ("vehicle_types", "amenities", "windows", "daily_windows", "terms")
-_POOLED_DOC = ("station_id", "evse_id")     # repeated among a station's connectors only
+_SMALL_POSTING = 8               # up to this many ids a posting is a tuple (a set costs 4x the memory)
+Posting = Union[int, tuple, set]  # ids of one posted value: one, a few (compact), many (cheap to change)
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
-
-
-def _exact(b: bytes) -> bytes:
-    # orjson.dumps output keeps its whole growth buffer (~8 KB for a 1.5 KB document): an exact-size
-    # copy lets that buffer be freed once the caller drops its reference.
-    return bytes(memoryview(b)) if b else b
-
-
-class _Shared:
-    """Per-catalog pools: equal strings, lists and offers are stored once and shared by the items."""
-
-    def __init__(self) -> None:
-        self.lists: dict[tuple, list] = {}
-        self.offers: dict[str, OfferDoc] = {}
-        self.strings: dict[str, str] = {}
-
-    def list(self, name: str, values: list) -> list:
-        if not values:
-            return values
-        key = (name, *values)
-        hit = self.lists.get(key)
-        if hit is None:
-            hit = self.lists[key] = [sys.intern(v) if isinstance(v, str) else v for v in values]
-        return hit
-
-    def offer(self, o: OfferDoc, copy: bool) -> OfferDoc:
-        seen = self.offers.get(o.id)
-        if seen is not None and seen == o:
-            return seen
-        for name in _INTERNED_OFFER:
-            v = getattr(o, name)
-            if v is not None:
-                setattr(o, name, sys.intern(v))
-        if o.payment_methods:
-            o.payment_methods = self.list("payment_methods", o.payment_methods)
-        if copy:
-            o.raw = _exact(o.raw)
-        self.offers.setdefault(o.id, o)
-        return o
-
-
-def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:
-    """Intern strings, share equal lists and offers between the items of a catalog and (with `copy`)
-    shrink raw bytes to their exact size. Values are unchanged; only memory use drops."""
-    pool = _Shared()
-    for doc in record.items:
-        for name in _INTERNED_DOC:
-            v = getattr(doc, name)
-            if v is not None:
-                setattr(doc, name, sys.intern(v))
-        for name in _POOLED_DOC:
-            v = getattr(doc, name)
-            if v is not None:
-                setattr(doc, name, pool.strings.setdefault(v, v))
-        for name in _SHARED_LISTS:
-            setattr(doc, name, pool.list(name, getattr(doc, name)))
-        if doc.offers:
-            doc.offers = [pool.offer(o, copy) for o in doc.offers]
-        if copy:
-            doc.raw = _exact(doc.raw)
-    if copy:
-        record.meta.header = _exact(record.meta.header)
 
 
 def offer_end(items: Iterable[ItemDoc]) -> float | None:
@@ -170,7 +107,7 @@ class Index:
         self.vocab: dict[str, dict[str, int]] = {a: {} for a in CODED + BITS}
         self.grid: dict[int, set[int]] = {}
         self._grid_arrays: dict[int, np.ndarray] = {}   # cell -> its ids as an array, dropped on change
-        self.postings: dict[str, dict[str, int | set[int]]] = {a: {} for a in POSTED}
+        self.postings: dict[str, dict[str, Posting]] = {a: {} for a in POSTED}
         self.catalogs: dict[tuple[str, str], Entry] = {}
         self.entries: list[Entry | None] = []
         self._free_slots: list[int] = []
@@ -559,21 +496,23 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
-def _as_set(v: int | set[int]) -> set[int] | tuple[int]:
-    return (v,) if isinstance(v, int) else v  # type: ignore[return-value]
+def _as_set(v: Posting) -> set[int] | tuple[int, ...]:
+    return (v,) if isinstance(v, int) else v
 
 
-def _post_add(post: dict[str, int | set[int]], value: str, i: int) -> None:
+def _post_add(post: dict[str, Posting], value: str, i: int) -> None:
     cur = post.get(value)
     if cur is None:
         post[value] = i
     elif isinstance(cur, int):
-        post[value] = {cur, i}
+        post[value] = (cur, i)
+    elif isinstance(cur, tuple):
+        post[value] = cur + (i,) if len(cur) < _SMALL_POSTING else {*cur, i}
     else:
         cur.add(i)
 
 
-def _post_remove(post: dict[str, int | set[int]], value: str, i: int) -> None:
+def _post_remove(post: dict[str, Posting], value: str, i: int) -> None:
     cur = post.get(value)
     if cur is None:
         return
@@ -581,8 +520,16 @@ def _post_remove(post: dict[str, int | set[int]], value: str, i: int) -> None:
         if cur == i:
             del post[value]
         return
-    cur.discard(i)
-    if len(cur) == 1:
-        post[value] = next(iter(cur))          # back to the compact single-id form
-    elif not cur:
+    if isinstance(cur, tuple):
+        rest = tuple(j for j in cur if j != i)
+    else:
+        cur.discard(i)
+        if len(cur) > _SMALL_POSTING:
+            return
+        rest = tuple(cur)
+    if len(rest) > 1:
+        post[value] = rest
+    elif rest:
+        post[value] = rest[0]                  # back to the compact single-id form
+    else:
         del post[value]

@@ -19,8 +19,9 @@ same search in one step.
 
 Memory: `CatalogMeta.raw` (the whole published catalog, needed only for MERGE publishes) is kept
 zlib-compressed; `get_catalog` returns it in full, while `Hit.catalog` carries the meta with an
-empty `raw` (assembly uses `header`). `replace_catalog` interns strings and shares equal lists and
-offers inside the caller's ItemDocs (same values, less memory).
+empty `raw` (assembly uses `header`). `replace_catalog` interns strings, shares equal lists and
+offers and packs the item and offer JSON inside the caller's ItemDocs (same values through the accessors
+`item_json` / `offer_json`, less memory; `indexer.embedded.compact`).
 """
 
 from __future__ import annotations
@@ -42,6 +43,7 @@ import numpy as np
 from cds.core.text import has_terms
 from cds.core import budget, matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
+from indexer.embedded.compact import pack_documents
 from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.persist import (
@@ -63,6 +65,8 @@ _PURGE_GROUP = 64          # purge records per commit: bounds how long one apply
 _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
 _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
 _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
+_ZLIB_LEVEL = 6            # a third smaller than level 1 for about 2.5 ms more per MB, once per publish
+_PACK_INLINE = 256         # pack the JSON of catalogs with more items in a thread (compact.pack_documents)
 
 
 class _Put(msgspec.Struct, tag="put", array_like=True):
@@ -205,9 +209,11 @@ class EmbeddedStorage:
     async def replace_catalog(self, record: CatalogRecord) -> None:
         # The whole published catalog (meta.raw) is needed only for MERGE publishes: keep it compressed.
         raw = record.meta.raw
-        raw_z = (await asyncio.to_thread(zlib.compress, raw, 1) if len(raw) > _ZLIB_INLINE
-                 else zlib.compress(raw, 1) if raw else b"")
+        raw_z = (await asyncio.to_thread(zlib.compress, raw, _ZLIB_LEVEL) if len(raw) > _ZLIB_INLINE
+                 else zlib.compress(raw, _ZLIB_LEVEL) if raw else b"")
         slim = CatalogRecord(meta=msgspec.structs.replace(record.meta, raw=b""), items=list(record.items))
+        if len(slim.items) > _PACK_INLINE:
+            await asyncio.to_thread(pack_documents, slim.items)
         prepared = self._index.prepare(slim, raw_z)     # off to the side: searches still see the old one
         await self._submit(_Put(record=prepared.record, raw_z=raw_z), prepared)
         await self._followed()
@@ -489,7 +495,7 @@ def prepare_put(idx: Index, op: _Put) -> Prepared:
     """A decoded put record's index entries, computed off to the side (touches nothing searches read)."""
     raw_z = op.raw_z
     if op.record.meta.raw:                     # tolerate an uncompressed raw
-        raw_z = zlib.compress(op.record.meta.raw, 1)
+        raw_z = zlib.compress(op.record.meta.raw, _ZLIB_LEVEL)
         op.record.meta.raw = b""
     return idx.prepare(op.record, raw_z, copy=False)
 
