@@ -54,6 +54,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_results: int = 100
     max_discover_bytes: int = 1 << 20
     max_publish_bytes: int = 16 << 20
+    spool_bytes: int = 4 << 20               # larger publish bodies go to a spool file, not the queue (§P)
     max_item_string_bytes: int = 8 << 10     # a published string (docs/decisions.md §27)
     max_item_bytes: int = 64 << 10           # a published item's JSON with its offers; also a catalog header
     base_path: str = "/beckn"
@@ -236,6 +237,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "MAX_RESULTS": ("max_results", _pos_int),
     "MAX_DISCOVER_BYTES": ("max_discover_bytes", _pos_int),
     "MAX_PUBLISH_BYTES": ("max_publish_bytes", _pos_int),
+    "SPOOL_BYTES": ("spool_bytes", _pos_int),
     "MAX_ITEM_STRING_BYTES": ("max_item_string_bytes", _pos_int),
     "MAX_ITEM_BYTES": ("max_item_bytes", _pos_int),
     "BASE_PATH": ("base_path", _path_prefix),

@@ -51,7 +51,7 @@ from cds.core.errors import BecknError
 from cds.core.models import CatalogResult, PublishRequest
 from cds.redisstate import REDIS_ERRORS
 from indexer.ingest.apply import CatalogIndexer
-from indexer.ingest.entry import IngestEntry, catalog_id_of, decode_entry, parse_entry, rejected_all
+from indexer.ingest.entry import IngestEntry, catalog_id_of, decode_entry, discard_spool, parse_entry, rejected_all
 from indexer.ingest.leases import PartitionLeases
 from indexer.ingest.stream import DONE_TTL_S, GROUP, IngestStream, as_int, as_str
 
@@ -485,6 +485,7 @@ class StreamWorker:
                 while True:     # the entry is done: acknowledge it, waiting out a Redis outage
                     try:
                         await self.stream.ack(it.partition, it.id, as_int(it.fields.get(b"n")))
+                        discard_spool(entry)
                         break
                     except REDIS_ERRORS as e:
                         if self._stop is not None and self._stop.is_set():
