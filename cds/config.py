@@ -84,7 +84,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     ingest_max_backlog_bytes: int = 512 << 20  # the same bound on their bytes (Redis memory)
     ingest_partitions: int = 16              # sub-streams by publisher (per-publisher order); same everywhere
     ingest_batch: int = 64                   # entries read per partition per XREADGROUP
-    ingest_concurrency: int = 16             # entries indexed at once by one worker (ES: they share batches)
+    ingest_concurrency: int | None = None    # entries indexed at once by one worker; unset: the index's own
+                                             # default (embedded 16; Elasticsearch 128, as they share batches)
     ingest_lease_s: float = 10.0             # a worker's hold on a partition (renewed every third of it)
     ingest_claim_idle_s: float = 15.0        # a dead worker's entries are reclaimed after this idle time
     ingest_max_attempts: int = 5             # failures with a healthy index before an entry is dead-lettered

@@ -47,7 +47,7 @@ import orjson
 
 from cds.core.timeutil import rfc3339
 from cds.keys import generate_keypair
-from loadtests.bench_procs import PY, Service, free_port, http_json, loadavg, machine_info, wait_http
+from loadtests.bench_procs import PY, Service, cpu_seconds, free_port, http_json, loadavg, machine_info, wait_http
 from loadtests.bench_report import pct, write_block
 from loadtests.bench_seed import signed_headers
 from cds.demo.generator import generate_network
@@ -108,10 +108,12 @@ class Bench:
         self.acked: dict[str, float] = {}     # message id -> ACK received
         self.nacks: dict[int, int] = {}
         self.lost_probes: list[tuple[str, str, str, str]] = []   # (message id, bpp, catalog, connector)
+        self.pids: dict[str, int] = {}        # process name -> pid, for CPU time per connector
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> Service:
         svc = Service(name, argv, env, self.work)
         self.services.append(svc)
+        self.pids[name] = svc.pid
         return svc
 
     def env(self, redis_url: str, es_url: str | None) -> dict[str, str]:
@@ -161,6 +163,7 @@ class Bench:
 
     async def throughput(self, session: aiohttp.ClientSession, work: list[tuple[dict, bytes, int]]) -> dict:
         queue = list(work)
+        cpu0 = self.cpu()
         t0 = time.time()
         mids: set[str] = set()
         backlog_max = 0
@@ -183,6 +186,7 @@ class Bench:
         t_acked = time.time()
         times = await self.wait_callbacks(mids, timeout=max(300.0, len(work) / 5))
         sampler.cancel()
+        cpu1 = self.cpu()
         done = [times[m] for m in mids if m in times]
         t_end = max(done) if done else time.time()
         connectors = sum(n for _, _, n in work)
@@ -191,7 +195,15 @@ class Bench:
                 "total_s": t_end - t0, "catalogs_per_s": len(done) / (t_end - t0),
                 "connectors_per_s": connectors * len(done) / len(work) / (t_end - t0),
                 "ack_rate": len(mids) / (t_acked - t0), "backlog_max": backlog_max,
-                "lat_p50": pct(lat, 50), "lat_p99": pct(lat, 99)}
+                "lat_p50": pct(lat, 50), "lat_p99": pct(lat, 99),
+                "cpu_us": {k: (cpu1[k] - cpu0[k]) * 1e6 / connectors for k in cpu0 if k in cpu1},
+                "cores": {k: (cpu1[k] - cpu0[k]) / (time.time() - t0) for k in cpu0 if k in cpu1}}
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of every process of the run (this one is the load client)."""
+        out = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
+        out["load client"] = time.process_time()
+        return {k: v for k, v in out.items() if v is not None}
 
     async def backlog(self, session: aiohttp.ClientSession) -> int:
         """Publishes queued in the stream right now (read from Redis: the API's gauge refreshes every 2 s)."""
@@ -282,6 +294,7 @@ class Bench:
         net, work = station_catalogs(a.connectors, a.catalog_connectors, a.seed)
         self.write_registry(net)
         redis = RedisServer().start()
+        self.pids["redis"] = redis.proc.pid
         es = None
         result: dict[str, Any] = {}
         try:
@@ -292,6 +305,8 @@ class Bench:
                 progress("starting Elasticsearch")
                 es = LocalEs(a.heap)
                 es_url = es.url
+            if a.backend == "es":
+                self.pids["elasticsearch"] = es_pid(es_url)
             env = self.env(redis.url, es_url if a.backend == "es" else None)
             sink = self.start("sink", [PY, "-m", "loadtests.callback_sink", "--port", str(self.ports["sink"])], env)
             wait_http(f"{self.sink}/_sink/stats", sink, 30)
@@ -333,6 +348,12 @@ class Bench:
         result["backend"] = a.backend
         result["errors"] = self.errors + [f"{n} NACKs with HTTP {k}" for k, n in self.nacks.items()]
         return result
+
+
+def es_pid(url: str) -> int:
+    """The server's pid (its CPU time is read from /proc: the server must run on this machine)."""
+    nodes = http_json(f"{url}/_nodes/_local/process?filter_path=nodes.*.process.id")["nodes"]
+    return next(iter(nodes.values()))["process"]["id"]
 
 
 def gc_summary(path: Path) -> str | None:
@@ -382,6 +403,10 @@ def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_
              f"| publish → on_catalog_publish under load, p50 / p95 / p99 | {_ms(pc['cb_p50'])} / {_ms(pc['cb_p95'])} / "
              f"{_ms(pc['cb_p99'])} ({pc['publishes']} publishes at {pc['rate']:.1f}/s = {a.paced_fraction:.0%} of "
              f"the sustained rate, {a.paced_duration:.0f} s; backlog peak {pc['backlog_max']}) |",
+             f"| CPU per connector in the throughput phase (cores used) | "
+             + ", ".join(f"{k} {v:,.0f} µs ({tp['cores'][k]:.2f})" for k, v in sorted(tp["cpu_us"].items(),
+                                                                              key=lambda kv: -kv[1]))
+             + f"; **total {sum(tp['cpu_us'].values()):,.0f} µs** |",
              ""]
     if r.get("gc"):
         lines += [f"GC: {r['gc']}.", ""]
