@@ -176,7 +176,7 @@ class StreamWorker:
         self._room = asyncio.Event()
         concurrency = ingest_concurrency(settings, storage)
         # Entries read and not yet acknowledged, at most: bounds memory and the work a crash hands over.
-        self.max_inflight = max(settings.ingest_batch * 4, concurrency * 2)
+        self.max_inflight = max(settings.ingest_batch, settings.ingest_batch * 4)
         self._sem = asyncio.Semaphore(concurrency)
         self._cb_sem = asyncio.Semaphore(max(16, concurrency * 8))
         self._stop: asyncio.Event | None = None
