@@ -124,7 +124,8 @@ class Bench:
                "CDS_LOG_LEVEL": "WARNING", "CDS_REDIS_URL": redis_url, "CDS_FANOUT_MAX_BPPS": "0",
                "CDS_INGEST_MAX_BACKLOG": str(self.a.max_backlog), "CDS_INDEXER_PORT": "0"}
         if es_url:
-            env.update(CDS_ES_URL=es_url, CDS_ES_INDEX_PREFIX=f"bench-ingest-{uuid.uuid4().hex[:8]}")
+            self.es_url, self.es_prefix = es_url, f"bench-ingest-{uuid.uuid4().hex[:8]}"
+            env.update(CDS_ES_URL=es_url, CDS_ES_INDEX_PREFIX=self.es_prefix)
         env.update(kv.split("=", 1) for kv in self.a.env)
         return env
 
@@ -163,6 +164,7 @@ class Bench:
 
     async def throughput(self, session: aiohttp.ClientSession, work: list[tuple[dict, bytes, int]]) -> dict:
         queue = list(work)
+        refreshes0 = self.refreshes()
         cpu0 = self.cpu()
         t0 = time.time()
         mids: set[str] = set()
@@ -187,6 +189,7 @@ class Bench:
         times = await self.wait_callbacks(mids, timeout=max(300.0, len(work) / 5))
         sampler.cancel()
         cpu1 = self.cpu()
+        refreshes = self.refreshes() - refreshes0
         done = [times[m] for m in mids if m in times]
         t_end = max(done) if done else time.time()
         connectors = sum(n for _, _, n in work)
@@ -197,7 +200,16 @@ class Bench:
                 "ack_rate": len(mids) / (t_acked - t0), "backlog_max": backlog_max,
                 "lat_p50": pct(lat, 50), "lat_p99": pct(lat, 99),
                 "cpu_us": {k: (cpu1[k] - cpu0[k]) * 1e6 / connectors for k in cpu0 if k in cpu1},
-                "cores": {k: (cpu1[k] - cpu0[k]) / (time.time() - t0) for k in cpu0 if k in cpu1}}
+                "cores": {k: (cpu1[k] - cpu0[k]) / (time.time() - t0) for k in cpu0 if k in cpu1},
+                "refreshes": refreshes}
+
+    def refreshes(self) -> int:
+        """Refreshes of the run's Elasticsearch indices so far (each makes a new segment: the count that
+        group commit keeps down); 0 without Elasticsearch."""
+        if getattr(self, "es_prefix", None) is None:
+            return 0
+        stats = http_json(f"{self.es_url}/{self.es_prefix}-*/_stats/refresh?filter_path=_all.total.refresh")
+        return int(stats["_all"]["total"]["refresh"]["total"])
 
     def cpu(self) -> dict[str, float]:
         """CPU seconds so far of every process of the run (this one is the load client)."""
@@ -407,6 +419,9 @@ def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_
              + ", ".join(f"{k} {v:,.0f} µs ({tp['cores'][k]:.2f})" for k, v in sorted(tp["cpu_us"].items(),
                                                                               key=lambda kv: -kv[1]))
              + f"; **total {sum(tp['cpu_us'].values()):,.0f} µs** |",
+             *([f"| Elasticsearch refreshes in the throughput phase (both indices, internal ones included) | "
+                f"{tp['refreshes']:,} ({tp['catalogs'] / tp['refreshes']:.1f} catalogs per refresh) |"]
+               if tp["refreshes"] else []),
              ""]
     if r.get("gc"):
         lines += [f"GC: {r['gc']}.", ""]

@@ -80,6 +80,7 @@ class _Item(msgspec.Struct):
     entry: IngestEntry | None = None
     error: str | None = None                   # why `entry` could not be decoded
     keys: list[str] = []                       # the catalogs it writes (ordering keys)
+    fresh: bool = False                        # read as new (">"): never delivered before, so never indexed
 
 
 def _decode(it: _Item) -> None:
@@ -316,7 +317,8 @@ class StreamWorker:
                 read.add_done_callback(_retrieve)
         if not read.done() or read.cancelled():
             return
-        self._dispatch([_Item(partition=_partition_of(stream_name), id=as_str(entry_id), fields=fields or {})
+        self._dispatch([_Item(partition=_partition_of(stream_name), id=as_str(entry_id), fields=fields or {},
+                              fresh=True)
                         for stream_name, entries in read.result() or [] for entry_id, fields in entries])
 
     async def _recover(self, i: int) -> bool:
@@ -448,7 +450,8 @@ class StreamWorker:
                              f"delivered {it.deliveries} times without completing (it may crash the indexer)")
             return
         done_key = self.stream.keys.done(it.partition, it.id)
-        stored = await self.redis.get(done_key)
+        # (a results key exists only for an entry delivered before: one Redis round trip saved per new entry)
+        stored = None if it.fresh else await self.redis.get(done_key)
         if stored is not None:                  # indexed before a crash: only the callback is owed
             results = _results_dec.decode(stored)
             req = parse_entry(entry, clock_skew_s=self.settings.clock_skew_s)
