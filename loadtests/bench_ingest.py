@@ -38,6 +38,7 @@ import random
 import sys
 import tempfile
 import time
+import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -231,6 +232,7 @@ class Bench:
         tasks: set[asyncio.Task] = set()
         probes: list[float | None] = []
         bap = {"subscriber_id": net.bap.subscriber_id, "key_id": net.bap.key_id, "seed_b64": net.bap.seed_b64}
+        cpu0 = self.cpu()
         t0 = time.time()
         n = 0
         probe_every = max(1, int(rate * self.a.paced_duration / max(1, self.a.probes)))
@@ -257,6 +259,8 @@ class Bench:
             if n % max(1, int(rate)) == 0:
                 backlog_max = max(backlog_max, await self.backlog(session))
         elapsed = time.time() - t0             # the paced window (the last probes may still be polling)
+        cpu1 = self.cpu()
+        connectors = n * sum(c for *_, c in work) / len(work)     # about: random catalogs
         await asyncio.gather(*tasks)
         times = await self.wait_callbacks(set(mids), timeout=120)
         lat = [(times[m] - self.sent[m]) * 1000 for m in mids if m in times]
@@ -268,7 +272,9 @@ class Bench:
             self.errors.append(f"{res['statuses']['REJECTED']} catalogs REJECTED, e.g. {res['rejections'][:2]}")
         return {"rate": n / elapsed, "publishes": n, "cb_p50": pct(lat, 50), "cb_p95": pct(lat, 95),
                 "cb_p99": pct(lat, 99), "probes": len(found), "s_p50": pct(found, 50), "s_p95": pct(found, 95),
-                "s_p99": pct(found, 99), "s_max": max(found) if found else None, "backlog_max": backlog_max}
+                "s_p99": pct(found, 99), "s_max": max(found) if found else None, "backlog_max": backlog_max,
+                "cpu_us": {k: (cpu1[k] - cpu0[k]) * 1e6 / connectors for k in cpu0 if k in cpu1},
+                "cores": {k: (cpu1[k] - cpu0[k]) / elapsed for k in cpu0 if k in cpu1}}
 
     async def probe(self, session: aiohttp.ClientSession, who: dict, cat_json: bytes, bap: dict,
                     out: list[float | None]) -> None:
@@ -295,7 +301,7 @@ class Bench:
             if new_id.encode() in answer:
                 out.append((time.time() - t) * 1000)
                 return
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(self.a.probe_interval_ms / 1000)
         out.append(None)
         self.lost_probes.append((mid, who["subscriber_id"], orjson.loads(cat_json)["beckn:id"], new_id))
 
@@ -343,7 +349,7 @@ class Bench:
                 conn = aiohttp.TCPConnector(limit=256)
                 async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
                     result["throughput"] = await self.throughput(s, work)
-                    rate = max(1.0, a.paced_fraction * result["throughput"]["catalogs_per_s"])
+                    rate = a.paced_rate or max(1.0, a.paced_fraction * result["throughput"]["catalogs_per_s"])
                     progress(f"throughput {result['throughput']['catalogs_per_s']:.1f} catalogs/s; "
                              f"paced phase at {rate:.1f}/s")
                     result["paced"] = await self.paced(s, work, net, rate)
@@ -356,6 +362,8 @@ class Bench:
             redis.cleanup()
             if es is not None:
                 es.close()
+            elif getattr(self, "es_prefix", None):      # a server of the caller's: leave it as it was
+                drop_indices(self.es_url, self.es_prefix)
         result["gc"] = gc_summary(self.work / "gc.json")
         result["backend"] = a.backend
         result["errors"] = self.errors + [f"{n} NACKs with HTTP {k}" for k, n in self.nacks.items()]
@@ -366,6 +374,13 @@ def es_pid(url: str) -> int:
     """The server's pid (its CPU time is read from /proc: the server must run on this machine)."""
     nodes = http_json(f"{url}/_nodes/_local/process?filter_path=nodes.*.process.id")["nodes"]
     return next(iter(nodes.values()))["process"]["id"]
+
+
+def drop_indices(url: str, prefix: str) -> None:
+    names = [row["index"] for row in http_json(f"{url}/_cat/indices/{prefix}-*?format=json&h=index")]
+    if names:
+        req = urllib.request.Request(f"{url}/{','.join(names)}", method="DELETE")
+        urllib.request.urlopen(req, timeout=60).close()
 
 
 def gc_summary(path: Path) -> str | None:
@@ -391,6 +406,13 @@ def markers(backend: str) -> tuple[str, str]:
     return f"<!-- bench_ingest_{backend}:begin -->", f"<!-- bench_ingest_{backend}:end -->"
 
 
+def cpu_row(phase: dict) -> str:
+    """CPU time per connector of each process, the most first, and the cores each used meanwhile."""
+    cells = [f"{k} {v:,.0f} µs ({phase['cores'][k]:.2f})"
+             for k, v in sorted(phase["cpu_us"].items(), key=lambda kv: -kv[1])]
+    return ", ".join(cells) + f"; **total {sum(phase['cpu_us'].values()):,.0f} µs**"
+
+
 def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_after: str) -> str:
     m = machine_info()
     begin, end = markers(a.backend)
@@ -413,12 +435,12 @@ def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_
              f"p50 / p95 / p99 / max | {_ms(pc['s_p50'])} / {_ms(pc['s_p95'])} / **{_ms(pc['s_p99'])}** / "
              f"{_ms(pc['s_max'])} ({pc['probes']} probes) |",
              f"| publish → on_catalog_publish under load, p50 / p95 / p99 | {_ms(pc['cb_p50'])} / {_ms(pc['cb_p95'])} / "
-             f"{_ms(pc['cb_p99'])} ({pc['publishes']} publishes at {pc['rate']:.1f}/s = {a.paced_fraction:.0%} of "
-             f"the sustained rate, {a.paced_duration:.0f} s; backlog peak {pc['backlog_max']}) |",
-             f"| CPU per connector in the throughput phase (cores used) | "
-             + ", ".join(f"{k} {v:,.0f} µs ({tp['cores'][k]:.2f})" for k, v in sorted(tp["cpu_us"].items(),
-                                                                              key=lambda kv: -kv[1]))
-             + f"; **total {sum(tp['cpu_us'].values()):,.0f} µs** |",
+             f"{_ms(pc['cb_p99'])} ({pc['publishes']} publishes at {pc['rate']:.1f}/s = "
+             f"{pc['rate'] / tp['catalogs_per_s']:.0%} of the sustained rate, {a.paced_duration:.0f} s; backlog peak "
+             f"{pc['backlog_max']}) |",
+             f"| CPU per connector in the throughput phase (cores used) | {cpu_row(tp)} |",
+             f"| CPU per connector published in the paced phase, probes' discovers included (cores used) | "
+             f"{cpu_row(pc)} |",
              *([f"| Elasticsearch refreshes in the throughput phase (both indices, internal ones included) | "
                 f"{tp['refreshes']:,} ({tp['catalogs'] / tp['refreshes']:.1f} catalogs per refresh) |"]
                if tp["refreshes"] else []),
@@ -443,7 +465,11 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--paced-fraction", type=float, default=0.6)
     p.add_argument("--paced-duration", type=float, default=30.0)
+    p.add_argument("--paced-rate", type=float, default=None,
+                   help="catalogs/s of the paced phase (default: --paced-fraction of the measured throughput)")
     p.add_argument("--probes", type=int, default=30)
+    p.add_argument("--probe-interval-ms", type=float, default=25.0,
+                   help="pause between a probe's discovers (each is a search: polling harder loads the index)")
     p.add_argument("--backend", choices=("embedded", "es"), default="embedded")
     p.add_argument("--es-url", default=None)
     p.add_argument("--heap", default="1g")
