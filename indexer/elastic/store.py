@@ -118,7 +118,8 @@ class ElasticStorage:
         self._writer = CatalogWriter(lambda: self.es, self.items_alias, self.catalogs_alias, visible=self._visible,
                                      view=self._view, hooks=hooks)
         self._commit: GroupCommit[CatalogRecord] = GroupCommit(
-            self._writer.write, weight=lambda r: len(r.items) + 1, max_weight=settings.es_batch_docs)
+            self._writer.write, weight=lambda r: len(r.items) + 1, max_weight=settings.es_batch_docs,
+            min_interval_s=settings.es_flush_interval_ms / 1000)
 
     @property
     def es(self) -> AsyncElasticsearch:
