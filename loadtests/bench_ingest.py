@@ -38,7 +38,6 @@ import random
 import sys
 import tempfile
 import time
-import urllib.request
 import uuid
 from pathlib import Path
 from typing import Any
@@ -48,7 +47,8 @@ import orjson
 
 from cds.core.timeutil import rfc3339
 from cds.keys import generate_keypair
-from loadtests.bench_procs import PY, Service, cpu_seconds, free_port, http_json, loadavg, machine_info, wait_http
+from loadtests.bench_procs import (PY, Service, cpu_seconds, es_drop_indices, es_pid, free_port, http_json, loadavg,
+                                   machine_info, wait_http)
 from loadtests.bench_report import pct, write_block
 from loadtests.bench_seed import signed_headers
 from cds.demo.generator import generate_network
@@ -83,6 +83,18 @@ def station_catalogs(connectors: int, per_catalog: int, seed: int) -> tuple[Any,
                                          for o in piece["beckn:offers"]]
                 out.append((who, orjson.dumps(piece), len(part)))
     return net, out
+
+
+def warmup_catalogs(work: list[tuple[dict, bytes, int]], n: int) -> list[tuple[dict, bytes, int]]:
+    """`n` catalogs like the workload's, under ids of their own (the timed phase then replaces nothing): a new
+    Elasticsearch JVM compiles its hot code during the first minute or so, at several times the CPU per
+    document of a warm one."""
+    out = []
+    for who, cat, count in (work * (n // len(work) + 1))[:n]:
+        doc = orjson.loads(cat)
+        doc["beckn:id"] = f"{doc['beckn:id']}-warmup{len(out)}"
+        out.append((who, orjson.dumps(doc), count))
+    return out
 
 
 def publish_request(who: dict, catalog_json: bytes, sink: str, now: float) -> tuple[str, bytes, dict[str, str]]:
@@ -348,6 +360,10 @@ class Bench:
                 await self.stream.open()
                 conn = aiohttp.TCPConnector(limit=256)
                 async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
+                    if a.warmup:
+                        progress(f"warm-up: {a.warmup} catalogs of their own, not counted")
+                        await self.throughput(s, warmup_catalogs(work, a.warmup))
+                        self.errors.clear()
                     result["throughput"] = await self.throughput(s, work)
                     rate = a.paced_rate or max(1.0, a.paced_fraction * result["throughput"]["catalogs_per_s"])
                     progress(f"throughput {result['throughput']['catalogs_per_s']:.1f} catalogs/s; "
@@ -363,24 +379,11 @@ class Bench:
             if es is not None:
                 es.close()
             elif getattr(self, "es_prefix", None):      # a server of the caller's: leave it as it was
-                drop_indices(self.es_url, self.es_prefix)
+                es_drop_indices(self.es_url, self.es_prefix)
         result["gc"] = gc_summary(self.work / "gc.json")
         result["backend"] = a.backend
         result["errors"] = self.errors + [f"{n} NACKs with HTTP {k}" for k, n in self.nacks.items()]
         return result
-
-
-def es_pid(url: str) -> int:
-    """The server's pid (its CPU time is read from /proc: the server must run on this machine)."""
-    nodes = http_json(f"{url}/_nodes/_local/process?filter_path=nodes.*.process.id")["nodes"]
-    return next(iter(nodes.values()))["process"]["id"]
-
-
-def drop_indices(url: str, prefix: str) -> None:
-    names = [row["index"] for row in http_json(f"{url}/_cat/indices/{prefix}-*?format=json&h=index")]
-    if names:
-        req = urllib.request.Request(f"{url}/{','.join(names)}", method="DELETE")
-        urllib.request.urlopen(req, timeout=60).close()
 
 
 def gc_summary(path: Path) -> str | None:
@@ -468,6 +471,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--paced-rate", type=float, default=None,
                    help="catalogs/s of the paced phase (default: --paced-fraction of the measured throughput)")
     p.add_argument("--probes", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=0, metavar="CATALOGS",
+                   help="publish this many catalogs of their own first, not counted (a new JVM warms up)")
     p.add_argument("--probe-interval-ms", type=float, default=25.0,
                    help="pause between a probe's discovers (each is a search: polling harder loads the index)")
     p.add_argument("--backend", choices=("embedded", "es"), default="embedded")
