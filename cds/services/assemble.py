@@ -8,6 +8,7 @@ status older than `status_fresh_s` is shown as "Unknown", never as what was last
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -41,18 +42,31 @@ def _mark_status_unknown(item: dict) -> None:
             attrs[key] = {**value, "code": UNKNOWN_STATUS.upper() if value["code"].isupper() else UNKNOWN_STATUS}
 
 
+# Rewrites and decodes are pure functions of the stored bytes, so they are cached by those bytes (the same bytes
+# objects every time: a bytes object caches its hash), bounded (docs/decisions.md §G). Callers copy before changing.
+_CACHED = 8192            # entries: at most a few MB of JSON
+
+
+@lru_cache(maxsize=_CACHED)
+def _status_unknown_json(raw: bytes) -> bytes:
+    """An item's stored JSON with its live status shown as "Unknown"."""
+    obj = orjson.loads(raw)
+    _mark_status_unknown(obj)
+    return orjson.dumps(obj)
+
+
+@lru_cache(maxsize=_CACHED)
+def _decoded_header(raw: bytes) -> dict:
+    return orjson.loads(raw)
+
+
 def _item_json(item: ItemDoc, now: float, settings: Settings, splice: bool) -> Any:
-    stale = status_stale(item, now, settings)
-    if splice and not stale:
-        return orjson.Fragment(item.raw)
-    obj = orjson.loads(item.raw)
-    if stale:
-        _mark_status_unknown(obj)
-    return obj
+    raw = _status_unknown_json(item.raw) if status_stale(item, now, settings) else item.raw
+    return orjson.Fragment(raw) if splice else orjson.loads(raw)
 
 
 def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, splice: bool) -> dict:
-    header = orjson.loads(meta.header) if meta.header else {}
+    header = dict(_decoded_header(meta.header)) if meta.header else {}     # only top-level keys change
     tz = settings.tz
     offers: list[Any] = []
     seen: set[str] = set()
