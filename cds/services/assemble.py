@@ -75,8 +75,8 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
             # an offer is shown only through an item it names (empty item_ids: attached by its item alone)
             if off.id in seen or (off.item_ids and it.item_id not in off.item_ids):
                 continue
+            seen.add(off.id)            # shown or not, decided: liveness does not depend on the item
             if offer_live(off, now, tz):
-                seen.add(off.id)
                 offers.append(orjson.Fragment(off.raw) if splice else orjson.loads(off.raw))
     body = [_item_json(it, now, settings, splice) for it in items]
     if meta.dialect == DIALECT_B:

@@ -366,11 +366,16 @@ async def test_list_values_beyond_the_bit_set_still_match(tmp_path):
     await store.close()
 
 
-async def test_exact_pushdowns_are_skipped_only_when_the_index_decides_them(tmp_path):
+async def opened_with(tmp_path, rec: CatalogRecord) -> EmbeddedStorage:
     store = EmbeddedStorage(tmp_path, fsync=False)
     await store.open()
-    rec = make_record(random.Random(3), "b", "c", 50)
     await store.replace_catalog(rec)
+    return store
+
+
+async def test_exact_pushdowns_are_skipped_only_when_the_index_decides_them(tmp_path):
+    rec = make_record(random.Random(3), "b", "c", 50)
+    store = await opened_with(tmp_path, rec)
     idx = store._index                                  # noqa: SLF001 - the index's own decision
     decided = Query(terms={"connector_type": frozenset({"CCS2"}), "vehicle_types": frozenset({"4-WHEELER"}),
                            "qr": frozenset({"x"})}, ranges={"max_kw": (30.0, None)}, limit=50)
@@ -385,10 +390,8 @@ async def test_exact_pushdowns_are_skipped_only_when_the_index_decides_them(tmp_
 
 
 async def test_zero_limit_and_unknown_terms(tmp_path):
-    store = EmbeddedStorage(tmp_path, fsync=False)
-    await store.open()
     rec = make_record(random.Random(2), "b", "c", 10)
-    await store.replace_catalog(rec)
+    store = await opened_with(tmp_path, rec)
     assert await store.search(Query(limit=0), NOW) == []
     q = Query(terms={"qr": frozenset({"no-such-qr"})})
     assert await store.search(q, NOW) == []
