@@ -381,7 +381,7 @@ class EmbeddedStorage:
             if getattr(doc, attr) not in allowed:
                 return None
         meta = self._index.entry_of[i].meta  # type: ignore[union-attr]
-        if not matching.matches(query, doc, meta, now, spatial_known=inside):
+        if not matching.matches(query, doc, meta, now, spatial_known=inside, pushdowns_known=nar.exact):
             return None
         return Hit(item=doc, catalog=meta, distance=matching.distance(query, doc))
 
