@@ -795,7 +795,7 @@ def _pushdowns(rq: RootQuery) -> Pushdowns:
             v = b.value
             if fld.kind in _TERM_KINDS and op == "==":
                 vals = frozenset([fld.canon(v) if fld.canon else v]) if isinstance(v, str) else frozenset()
-                terms[fld.attr] = terms[fld.attr] & vals if fld.attr in terms else vals
+                _add_term(terms, fld, vals)
             elif fld.kind == "num" and op in ("==", "<", "<=", ">", ">=") and _kind(v) == "num":
                 lo, hi = ranges.get(fld.attr, (None, None))
                 if op in ("==", ">", ">="):
@@ -809,8 +809,21 @@ def _pushdowns(rq: RootQuery) -> Pushdowns:
             if fld is None or fld.attr not in _PUSH_ATTRS or fld.kind not in _TERM_KINDS:
                 continue
             vals = frozenset(fld.canon(v) if fld.canon else v for v in e.values if isinstance(v, str))
-            terms[fld.attr] = terms[fld.attr] & vals if fld.attr in terms else vals
+            _add_term(terms, fld, vals)
     return Pushdowns(terms, ranges)
+
+
+def _add_term(terms: dict[str, frozenset[str]], fld: "_Field", vals: frozenset[str]) -> None:
+    """AND one more term test on `fld`. A scalar holds one value: the sets intersect. A list field matches
+    when it contains one of the values, and one list can satisfy both tests ("contains A" and "contains B"):
+    then either set alone is a superset of the conjunction, and the smaller one narrows more."""
+    cur = terms.get(fld.attr)
+    if cur is None:
+        terms[fld.attr] = vals
+    elif fld.kind == "list":
+        terms[fld.attr] = min(cur, vals, key=len)
+    else:
+        terms[fld.attr] = cur & vals
 
 
 # ItemDoc attributes that pushdowns may name (catalog fields map onto the item's copy of them).

@@ -85,6 +85,9 @@ class Narrowing:
     ids: np.ndarray | None            # None: no narrowing source, every live doc is a candidate
     vector: Callable[[np.ndarray], np.ndarray]                 # ids -> ids passing every pushdown
     posted_checks: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+    # `vector` and `posted_checks` together decide every term and range of the Query exactly (no value of a
+    # tested attribute fell outside its vocabulary), so the per-candidate match may skip them (docs/decisions.md §G)
+    exact: bool = False
 
 
 class Index:
@@ -375,8 +378,14 @@ class Index:
         g = self.grid_deg
         x0 = (k % self._nx) * g - 180.0
         y0 = (k // self._nx) * g - 90.0
-        boxes = shapely.box(x0, y0, x0 + g, y0 + g)
-        keep = shapely.dwithin(boxes, sf.geometry, thr)
+        geom = sf.geometry
+        if geom.geom_type == "Point":
+            # A point's planar distance to each box, without building shapely boxes (the common radius query)
+            dx = np.maximum(np.maximum(x0 - geom.x, geom.x - (x0 + g)), 0.0)
+            dy = np.maximum(np.maximum(y0 - geom.y, geom.y - (y0 + g)), 0.0)
+            keep = np.hypot(dx, dy) <= thr
+        else:
+            keep = shapely.dwithin(shapely.box(x0, y0, x0 + g, y0 + g), geom, thr)
         return k[keep].tolist()
 
     def narrow(self, query: Any) -> Narrowing:
@@ -408,7 +417,20 @@ class Index:
                 ids = np.concatenate(data) if data else np.zeros(0, np.int64)
         # Exact keys not used as the source are checked per candidate (cheap: few candidates remain).
         posted = [(a, v) for a, v in query.terms.items() if a in POSTED and a != used_attr]
-        return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query))
+        return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query), exact=self._exact(query))
+
+    def _exact(self, query: Any) -> bool:
+        """Do the vectorised tests and posted checks decide every term and range of `query` exactly?"""
+        for attr in query.terms:
+            if attr in CODED:
+                if len(self.vocab[attr]) >= _OVERFLOW_CODE - 1:     # some value may carry the overflow code
+                    return False
+            elif attr in BITS:
+                if len(self.vocab[attr]) >= _MAX_BITS:              # some list may carry the overflow bit
+                    return False
+            elif attr not in POSTED:      # catalog terms are indexed from the catalog's meta, tested on the item
+                return False
+        return all(attr in NUMERIC for attr in query.ranges)
 
     def _vector_filter(self, query: Any) -> Callable[[np.ndarray], np.ndarray]:
         """Build one function applying every bbox, keyword-code, bit-set, range and catalog pushdown."""

@@ -387,7 +387,7 @@ class EmbeddedStorage:
             if getattr(doc, attr) not in allowed:
                 return None
         meta = self._index.entry_of[i].meta  # type: ignore[union-attr]
-        if not matching.matches(query, doc, meta, now, spatial_known=inside):
+        if not matching.matches(query, doc, meta, now, spatial_known=inside, pushdowns_known=nar.exact):
             return None
         return Hit(item=doc, catalog=meta, distance=matching.distance(query, doc))
 
@@ -404,25 +404,27 @@ class EmbeddedStorage:
         radius = _radius_of(query)
         sure = radius * (1 - 1e-9) - 1e-3 if radius is not None else -1.0
         clock = time.perf_counter
+        stop = math.inf            # no later candidate (ascending approx) can beat the limit-th hit beyond this
         for chunk, dist in ascending(ids, approx):
-            for j in range(0, len(chunk), 64):
-                if len(worst) == limit:
-                    kth = -worst[0]
-                    nxt = float(dist[j])
-                    if kth < math.inf and (nxt != nxt or nxt > kth * (1 + _DIST_SLACK) + 1.0):
-                        return matching.select(hits, limit)
-                for i, d_i in zip(chunk[j:j + 64].tolist(), dist[j:j + 64].tolist()):
-                    hit = self._check(query, now, nar, i, d_i <= sure)
-                    if clock() >= sl.until:
-                        yield
-                    if hit is None:
-                        continue
-                    hits.append(hit)
-                    d = -(hit.distance if hit.distance is not None else math.inf)
-                    if len(worst) < limit:
-                        heapq.heappush(worst, d)
-                    elif d > worst[0]:
-                        heapq.heapreplace(worst, d)
+            # The stop test runs before every candidate: a block-wise test checked up to a block too many.
+            for i, d_i in zip(chunk.tolist(), dist.tolist()):
+                if d_i > stop or d_i != d_i and len(worst) == limit and -worst[0] < math.inf:
+                    return matching.select(hits, limit)
+                hit = self._check(query, now, nar, i, d_i <= sure)
+                if clock() >= sl.until:
+                    yield
+                if hit is None:
+                    continue
+                hits.append(hit)
+                d = -(hit.distance if hit.distance is not None else math.inf)
+                if len(worst) < limit:
+                    heapq.heappush(worst, d)
+                elif d > worst[0]:
+                    heapq.heapreplace(worst, d)
+                else:
+                    continue
+                if len(worst) == limit and -worst[0] < math.inf:
+                    stop = -worst[0] * (1 + _DIST_SLACK) + 1.0
         return matching.select(hits, limit)
 
     def _in_order(self, query: Query, now: float, nar: Narrowing, sl: "_Slice") -> Generator[None, None, list[Hit]]:
