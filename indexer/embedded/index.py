@@ -462,6 +462,8 @@ class Index:
                     tests.append(lambda i, col=col, lo=lo: col[i] >= lo)
                 if hi is not None:
                     tests.append(lambda i, col=col, hi=hi: col[i] <= hi)
+                if lo is None and hi is None:       # an open range still needs a value (matching._in_range)
+                    tests.append(lambda i, col=col: ~np.isnan(col[i]))
 
         def apply(ids: np.ndarray) -> np.ndarray:
             keep = self.alive[ids]
