@@ -43,6 +43,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     es_refresh: str = "true"                 # catalog writes: one refresh per batch (true), wait_for, or false
     es_batch_docs: int = 10000               # docs per group-committed write of several catalogs (at least one catalog)
     es_generations_max_age_ms: int = 100     # a search's cached generations list is at most this old
+    es_flush_interval_ms: int = 200          # group-committed writes start at most this often (one refresh each)
     redis_url: str | None = None
     data_dir: str = "./data"
     allow_private_callbacks: bool = False    # every non-public range (includes loopback)
@@ -54,6 +55,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_results: int = 100
     max_discover_bytes: int = 1 << 20
     max_publish_bytes: int = 16 << 20
+    spool_bytes: int = 4 << 20               # larger publish bodies go to a spool file, not the queue (§P)
     max_item_string_bytes: int = 8 << 10     # a published string (docs/decisions.md §27)
     max_item_bytes: int = 64 << 10           # a published item's JSON with its offers; also a catalog header
     base_path: str = "/beckn"
@@ -84,7 +86,8 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     ingest_max_backlog_bytes: int = 512 << 20  # the same bound on their bytes (Redis memory)
     ingest_partitions: int = 16              # sub-streams by publisher (per-publisher order); same everywhere
     ingest_batch: int = 64                   # entries read per partition per XREADGROUP
-    ingest_concurrency: int = 16             # entries indexed at once by one worker (ES: they share batches)
+    ingest_concurrency: int | None = None    # entries indexed at once by one worker; unset: the index's own
+                                             # default (embedded 16; Elasticsearch 128, as they share batches)
     ingest_lease_s: float = 10.0             # a worker's hold on a partition (renewed every third of it)
     ingest_claim_idle_s: float = 15.0        # a dead worker's entries are reclaimed after this idle time
     ingest_max_attempts: int = 5             # failures with a healthy index before an entry is dead-lettered
@@ -225,6 +228,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ES_REFRESH": ("es_refresh", _choice("wait_for", "true", "false")),
     "ES_BATCH_DOCS": ("es_batch_docs", _pos_int),
     "ES_GENERATIONS_MAX_AGE_MS": ("es_generations_max_age_ms", _nonneg_int),
+    "ES_FLUSH_INTERVAL_MS": ("es_flush_interval_ms", _nonneg_int),
     "REDIS_URL": ("redis_url", _str),
     "DATA_DIR": ("data_dir", _str),
     "ALLOW_PRIVATE_CALLBACKS": ("allow_private_callbacks", _bool),
@@ -236,6 +240,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "MAX_RESULTS": ("max_results", _pos_int),
     "MAX_DISCOVER_BYTES": ("max_discover_bytes", _pos_int),
     "MAX_PUBLISH_BYTES": ("max_publish_bytes", _pos_int),
+    "SPOOL_BYTES": ("spool_bytes", _pos_int),
     "MAX_ITEM_STRING_BYTES": ("max_item_string_bytes", _pos_int),
     "MAX_ITEM_BYTES": ("max_item_bytes", _pos_int),
     "BASE_PATH": ("base_path", _path_prefix),

@@ -47,7 +47,8 @@ import orjson
 
 from cds.core.timeutil import rfc3339
 from cds.keys import generate_keypair
-from loadtests.bench_procs import PY, Service, free_port, http_json, loadavg, machine_info, wait_http
+from loadtests.bench_procs import (PY, Service, cpu_seconds, es_drop_indices, es_pid, free_port, http_json, loadavg,
+                                   machine_info, wait_http)
 from loadtests.bench_report import pct, write_block
 from loadtests.bench_seed import signed_headers
 from cds.demo.generator import generate_network
@@ -84,6 +85,18 @@ def station_catalogs(connectors: int, per_catalog: int, seed: int) -> tuple[Any,
     return net, out
 
 
+def warmup_catalogs(work: list[tuple[dict, bytes, int]], n: int) -> list[tuple[dict, bytes, int]]:
+    """`n` catalogs like the workload's, under ids of their own (the timed phase then replaces nothing): a new
+    Elasticsearch JVM compiles its hot code during the first minute or so, at several times the CPU per
+    document of a warm one."""
+    out = []
+    for who, cat, count in (work * (n // len(work) + 1))[:n]:
+        doc = orjson.loads(cat)
+        doc["beckn:id"] = f"{doc['beckn:id']}-warmup{len(out)}"
+        out.append((who, orjson.dumps(doc), count))
+    return out
+
+
 def publish_request(who: dict, catalog_json: bytes, sink: str, now: float) -> tuple[str, bytes, dict[str, str]]:
     mid = str(uuid.uuid4())
     ctx = {"version": "2.0.0", "action": "catalog_publish", "domain": DOMAIN, "timestamp": rfc3339(now),
@@ -108,10 +121,12 @@ class Bench:
         self.acked: dict[str, float] = {}     # message id -> ACK received
         self.nacks: dict[int, int] = {}
         self.lost_probes: list[tuple[str, str, str, str]] = []   # (message id, bpp, catalog, connector)
+        self.pids: dict[str, int] = {}        # process name -> pid, for CPU time per connector
 
     def start(self, name: str, argv: list[str], env: dict[str, str]) -> Service:
         svc = Service(name, argv, env, self.work)
         self.services.append(svc)
+        self.pids[name] = svc.pid
         return svc
 
     def env(self, redis_url: str, es_url: str | None) -> dict[str, str]:
@@ -122,7 +137,8 @@ class Bench:
                "CDS_LOG_LEVEL": "WARNING", "CDS_REDIS_URL": redis_url, "CDS_FANOUT_MAX_BPPS": "0",
                "CDS_INGEST_MAX_BACKLOG": str(self.a.max_backlog), "CDS_INDEXER_PORT": "0"}
         if es_url:
-            env.update(CDS_ES_URL=es_url, CDS_ES_INDEX_PREFIX=f"bench-ingest-{uuid.uuid4().hex[:8]}")
+            self.es_url, self.es_prefix = es_url, f"bench-ingest-{uuid.uuid4().hex[:8]}"
+            env.update(CDS_ES_URL=es_url, CDS_ES_INDEX_PREFIX=self.es_prefix)
         env.update(kv.split("=", 1) for kv in self.a.env)
         return env
 
@@ -161,6 +177,8 @@ class Bench:
 
     async def throughput(self, session: aiohttp.ClientSession, work: list[tuple[dict, bytes, int]]) -> dict:
         queue = list(work)
+        refreshes0 = self.refreshes()
+        cpu0 = self.cpu()
         t0 = time.time()
         mids: set[str] = set()
         backlog_max = 0
@@ -183,6 +201,8 @@ class Bench:
         t_acked = time.time()
         times = await self.wait_callbacks(mids, timeout=max(300.0, len(work) / 5))
         sampler.cancel()
+        cpu1 = self.cpu()
+        refreshes = self.refreshes() - refreshes0
         done = [times[m] for m in mids if m in times]
         t_end = max(done) if done else time.time()
         connectors = sum(n for _, _, n in work)
@@ -191,7 +211,24 @@ class Bench:
                 "total_s": t_end - t0, "catalogs_per_s": len(done) / (t_end - t0),
                 "connectors_per_s": connectors * len(done) / len(work) / (t_end - t0),
                 "ack_rate": len(mids) / (t_acked - t0), "backlog_max": backlog_max,
-                "lat_p50": pct(lat, 50), "lat_p99": pct(lat, 99)}
+                "lat_p50": pct(lat, 50), "lat_p99": pct(lat, 99),
+                "cpu_us": {k: (cpu1[k] - cpu0[k]) * 1e6 / connectors for k in cpu0 if k in cpu1},
+                "cores": {k: (cpu1[k] - cpu0[k]) / (time.time() - t0) for k in cpu0 if k in cpu1},
+                "refreshes": refreshes}
+
+    def refreshes(self) -> int:
+        """Refreshes of the run's Elasticsearch indices so far (each makes a new segment: the count that
+        group commit keeps down); 0 without Elasticsearch."""
+        if getattr(self, "es_prefix", None) is None:
+            return 0
+        stats = http_json(f"{self.es_url}/{self.es_prefix}-*/_stats/refresh?filter_path=_all.total.refresh")
+        return int(stats["_all"]["total"]["refresh"]["total"])
+
+    def cpu(self) -> dict[str, float]:
+        """CPU seconds so far of every process of the run (this one is the load client)."""
+        out = {k: cpu_seconds(pid) for k, pid in self.pids.items()}
+        out["load client"] = time.process_time()
+        return {k: v for k, v in out.items() if v is not None}
 
     async def backlog(self, session: aiohttp.ClientSession) -> int:
         """Publishes queued in the stream right now (read from Redis: the API's gauge refreshes every 2 s)."""
@@ -207,6 +244,7 @@ class Bench:
         tasks: set[asyncio.Task] = set()
         probes: list[float | None] = []
         bap = {"subscriber_id": net.bap.subscriber_id, "key_id": net.bap.key_id, "seed_b64": net.bap.seed_b64}
+        cpu0 = self.cpu()
         t0 = time.time()
         n = 0
         probe_every = max(1, int(rate * self.a.paced_duration / max(1, self.a.probes)))
@@ -233,6 +271,8 @@ class Bench:
             if n % max(1, int(rate)) == 0:
                 backlog_max = max(backlog_max, await self.backlog(session))
         elapsed = time.time() - t0             # the paced window (the last probes may still be polling)
+        cpu1 = self.cpu()
+        connectors = n * sum(c for *_, c in work) / len(work)     # about: random catalogs
         await asyncio.gather(*tasks)
         times = await self.wait_callbacks(set(mids), timeout=120)
         lat = [(times[m] - self.sent[m]) * 1000 for m in mids if m in times]
@@ -244,7 +284,9 @@ class Bench:
             self.errors.append(f"{res['statuses']['REJECTED']} catalogs REJECTED, e.g. {res['rejections'][:2]}")
         return {"rate": n / elapsed, "publishes": n, "cb_p50": pct(lat, 50), "cb_p95": pct(lat, 95),
                 "cb_p99": pct(lat, 99), "probes": len(found), "s_p50": pct(found, 50), "s_p95": pct(found, 95),
-                "s_p99": pct(found, 99), "s_max": max(found) if found else None, "backlog_max": backlog_max}
+                "s_p99": pct(found, 99), "s_max": max(found) if found else None, "backlog_max": backlog_max,
+                "cpu_us": {k: (cpu1[k] - cpu0[k]) * 1e6 / connectors for k in cpu0 if k in cpu1},
+                "cores": {k: (cpu1[k] - cpu0[k]) / elapsed for k in cpu0 if k in cpu1}}
 
     async def probe(self, session: aiohttp.ClientSession, who: dict, cat_json: bytes, bap: dict,
                     out: list[float | None]) -> None:
@@ -271,7 +313,7 @@ class Bench:
             if new_id.encode() in answer:
                 out.append((time.time() - t) * 1000)
                 return
-            await asyncio.sleep(0.005)
+            await asyncio.sleep(self.a.probe_interval_ms / 1000)
         out.append(None)
         self.lost_probes.append((mid, who["subscriber_id"], orjson.loads(cat_json)["beckn:id"], new_id))
 
@@ -282,6 +324,7 @@ class Bench:
         net, work = station_catalogs(a.connectors, a.catalog_connectors, a.seed)
         self.write_registry(net)
         redis = RedisServer().start()
+        self.pids["redis"] = redis.proc.pid
         es = None
         result: dict[str, Any] = {}
         try:
@@ -292,6 +335,8 @@ class Bench:
                 progress("starting Elasticsearch")
                 es = LocalEs(a.heap)
                 es_url = es.url
+            if a.backend == "es":
+                self.pids["elasticsearch"] = es_pid(es_url)
             env = self.env(redis.url, es_url if a.backend == "es" else None)
             sink = self.start("sink", [PY, "-m", "loadtests.callback_sink", "--port", str(self.ports["sink"])], env)
             wait_http(f"{self.sink}/_sink/stats", sink, 30)
@@ -315,8 +360,12 @@ class Bench:
                 await self.stream.open()
                 conn = aiohttp.TCPConnector(limit=256)
                 async with aiohttp.ClientSession(connector=conn, timeout=aiohttp.ClientTimeout(total=120)) as s:
+                    if a.warmup:
+                        progress(f"warm-up: {a.warmup} catalogs of their own, not counted")
+                        await self.throughput(s, warmup_catalogs(work, a.warmup))
+                        self.errors.clear()
                     result["throughput"] = await self.throughput(s, work)
-                    rate = max(1.0, a.paced_fraction * result["throughput"]["catalogs_per_s"])
+                    rate = a.paced_rate or max(1.0, a.paced_fraction * result["throughput"]["catalogs_per_s"])
                     progress(f"throughput {result['throughput']['catalogs_per_s']:.1f} catalogs/s; "
                              f"paced phase at {rate:.1f}/s")
                     result["paced"] = await self.paced(s, work, net, rate)
@@ -329,6 +378,8 @@ class Bench:
             redis.cleanup()
             if es is not None:
                 es.close()
+            elif getattr(self, "es_prefix", None):      # a server of the caller's: leave it as it was
+                es_drop_indices(self.es_url, self.es_prefix)
         result["gc"] = gc_summary(self.work / "gc.json")
         result["backend"] = a.backend
         result["errors"] = self.errors + [f"{n} NACKs with HTTP {k}" for k, n in self.nacks.items()]
@@ -358,6 +409,13 @@ def markers(backend: str) -> tuple[str, str]:
     return f"<!-- bench_ingest_{backend}:begin -->", f"<!-- bench_ingest_{backend}:end -->"
 
 
+def cpu_row(phase: dict) -> str:
+    """CPU time per connector of each process, the most first, and the cores each used meanwhile."""
+    cells = [f"{k} {v:,.0f} µs ({phase['cores'][k]:.2f})"
+             for k, v in sorted(phase["cpu_us"].items(), key=lambda kv: -kv[1])]
+    return ", ".join(cells) + f"; **total {sum(phase['cpu_us'].values()):,.0f} µs**"
+
+
 def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_after: str) -> str:
     m = machine_info()
     begin, end = markers(a.backend)
@@ -380,8 +438,15 @@ def render(a: argparse.Namespace, r: dict, command: str, load_before: str, load_
              f"p50 / p95 / p99 / max | {_ms(pc['s_p50'])} / {_ms(pc['s_p95'])} / **{_ms(pc['s_p99'])}** / "
              f"{_ms(pc['s_max'])} ({pc['probes']} probes) |",
              f"| publish → on_catalog_publish under load, p50 / p95 / p99 | {_ms(pc['cb_p50'])} / {_ms(pc['cb_p95'])} / "
-             f"{_ms(pc['cb_p99'])} ({pc['publishes']} publishes at {pc['rate']:.1f}/s = {a.paced_fraction:.0%} of "
-             f"the sustained rate, {a.paced_duration:.0f} s; backlog peak {pc['backlog_max']}) |",
+             f"{_ms(pc['cb_p99'])} ({pc['publishes']} publishes at {pc['rate']:.1f}/s = "
+             f"{pc['rate'] / tp['catalogs_per_s']:.0%} of the sustained rate, {a.paced_duration:.0f} s; backlog peak "
+             f"{pc['backlog_max']}) |",
+             f"| CPU per connector in the throughput phase (cores used) | {cpu_row(tp)} |",
+             f"| CPU per connector published in the paced phase, probes' discovers included (cores used) | "
+             f"{cpu_row(pc)} |",
+             *([f"| Elasticsearch refreshes in the throughput phase (both indices, internal ones included) | "
+                f"{tp['refreshes']:,} ({tp['catalogs'] / tp['refreshes']:.1f} catalogs per refresh) |"]
+               if tp["refreshes"] else []),
              ""]
     if r.get("gc"):
         lines += [f"GC: {r['gc']}.", ""]
@@ -403,7 +468,13 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--concurrency", type=int, default=16)
     p.add_argument("--paced-fraction", type=float, default=0.6)
     p.add_argument("--paced-duration", type=float, default=30.0)
+    p.add_argument("--paced-rate", type=float, default=None,
+                   help="catalogs/s of the paced phase (default: --paced-fraction of the measured throughput)")
     p.add_argument("--probes", type=int, default=30)
+    p.add_argument("--warmup", type=int, default=0, metavar="CATALOGS",
+                   help="publish this many catalogs of their own first, not counted (a new JVM warms up)")
+    p.add_argument("--probe-interval-ms", type=float, default=25.0,
+                   help="pause between a probe's discovers (each is a search: polling harder loads the index)")
     p.add_argument("--backend", choices=("embedded", "es"), default="embedded")
     p.add_argument("--es-url", default=None)
     p.add_argument("--heap", default="1g")

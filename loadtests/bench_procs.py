@@ -160,6 +160,20 @@ def machine_info() -> dict[str, str]:
             "os": f"{platform.system()} {platform.release()}"}
 
 
+def es_pid(url: str) -> int:
+    """An Elasticsearch server's pid (its CPU time is read from /proc: the server must run on this machine)."""
+    nodes = http_json(f"{url}/_nodes/_local/process?filter_path=nodes.*.process.id")["nodes"]
+    return next(iter(nodes.values()))["process"]["id"]
+
+
+def es_drop_indices(url: str, prefix: str) -> None:
+    """Delete the indices `{prefix}-*` (by name: the server refuses wildcard deletes)."""
+    names = [row["index"] for row in http_json(f"{url}/_cat/indices/{prefix}-*?format=json&h=index")]
+    if names:
+        req = urllib.request.Request(f"{url}/{','.join(names)}", method="DELETE")
+        urllib.request.urlopen(req, timeout=60).close()
+
+
 def loadavg() -> str:
     try:
         return " ".join(Path("/proc/loadavg").read_text().split()[:3])

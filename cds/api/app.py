@@ -16,7 +16,8 @@ from aiohttp import web
 
 from cds import gcpolicy
 from cds.api.appkeys import (CLOCK, CONSOLE, DISCOVER, FANOUT, INGEST, METRICS, OUTBOUND, PUBLISH, RATE_LIMIT, REDIS,
-                             REGISTRY, REPLAY, SETTINGS, SHARED_KEY_CACHE, STORAGE, TASKS, WORKER)
+                             REGISTRY, REPLAY, SETTINGS, SHARED_KEY_CACHE, SPOOL_DIR, STORAGE, TASKS,
+                             WORKER)
 from cds.api.handlers.base import beckn_errors
 from cds.api.console.routes import setup_console
 from cds.api.routes import setup_routes
@@ -62,6 +63,8 @@ def create_app(settings: Settings, *, storage: Storage | None = None, metrics: M
     app[CLOCK] = clock
     app[WORKER] = worker
     app[SHARED_KEY_CACHE] = not machine_redis
+    # Spool only where the consumer shares this data directory (docs/decisions.md §P, "Spooled publishes").
+    app[SPOOL_DIR] = settings.data_path / "spool" if machine_redis or not settings.redis_url else None
     if worker:
         app.on_response_prepare.append(_worker_header)
     # storage first: a data directory held by another process fails the start before any session is opened

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+from pathlib import Path
 from typing import TYPE_CHECKING, Callable
 
 from aiohttp import web
@@ -42,5 +43,7 @@ PUBLISH: web.AppKey["PublishService"] = web.AppKey("publish_service")
 CONSOLE: web.AppKey["ConsoleService"] = web.AppKey("console_service")   # only with CDS_CONSOLE_TOKEN
 # True in a serving worker of `cds serve --workers N` (docs/decisions.md §P).
 WORKER: web.AppKey[bool] = web.AppKey("worker")
+# Where large publish bodies are spooled (docs/decisions.md §P); None: they travel in the queue.
+SPOOL_DIR: web.AppKey["Path | None"] = web.AppKey("spool_dir")
 # False when Redis is the supervisor's machine-local one: registry keys stay in each worker's memory.
 SHARED_KEY_CACHE: web.AppKey[bool] = web.AppKey("shared_key_cache")

@@ -11,9 +11,13 @@ from __future__ import annotations
 
 import argparse
 import asyncio
+import os
 import sys
 
 from cds.config import load_settings
+
+
+INGEST_NICE = 10
 
 
 async def _run(args: argparse.Namespace) -> int:
@@ -60,6 +64,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     from cds.logs import setup_logging
 
+    # Normalising a big catalog is bulk work: the serving workers on the same cores come first (§P).
+    os.nice(INGEST_NICE)
     setup_logging(load_settings().log_level)
     return asyncio.run(_run(args))
 

@@ -3,7 +3,8 @@
 One `ItemDoc` per connector item, self-contained (it carries the offers that reference it),
 plus one `CatalogMeta` per (publisher, catalog). Both storage backends store exactly these;
 `cds.core.normalize` builds them and `cds.services.assemble` turns hits back into wire catalogs.
-Times are epoch seconds (UTC). Raw JSON is kept as compact bytes, decoded only when needed.
+Times are epoch seconds (UTC). Raw JSON is kept as compact bytes, decoded only when needed; a storage
+backend may keep it packed (`cds.core.rawjson`), so read it through `item_json` / `offer_json`.
 The document structs are `gc=False`: they never form reference cycles, and at a million connectors
 the cyclic collector would otherwise walk every one of them on each full collection.
 """
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import msgspec
 
+from cds.core.rawjson import unpack
 from cds.core.text import document_terms
 
 
@@ -29,7 +31,7 @@ class OfferDoc(msgspec.Struct, kw_only=True, gc=False):
     unit: str | None = None                  # unitCode: KWH, MIN, H, MON ...
     tariff_model: str | None = None          # PER_KWH, PER_MINUTE, SUBSCRIPTION, TIME_OF_DAY
     payment_methods: list[str] = []
-    raw: bytes = b""                         # the offer as published (compact JSON)
+    raw: bytes = b""                         # the offer as published (compact JSON, maybe packed: offer_json)
 
 
 class ItemDoc(msgspec.Struct, kw_only=True, gc=False):
@@ -62,11 +64,27 @@ class ItemDoc(msgspec.Struct, kw_only=True, gc=False):
     text: str = ""                           # before terms were stored: the lower-cased text (see upgrade_terms)
     pack: str | None = None                  # attribute pack, e.g. "EvChargingService/v1"
     offers: list[OfferDoc] = []
-    raw: bytes = b""                         # the item as published (compact JSON)
+    raw: bytes = b""                         # the item as published (compact JSON, maybe packed: item_json)
 
     @property
     def key(self) -> tuple[str, str, str]:
         return (self.bpp_id, self.catalog_id, self.item_id)
+
+
+def item_json(item: ItemDoc) -> bytes:
+    """The item as published (compact JSON), however it is stored."""
+    return unpack(item.raw)
+
+
+def offer_json(offer: OfferDoc) -> bytes:
+    """The offer as published (compact JSON), however it is stored."""
+    return unpack(offer.raw)
+
+
+def plain_json(item: ItemDoc) -> ItemDoc:
+    """A copy of `item` (and its offers) with the stored JSON unpacked: for comparing documents by value."""
+    offers = [msgspec.structs.replace(o, raw=offer_json(o)) for o in item.offers]
+    return msgspec.structs.replace(item, raw=item_json(item), offers=offers)
 
 
 def upgrade_terms(item: ItemDoc) -> ItemDoc:

@@ -30,6 +30,7 @@ from cds.core.jsonpath import (
     And, Cmp, Filter, Func, In, Index, Lit, Name, Not, Or, Path, RootQuery, SelfFilter, Slice, Test, Union, Wild, _raw_keys, parse,
 )
 from cds.core import vocab
+from cds.core.documents import item_json, offer_json
 # --- evaluation helpers ------------------------------------------------------------------------------
 
 
@@ -49,16 +50,17 @@ class Ctx:
             self._offers = _live_offers()(self.doc, self.now, self.tz)
         return self._offers
 
-    def json_of(self, obj: Any, raw: bytes) -> Any:
+    def json_of(self, obj: Any, raw: Callable[[Any], bytes]) -> Any:
+        """`obj`'s JSON, decoded once per evaluation from `raw(obj)` (stored JSON may be packed: docs/decisions.md §P)."""
         if obj is self.doc:
             if self._raw is _UNSET:
-                self._raw = _decode(raw)
+                self._raw = _decode(raw(obj))
             return self._raw
         if self._jsons is None:
             self._jsons = {}
         key = id(obj)
         if key not in self._jsons:
-            self._jsons[key] = _decode(raw)
+            self._jsons[key] = _decode(raw(obj))
         return self._jsons[key]
 
 
@@ -252,11 +254,15 @@ _CATALOG_FIELDS = {
 # ItemDoc attributes a backend can narrow on (Query.terms / Query.ranges), from ITEM and CATALOG fields.
 _TERM_KINDS = ("str", "list")
 
-ITEM = _Target("item", _ITEM_FIELDS, lambda d, ctx: ctx.json_of(d, d.raw))
-OFFER = _Target("offer", _OFFER_FIELDS, lambda o, ctx: ctx.json_of(o, o.raw))
-CATALOG = _Target("catalog", _CATALOG_FIELDS, lambda m, ctx: ctx.json_of(m, m.header))
+ITEM = _Target("item", _ITEM_FIELDS, lambda d, ctx: ctx.json_of(d, item_json))
+OFFER = _Target("offer", _OFFER_FIELDS, lambda o, ctx: ctx.json_of(o, offer_json))
+CATALOG = _Target("catalog", _CATALOG_FIELDS, lambda m, ctx: ctx.json_of(m, _header))
 WINDOW = _Target("window", {}, None)          # cur = (kind "i"|"t", start, end)
 RAW = _Target("raw", {}, lambda j, ctx: j)    # cur = a JSON value
+
+
+def _header(meta: Any) -> bytes:
+    return meta.header
 
 _START = {"startTime", "startDate", "start"}
 _END = {"endTime", "endDate", "end"}
@@ -644,7 +650,7 @@ class _Compiler:
         if t is ITEM and segs and segs[0] == Name("offers"):
             self.uses_ctx = True
             walk = self._walker(segs[1:])
-            return lambda doc, ctx: [n for o in ctx.live_offers() for n in walk([ctx.json_of(o, o.raw)], ctx)]
+            return lambda doc, ctx: [n for o in ctx.live_offers() for n in walk([ctx.json_of(o, offer_json)], ctx)]
         names = _names(operand)
         fld = t.fields.get(names) if names else None
         if fld is not None and (fld.typed_exists or fld.kind != "bool"):
@@ -789,7 +795,7 @@ def _pushdowns(rq: RootQuery) -> Pushdowns:
             v = b.value
             if fld.kind in _TERM_KINDS and op == "==":
                 vals = frozenset([fld.canon(v) if fld.canon else v]) if isinstance(v, str) else frozenset()
-                terms[fld.attr] = terms[fld.attr] & vals if fld.attr in terms else vals
+                _add_term(terms, fld, vals)
             elif fld.kind == "num" and op in ("==", "<", "<=", ">", ">=") and _kind(v) == "num":
                 lo, hi = ranges.get(fld.attr, (None, None))
                 if op in ("==", ">", ">="):
@@ -803,8 +809,21 @@ def _pushdowns(rq: RootQuery) -> Pushdowns:
             if fld is None or fld.attr not in _PUSH_ATTRS or fld.kind not in _TERM_KINDS:
                 continue
             vals = frozenset(fld.canon(v) if fld.canon else v for v in e.values if isinstance(v, str))
-            terms[fld.attr] = terms[fld.attr] & vals if fld.attr in terms else vals
+            _add_term(terms, fld, vals)
     return Pushdowns(terms, ranges)
+
+
+def _add_term(terms: dict[str, frozenset[str]], fld: "_Field", vals: frozenset[str]) -> None:
+    """AND one more term test on `fld`. A scalar holds one value: the sets intersect. A list field matches
+    when it contains one of the values, and one list can satisfy both tests ("contains A" and "contains B"):
+    then either set alone is a superset of the conjunction, and the smaller one narrows more."""
+    cur = terms.get(fld.attr)
+    if cur is None:
+        terms[fld.attr] = vals
+    elif fld.kind == "list":
+        terms[fld.attr] = min(cur, vals, key=len)
+    else:
+        terms[fld.attr] = cur & vals
 
 
 # ItemDoc attributes that pushdowns may name (catalog fields map onto the item's copy of them).

@@ -63,9 +63,11 @@ def pushdowns_pass(query: Query, item: ItemDoc) -> bool:
     return True
 
 
-def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spatial_known: bool = False) -> bool:
+def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spatial_known: bool = False,
+            pushdowns_known: bool = False) -> bool:
     """Live ∧ every spatial constraint ∧ text ∧ attribute pack ∧ pushdowns ∧ the filter predicate.
-    `spatial_known`: the caller has already established the spatial constraints (a vectorised test).
+    `spatial_known` / `pushdowns_known`: the caller has already established the spatial constraints / the
+    Query's terms and ranges exactly (vectorised tests over an index).
 
     Availability windows restrict only through the filter (they are tested when the request asks about
     time, never otherwise: docs/decisions.md §5).
@@ -80,7 +82,7 @@ def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spati
         return False
     if query.packs is not None and item.pack not in query.packs:
         return False
-    if (query.terms or query.ranges) and not pushdowns_pass(query, item):
+    if (query.terms or query.ranges) and not pushdowns_known and not pushdowns_pass(query, item):
         return False
     return query.predicate is None or query.predicate(item, meta, now)
 

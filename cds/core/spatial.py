@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass, field
+from functools import lru_cache
 from typing import Any, Callable, Iterable
 
 import numpy as np
@@ -205,7 +206,8 @@ def parse_geometry(g: Any, limits: GeometryLimits = DEFAULT_LIMITS) -> BaseGeome
     else:
         polys = [_ring_list(p, n) for p in many("MultiPolygon")]
         geom = MultiPolygon([(rs[0], rs[1:]) for rs in polys])
-    if not shapely.is_valid(geom):  # cheap (GEOS stops at the first problem)
+    if gtype != "Point" and not shapely.is_valid(geom):  # cheap (GEOS stops at the first problem); a point
+        # of finite coordinates is always valid
         geom = _repair(geom, limits)
     return geom
 
@@ -297,6 +299,13 @@ def check_target(target: Any) -> None:
     """Every target form in the wild names the item's location; anything else is refused."""
     if not isinstance(target, str) or not target.strip() or len(target) > 512:
         raise _bad("spatial target must be a non-empty JSONPath string")
+    _check_target_text(target)
+
+
+@lru_cache(maxsize=256)
+def _check_target_text(target: str) -> None:
+    """Accepted target spellings are remembered (a handful recur in every request; a refusal raises and is not
+    cached): parsing one costs more than the rest of a radius plan (docs/decisions.md §G)."""
     text = target.strip()
     p = _Parser(text if text[0] in "$@" else "$." + text)
     try:

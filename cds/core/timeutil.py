@@ -162,11 +162,21 @@ def daily_seconds_local(s: object, tz: "tzinfo | str | None", at: float | None =
     return (secs - offset + tz_offset_s(tz, at)) % DAY
 
 
+_last_local: tuple[float, object, int] = (math.nan, None, 0)
+
+
 def local_seconds(instant: float, tz: "tzinfo | str | None") -> int:
-    """Seconds since local midnight of an instant in `tz`."""
+    """Seconds since local midnight of an instant in `tz`. The last answer is kept: one request asks it for every
+    offer with a daily window, always with the same `now` (docs/decisions.md §G)."""
+    global _last_local
+    last = _last_local
+    if last[0] == instant and last[1] is tz:
+        return last[2]
     if _MIN_INSTANT <= instant <= _MAX_INSTANT:
         dt = datetime.fromtimestamp(instant, as_tz(tz))
-        return dt.hour * 3600 + dt.minute * 60 + dt.second
+        secs = dt.hour * 3600 + dt.minute * 60 + dt.second
+        _last_local = (instant, tz, secs)
+        return secs
     if instant != instant or instant in (math.inf, -math.inf):
         return 0
     return int((instant + _offset_at(instant, tz)) % DAY)

@@ -8,6 +8,7 @@ status older than `status_fresh_s` is shown as "Unknown", never as what was last
 
 from __future__ import annotations
 
+from functools import lru_cache
 from typing import Any
 
 import orjson
@@ -16,8 +17,9 @@ from cds.config import Settings
 from cds.core.dialects import convert_catalog
 from cds.core.models import DIALECT_B
 from cds.core.matching import offer_live
-from cds.core.documents import CatalogMeta, Hit, ItemDoc
+from cds.core.documents import CatalogMeta, Hit, ItemDoc, item_json, offer_json
 from cds.core.normalize import STATUS_KEYS, attributes_of
+from cds.core.rawjson import unpack
 
 UNKNOWN_STATUS = "Unknown"
 
@@ -41,18 +43,31 @@ def _mark_status_unknown(item: dict) -> None:
             attrs[key] = {**value, "code": UNKNOWN_STATUS.upper() if value["code"].isupper() else UNKNOWN_STATUS}
 
 
+# Rewrites and decodes are pure functions of the stored bytes, so they are cached by those bytes (the same bytes
+# objects every time: a bytes object caches its hash), bounded (docs/decisions.md §G). Callers copy before changing.
+_CACHED = 8192            # entries: at most a few MB of JSON
+
+
+@lru_cache(maxsize=_CACHED)
+def _status_unknown_json(stored: bytes) -> bytes:
+    """An item's JSON, from its stored (possibly packed) bytes, with its live status shown as "Unknown"."""
+    obj = orjson.loads(unpack(stored))
+    _mark_status_unknown(obj)
+    return orjson.dumps(obj)
+
+
+@lru_cache(maxsize=_CACHED)
+def _decoded_header(raw: bytes) -> dict:
+    return orjson.loads(raw)
+
+
 def _item_json(item: ItemDoc, now: float, settings: Settings, splice: bool) -> Any:
-    stale = status_stale(item, now, settings)
-    if splice and not stale:
-        return orjson.Fragment(item.raw)
-    obj = orjson.loads(item.raw)
-    if stale:
-        _mark_status_unknown(obj)
-    return obj
+    raw = _status_unknown_json(item.raw) if status_stale(item, now, settings) else item_json(item)
+    return orjson.Fragment(raw) if splice else orjson.loads(raw)
 
 
 def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, splice: bool) -> dict:
-    header = orjson.loads(meta.header) if meta.header else {}
+    header = dict(_decoded_header(meta.header)) if meta.header else {}     # only top-level keys change
     tz = settings.tz
     offers: list[Any] = []
     seen: set[str] = set()
@@ -61,9 +76,10 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
             # an offer is shown only through an item it names (empty item_ids: attached by its item alone)
             if off.id in seen or (off.item_ids and it.item_id not in off.item_ids):
                 continue
+            seen.add(off.id)            # shown or not, decided: liveness does not depend on the item
             if offer_live(off, now, tz):
-                seen.add(off.id)
-                offers.append(orjson.Fragment(off.raw) if splice else orjson.loads(off.raw))
+                raw = offer_json(off)
+                offers.append(orjson.Fragment(raw) if splice else orjson.loads(raw))
     body = [_item_json(it, now, settings, splice) for it in items]
     if meta.dialect == DIALECT_B:
         header.setdefault("id", meta.catalog_id)

@@ -27,9 +27,10 @@ class PublishService:
         self.replay = replay
         self._settings = settings
 
-    async def accept(self, inbound: Inbound) -> None:
-        """Ownership, callback address, then durable queueing. Returns when the publish may be ACKed;
-        raises BecknError (NACK) otherwise. A replay within its signature's validity is ACKed, not queued."""
+    async def accept(self, inbound: Inbound) -> bool:
+        """Ownership, callback address, then durable queueing. Returns when the publish may be ACKed (True:
+        queued); raises BecknError (NACK) otherwise. A replay within its signature's validity is ACKed, not
+        queued (False)."""
         require_role(inbound.caller, "BPP", "publish catalogs")   # authorisation before schema (§12)
         req = parse_publish(inbound.doc, inbound.context)
         require_publisher(inbound.caller, inbound.context, req.catalogs)
@@ -38,14 +39,16 @@ class PublishService:
         callback = check_callback_url(publisher_uri, registered_url=inbound.caller.subscriber.url,
                                       reach=callback_reach(self._settings), field=field)
         if not await first_time(self.replay, inbound):
-            return
+            return False
         entry = IngestEntry(publisher_id=publisher_id or inbound.caller.subscriber_id, publisher_uri=publisher_uri,
-                            callback_url=callback, body=inbound.body, received_at=inbound.received_at)
+                            callback_url=callback, body=inbound.body, received_at=inbound.received_at,
+                            spool=inbound.spool)
         try:
             await self.ingest.submit(entry)   # durable before we ACK
         except BaseException:
             await not_processed(self.replay, inbound)   # refused (503): a retry must not count as a replay
             raise
+        return True
 
 
 def publisher_of(req: PublishRequest) -> tuple[str | None, str | None]:

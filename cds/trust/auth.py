@@ -29,13 +29,15 @@ class Caller(msgspec.Struct, kw_only=True):
 
 
 async def authenticate(body: bytes, headers: Mapping[str, str], registry: Registry, *,
-                       skew_s: int, now: float | None = None) -> Caller:
+                       skew_s: int, now: float | None = None, digest: str | None = None) -> Caller:
+    """`digest`: the body's digest when it was computed already (a spooled body is not in memory)."""
     sig = parse_authorization(headers.get("Authorization"))
     sub = await registry.lookup_key(sig.subscriber_id, sig.key_id)
     if not sub.signing_public_key:
         raise BecknError(E.AUT_KEY_NOT_FOUND, "registry record has no signing key", 401)
     # BLAKE2b of a body of many megabytes holds a loop for a while; hashlib lets go of the GIL meanwhile
-    digest = await asyncio.to_thread(digest_b64, body) if len(body) >= _THREAD_DIGEST_BYTES else None
+    if digest is None and len(body) >= _THREAD_DIGEST_BYTES:
+        digest = await asyncio.to_thread(digest_b64, body)
     verify_request(sig, body, sub.signing_public_key, now=time.time() if now is None else now,
                    skew_s=skew_s, digest_header=headers.get("Digest"), digest=digest)
     return Caller(subscriber=sub, signature=sig)
@@ -49,6 +51,7 @@ class Inbound(msgspec.Struct, kw_only=True):
     context: Context
     caller: Caller
     received_at: float
+    spool: str | None = None        # a publish body kept in a spool file (then `body` is empty, `doc` a skeleton)
 
 
 def _deny(signer: str, field: str, value: str | None) -> BecknError:

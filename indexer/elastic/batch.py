@@ -4,7 +4,8 @@ Each caller submits one job and waits for its own outcome. One flush runs at a t
 queued when it starts (up to `max_weight`, at least one job); whatever arrives meanwhile waits for the next
 flush. So an idle writer pays one flush, and under load the batches grow by themselves until a flush
 carries a time slice's worth of work: the per-write costs (a refresh, a generations flip) are paid per
-batch, not per catalog. The flush returns one outcome per job (None, or the exception for that job
+batch, not per catalog. `min_interval_s` spaces the flushes' starts: jobs arriving within it of the
+previous start wait for the next, together (a flush after a quiet spell starts at once). The flush returns one outcome per job (None, or the exception for that job
 alone): a failed job does not fail its batch-mates.
 """
 
@@ -12,6 +13,7 @@ from __future__ import annotations
 
 import asyncio
 import logging
+import math
 from collections import deque
 from typing import Awaitable, Callable, Generic, TypeVar
 
@@ -23,10 +25,13 @@ Flush = Callable[[list[T]], Awaitable[list[BaseException | None]]]
 
 
 class GroupCommit(Generic[T]):
-    def __init__(self, flush: Flush, *, weight: Callable[[T], int], max_weight: int) -> None:
+    def __init__(self, flush: Flush, *, weight: Callable[[T], int], max_weight: int,
+                 min_interval_s: float = 0.0) -> None:
         self._flush = flush
         self._weight = weight
         self._max_weight = max_weight
+        self._min_interval_s = min_interval_s
+        self._started = -math.inf         # when the last flush started (loop time)
         self._queue: deque[tuple[T, asyncio.Future]] = deque()
         self._runner: asyncio.Task | None = None
 
@@ -42,7 +47,12 @@ class GroupCommit(Generic[T]):
 
     async def _run(self) -> None:
         await asyncio.sleep(0)      # let the callers woken together with this one queue their jobs too
+        loop = asyncio.get_running_loop()
         while self._queue:
+            pause = self._started + self._min_interval_s - loop.time()
+            if pause > 0:
+                await asyncio.sleep(pause)
+            self._started = loop.time()
             batch = self._take()
             jobs = [job for job, _ in batch]
             try:

@@ -79,13 +79,21 @@ def index_missing(e: NotFoundError) -> bool:
     return (body.get("error") or {}).get("type") == "index_not_found_exception"
 
 
-async def update(es: AsyncElasticsearch, catalogs_alias: str,
-                 change: Callable[[list[str]], list[str]]) -> tuple[Snapshot, Snapshot]:
-    """Apply `change` to the current list atomically; returns (before, after). No write if unchanged."""
+async def update(es: AsyncElasticsearch, catalogs_alias: str, change: Callable[[list[str]], list[str]],
+                 known: Snapshot | None = None) -> tuple[Snapshot, Snapshot]:
+    """Apply `change` to the current list atomically; returns (before, after). No write if unchanged.
+
+    `known`: the writer's latest copy (its own last flip, usually still current). The first attempt writes
+    on it without reading the doc; the version check refuses it if it is stale, and the doc is read then.
+    That saves a realtime GET per flip, which makes Elasticsearch refresh the catalogs index internally."""
+    guess = known
     for attempt in range(MAX_ATTEMPTS):
-        before = await read(es, catalogs_alias)
+        before = guess if guess is not None else await read(es, catalogs_alias)
         after = change(list(before.current))
         if after == list(before.current):
+            if guess is not None:       # maybe only stale: decide on the doc as it is
+                guess = None
+                continue
             return before, before
         doc = {"kind": "generations", "current": after}
         try:
@@ -98,6 +106,9 @@ async def update(es: AsyncElasticsearch, catalogs_alias: str,
                                       require_alias=True)
             return before, Snapshot(tuple(after), resp["_seq_no"], resp["_primary_term"])
         except ConflictError:
+            if guess is not None:       # the copy was stale: read the doc, no need to back off
+                guess = None
+                continue
             await asyncio.sleep(random.random() * min(0.002 * (attempt + 1), 0.1))
     raise RuntimeError(f"could not update the generations doc after {MAX_ATTEMPTS} conflicting attempts")
 
@@ -165,6 +176,10 @@ class GenerationView:
 
     def now(self) -> float:
         return self._clock()
+
+    def latest(self) -> Snapshot | None:
+        """The newest copy held, however old (a guess for `update`, never for a search)."""
+        return self._snap
 
     def adopt(self, snap: Snapshot, known_at: float) -> None:
         """Take `snap` (read, or just written by this process at `known_at`, by `now()`) unless we hold a

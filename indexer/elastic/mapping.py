@@ -16,6 +16,7 @@ same code runs on Elastic's integ-test distribution and on a full cluster.
 from __future__ import annotations
 
 import base64
+import binascii
 import hashlib
 import math
 from typing import Any
@@ -139,7 +140,7 @@ _meta_dec = msgspec.msgpack.Decoder(CatalogMeta)
 
 
 def _b64(data: bytes) -> str:
-    return base64.b64encode(data).decode("ascii")
+    return binascii.b2a_base64(data, newline=False).decode("ascii")
 
 
 def decode_item(d: str) -> ItemDoc:

@@ -44,7 +44,7 @@ from cds.core.query import Query
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.elastic import generations, translate
 from indexer.elastic.batch import GroupCommit
-from indexer.elastic.bulk import Op, bulk, delete_op, delete_where, index_op
+from indexer.elastic.bulk import NdjsonBytes, Op, bulk, delete_op, delete_where, index_op
 from indexer.elastic.mapping import (
     CATALOGS_MAPPING, ITEMS_MAPPING, MAPPING_VERSION, IndexStateError, alias_target, catalog_key, ckey_of,
     decode_item, decode_meta, ensure_index, index_names, index_settings, item_body, meta_doc_id, version_of,
@@ -70,7 +70,7 @@ class StorageNotReadyError(RuntimeError):
 def build_client(settings: Settings) -> AsyncElasticsearch:
     kw: dict[str, Any] = {
         "node_class": "aiohttp",
-        "serializer": OrjsonSerializer(),
+        "serializers": {OrjsonSerializer.mimetype: OrjsonSerializer(), NdjsonBytes.mimetype: NdjsonBytes()},
         "request_timeout": 30,
         "max_retries": 2,
         "retry_on_timeout": True,
@@ -89,6 +89,10 @@ def build_client(settings: Settings) -> AsyncElasticsearch:
 
 class ElasticStorage:
     name = "elasticsearch"
+    # The ingest worker's default for entries in flight (CDS_INGEST_CONCURRENCY): they wait on shared writes,
+    # and a batch is at most what is in flight. Below ~64 catalogs a batch, a refresh per batch is most of
+    # Elasticsearch's cost (BENCHMARKS.md).
+    ingest_concurrency = 128
 
     def __init__(self, settings: Settings, *, client: AsyncElasticsearch | None = None,
                  retire_grace_s: float = 30.0, orphan_age_s: float = 3600.0, max_candidates: int = 20_000,
@@ -114,7 +118,8 @@ class ElasticStorage:
         self._writer = CatalogWriter(lambda: self.es, self.items_alias, self.catalogs_alias, visible=self._visible,
                                      view=self._view, hooks=hooks)
         self._commit: GroupCommit[CatalogRecord] = GroupCommit(
-            self._writer.write, weight=lambda r: len(r.items) + 1, max_weight=settings.es_batch_docs)
+            self._writer.write, weight=lambda r: len(r.items) + 1, max_weight=settings.es_batch_docs,
+            min_interval_s=settings.es_flush_interval_ms / 1000)
 
     @property
     def es(self) -> AsyncElasticsearch:

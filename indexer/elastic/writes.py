@@ -108,7 +108,8 @@ class CatalogWriter:
         started = self._view.now()
         try:
             before, after = await generations.update(self._es(), self._catalogs,
-                                                     generations.replacing_many([(j.ckey, j.cg) for j in ok]))
+                                                     generations.replacing_many([(j.ckey, j.cg) for j in ok]),
+                                                     known=self._view.latest())
         except Exception as e:  # noqa: BLE001 - reported to every catalog of the flip
             self._view.invalidate()
             # The flip may have landed before the error: undo only what certainly is not current.

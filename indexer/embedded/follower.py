@@ -22,8 +22,10 @@ import gc
 import logging
 import os
 import struct
+import threading
 import time
 import zlib
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any, BinaryIO, Iterator, Union
 
@@ -184,7 +186,8 @@ class FollowerStorage(EmbeddedStorage):
         if waiting <= 0:
             frames = []
         elif waiting > _THREAD_BYTES:        # reading and checking a big frame is no job for the loop
-            frames = await asyncio.to_thread(lambda: list(_frames(self._file, off, _READ_BYTES)))
+            frames = await asyncio.get_running_loop().run_in_executor(
+                _APPLY_POOL, lambda: list(_frames(self._file, off, _READ_BYTES)))
         else:
             frames = list(_frames(self._file, off, _READ_BYTES))
         if not frames:
@@ -214,7 +217,8 @@ class FollowerStorage(EmbeddedStorage):
         was = gc.isenabled()
         gc.disable()
         try:
-            await self._swap_in(*await asyncio.to_thread(self._decode_prepare, payload))
+            prepared = await asyncio.get_running_loop().run_in_executor(_APPLY_POOL, self._decode_prepare, payload)
+            await self._swap_in(*prepared)
         finally:
             gc.freeze()
             if was:
@@ -291,6 +295,21 @@ class FollowerStorage(EmbeddedStorage):
         if self._file is not None:
             self._file.close()
         self._file, self._file_gen = None, -1
+
+
+BACKGROUND_NICE = 10
+
+
+def _lower_priority() -> None:
+    """The apply thread runs at a lower CPU priority: the serving loop's thread comes first (Linux schedules
+    threads one by one; elsewhere, or when refused, it runs at the process's priority)."""
+    with contextlib.suppress(OSError, AttributeError):
+        tid = threading.get_native_id()
+        os.setpriority(os.PRIO_PROCESS, tid, max(os.getpriority(os.PRIO_PROCESS, tid), BACKGROUND_NICE))
+
+
+# One thread per process reads, decodes and prepares big records (they are applied in log order anyway).
+_APPLY_POOL = ThreadPoolExecutor(max_workers=1, thread_name_prefix="index-apply", initializer=_lower_priority)
 
 
 def _apply_logged(idx: Index, payload: bytes) -> None:

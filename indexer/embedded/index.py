@@ -2,12 +2,13 @@
 a small candidate set. Exact matching and ordering stay with `cds.core.matching` (see `store.py`).
 
 Layout (memory matters: 1M connectors must fit in a few GB):
-- `docs[id]` holds the ItemDoc itself (strings interned, offers shared per catalog); ids are reused.
+- `docs[id]` holds the ItemDoc itself (strings and numbers interned or pooled, offers and equal lists shared
+  per catalog, item and offer JSON packed: `indexer.embedded.compact`, docs/decisions.md §P); ids are reused.
 - numpy columns per doc id: alive, lon/lat, max_kw/min_kw, catalog slot and position inside the
   catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
   low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids.
 - a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
-  (value -> id or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
+  (value -> id, tuple or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
 - per catalog an `Entry` with its doc ids in no-origin order, so an unnarrowed query can stop
   after `limit` matches instead of scanning everything.
 
@@ -21,12 +22,13 @@ import itertools
 import math
 import sys
 from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence
+from typing import Any, Callable, Iterable, Iterator, Sequence, Union
 
 import numpy as np
 import shapely
 
-from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, upgrade_terms
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
+from indexer.embedded.compact import compact_record
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
 BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
@@ -37,74 +39,9 @@ CATALOG_TERMS = ("bpp_id", "catalog_id")
 _OVERFLOW_CODE = 0xFFFF          # a value beyond the code space: never excluded by a filter
 _OVERFLOW_BIT = np.uint64(1 << 63)
 _MAX_BITS = 63
-_INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connector_type", "power_type",
-                 "charging_speed", "parking_type", "status", "pack")
-_INTERNED_OFFER = ("currency", "unit", "tariff_model")
-_SHARED_LISTS = ("vehicle_types", "amenities", "windows", "daily_windows", "terms")
-_POOLED_DOC = ("station_id", "evse_id")     # repeated among a station's connectors only
+_SMALL_POSTING = 8               # up to this many ids a posting is a tuple (a set costs 4x the memory)
+Posting = Union[int, tuple, set]  # ids of one posted value: one, a few (compact), many (cheap to change)
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
-
-
-def _exact(b: bytes) -> bytes:
-    # orjson.dumps output keeps its whole growth buffer (~8 KB for a 1.5 KB document): an exact-size
-    # copy lets that buffer be freed once the caller drops its reference.
-    return bytes(memoryview(b)) if b else b
-
-
-class _Shared:
-    """Per-catalog pools: equal strings, lists and offers are stored once and shared by the items."""
-
-    def __init__(self) -> None:
-        self.lists: dict[tuple, list] = {}
-        self.offers: dict[str, OfferDoc] = {}
-        self.strings: dict[str, str] = {}
-
-    def list(self, name: str, values: list) -> list:
-        if not values:
-            return values
-        key = (name, *values)
-        hit = self.lists.get(key)
-        if hit is None:
-            hit = self.lists[key] = [sys.intern(v) if isinstance(v, str) else v for v in values]
-        return hit
-
-    def offer(self, o: OfferDoc, copy: bool) -> OfferDoc:
-        seen = self.offers.get(o.id)
-        if seen is not None and seen == o:
-            return seen
-        for name in _INTERNED_OFFER:
-            v = getattr(o, name)
-            if v is not None:
-                setattr(o, name, sys.intern(v))
-        if o.payment_methods:
-            o.payment_methods = self.list("payment_methods", o.payment_methods)
-        if copy:
-            o.raw = _exact(o.raw)
-        self.offers.setdefault(o.id, o)
-        return o
-
-
-def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:
-    """Intern strings, share equal lists and offers between the items of a catalog and (with `copy`)
-    shrink raw bytes to their exact size. Values are unchanged; only memory use drops."""
-    pool = _Shared()
-    for doc in record.items:
-        for name in _INTERNED_DOC:
-            v = getattr(doc, name)
-            if v is not None:
-                setattr(doc, name, sys.intern(v))
-        for name in _POOLED_DOC:
-            v = getattr(doc, name)
-            if v is not None:
-                setattr(doc, name, pool.strings.setdefault(v, v))
-        for name in _SHARED_LISTS:
-            setattr(doc, name, pool.list(name, getattr(doc, name)))
-        if doc.offers:
-            doc.offers = [pool.offer(o, copy) for o in doc.offers]
-        if copy:
-            doc.raw = _exact(doc.raw)
-    if copy:
-        record.meta.header = _exact(record.meta.header)
 
 
 def offer_end(items: Iterable[ItemDoc]) -> float | None:
@@ -148,6 +85,9 @@ class Narrowing:
     ids: np.ndarray | None            # None: no narrowing source, every live doc is a candidate
     vector: Callable[[np.ndarray], np.ndarray]                 # ids -> ids passing every pushdown
     posted_checks: list[tuple[str, frozenset[str]]] = field(default_factory=list)
+    # `vector` and `posted_checks` together decide every term and range of the Query exactly (no value of a
+    # tested attribute fell outside its vocabulary), so the per-candidate match may skip them (docs/decisions.md §G)
+    exact: bool = False
 
 
 class Index:
@@ -170,7 +110,7 @@ class Index:
         self.vocab: dict[str, dict[str, int]] = {a: {} for a in CODED + BITS}
         self.grid: dict[int, set[int]] = {}
         self._grid_arrays: dict[int, np.ndarray] = {}   # cell -> its ids as an array, dropped on change
-        self.postings: dict[str, dict[str, int | set[int]]] = {a: {} for a in POSTED}
+        self.postings: dict[str, dict[str, Posting]] = {a: {} for a in POSTED}
         self.catalogs: dict[tuple[str, str], Entry] = {}
         self.entries: list[Entry | None] = []
         self._free_slots: list[int] = []
@@ -438,8 +378,14 @@ class Index:
         g = self.grid_deg
         x0 = (k % self._nx) * g - 180.0
         y0 = (k // self._nx) * g - 90.0
-        boxes = shapely.box(x0, y0, x0 + g, y0 + g)
-        keep = shapely.dwithin(boxes, sf.geometry, thr)
+        geom = sf.geometry
+        if geom.geom_type == "Point":
+            # A point's planar distance to each box, without building shapely boxes (the common radius query)
+            dx = np.maximum(np.maximum(x0 - geom.x, geom.x - (x0 + g)), 0.0)
+            dy = np.maximum(np.maximum(y0 - geom.y, geom.y - (y0 + g)), 0.0)
+            keep = np.hypot(dx, dy) <= thr
+        else:
+            keep = shapely.dwithin(shapely.box(x0, y0, x0 + g, y0 + g), geom, thr)
         return k[keep].tolist()
 
     def narrow(self, query: Any) -> Narrowing:
@@ -471,7 +417,20 @@ class Index:
                 ids = np.concatenate(data) if data else np.zeros(0, np.int64)
         # Exact keys not used as the source are checked per candidate (cheap: few candidates remain).
         posted = [(a, v) for a, v in query.terms.items() if a in POSTED and a != used_attr]
-        return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query))
+        return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query), exact=self._exact(query))
+
+    def _exact(self, query: Any) -> bool:
+        """Do the vectorised tests and posted checks decide every term and range of `query` exactly?"""
+        for attr in query.terms:
+            if attr in CODED:
+                if len(self.vocab[attr]) >= _OVERFLOW_CODE - 1:     # some value may carry the overflow code
+                    return False
+            elif attr in BITS:
+                if len(self.vocab[attr]) >= _MAX_BITS:              # some list may carry the overflow bit
+                    return False
+            elif attr not in POSTED:      # catalog terms are indexed from the catalog's meta, tested on the item
+                return False
+        return all(attr in NUMERIC for attr in query.ranges)
 
     def _vector_filter(self, query: Any) -> Callable[[np.ndarray], np.ndarray]:
         """Build one function applying every bbox, keyword-code, bit-set, range and catalog pushdown."""
@@ -503,6 +462,8 @@ class Index:
                     tests.append(lambda i, col=col, lo=lo: col[i] >= lo)
                 if hi is not None:
                     tests.append(lambda i, col=col, hi=hi: col[i] <= hi)
+                if lo is None and hi is None:       # an open range still needs a value (matching._in_range)
+                    tests.append(lambda i, col=col: ~np.isnan(col[i]))
 
         def apply(ids: np.ndarray) -> np.ndarray:
             keep = self.alive[ids]
@@ -559,21 +520,23 @@ def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
 
 
-def _as_set(v: int | set[int]) -> set[int] | tuple[int]:
-    return (v,) if isinstance(v, int) else v  # type: ignore[return-value]
+def _as_set(v: Posting) -> set[int] | tuple[int, ...]:
+    return (v,) if isinstance(v, int) else v
 
 
-def _post_add(post: dict[str, int | set[int]], value: str, i: int) -> None:
+def _post_add(post: dict[str, Posting], value: str, i: int) -> None:
     cur = post.get(value)
     if cur is None:
         post[value] = i
     elif isinstance(cur, int):
-        post[value] = {cur, i}
+        post[value] = (cur, i)
+    elif isinstance(cur, tuple):
+        post[value] = cur + (i,) if len(cur) < _SMALL_POSTING else {*cur, i}
     else:
         cur.add(i)
 
 
-def _post_remove(post: dict[str, int | set[int]], value: str, i: int) -> None:
+def _post_remove(post: dict[str, Posting], value: str, i: int) -> None:
     cur = post.get(value)
     if cur is None:
         return
@@ -581,8 +544,16 @@ def _post_remove(post: dict[str, int | set[int]], value: str, i: int) -> None:
         if cur == i:
             del post[value]
         return
-    cur.discard(i)
-    if len(cur) == 1:
-        post[value] = next(iter(cur))          # back to the compact single-id form
-    elif not cur:
+    if isinstance(cur, tuple):
+        rest = tuple(j for j in cur if j != i)
+    else:
+        cur.discard(i)
+        if len(cur) > _SMALL_POSTING:
+            return
+        rest = tuple(cur)
+    if len(rest) > 1:
+        post[value] = rest
+    elif rest:
+        post[value] = rest[0]                  # back to the compact single-id form
+    else:
         del post[value]

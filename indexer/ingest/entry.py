@@ -3,6 +3,8 @@ store the same msgpack bytes), and how a queued publish is read back."""
 
 from __future__ import annotations
 
+import os
+
 import msgspec
 
 from cds.core import errors as E
@@ -16,8 +18,9 @@ class IngestEntry(msgspec.Struct, kw_only=True):
     publisher_id: str
     publisher_uri: str | None = None
     callback_url: str | None = None          # base URL; on_catalog_publish is POSTed to {callback_url}/on_catalog_publish
-    body: bytes                              # the publish body exactly as received
+    body: bytes                              # the publish body exactly as received (empty when spooled)
     received_at: float
+    spool: str | None = None                 # the file holding the body (docs/decisions.md §P, same machine)
 
 
 _encoder = msgspec.msgpack.Encoder()
@@ -29,7 +32,21 @@ def encode_entry(entry: IngestEntry) -> bytes:
 
 
 def decode_entry(data: bytes) -> IngestEntry:
-    return _decoder.decode(data)
+    """The entry with its body, read back from its spool file when it has one (OSError when it is gone)."""
+    entry = _decoder.decode(data)
+    if entry.spool is not None and not entry.body:
+        with open(entry.spool, "rb") as f:
+            entry.body = f.read()
+    return entry
+
+
+def discard_spool(entry: IngestEntry | None) -> None:
+    """Once the entry is done (reported and acknowledged) its spool file goes."""
+    if entry is not None and entry.spool is not None:
+        try:
+            os.unlink(entry.spool)
+        except FileNotFoundError:
+            pass
 
 
 def parse_entry(entry: IngestEntry, *, clock_skew_s: float) -> PublishRequest:

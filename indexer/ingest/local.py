@@ -10,7 +10,7 @@ import logging
 
 from cds import gcpolicy
 from indexer.ingest.apply import CatalogIndexer
-from indexer.ingest.entry import IngestEntry, decode_entry, encode_entry
+from indexer.ingest.entry import IngestEntry, decode_entry, discard_spool, encode_entry
 from indexer.ingest.log import IngestLog
 
 log = logging.getLogger("cds.ingest")
@@ -62,6 +62,7 @@ class IngestPipeline:
             await self._service.report_outcome(entry, outcome)
         finally:
             await self._done(seq)
+            discard_spool(entry)
 
     async def _done(self, seq: int) -> None:
         await self._log.ack(seq)

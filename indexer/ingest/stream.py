@@ -95,7 +95,9 @@ class StreamKeys:
         return f"{self.base}:done:{i}:{entry_id}"
 
     def dedup(self, entry: IngestEntry) -> str:
-        h = hashlib.blake2b(entry.publisher_id.encode() + b"\0" + entry.body, digest_size=16).hexdigest()
+        # a spooled body is named by its file, unique per request (an append retried for it is still one)
+        body = entry.body if entry.spool is None else entry.spool.encode()
+        h = hashlib.blake2b(entry.publisher_id.encode() + b"\0" + body, digest_size=16).hexdigest()
         return f"{self.base}:dedup:{h}"
 
     def partition_of(self, publisher_id: str) -> int:

@@ -88,8 +88,8 @@ class Served:
 
 
 @pytest.fixture
-async def served(network):
-    srv = Served(network)
+async def served(network, request):
+    srv = Served(network, **getattr(request, "param", {}))
     try:
         await srv.pids()
         yield srv
@@ -159,7 +159,10 @@ async def test_a_replay_sent_to_another_worker_is_recognised(network, served):
     assert message_ids(callbacks(network.bap_sink, "/on_discover")).count(mid) == 1
 
 
+@pytest.mark.parametrize("served", [{}, {"CDS_SPOOL_BYTES": "1"}], ids=["queued", "spooled"], indirect=True)
 async def test_sigkill_of_a_worker_right_after_its_ack_loses_nothing(network, served):
+    """Also with every body spooled (docs/decisions.md §P): the file is durable before the ACK, and removed
+    once its publish was reported."""
     sent = {}
     for n in range(2):
         await served.pids()                          # both up (the supervisor restarts a killed one)
@@ -176,6 +179,8 @@ async def test_sigkill_of_a_worker_right_after_its_ack_loses_nothing(network, se
         b, h = _signed(network.bap, _qr_discover(network, item))
         status, _, reply = await served.request("GET", "/beckn/discover", b, h)
         assert status == 200 and _item_ids(reply) == {item}
+    spool = network.tmp / "data" / "spool"
+    await wait_until(lambda: not spool.exists() or not any(spool.iterdir()), timeout=10, what="spool files removed")
 
 
 def _counter(text: str, line_prefix: str) -> float:

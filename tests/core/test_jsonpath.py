@@ -380,6 +380,21 @@ def test_pushdowns_only_from_top_level_conjunctions() -> None:
     assert pd("$.catalogs[*].offers[?(@.beckn:id == 'o1')]") == filters.Pushdowns()
 
 
+def test_list_field_conjunction_keeps_a_superset() -> None:
+    """`vehicleType == A && vehicleType == B` on a list field: one list can contain both, so the pushdown is
+    one of the sets (never their empty intersection) and the item with both matches."""
+    expr = ("$[?(@.beckn:itemAttributes.vehicleType == '2-WHEELER' "
+            "&& @.beckn:itemAttributes.vehicleType == '4-WHEELER')]")
+    p = compile_filter(expr, tz=IST, status_fresh_s=900).pushdowns
+    assert p.terms["vehicle_types"] in (frozenset({"2-WHEELER"}), frozenset({"4-WHEELER"}))
+    assert run(expr, FLEET) == {"ccs2-120"}
+    assert passes_pushdowns(p, FLEET[1])
+    # a scalar field still intersects: no connector is both
+    scalar = ("$[?(@.beckn:itemAttributes.connectorType == 'CCS2' "
+              "&& @.beckn:itemAttributes.connectorType == 'Type2')]")
+    assert compile_filter(scalar, tz=IST, status_fresh_s=900).pushdowns.terms == {"connector_type": frozenset()}
+
+
 CONNECTORS = ["CCS2", "Type2", "CHAdeMO", "GB_T"]
 VEHICLES = ["2-WHEELER", "3-WHEELER", "4-WHEELER"]
 KWS = [3.3, 7.4, 22, 30, 50, 60, 120, 150]

@@ -522,6 +522,32 @@ async def test_another_replica_sees_a_replaced_catalog_once_replace_returns(make
     assert gets == ["version", "read", "version"]      # unchanged: the version check alone
 
 
+async def test_writers_flip_on_their_own_copy_and_never_lose_another_writers_flip(make_store, monkeypatch):
+    a = await make_store()
+    b = await make_store(init=False, prefix=a._settings.es_index_prefix)
+    reads: list[str] = []           # realtime reads of the generations doc, by writer
+    for name, st in (("a", a), ("b", b)):
+        real_get = st.es.get
+
+        async def counted(*, _name=name, _get=real_get, **kw):
+            if kw.get("id") == mapping.GENERATIONS_ID:
+                reads.append(_name)
+            return await _get(**kw)
+
+        monkeypatch.setattr(st.es, "get", counted)
+    await a.replace_catalog(rec("bpp", "a0", 2))
+    await a.replace_catalog(rec("bpp", "a1", 2))
+    assert reads == ["a"]           # the first flip reads the doc; the next one writes on a's own copy
+    await b.replace_catalog(rec("bpp", "b0", 2))
+    await a.replace_catalog(rec("bpp", "a2", 2))        # a's copy is stale now: refused, then read
+    await b.replace_catalog(rec("bpp", "b1", 2))
+    await a.replace_catalog(rec("bpp", "a0", 3, tag="v2"))
+    assert reads == ["a", "b", "a", "b", "a"]
+    hits = await a.search(Query(limit=100), NOW)
+    assert sorted({h.item.catalog_id for h in hits}) == ["a0", "a1", "a2", "b0", "b1"]
+    assert len([h for h in hits if h.item.catalog_id == "a0"]) == 3
+
+
 # --- expiry in the index ------------------------------------------------------------------------------
 
 

@@ -12,7 +12,7 @@ import pytest
 
 from cds.core import matching
 from cds.core.query import Query
-from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
+from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, plain_json
 from indexer.embedded import EmbeddedStorage
 from indexer.embedded import persist
 from indexer.embedded.persist import StorageCorrupt, list_generations
@@ -293,7 +293,7 @@ async def test_sigkill_loses_no_acked_catalog(tmp_path):
     assert set(acked) <= set(by_cat)
     for cid, items in by_cat.items():
         want = crash_record(cid)
-        assert sorted(items, key=lambda i: i.item_id) == sorted(want.items, key=lambda i: i.item_id)
+        assert sorted(map(plain_json, items), key=lambda i: i.item_id) == sorted(want.items, key=lambda i: i.item_id)
         assert (await store.get_catalog("bpp.crash", cid)).header == cid.encode()
     await store.close()
 

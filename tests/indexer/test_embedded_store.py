@@ -361,14 +361,37 @@ async def test_list_values_beyond_the_bit_set_still_match(tmp_path):
         q = Query(terms={"amenities": frozenset(wanted)}, limit=10)
         want = matching.brute_force(q, [rec], NOW)
         assert keys(await store.search(q, NOW)) == keys(want) and (want or wanted == {"A200"})
+        # some lists carry the overflow bit: the per-candidate match must test the amenities again
+        assert not store._index.narrow(q).exact        # noqa: SLF001 - the index's own decision
+    await store.close()
+
+
+async def opened_with(tmp_path, rec: CatalogRecord) -> EmbeddedStorage:
+    store = EmbeddedStorage(tmp_path, fsync=False)
+    await store.open()
+    await store.replace_catalog(rec)
+    return store
+
+
+async def test_exact_pushdowns_are_skipped_only_when_the_index_decides_them(tmp_path):
+    rec = make_record(random.Random(3), "b", "c", 50)
+    store = await opened_with(tmp_path, rec)
+    idx = store._index                                  # noqa: SLF001 - the index's own decision
+    decided = Query(terms={"connector_type": frozenset({"CCS2"}), "vehicle_types": frozenset({"4-WHEELER"}),
+                           "qr": frozenset({"x"})}, ranges={"max_kw": (30.0, None)}, limit=50)
+    assert idx.narrow(decided).exact
+    for q in (Query(terms={"reservation": frozenset({"x"})}), Query(terms={"bpp_id": frozenset({"b"})}),
+              Query(terms={"provider_name": frozenset({"x"})})):
+        assert not idx.narrow(q).exact
+    for q in (decided, Query(terms={"connector_type": frozenset({"CCS2"})}, ranges={"max_kw": (None, 60.0)},
+                             limit=50)):
+        assert keys(await store.search(q, NOW)) == keys(matching.brute_force(q, [rec], NOW))
     await store.close()
 
 
 async def test_zero_limit_and_unknown_terms(tmp_path):
-    store = EmbeddedStorage(tmp_path, fsync=False)
-    await store.open()
     rec = make_record(random.Random(2), "b", "c", 10)
-    await store.replace_catalog(rec)
+    store = await opened_with(tmp_path, rec)
     assert await store.search(Query(limit=0), NOW) == []
     q = Query(terms={"qr": frozenset({"no-such-qr"})})
     assert await store.search(q, NOW) == []

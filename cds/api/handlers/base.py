@@ -7,6 +7,7 @@ import asyncio
 import logging
 import math
 import time
+from pathlib import Path
 from typing import Any, Awaitable, Callable
 
 from aiohttp import web
@@ -19,7 +20,8 @@ from cds.core.models import DIALECT_A
 from cds.core.protocol import (ack_body, detect_dialect, nack_body, parse_context, parse_json, parse_publish_json,
                                peek_ids)
 from cds.trust.ratelimit import check_rate
-from cds.api.appkeys import METRICS, RATE_LIMIT, REGISTRY, SETTINGS, TASKS
+from cds.api.appkeys import METRICS, RATE_LIMIT, REGISTRY, SETTINGS, SPOOL_DIR, TASKS
+from cds.api.spool import Spooled, SpoolWriter, discard, read_skeleton
 
 log = logging.getLogger("cds.http")
 
@@ -39,14 +41,18 @@ class ClientGone(Exception):
         self.reason = reason
 
 
-async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes:
+async def read_body(request: web.Request, limit: int, timeout_s: float, *, spool: Path | None = None,
+                    spool_bytes: int = 0) -> bytes | Spooled:
     """Read at most `limit` bytes (413 with a NACK body beyond it, docs/decisions.md §10) within `timeout_s`
-    (then the connection is closed: a stalled upload must not hold it, §28)."""
+    (then the connection is closed: a stalled upload must not hold it, §28). With `spool`, a body past
+    `spool_bytes` goes to a spool file as it arrives (`cds.api.spool`) and its `Spooled` is returned."""
     too_big = BecknError(E.SCH_SCHEMA_VALIDATION_FAILED,
                          f"request body exceeds the limit of {limit} bytes", 413)
     if request.content_length is not None and request.content_length > limit:
         raise too_big
-    chunks, size = [], 0
+    chunks: list[bytes] = []
+    size = 0
+    writer: SpoolWriter | None = None
     try:
         async with asyncio.timeout(timeout_s):
             while True:
@@ -56,21 +62,44 @@ async def read_body(request: web.Request, limit: int, timeout_s: float) -> bytes
                 size += len(chunk)
                 if size > limit:
                     raise too_big
+                if writer is not None:
+                    writer.write(chunk)
+                    continue
                 chunks.append(chunk)
+                if spool is not None and size > spool_bytes:
+                    writer = SpoolWriter(spool)
+                    for c in chunks:
+                        writer.write(c)
+                    chunks = []
+            if writer is not None:
+                return await writer.finish()
     except TimeoutError:
         request.protocol.force_close()
         raise ClientGone(f"request body not received within {timeout_s:g} s") from None
     except (ConnectionError, HttpProcessingError) as e:
         raise ClientGone(f"connection lost while reading the request body ({type(e).__name__})") from None
+    finally:
+        if writer is not None and writer.fd >= 0:
+            writer.abandon()
     return b"".join(chunks)
 
 
 async def receive(request: web.Request, *, actions: set[str], limit: int, skeleton: bool = False) -> Inbound:
-    """`skeleton`: a publish, whose catalogs' items the checks before the ACK never read (`parse_publish_json`)."""
+    """`skeleton`: a publish, whose catalogs' items the checks before the ACK never read (`parse_publish_json`);
+    a large one is spooled where the app allows it (SPOOL_DIR). The caller owns `Inbound.spool` then: it
+    queues it or discards it (`cds.api.spool.discard`)."""
     app = request.app
     settings = app[SETTINGS]
     received_at = time.time()
-    body = await read_body(request, limit, settings.read_timeout_s)
+    spool_dir = app[SPOOL_DIR] if skeleton else None
+    got = await read_body(request, limit, settings.read_timeout_s, spool=spool_dir, spool_bytes=settings.spool_bytes)
+    if isinstance(got, Spooled):
+        try:
+            return await _receive_spooled(request, got, actions, received_at)
+        except BaseException:
+            discard(got.path)
+            raise
+    body = got
     doc = parse_publish_json(body) if skeleton else parse_json(body)
     request[DIALECT] = detect_dialect(doc)
     request[IDS] = peek_ids(doc)
@@ -79,6 +108,21 @@ async def receive(request: web.Request, *, actions: set[str], limit: int, skelet
     request[SIGNER] = caller.subscriber_id
     await check_rate(app.get(RATE_LIMIT), caller.subscriber_id, ctx.action)   # 429 AUT_RATE_LIMITED
     return Inbound(body=body, doc=doc, context=ctx, caller=caller, received_at=received_at)
+
+
+async def _receive_spooled(request: web.Request, got: Spooled, actions: set[str], received_at: float) -> Inbound:
+    """`receive` for a spooled body: the same checks in the same order, on its skeleton and its digest."""
+    app = request.app
+    settings = app[SETTINGS]
+    doc = await read_skeleton(got.path)
+    request[DIALECT] = detect_dialect(doc)
+    request[IDS] = peek_ids(doc)
+    ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)
+    caller = await authenticate(b"", request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at,
+                                digest=got.digest)
+    request[SIGNER] = caller.subscriber_id
+    await check_rate(app.get(RATE_LIMIT), caller.subscriber_id, ctx.action)
+    return Inbound(body=b"", doc=doc, context=ctx, caller=caller, received_at=received_at, spool=got.path)
 
 
 def ack(request: web.Request) -> web.Response:

@@ -6,6 +6,7 @@ from aiohttp import web
 
 from cds.api.appkeys import PUBLISH, SETTINGS
 from cds.api.handlers.base import ack, receive
+from cds.api.spool import discard
 from cds.core.protocol import PUBLISH_ACTIONS
 
 
@@ -13,5 +14,10 @@ class PublishView(web.View):
     async def post(self) -> web.Response:
         settings = self.request.app[SETTINGS]
         inbound = await receive(self.request, actions=PUBLISH_ACTIONS, limit=settings.max_publish_bytes, skeleton=True)
-        await self.request.app[PUBLISH].accept(inbound)
+        queued = False
+        try:
+            queued = await self.request.app[PUBLISH].accept(inbound)
+        finally:
+            if not queued:
+                discard(inbound.spool)      # refused or a replay: nobody will read it
         return ack(self.request)
