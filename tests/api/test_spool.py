@@ -75,7 +75,7 @@ async def test_a_small_body_is_not_spooled(network):
     try:
         body = publish_body(network)
         spool = network.tmp / "data" / "spool"
-        resp = await spooling.post("/beckn/catalog/publish", data=body, headers=network.bpp.sign(body))
+        resp = await cds.post("/beckn/catalog/publish", data=body, headers=network.bpp.sign(body))
         assert resp.status == 200
         await network.bpp_sink.wait_for(1)
         assert not spool.exists() or not any(spool.iterdir())
