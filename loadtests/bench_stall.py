@@ -17,7 +17,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import copy
 import os
 import signal
 import subprocess
@@ -32,6 +31,7 @@ import orjson
 from cds.demo.generator import generate_network
 from cds.keys import generate_keypair
 from cds.trust.signing import sign_request
+from loadtests.bench_follow import grow
 from loadtests.bench_procs import loadavg
 
 REPO = Path(__file__).resolve().parents[1]
@@ -39,17 +39,11 @@ PROBE_EVERY_S = 0.005
 
 
 def huge_publish(net, items: int, callback: str) -> tuple[object, bytes]:
-    """(bpp, body): one catalog of `items` items cloned from the network's first catalog, one offer;
+    """(bpp, body): one catalog of `items` items cloned from the network's first catalog (`bench_follow.grow`);
     on_catalog_publish goes to `callback`."""
     bpp, cat = next(iter(net.iter_catalogs()))
-    proto = cat["beckn:items"][0]
-    many = []
-    for k in range(items):
-        it = copy.deepcopy(proto)
-        it["beckn:id"] = f"huge-{k}"
-        many.append(it)
-    cat = {**cat, "beckn:id": "cat-huge", "beckn:items": many,
-           "beckn:offers": [{**cat["beckn:offers"][0], "beckn:items": ["huge-0"]}]}
+    grow(cat, items)
+    cat["beckn:id"] = "cat-huge"
     ctx = {"version": "2.0.0", "action": "catalog_publish", "domain": "beckn.one:deg:ev-charging",
            "timestamp": time.strftime("%Y-%m-%dT%H:%M:%SZ", time.gmtime()), "message_id": f"huge-{time.time()}",
            "transaction_id": "huge-tx", "bpp_id": bpp.subscriber_id, "bpp_uri": callback, "ttl": "PT30S"}

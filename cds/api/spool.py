@@ -26,6 +26,7 @@ import orjson
 
 from cds.core.errors import BecknError
 from cds.core.protocol import parse_publish_json
+from indexer.ingest.entry import discard_spool
 
 
 class Spooled(msgspec.Struct, kw_only=True):
@@ -52,10 +53,13 @@ class SpoolWriter:
         self.size += len(chunk)
 
     async def finish(self) -> Spooled:
-        """Durable on disk before anyone ACKs it."""
+        """Durable on disk before anyone ACKs it (or, when that fails, gone)."""
         fd, self.fd = self.fd, -1
         try:
             await asyncio.to_thread(os.fsync, fd)
+        except BaseException:
+            discard_spool(self.path)
+            raise
         finally:
             os.close(fd)
         return Spooled(path=self.path, size=self.size, digest=base64.b64encode(self._hash.digest()).decode("ascii"))
@@ -64,15 +68,7 @@ class SpoolWriter:
         if self.fd >= 0:
             os.close(self.fd)
             self.fd = -1
-        discard(self.path)
-
-
-def discard(path: str | None) -> None:
-    if path:
-        try:
-            os.unlink(path)
-        except FileNotFoundError:
-            pass
+        discard_spool(self.path)
 
 
 async def read_skeleton(path: str) -> Any:

@@ -42,8 +42,8 @@ class WorkBudget:
 
     def __init__(self, limit_ms: float, *, what: str = "this discover", setting: str = "CDS_DISCOVER_WORK_MS") -> None:
         self.limit_s = max(0.0, limit_ms) / 1000.0
-        # Longest stretch a sliced computation (the embedded search) runs before it yields the event loop;
-        # background work after an ACK uses shorter slices (docs/decisions.md §P, "ACKs first").
+        # Longest stretch a sliced computation (the embedded search) runs before it yields the event loop (None:
+        # the storage's default); set, shorter, for background work after an ACK (docs/decisions.md §P, "ACKs first").
         self.slice_s: float | None = None
         self.used_s = 0.0
         self.what = what

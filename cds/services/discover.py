@@ -5,7 +5,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import contextvars
 import dataclasses
 import logging
 import time
@@ -30,8 +29,6 @@ from indexer.storage import Storage
 
 log = logging.getLogger("cds.discover")
 
-# Set while a discover is answered after its ACK: its CPU work then takes turns in the background lane.
-_BACKGROUND: contextvars.ContextVar[bool] = contextvars.ContextVar("cds_background_answer", default=False)
 BACKGROUND_SLICE_S = 0.001   # a background search yields the loop this often (docs/decisions.md §P, "ACKs first")
 
 
@@ -51,7 +48,9 @@ class DiscoverService:
 
     @contextlib.asynccontextmanager
     async def _cpu_turn(self):
-        if not _BACKGROUND.get():
+        """A background answer (its budget in force slices short: `answer_and_deliver`) waits for the lane."""
+        work = budget.current()
+        if work is None or work.slice_s is None:
             yield
             return
         async with self._lane:
@@ -169,8 +168,7 @@ class DiscoverService:
         budget (after the ACK) is answered with an on_discover that carries the error and no catalogs."""
         assert self._outbound is not None
         work = work or self.work_budget()
-        work.slice_s = BACKGROUND_SLICE_S
-        token = _BACKGROUND.set(True)
+        work.slice_s = BACKGROUND_SLICE_S           # also what marks it a background answer (`_cpu_turn`)
         try:
             with budget.in_force(work):
                 if self._settings.fanout_incremental and self._fanout is not None:
@@ -183,8 +181,6 @@ class DiscoverService:
         except Exception:  # noqa: BLE001 - a background task must log, never die silently
             log.exception("discover %s failed", req.context.message_id)
             return None
-        finally:
-            _BACKGROUND.reset(token)
         return await self._deliver(callback_base, body, received_at, fanned)
 
     def _refusal(self, req: DiscoverRequest, err: BecknError) -> dict[str, Any]:

@@ -10,7 +10,7 @@ import sys
 from msgspec.structs import replace
 
 from cds.core.documents import CatalogRecord, ItemDoc, OfferDoc
-from cds.core.rawjson import pack
+from cds.core.rawjson import is_packed, pack
 
 _INTERNED_DOC = ("bpp_id", "catalog_id", "provider_id", "provider_name", "connector_type", "power_type",
                  "charging_speed", "parking_type", "status", "pack")
@@ -27,6 +27,8 @@ def _exact(b: bytes) -> bytes:
 
 
 def _packed(raw: bytes, copy: bool) -> bytes:
+    if is_packed(raw):                  # pack_documents did it already (its bytes are exact-size)
+        return raw
     packed = pack(raw)
     return _exact(packed) if copy and packed is raw else packed
 

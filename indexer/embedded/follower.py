@@ -32,7 +32,7 @@ from typing import Any, BinaryIO, Iterator, Union
 import msgspec
 
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
-from indexer.embedded.chunked import PutChunks, decode_chunk
+from indexer.embedded.chunked import PutChunks
 from indexer.embedded.index import Index
 from indexer.embedded.persist import MAX_FRAME, StorageCorrupt, gen_path, list_generations
 from indexer.embedded.positions import FollowerPositions, Position
@@ -252,19 +252,17 @@ class FollowerStorage(EmbeddedStorage):
 
     def _decode_prepare(self, payload: bytes) -> tuple[Any, Any]:
         lazy = _lazy_decoder.decode(payload)
-        items: list[ItemDoc] = []
-        if isinstance(lazy, PutChunks):
-            meta = lazy.meta
-            for chunk in lazy.chunks:
-                items.extend(decode_chunk(chunk))
+        if isinstance(lazy, PutChunks):           # one chunk per decode call (chunked.py)
+            record = lazy.record()
         elif isinstance(lazy, _LazyPut):        # a plain put: a small catalog, or a log written before chunks
-            meta = lazy.record.meta
             raws = lazy.record.items
+            items: list[ItemDoc] = []
             for start in range(0, len(raws), _DECODE_CHUNK):
                 items.extend(_item_decoder.decode(r) for r in raws[start:start + _DECODE_CHUNK])
+            record = CatalogRecord(meta=lazy.record.meta, items=items)
         else:
             return lazy, None
-        op = _Put(record=CatalogRecord(meta=meta, items=items), raw_z=lazy.raw_z)
+        op = _Put(record=record, raw_z=lazy.raw_z)
         return op, prepare_put(self._index, op)
 
     async def _gap(self, gen: int) -> bool:

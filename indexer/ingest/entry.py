@@ -3,7 +3,7 @@ store the same msgpack bytes), and how a queued publish is read back."""
 
 from __future__ import annotations
 
-import os
+from pathlib import Path
 
 import msgspec
 
@@ -40,13 +40,11 @@ def decode_entry(data: bytes) -> IngestEntry:
     return entry
 
 
-def discard_spool(entry: IngestEntry | None) -> None:
-    """Once the entry is done (reported and acknowledged) its spool file goes."""
-    if entry is not None and entry.spool is not None:
-        try:
-            os.unlink(entry.spool)
-        except FileNotFoundError:
-            pass
+def discard_spool(path: str | None) -> None:
+    """A spool file nobody will read again: its entry is done (reported and acknowledged), or its publish was
+    refused or a replay (docs/decisions.md §P, "Spooled publishes")."""
+    if path:
+        Path(path).unlink(missing_ok=True)
 
 
 def parse_entry(entry: IngestEntry, *, clock_skew_s: float) -> PublishRequest:

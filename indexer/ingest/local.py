@@ -62,7 +62,7 @@ class IngestPipeline:
             await self._service.report_outcome(entry, outcome)
         finally:
             await self._done(seq)
-            discard_spool(entry)
+            discard_spool(entry.spool)
 
     async def _done(self, seq: int) -> None:
         await self._log.ack(seq)

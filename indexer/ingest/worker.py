@@ -529,7 +529,7 @@ class StreamWorker:
                 while True:     # the entry is done: acknowledge it, waiting out a Redis outage
                     try:
                         await self.stream.ack(it.partition, it.id, as_int(it.fields.get(b"n")))
-                        discard_spool(entry)
+                        discard_spool(entry.spool)
                         break
                     except REDIS_ERRORS as e:
                         if self._stop is not None and self._stop.is_set():

@@ -21,7 +21,8 @@ from cds.core.protocol import (ack_body, detect_dialect, nack_body, parse_contex
                                peek_ids)
 from cds.trust.ratelimit import check_rate
 from cds.api.appkeys import METRICS, RATE_LIMIT, REGISTRY, SETTINGS, SPOOL_DIR, TASKS
-from cds.api.spool import Spooled, SpoolWriter, discard, read_skeleton
+from cds.api.spool import Spooled, SpoolWriter, read_skeleton
+from indexer.ingest.entry import discard_spool
 
 log = logging.getLogger("cds.http")
 
@@ -87,42 +88,35 @@ async def read_body(request: web.Request, limit: int, timeout_s: float, *, spool
 async def receive(request: web.Request, *, actions: set[str], limit: int, skeleton: bool = False) -> Inbound:
     """`skeleton`: a publish, whose catalogs' items the checks before the ACK never read (`parse_publish_json`);
     a large one is spooled where the app allows it (SPOOL_DIR). The caller owns `Inbound.spool` then: it
-    queues it or discards it (`cds.api.spool.discard`)."""
+    queues it or discards it (`indexer.ingest.entry.discard_spool`)."""
+    received_at = time.time()
+    spool_dir = request.app[SPOOL_DIR] if skeleton else None
+    settings = request.app[SETTINGS]
+    got = await read_body(request, limit, settings.read_timeout_s, spool=spool_dir, spool_bytes=settings.spool_bytes)
+    if not isinstance(got, Spooled):
+        doc = parse_publish_json(got) if skeleton else parse_json(got)
+        return await _checked(request, doc, actions, received_at, body=got)
+    try:
+        return await _checked(request, await read_skeleton(got.path), actions, received_at, spooled=got)
+    except BaseException:
+        discard_spool(got.path)
+        raise
+
+
+async def _checked(request: web.Request, doc: Any, actions: set[str], received_at: float, *, body: bytes = b"",
+                   spooled: Spooled | None = None) -> Inbound:
+    """Context, signature (over `body`, or a spooled body's digest), rate limit: the pipeline of §12."""
     app = request.app
     settings = app[SETTINGS]
-    received_at = time.time()
-    spool_dir = app[SPOOL_DIR] if skeleton else None
-    got = await read_body(request, limit, settings.read_timeout_s, spool=spool_dir, spool_bytes=settings.spool_bytes)
-    if isinstance(got, Spooled):
-        try:
-            return await _receive_spooled(request, got, actions, received_at)
-        except BaseException:
-            discard(got.path)
-            raise
-    body = got
-    doc = parse_publish_json(body) if skeleton else parse_json(body)
     request[DIALECT] = detect_dialect(doc)
     request[IDS] = peek_ids(doc)
     ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)
-    caller = await authenticate(body, request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at)
+    caller = await authenticate(body, request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at,
+                                digest=spooled.digest if spooled is not None else None)
     request[SIGNER] = caller.subscriber_id
     await check_rate(app.get(RATE_LIMIT), caller.subscriber_id, ctx.action)   # 429 AUT_RATE_LIMITED
-    return Inbound(body=body, doc=doc, context=ctx, caller=caller, received_at=received_at)
-
-
-async def _receive_spooled(request: web.Request, got: Spooled, actions: set[str], received_at: float) -> Inbound:
-    """`receive` for a spooled body: the same checks in the same order, on its skeleton and its digest."""
-    app = request.app
-    settings = app[SETTINGS]
-    doc = await read_skeleton(got.path)
-    request[DIALECT] = detect_dialect(doc)
-    request[IDS] = peek_ids(doc)
-    ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)
-    caller = await authenticate(b"", request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at,
-                                digest=got.digest)
-    request[SIGNER] = caller.subscriber_id
-    await check_rate(app.get(RATE_LIMIT), caller.subscriber_id, ctx.action)
-    return Inbound(body=b"", doc=doc, context=ctx, caller=caller, received_at=received_at, spool=got.path)
+    return Inbound(body=body, doc=doc, context=ctx, caller=caller, received_at=received_at,
+                   spool=spooled.path if spooled is not None else None)
 
 
 def ack(request: web.Request) -> web.Response:

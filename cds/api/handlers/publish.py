@@ -6,8 +6,8 @@ from aiohttp import web
 
 from cds.api.appkeys import PUBLISH, SETTINGS
 from cds.api.handlers.base import ack, receive
-from cds.api.spool import discard
 from cds.core.protocol import PUBLISH_ACTIONS
+from indexer.ingest.entry import discard_spool
 
 
 class PublishView(web.View):
@@ -19,5 +19,5 @@ class PublishView(web.View):
             queued = await self.request.app[PUBLISH].accept(inbound)
         finally:
             if not queued:
-                discard(inbound.spool)      # refused or a replay: nobody will read it
+                discard_spool(inbound.spool)      # refused or a replay: nobody will read it
         return ack(self.request)
