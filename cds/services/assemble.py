@@ -17,7 +17,8 @@ from cds.config import Settings
 from cds.core.dialects import convert_catalog
 from cds.core.models import DIALECT_B
 from cds.core.matching import offer_live
-from cds.core.documents import CatalogMeta, Hit, ItemDoc, item_json, offer_json
+from cds.core.documents import CatalogMeta, Hit, ItemDoc
+from cds.core.jsoncache import JsonCache
 from cds.core.normalize import STATUS_KEYS, attributes_of
 from cds.core.rawjson import unpack
 
@@ -61,12 +62,24 @@ def _decoded_header(raw: bytes) -> dict:
     return orjson.loads(raw)
 
 
-def _item_json(item: ItemDoc, now: float, settings: Settings, splice: bool) -> Any:
-    raw = _status_unknown_json(item.raw) if status_stale(item, now, settings) else item_json(item)
+_cache = JsonCache(0)
+
+
+def json_cache(settings: Settings) -> JsonCache:
+    """This process's cache of unpacked item and offer JSON (`CDS_JSON_CACHE_MB`, docs/decisions.md §G)."""
+    global _cache
+    if _cache.max_bytes != settings.json_cache_mb << 20:
+        _cache = JsonCache(settings.json_cache_mb << 20)
+    return _cache
+
+
+def _item_json(item: ItemDoc, now: float, settings: Settings, splice: bool, cache: JsonCache) -> Any:
+    raw = _status_unknown_json(item.raw) if status_stale(item, now, settings) else cache.json(item.raw)
     return orjson.Fragment(raw) if splice else orjson.loads(raw)
 
 
-def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, splice: bool) -> dict:
+def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, splice: bool,
+             cache: JsonCache) -> dict:
     header = dict(_decoded_header(meta.header)) if meta.header else {}     # only top-level keys change
     tz = settings.tz
     offers: list[Any] = []
@@ -78,9 +91,9 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
                 continue
             seen.add(off.id)            # shown or not, decided: liveness does not depend on the item
             if offer_live(off, now, tz):
-                raw = offer_json(off)
+                raw = cache.json(off.raw)
                 offers.append(orjson.Fragment(raw) if splice else orjson.loads(raw))
-    body = [_item_json(it, now, settings, splice) for it in items]
+    body = [_item_json(it, now, settings, splice, cache) for it in items]
     if meta.dialect == DIALECT_B:
         header.setdefault("id", meta.catalog_id)
         header["bppId"] = meta.bpp_id
@@ -100,6 +113,7 @@ def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Se
                       splice: bool = False) -> list[dict]:
     """Wire catalogs in the requested dialect for ordered, capped hits; `[]` for no hits. `splice`: stored
     JSON goes in as `orjson.Fragment`s where no conversion is needed (only orjson can serialise the result)."""
+    cache = json_cache(settings)
     groups: dict[tuple[str, str], tuple[CatalogMeta, list[ItemDoc]]] = {}
     for h in hits:
         key = (h.item.bpp_id, h.item.catalog_id)
@@ -107,5 +121,5 @@ def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Se
             groups[key] = (h.catalog, [])
         groups[key][1].append(h.item)
     return [convert_catalog(_catalog(meta, items, now=now, settings=settings,
-                                     splice=splice and meta.dialect == dialect), dialect)
+                                     splice=splice and meta.dialect == dialect, cache=cache), dialect)
             for meta, items in groups.values()]
