@@ -15,7 +15,7 @@ import orjson
 
 from cds.config import Settings
 from cds.core.dialects import convert_catalog
-from cds.core.models import DIALECT_B
+from cds.core.models import DIALECT_A, DIALECT_B
 from cds.core.matching import offer_live
 from cds.core.documents import CatalogMeta, Hit, ItemDoc
 from cds.core.jsoncache import JsonCache
@@ -73,15 +73,11 @@ def json_cache(settings: Settings) -> JsonCache:
     return _cache
 
 
-def _item_json(item: ItemDoc, now: float, settings: Settings, splice: bool, cache: JsonCache) -> Any:
-    raw = _status_unknown_json(item.raw) if status_stale(item, now, settings) else cache.json(item.raw)
-    return orjson.Fragment(raw) if splice else orjson.loads(raw)
-
-
-def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, splice: bool,
+def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, tz: Any, splice: bool,
              cache: JsonCache) -> dict:
     header = dict(_decoded_header(meta.header)) if meta.header else {}     # only top-level keys change
-    tz = settings.tz
+    wrap = orjson.Fragment if splice else orjson.loads
+    json_of = cache.json
     offers: list[Any] = []
     seen: set[str] = set()
     for it in items:
@@ -91,9 +87,9 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
                 continue
             seen.add(off.id)            # shown or not, decided: liveness does not depend on the item
             if offer_live(off, now, tz):
-                raw = cache.json(off.raw)
-                offers.append(orjson.Fragment(raw) if splice else orjson.loads(raw))
-    body = [_item_json(it, now, settings, splice, cache) for it in items]
+                offers.append(wrap(json_of(off.raw)))
+    body = [wrap(_status_unknown_json(it.raw) if status_stale(it, now, settings) else json_of(it.raw))
+            for it in items]
     if meta.dialect == DIALECT_B:
         header.setdefault("id", meta.catalog_id)
         header["bppId"] = meta.bpp_id
@@ -120,6 +116,11 @@ def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Se
         if key not in groups:
             groups[key] = (h.catalog, [])
         groups[key][1].append(h.item)
-    return [convert_catalog(_catalog(meta, items, now=now, settings=settings,
-                                     splice=splice and meta.dialect == dialect, cache=cache), dialect)
-            for meta, items in groups.values()]
+    tz = settings.tz
+    out = []
+    for meta, items in groups.values():
+        cat = _catalog(meta, items, now=now, settings=settings, tz=tz, splice=splice and meta.dialect == dialect,
+                       cache=cache)
+        # a dialect-A catalog is A already (its "beckn:bppId" says so): converting it would return it as it is
+        out.append(cat if meta.dialect == dialect == DIALECT_A else convert_catalog(cat, dialect))
+    return out
