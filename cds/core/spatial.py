@@ -561,14 +561,18 @@ def _shape_tester(geom: BaseGeometry, d: float, bbox: tuple[float, float, float,
     pts = _point_parts(geom)
     segs = _segments(geom) + [(p, p) for p in pts]   # points as zero-length segments: one bounded lookup
     area = _AreaGrid(geom) if _areal(geom) else None
-    near = _NearSegments(segs, d)
+    # Built on first use: the embedded search decides most points of a route without it (`cds.core.spatialvec`).
+    # Two threads may both build one; either serves.
+    near: list[_NearSegments] = []
 
     def test(lon: float, lat: float) -> bool:
         if not (miny <= lat <= maxy and minx <= lon <= maxx):
             return False
         if area is not None and area.covers(lon, lat):
             return True
-        return near.any_within(lon, lat)
+        if not near:
+            near.append(_NearSegments(segs, d))
+        return near[0].any_within(lon, lat)
     return test
 
 
