@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import tzinfo
-from typing import Iterable
+from typing import Callable, Iterable
 
 from cds.core import spatial
 
@@ -21,11 +21,16 @@ from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc, OfferDo
 
 def is_live(item: ItemDoc, meta: CatalogMeta, now: float) -> bool:
     """Catalog not expired, active and started; item active."""
+    return catalog_live(meta, now) and item.is_active
+
+
+def catalog_live(meta: CatalogMeta, now: float) -> bool:
+    """The catalog's part of `is_live`."""
     if meta.expires_at is not None and now >= meta.expires_at:
         return False
     if not meta.is_active or (meta.valid_from is not None and now < meta.valid_from):
         return False
-    return item.is_active
+    return True
 
 
 def offer_live(offer: OfferDoc, now: float, tz: "tzinfo | str") -> bool:
@@ -72,19 +77,37 @@ def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spati
     Availability windows restrict only through the filter (they are tested when the request asks about
     time, never otherwise: docs/decisions.md §5).
     """
-    if not is_live(item, meta, now):
-        return False
-    if not spatial_known:
-        for f in query.spatial:
-            if not spatial.contains(f, item.lon, item.lat):
-                return False
-    if query.text and not has_terms(item.terms, query.text):
-        return False
-    if query.packs is not None and item.pack not in query.packs:
-        return False
-    if (query.terms or query.ranges) and not pushdowns_known and not pushdowns_pass(query, item):
-        return False
-    return query.predicate is None or query.predicate(item, meta, now)
+    return matcher(query, now, pushdowns_known=pushdowns_known)(item, meta, spatial_known)
+
+
+def matcher(query: Query, now: float, *, pushdowns_known: bool = False
+            ) -> Callable[[ItemDoc, CatalogMeta, bool], bool]:
+    """`matches` for one query and `now`, as a function of (item, meta, spatial_known): what depends only on
+    the query is decided once and a catalog's liveness once per catalog (docs/decisions.md §G)."""
+    spatials, text, packs = query.spatial, query.text, query.packs
+    check_pushdowns = bool(query.terms or query.ranges) and not pushdowns_known
+    predicate = None if pushdowns_known and query.predicate_is_pushdowns else query.predicate
+    live: dict[int, tuple[CatalogMeta, bool]] = {}     # id(meta) -> (meta, catalog live)
+    contains = spatial.contains
+
+    def match(item: ItemDoc, meta: CatalogMeta, spatial_known: bool = False) -> bool:
+        known = live.get(id(meta))
+        if known is None or known[0] is not meta:
+            known = live[id(meta)] = (meta, catalog_live(meta, now))
+        if not known[1] or not item.is_active:
+            return False
+        if not spatial_known:
+            for f in spatials:
+                if not contains(f, item.lon, item.lat):
+                    return False
+        if text and not has_terms(item.terms, text):
+            return False
+        if packs is not None and item.pack not in packs:
+            return False
+        if check_pushdowns and not pushdowns_pass(query, item):
+            return False
+        return predicate is None or predicate(item, meta, now)
+    return match
 
 
 def distance(query: Query, item: ItemDoc) -> float | None:
@@ -92,6 +115,18 @@ def distance(query: Query, item: ItemDoc) -> float | None:
     if query.origin is None or item.lon is None or item.lat is None:
         return None
     return spatial.haversine_m(query.origin[0], query.origin[1], item.lon, item.lat)
+
+
+def distancer(query: Query) -> Callable[[ItemDoc], float | None]:
+    """`distance` for one query, the origin's terms computed once (the same floats)."""
+    if query.origin is None:
+        return lambda item: None
+    metres = spatial.haversine_from(query.origin[0], query.origin[1])
+
+    def dist(item: ItemDoc) -> float | None:
+        lon, lat = item.lon, item.lat
+        return None if lon is None or lat is None else metres(lon, lat)
+    return dist
 
 
 def order_key(hit: Hit, with_distance: bool | None = None) -> tuple:
