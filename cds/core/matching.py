@@ -137,17 +137,24 @@ def order_key(hit: Hit, with_distance: bool | None = None) -> tuple:
     """
     if with_distance is None:
         with_distance = hit.distance is not None
-    ids = (hit.item.catalog_id, hit.item.bpp_id, hit.item.item_id)
-    if with_distance:
-        return (math.inf if hit.distance is None else hit.distance, *ids)
-    return ids
+    return _distance_key(hit) if with_distance else _ids_key(hit)
+
+
+def _ids_key(hit: Hit) -> tuple:
+    item = hit.item
+    return (item.catalog_id, item.bpp_id, item.item_id)
+
+
+def _distance_key(hit: Hit) -> tuple:
+    item, d = hit.item, hit.distance
+    return (math.inf if d is None else d, item.catalog_id, item.bpp_id, item.item_id)
 
 
 def select(hits: Iterable[Hit], limit: int) -> list[Hit]:
     """The first `limit` hits by `order_key` (docs/decisions.md §20: cap the whole reply, then group)."""
     hits = list(hits)
     with_distance = any(h.distance is not None for h in hits)
-    hits.sort(key=lambda h: order_key(h, with_distance))
+    hits.sort(key=_distance_key if with_distance else _ids_key)
     return hits[:max(0, limit)]
 
 
