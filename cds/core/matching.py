@@ -77,18 +77,32 @@ def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spati
     Availability windows restrict only through the filter (they are tested when the request asks about
     time, never otherwise: docs/decisions.md §5).
     """
-    return matcher(query, now, pushdowns_known=pushdowns_known)(item, meta, spatial_known)
+    return is_live(item, meta, now) and _item_matches(query, item, meta, now, spatial_known, pushdowns_known)
+
+
+def _item_matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, spatial_known: bool,
+                  pushdowns_known: bool) -> bool:
+    """`matches` after liveness."""
+    if not spatial_known:
+        for f in query.spatial:
+            if not spatial.contains(f, item.lon, item.lat):
+                return False
+    if query.text and not has_terms(item.terms, query.text):
+        return False
+    if query.packs is not None and item.pack not in query.packs:
+        return False
+    if (query.terms or query.ranges) and not pushdowns_known and not pushdowns_pass(query, item):
+        return False
+    if query.predicate is None or pushdowns_known and query.predicate_is_pushdowns:
+        return True
+    return query.predicate(item, meta, now)
 
 
 def matcher(query: Query, now: float, *, pushdowns_known: bool = False
             ) -> Callable[[ItemDoc, CatalogMeta, bool], bool]:
-    """`matches` for one query and `now`, as a function of (item, meta, spatial_known): what depends only on
-    the query is decided once and a catalog's liveness once per catalog (docs/decisions.md §G)."""
-    spatials, text, packs = query.spatial, query.text, query.packs
-    check_pushdowns = bool(query.terms or query.ranges) and not pushdowns_known
-    predicate = None if pushdowns_known and query.predicate_is_pushdowns else query.predicate
+    """`matches` for one query and `now`, as a function of (item, meta, spatial_known), for a search testing
+    many candidates: a catalog's liveness is decided once per catalog (docs/decisions.md §G)."""
     live: dict[int, tuple[CatalogMeta, bool]] = {}     # id(meta) -> (meta, catalog live)
-    contains = spatial.contains
 
     def match(item: ItemDoc, meta: CatalogMeta, spatial_known: bool = False) -> bool:
         known = live.get(id(meta))
@@ -96,17 +110,7 @@ def matcher(query: Query, now: float, *, pushdowns_known: bool = False
             known = live[id(meta)] = (meta, catalog_live(meta, now))
         if not known[1] or not item.is_active:
             return False
-        if not spatial_known:
-            for f in spatials:
-                if not contains(f, item.lon, item.lat):
-                    return False
-        if text and not has_terms(item.terms, text):
-            return False
-        if packs is not None and item.pack not in packs:
-            return False
-        if check_pushdowns and not pushdowns_pass(query, item):
-            return False
-        return predicate is None or predicate(item, meta, now)
+        return _item_matches(query, item, meta, now, spatial_known, pushdowns_known)
     return match
 
 
