@@ -56,7 +56,8 @@ class BulkWriteError(Exception):
 
 
 class Op(msgspec.Struct, frozen=True):
-    """One bulk operation: `action` is index | create | delete; `meta` extra action metadata."""
+    """One bulk operation: `action` is index | create | delete; `meta` extra action metadata; the document as
+    `source`, or already encoded as JSON in `encoded`."""
 
     action: str
     index: str
@@ -64,10 +65,16 @@ class Op(msgspec.Struct, frozen=True):
     source: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
     size: int = 0
+    encoded: bytes | None = None
 
 
 def index_op(index: str, id: str, source: dict[str, Any], **meta: Any) -> Op:
     return Op("index", index, id, source, meta or None, _approx_size(source))
+
+
+def index_encoded_op(index: str, id: str, source: bytes) -> Op:
+    """Index a document given as JSON bytes (indexer/elastic/mapping.py item_source, meta_source)."""
+    return Op("index", index, id, size=len(source) + 128, encoded=source)
 
 
 def delete_op(index: str, id: str) -> Op:
@@ -108,7 +115,9 @@ def _body(ops: list[Op]) -> bytes:
                 head = heads[(op.action, op.index)] = b'{"%s":{"_index":%s,"_id":' % (
                     op.action.encode(), orjson.dumps(op.index))
             parts += (head, orjson.dumps(op.id), b"}}\n")
-        if op.source is not None:
+        if op.encoded is not None:
+            parts += (op.encoded, b"\n")
+        elif op.source is not None:
             parts += (_json.dumps(op.source), b"\n")
     return b"".join(parts)
 
@@ -212,4 +221,4 @@ async def delete_where(es: AsyncElasticsearch, index: str, query: dict[str, Any]
 
 
 __all__ = ["BulkItemError", "BulkWriteError", "ConflictError", "NdjsonBytes", "Op", "bulk", "bulk_items", "delete_op", "delete_where",
-           "index_op", "scan_ids"]
+           "index_encoded_op", "index_op", "scan_ids"]

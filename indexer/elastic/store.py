@@ -445,7 +445,11 @@ class ElasticStorage:
 
         query = {"bool": {"filter": [
             generations.lookup_filter(self.catalogs_alias),
-            {"nested": {"path": "offers", "query": {"range": {"offers.valid_to": {"lt": now}}}}},
+            {"bool": {"should": [
+                {"range": {"offers_end": {"lt": now}}},
+                # documents written before offers_end (mapping.py)
+                {"nested": {"path": "offers", "query": {"range": {"offers.valid_to": {"lt": now}}}}},
+            ], "minimum_should_match": 1}},
         ]}}
         ops: list[Op] = []
         removed: dict[str, set[str]] = {}   # cg -> ids of the offers removed (counted once per catalog)
