@@ -160,11 +160,18 @@ def _strings(v: Any, canon=lambda s: s) -> list[str]:
 
 
 def plain_attributes(attrs: Any) -> dict[str, Any]:
-    """An attribute bag with vocabulary prefixes removed (`ev:connectorType` -> `connectorType`)."""
+    """An attribute bag with vocabulary prefixes removed (`ev:connectorType` -> `connectorType`): the bag
+    itself when no key has a prefix (read it, never change it)."""
+    if not isinstance(attrs, dict):
+        return {}
+    for k in attrs:
+        if ":" in k:
+            break
+    else:
+        return attrs
     out: dict[str, Any] = {}
-    if isinstance(attrs, dict):
-        for k, v in attrs.items():
-            out.setdefault(k if k.startswith("@") else k.rsplit(":", 1)[-1], v)
+    for k, v in attrs.items():
+        out.setdefault(k if k.startswith("@") else k.rsplit(":", 1)[-1], v)
     return out
 
 

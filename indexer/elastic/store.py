@@ -89,6 +89,7 @@ def build_client(settings: Settings) -> AsyncElasticsearch:
 
 class ElasticStorage:
     name = "elasticsearch"
+    holds_documents = False       # the documents live in Elasticsearch, none in this process
     # The ingest worker's default for entries in flight (CDS_INGEST_CONCURRENCY): they wait on shared writes,
     # and a batch is at most what is in flight. Below ~64 catalogs a batch, a refresh per batch is most of
     # Elasticsearch's cost (BENCHMARKS.md).
