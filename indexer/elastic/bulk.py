@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 MAX_OPS_PER_REQUEST = 1000
 MAX_BYTES_PER_REQUEST = 8 << 20       # well below http.max_content_length (100 MB)
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
+# What `_send` reads of a bulk reply: every item keeps its status, so items stay aligned with the operations
+# (the full reply is ~250 bytes per document for Elasticsearch to write and the client to parse).
+_REPLY = "errors,items.*.status,items.*.error"
 _json = OrjsonSerializer()      # what the client uses for JSON bodies (indexer/elastic/store.py build_client)
 
 
@@ -129,7 +132,7 @@ async def _send(es: AsyncElasticsearch, ops: list[Op], refresh: str | bool, atte
     failed: list[BulkItemError] = []
     for attempt in range(1, attempts + 1):
         # require_alias: writing before `cds index init` must fail, not auto-create a dynamic index
-        resp = await es.bulk(operations=_body(pending), refresh=refresh, require_alias=True)
+        resp = await es.bulk(operations=_body(pending), refresh=refresh, require_alias=True, filter_path=_REPLY)
         if not resp.get("errors"):
             return failed
         retry: list[Op] = []
