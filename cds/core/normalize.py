@@ -13,10 +13,11 @@ location, an unreadable window) is a warning.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import tzinfo
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import orjson
 
@@ -159,6 +160,18 @@ def _strings(v: Any, canon=lambda s: s) -> list[str]:
     return out
 
 
+def _listed(v: Any, canon: Callable[[str], str | None], ctx: dict) -> list[str]:
+    """_strings, once per distinct list of strings of a catalog (amenities, vehicle types, payment methods)."""
+    if isinstance(v, list) and len(v) <= MAX_LIST and all(isinstance(x, str) for x in v):
+        key = (canon, *v)
+        memo = ctx["lists"]
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = _strings(v, canon)
+        return list(got)
+    return _strings(v, canon)
+
+
 def plain_attributes(attrs: Any) -> dict[str, Any]:
     """An attribute bag with vocabulary prefixes removed (`ev:connectorType` -> `connectorType`): the bag
     itself when no key has a prefix (read it, never change it)."""
@@ -203,7 +216,9 @@ def _id(obj: dict, path: str, what: str) -> str:
 
 # --- time --------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
 def _date(s: str, tz: Any, end: bool) -> float | None:
+    # Cached: a network's offers and catalogs share a few validity dates.
     # A bare end date ("valid till 2026-03-31") lasts to the end of that local day.
     if end and _DATE_ONLY.match(s.strip()):
         s = s.strip() + "T24:00:00"
@@ -417,7 +432,7 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
     reservation = a.get("reservationSupported")
     status = _status(a)
     descriptor = pick(item, "descriptor")
-    amenities = _strings(a.get("amenityFeature", a.get("amenities")), str.upper)
+    amenities = _listed(a.get("amenityFeature", a.get("amenities")), str.upper, ctx)
     # The text fields of docs/decisions.md §25, analysed once here (cds.core.text).
     text_parts = [pick(descriptor, "name"), pick(descriptor, "shortDesc"), pick(descriptor, "longDesc"),
                   provider_name, operator, pick(station, "name") if isinstance(station, dict) else None,
@@ -431,7 +446,7 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
         max_kw=kw("maxPowerKW"), min_kw=kw("minPowerKW"),
         power_type=vocab.power_type(_text(a.get("powerType") or a.get("currentType"), 64)),
         charging_speed=(_text(a.get("chargingSpeed"), 64) or "").upper() or None,
-        vehicle_types=_strings(a.get("vehicleType"), vocab.vehicle_type),
+        vehicle_types=_listed(a.get("vehicleType"), vocab.vehicle_type, ctx),
         reservation=reservation if isinstance(reservation, bool) else None,
         amenities=amenities,
         parking_type=_text(a.get("parkingType"), 64),
@@ -515,7 +530,7 @@ def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict
         valid_from=start, valid_to=end, daily=daily,
         price=price, currency=currency, unit=unit,
         tariff_model=(_text(oa.get("tariffModel"), 64) or "").upper() or None,
-        payment_methods=_strings(methods, vocab.upper),
+        payment_methods=_listed(methods, vocab.upper, ctx),
         raw=raw,
     )
 
@@ -612,7 +627,7 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, "an item must be an object", path)
     catalog_provider = pick(catalog, "provider")
     ctx = {"bpp_id": publisher_id, "catalog_id": catalog_id, "tz": tz, "now": now, "bounds": settings,
-           "periods": {}, "packs": {}}
+           "periods": {}, "packs": {}, "lists": {}}
     docs: dict[str, ItemDoc] = {}
     where: dict[str, tuple[str, dict]] = {}          # item id -> (path, item as published)
     rejected: set[str] = set()                       # ids of items left out (offers naming them are not "unknown")
