@@ -211,8 +211,8 @@ def _with_blobs(fields: dict[str, Any], *blobs: tuple[bytes, bytes]) -> bytes:
 
 
 def _item_fields(item: ItemDoc, meta: CatalogMeta, cg: str, gen: str, ts: float) -> dict[str, Any]:
-    # Only what some query reads is written (docs/decisions.md §P "Elasticsearch documents"): no ckey, has_windows or
-    # nested offers, which the mapping still lists for documents written before.
+    # Only what some query reads is written (docs/decisions.md §P "Elasticsearch documents"): no ckey,
+    # has_windows or nested offers, which the mapping still lists for documents written before.
     body: dict[str, Any] = {"cg": cg, "gen": gen, "ts": ts}
     for f in KEYWORD_FIELDS:
         v = getattr(item, f)

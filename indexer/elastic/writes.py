@@ -51,7 +51,8 @@ class _Job(msgspec.Struct):
     def ops(self, items: str, catalogs: str, ts: float):
         meta = self.record.meta
         for it in self.record.items:
-            yield index_encoded_op(items, item_doc_id(self.cg, it.item_id), item_source(it, meta, self.cg, self.gen, ts))
+            yield index_encoded_op(items, item_doc_id(self.cg, it.item_id),
+                                   item_source(it, meta, self.cg, self.gen, ts))
         yield index_encoded_op(catalogs, meta_doc_id(self.cg), meta_source(meta, self.cg, self.gen, ts))
 
     def deletes(self, items: str, catalogs: str) -> list[Op]:
