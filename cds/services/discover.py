@@ -15,6 +15,7 @@ from cds.core.budget import WorkBudget, WorkLimitExceeded
 from cds.core.errors import BecknError
 from cds.core.replies import build_on_discover
 from cds.services.assemble import assemble_catalogs
+from cds.services.idle import IdleGate
 from cds.config import Settings
 from cds.fanout.engine import Fanout, FanoutRun, merge_hits
 from cds.core.matching import select
@@ -30,22 +31,6 @@ from indexer.storage import Storage
 log = logging.getLogger("cds.discover")
 
 BACKGROUND_SLICE_S = 0.001   # a background search yields the loop this often (docs/decisions.md §P, "ACKs first")
-BACKGROUND_DEFER_S = 0.005   # the longest a background step waits for a loop with nothing else to run
-_AFTER_IO_S = 1e-6           # a timer: it fires after the loop read the sockets that became ready meanwhile
-
-
-async def yield_to_foreground() -> None:
-    """Between two steps of a background answer: resume after the requests that arrived meanwhile were read,
-    and once no other callback waits to run, or BACKGROUND_DEFER_S later at most, so that a loop that is never
-    idle cannot starve the lane (docs/decisions.md §P, "ACKs first"). asyncio.sleep(0) would resume ahead of
-    the sockets' callbacks, once per loop turn, whoever waits."""
-    loop = asyncio.get_running_loop()
-    ready = getattr(loop, "_ready", None)    # the selector loop's run queue; other loops: yield once
-    until = loop.time() + BACKGROUND_DEFER_S
-    while True:
-        await asyncio.sleep(_AFTER_IO_S)
-        if not ready or loop.time() >= until:
-            return
 
 
 class DiscoverService:
@@ -61,6 +46,7 @@ class DiscoverService:
         # loses no throughput, and an arriving request waits behind at most one short slice, not one per
         # answer in progress.
         self._lane = asyncio.Semaphore(settings.background_answers)
+        self._idle = IdleGate()          # and each of their steps waits for a loop with nothing else to run
 
     @contextlib.asynccontextmanager
     async def _cpu_turn(self):
@@ -71,7 +57,7 @@ class DiscoverService:
             yield
             return
         async with self._lane:
-            await yield_to_foreground()
+            await self._idle.wait()
             yield
 
     def plan(self, req: DiscoverRequest) -> Query:
@@ -187,7 +173,7 @@ class DiscoverService:
         assert self._outbound is not None
         work = work or self.work_budget()
         work.slice_s = BACKGROUND_SLICE_S           # also what marks it a background answer (`_cpu_turn`)
-        work.pause = yield_to_foreground
+        work.pause = self._idle.wait
         try:
             with budget.in_force(work):
                 if self._settings.fanout_incremental and self._fanout is not None:
@@ -225,7 +211,7 @@ class DiscoverService:
 
     async def _deliver(self, callback_base: str, body: dict[str, Any], received_at: float, fanned: bool) -> Delivery:
         assert self._outbound is not None
-        await yield_to_foreground()     # serialising, signing and sending: one more step of about 0.5 ms
+        await self._idle.wait()         # serialising, signing and sending: one more step of about 0.5 ms
         delivery = await self._outbound.post(f"{callback_base}/on_discover", body)
         outcome = "delivered" if delivery.ok else "failed"
         self._metrics.callbacks.labels("on_discover", outcome).inc()

@@ -12,6 +12,7 @@ from cds.api.app import create_app
 from cds.api.appkeys import STORAGE
 from cds.core import budget
 from cds.services.discover import BACKGROUND_SLICE_S
+from cds.services.idle import IdleGate
 from tests.harness import fresh_context, load_fixture, start_client
 
 DISCOVER = "UBC_discovery-within-a-circular-boundary.json"
@@ -94,3 +95,46 @@ async def test_sync_discovers_and_acks_do_not_wait_for_a_busy_lane(network):
     finally:
         gate.set()
         await client.close()
+
+
+async def _foreground(steps: int, log: list[str]) -> None:
+    for i in range(steps):
+        log.append(f"fg{i}")
+        await asyncio.sleep(0)
+
+
+async def test_a_background_step_waits_for_an_idle_loop():
+    log: list[str] = []
+    gate = IdleGate(defer_s=3600)
+
+    async def background() -> None:
+        await gate.wait()
+        log.append("bg")
+
+    await asyncio.gather(background(), _foreground(20, log))
+    assert log[-1] == "bg"                 # behind every step of the busy request
+
+
+async def test_a_busy_loop_cannot_starve_background_steps():
+    log: list[str] = []
+    gate = IdleGate(defer_s=0)
+
+    async def background() -> None:
+        for _ in range(3):
+            await gate.wait()
+            log.append("bg")
+
+    await asyncio.gather(background(), _foreground(200, log))
+    assert log.count("bg") == 3 and log[-1] != "bg"   # all three ran while the loop was busy
+
+
+async def test_background_steps_go_one_per_idle_moment_in_arrival_order():
+    order: list[int] = []
+    gate = IdleGate(defer_s=3600)
+
+    async def step(i: int) -> None:
+        await gate.wait()
+        order.append(i)
+
+    await asyncio.gather(*(step(i) for i in range(5)))
+    assert order == [0, 1, 2, 3, 4]

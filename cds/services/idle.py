@@ -1,0 +1,49 @@
+"""The turns of background answers (docs/decisions.md §P, "ACKs first"): a step of work done after an ACK
+starts only when the event loop has nothing else to run, so that requests never queue behind it."""
+
+from __future__ import annotations
+
+import asyncio
+from collections import deque
+
+BACKGROUND_DEFER_S = 0.005   # the longest a background step waits for an idle loop (a busy loop cannot starve it)
+_AFTER_IO_S = 1e-6           # a timer fires after the loop queued the callbacks of the sockets that became ready
+
+
+class IdleGate:
+    """Background steps wait here in arrival order. A timer looks once per loop turn, after the loop read the
+    sockets that became ready: when nothing else is queued to run (or the oldest step waited `defer_s`), the
+    oldest step goes, and the next one waits for the loop to be idle again. asyncio.sleep(0) would instead
+    resume a step ahead of the sockets' callbacks, in every loop turn, whoever waits."""
+
+    def __init__(self, defer_s: float = BACKGROUND_DEFER_S) -> None:
+        self.defer_s = defer_s
+        self._waiting: deque[tuple[asyncio.Future[None], float]] = deque()
+        self._armed = False
+
+    async def wait(self) -> None:
+        loop = asyncio.get_running_loop()
+        fut: asyncio.Future[None] = loop.create_future()
+        self._waiting.append((fut, loop.time()))
+        self._arm(loop)
+        await fut
+
+    def _arm(self, loop: asyncio.AbstractEventLoop) -> None:
+        if not self._armed:
+            self._armed = True
+            loop.call_later(_AFTER_IO_S, self._turn, loop)
+
+    def _turn(self, loop: asyncio.AbstractEventLoop) -> None:
+        self._armed = False
+        while self._waiting and self._waiting[0][0].done():       # cancelled meanwhile
+            self._waiting.popleft()
+        if not self._waiting:
+            return
+        # The selector loop's run queue (other loops have none: a step then goes once per loop turn).
+        queued = getattr(loop, "_ready", None)
+        fut, since = self._waiting[0]
+        if not queued or loop.time() - since >= self.defer_s:
+            self._waiting.popleft()
+            fut.set_result(None)
+        if self._waiting:
+            self._arm(loop)
