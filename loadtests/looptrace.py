@@ -188,6 +188,16 @@ def _kind(name: str) -> str:
     return "other"
 
 
+def _turn_starts(sel_start: Any, sel_wall: Any, rx: Any) -> Any:
+    """For each read at `rx`: when the loop turn before the one that read it began (the bytes may have waited
+    in the socket since then)."""
+    import numpy as np
+
+    k = np.searchsorted(sel_start + sel_wall, rx) - 1             # the select that returned just before the read
+    prev = np.maximum(k - 1, 0)
+    return np.where(k >= 1, (sel_start + sel_wall)[prev], rx)
+
+
 def report(out_dir: Path, over_ms: float, top: int) -> None:
     import numpy as np
 
@@ -199,7 +209,8 @@ def report(out_dir: Path, over_ms: float, top: int) -> None:
             continue
         cs, cw, cc, what = d["cb_start"], d["cb_wall"], d["cb_cpu"], d["cb_what"]
         ss, sw = d["sel_start"], d["sel_wall"]
-        gs, gw, gg, gcc = d["gc_start"], d["gc_wall"], d["gc_gen"], d["gc_cpu"]
+        gs, gw, gg = d["gc_start"], d["gc_wall"], d["gc_gen"]
+        gcc = d["gc_cpu"] if "gc_cpu" in d.files else gw       # traces before CPU was recorded: wall
         live = gs >= rx.min()           # collections while discovers were served (not at start-up)
         print(f"\n## {f.name}: {len(rx)} discovers, {len(cs)} callbacks; GC while serving, per generation: "
               + ", ".join(f"{int((live & (gg == g)).sum())} ({1000 * gcc[live & (gg == g)].sum():.0f} ms CPU, longest "
@@ -212,6 +223,15 @@ def report(out_dir: Path, over_ms: float, top: int) -> None:
             lat = (done[sel] - rx[sel]) * 1000
             print(f"{label}: n={sel.sum()} server-side p50 {np.percentile(lat, 50):.2f} p90 {np.percentile(lat, 90):.2f} "
                   f"p99 {np.percentile(lat, 99):.2f} max {lat.max():.2f} ms; over {over_ms} ms: {(lat > over_ms).sum()}")
+            # The loop CPU each one waited through (its own and others' callbacks): its latency on a machine
+            # where the process never waits for a core; "+ turn" adds the loop turn before the one that read it.
+            cum = np.concatenate([[0.0], np.cumsum(cc)])
+            turn_start = _turn_starts(ss, sw, rx[sel])
+            own = (cum[np.searchsorted(cs, done[sel])] - cum[np.searchsorted(cs, rx[sel])]) * 1000
+            wide = (cum[np.searchsorted(cs, done[sel])] - cum[np.searchsorted(cs, turn_start)]) * 1000
+            print("  loop CPU waited through: " + "; ".join(
+                f"{name} p50 {np.percentile(v, 50):.2f} p90 {np.percentile(v, 90):.2f} p99 {np.percentile(v, 99):.2f} ms"
+                for name, v in (("from the read", own), ("+ turn", wide))))
             t_first, t_last = rx[sel].min(), done[sel].max()
             phase = (cs >= t_first) & (cs <= t_last)
             by: dict[str, list[float]] = defaultdict(list)
@@ -231,9 +251,7 @@ def report(out_dir: Path, over_ms: float, top: int) -> None:
             # have waited in the socket for that long) to the reply
             split: dict[str, float] = defaultdict(float)
             total = 0.0
-            for r in slow:
-                k = np.searchsorted(ss + sw, rx[r]) - 1        # the select that returned just before the read
-                start = ss[k - 1] + sw[k - 1] if k >= 1 else rx[r]
+            for r, start in zip(slow, _turn_starts(ss, sw, rx[slow])):
                 end = done[r]
                 total += end - start
                 m = (cs >= start) & (cs < end)
