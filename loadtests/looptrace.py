@@ -36,7 +36,8 @@ from typing import Any
 _cb_start, _cb_wall, _cb_cpu, _cb_what = array("d"), array("d"), array("d"), array("l")
 _gc_start, _gc_wall, _gc_cpu, _gc_gen = array("d"), array("d"), array("d"), array("l")
 _sel_start, _sel_wall = array("d"), array("d")
-_req_rx, _req_done, _req_post = array("d"), array("d"), array("b")
+_req_rx, _req_done, _req_post, _req_conn = array("d"), array("d"), array("b"), array("l")
+_conns: dict[Any, int] = {}
 _labels: dict[Any, int] = {}
 _rx: dict[Any, float] = {}
 MAX_EVENTS = 4_000_000
@@ -142,6 +143,7 @@ def install(out_dir: str) -> None:
             _req_rx.append(rx)
             _req_done.append(_clock())
             _req_post.append(request.method == "POST")
+            _req_conn.append(_conns.setdefault(request.protocol, len(_conns)))
 
     web_app.Application._handle = traced                        # type: ignore[method-assign]
 
@@ -172,7 +174,7 @@ def _dump(path: Path) -> None:
     np.savez(path, cb_start=np.array(_cb_start), cb_wall=np.array(_cb_wall), cb_cpu=np.array(_cb_cpu),
              cb_what=np.array(_cb_what), gc_start=np.array(_gc_start), gc_wall=np.array(_gc_wall), gc_cpu=np.array(_gc_cpu),
              gc_gen=np.array(_gc_gen), sel_start=np.array(_sel_start), sel_wall=np.array(_sel_wall),
-             req_rx=np.array(_req_rx), req_done=np.array(_req_done), req_post=np.array(_req_post),
+             req_rx=np.array(_req_rx), req_done=np.array(_req_done), req_post=np.array(_req_post), req_conn=np.array(_req_conn),
              names=names)
 
 
@@ -186,6 +188,25 @@ def _kind(name: str) -> str:
         if needle in name:
             return kind
     return "other"
+
+
+def _phases(rx: Any, post: Any, conn: Any) -> list[tuple[str, Any]]:
+    """POSTs, and the GETs split into wrk runs (bench_workers: warm-up, saturation, paced): a run's connections
+    all open within a second, the next run's ones seconds later."""
+    import numpy as np
+
+    out = [("POST (ACK)", post == 1)] if (post == 1).any() else []
+    gets = np.nonzero(post == 0)[0]
+    if len(gets):
+        first = {c: rx[gets][conn[gets] == c].min() for c in np.unique(conn[gets])}
+        starts = sorted(first.values())
+        bounds = [t for prev, t in zip(starts, starts[1:]) if t - prev > 1.0]
+        run_of = np.searchsorted(bounds, [first[c] for c in conn[gets]], side="right")
+        for i in range(len(bounds) + 1):
+            sel = np.zeros(len(rx), dtype=bool)
+            sel[gets[run_of == i]] = True
+            out.append((f"GET (sync) run {i + 1} of {len(bounds) + 1}", sel))
+    return out
 
 
 def _turn_starts(sel_start: Any, sel_wall: Any, rx: Any) -> Any:
@@ -216,10 +237,8 @@ def report(out_dir: Path, over_ms: float, top: int) -> None:
               + ", ".join(f"{int((live & (gg == g)).sum())} ({1000 * gcc[live & (gg == g)].sum():.0f} ms CPU, longest "
                           f"{1000 * gcc[live & (gg == g)].max(initial=0):.1f} ms CPU / "
                           f"{1000 * gw[live & (gg == g)].max(initial=0):.1f} wall)" for g in range(3)))
-        for is_post, label in ((1, "POST (ACK)"), (0, "GET (sync)")):
-            sel = post == is_post
-            if not sel.any():
-                continue
+        conn = d["req_conn"] if "req_conn" in d.files else np.zeros(len(rx), dtype=int)
+        for label, sel in _phases(rx, post, conn):
             lat = (done[sel] - rx[sel]) * 1000
             print(f"{label}: n={sel.sum()} server-side p50 {np.percentile(lat, 50):.2f} p90 {np.percentile(lat, 90):.2f} "
                   f"p99 {np.percentile(lat, 99):.2f} max {lat.max():.2f} ms; over {over_ms} ms: {(lat > over_ms).sum()}")
