@@ -21,7 +21,9 @@ from cds.fanout.engine import Fanout, FanoutRun, merge_hits
 from cds.core.matching import select
 from cds.metrics import Metrics
 from cds.core.models import DiscoverRequest
+from cds.trust.auth import Inbound
 from cds.trust.outbound import Delivery, Outbound
+from cds.trust.replay import ReplayStore, first_time
 from cds.core.planner import build_query, cheap_to_plan
 from cds.workpool import run_off_loop
 from cds.core.query import Query
@@ -165,6 +167,16 @@ class DiscoverService:
         if fanned:
             self._metrics.fanout_callback_latency.labels("sync").observe(time.time() - received_at)
         return body
+
+    async def answer_once(self, replay: ReplayStore, inbound: Inbound, req: DiscoverRequest, query: Query,
+                          callback_base: str, work: WorkBudget | None = None) -> Delivery | None:
+        """After the ACK of a POST: `answer_and_deliver`, unless it is a replay (§11: the same ACK, no second
+        answer). The check, a round trip to Redis with several workers, waits for an idle loop like the
+        answer's steps (docs/decisions.md §P, "ACKs first")."""
+        await self._idle.wait()
+        if not await first_time(replay, inbound):
+            return None
+        return await self.answer_and_deliver(req, query, callback_base, inbound.received_at, work)
 
     async def answer_and_deliver(self, req: DiscoverRequest, query: Query, callback_base: str,
                                  received_at: float, work: WorkBudget | None = None) -> Delivery | None:

@@ -6,12 +6,8 @@ from __future__ import annotations
 import orjson
 from aiohttp import web
 
-from cds.core.budget import WorkBudget
-from cds.core.models import DiscoverRequest
-from cds.core.query import Query
-from cds.trust.auth import Inbound, require_bap
+from cds.trust.auth import require_bap
 from cds.api.handlers.base import ack, receive, spawn
-from cds.trust.replay import first_time
 from cds.trust.netguard import callback_reach, check_callback_url
 from cds.core.protocol import parse_discover
 from cds.api.appkeys import DISCOVER, REPLAY, SETTINGS
@@ -35,7 +31,9 @@ class DiscoverView(web.View):
         inbound, req, query, work = await self._inbound()
         callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
                                       reach=callback_reach(settings))
-        spawn(self.request.app, _answer_once(self.request.app, inbound, req, query, callback, work))
+        # the replay check comes after the ACK (the same ACK either way): no round trip to the shared store before it
+        spawn(self.request.app, self.request.app[DISCOVER].answer_once(self.request.app[REPLAY], inbound, req, query,
+                                                                       callback, work))
         return ack(self.request)
 
     async def get(self) -> web.Response:
@@ -46,10 +44,3 @@ class DiscoverView(web.View):
         body = await self.request.app[DISCOVER].answer(req, query, inbound.received_at, work=work)
         return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
 
-
-async def _answer_once(app: web.Application, inbound: Inbound, req: DiscoverRequest, query: Query, callback: str,
-                       work: WorkBudget) -> None:
-    """After the ACK: a replay gets the same ACK (§11) and no second answer. Checking that after the ACK keeps
-    a round trip to the shared replay store off the ACK's path (docs/decisions.md §P, "ACKs first")."""
-    if await first_time(app[REPLAY], inbound):
-        await app[DISCOVER].answer_and_deliver(req, query, callback, inbound.received_at, work)
