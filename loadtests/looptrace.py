@@ -38,6 +38,7 @@ _gc_start, _gc_wall, _gc_cpu, _gc_gen = array("d"), array("d"), array("d"), arra
 _sel_start, _sel_wall = array("d"), array("d")
 _req_rx, _req_done, _req_post, _req_conn = array("d"), array("d"), array("b"), array("l")
 _conns: dict[Any, int] = {}
+_ans_start, _ans_end = array("d"), array("d")
 _labels: dict[Any, int] = {}
 _rx: dict[Any, float] = {}
 MAX_EVENTS = 4_000_000
@@ -147,6 +148,22 @@ def install(out_dir: str) -> None:
 
     web_app.Application._handle = traced                        # type: ignore[method-assign]
 
+    from cds.services.discover import DiscoverService
+
+    # the answer after the ACK (older versions: after their replay check)
+    name = "answer_once" if hasattr(DiscoverService, "answer_once") else "answer_and_deliver"
+    answer_once = getattr(DiscoverService, name)
+
+    async def answered(self: Any, *args: Any, **kwargs: Any) -> Any:
+        t0 = _clock()
+        try:
+            return await answer_once(self, *args, **kwargs)
+        finally:
+            _ans_start.append(t0)
+            _ans_end.append(_clock())
+
+    setattr(DiscoverService, name, answered)
+
     import atexit
     import signal
 
@@ -174,7 +191,8 @@ def _dump(path: Path) -> None:
     np.savez(path, cb_start=np.array(_cb_start), cb_wall=np.array(_cb_wall), cb_cpu=np.array(_cb_cpu),
              cb_what=np.array(_cb_what), gc_start=np.array(_gc_start), gc_wall=np.array(_gc_wall), gc_cpu=np.array(_gc_cpu),
              gc_gen=np.array(_gc_gen), sel_start=np.array(_sel_start), sel_wall=np.array(_sel_wall),
-             req_rx=np.array(_req_rx), req_done=np.array(_req_done), req_post=np.array(_req_post), req_conn=np.array(_req_conn),
+             req_rx=np.array(_req_rx), req_done=np.array(_req_done), req_post=np.array(_req_post), req_conn=np.array(_req_conn), ans_start=np.array(_ans_start),
+             ans_end=np.array(_ans_end),
              names=names)
 
 
@@ -237,6 +255,15 @@ def report(out_dir: Path, over_ms: float, top: int) -> None:
               + ", ".join(f"{int((live & (gg == g)).sum())} ({1000 * gcc[live & (gg == g)].sum():.0f} ms CPU, longest "
                           f"{1000 * gcc[live & (gg == g)].max(initial=0):.1f} ms CPU / "
                           f"{1000 * gw[live & (gg == g)].max(initial=0):.1f} wall)" for g in range(3)))
+        if "ans_start" in d.files and len(d["ans_start"]):
+            a0, a1 = d["ans_start"], d["ans_end"]
+            cum = np.concatenate([[0.0], np.cumsum(cc)])
+            waited = (cum[np.searchsorted(cs, a1)] - cum[np.searchsorted(cs, a0)]) * 1000
+            wall = (a1 - a0) * 1000
+            print(f"ACK → on_discover delivered (n={len(a0)}): wall p50 {np.percentile(wall, 50):.1f} p90 "
+                  f"{np.percentile(wall, 90):.1f} p99 {np.percentile(wall, 99):.1f} ms; loop CPU waited through p50 "
+                  f"{np.percentile(waited, 50):.1f} p90 {np.percentile(waited, 90):.1f} p99 "
+                  f"{np.percentile(waited, 99):.1f} ms")
         conn = d["req_conn"] if "req_conn" in d.files else np.zeros(len(rx), dtype=int)
         for label, sel in _phases(rx, post, conn):
             lat = (done[sel] - rx[sel]) * 1000

@@ -15,7 +15,7 @@ from cds.core.budget import WorkBudget, WorkLimitExceeded
 from cds.core.errors import BecknError
 from cds.core.replies import build_on_discover
 from cds.services.assemble import assemble_catalogs
-from cds.services.idle import IdleGate
+from cds.services.idle import after_io
 from cds.config import Settings
 from cds.fanout.engine import Fanout, FanoutRun, merge_hits
 from cds.core.matching import select
@@ -48,18 +48,17 @@ class DiscoverService:
         # loses no throughput, and an arriving request waits behind at most one short slice, not one per
         # answer in progress.
         self._lane = asyncio.Semaphore(settings.background_answers)
-        self._idle = IdleGate()          # and each of their steps waits for a loop with nothing else to run
 
     @contextlib.asynccontextmanager
     async def _cpu_turn(self):
         """A background answer (its budget in force slices short: `answer_and_deliver`) waits for the lane,
-        then for a moment when no request waits on the loop."""
+        then lets the requests that arrived meanwhile go first (`after_io`)."""
         work = budget.current()
         if work is None or work.slice_s is None:
             yield
             return
         async with self._lane:
-            await self._idle.wait()
+            await after_io()
             yield
 
     def plan(self, req: DiscoverRequest) -> Query:
@@ -171,9 +170,8 @@ class DiscoverService:
     async def answer_once(self, replay: ReplayStore, inbound: Inbound, req: DiscoverRequest, query: Query,
                           callback_base: str, work: WorkBudget | None = None) -> Delivery | None:
         """After the ACK of a POST: `answer_and_deliver`, unless it is a replay (§11: the same ACK, no second
-        answer). The check, a round trip to Redis with several workers, waits for an idle loop like the
-        answer's steps (docs/decisions.md §P, "ACKs first")."""
-        await self._idle.wait()
+        answer). With several workers the check is a round trip to Redis, which no ACK waits for now
+        (docs/decisions.md §P, "ACKs first")."""
         if not await first_time(replay, inbound):
             return None
         return await self.answer_and_deliver(req, query, callback_base, inbound.received_at, work)
@@ -185,7 +183,7 @@ class DiscoverService:
         assert self._outbound is not None
         work = work or self.work_budget()
         work.slice_s = BACKGROUND_SLICE_S           # also what marks it a background answer (`_cpu_turn`)
-        work.pause = self._idle.wait
+        work.pause = after_io
         try:
             with budget.in_force(work):
                 if self._settings.fanout_incremental and self._fanout is not None:
@@ -223,7 +221,7 @@ class DiscoverService:
 
     async def _deliver(self, callback_base: str, body: dict[str, Any], received_at: float, fanned: bool) -> Delivery:
         assert self._outbound is not None
-        await self._idle.wait()         # serialising, signing and sending: one more step of about 0.5 ms
+        await after_io()                # serialising, signing and sending: one more step of about 0.5 ms
         delivery = await self._outbound.post(f"{callback_base}/on_discover", body)
         outcome = "delivered" if delivery.ok else "failed"
         self._metrics.callbacks.labels("on_discover", outcome).inc()
