@@ -51,14 +51,12 @@ class DiscoverService:
 
     @contextlib.asynccontextmanager
     async def _cpu_turn(self):
-        """A background answer (its budget in force slices short: `answer_and_deliver`) waits for the lane,
-        then lets the requests that arrived meanwhile go first (`after_io`)."""
+        """A background answer (its budget in force slices short: `answer_and_deliver`) waits for the lane."""
         work = budget.current()
         if work is None or work.slice_s is None:
             yield
             return
         async with self._lane:
-            await after_io()
             yield
 
     def plan(self, req: DiscoverRequest) -> Query:
