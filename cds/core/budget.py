@@ -113,4 +113,3 @@ def check() -> None:
     b = _CURRENT.get()
     if b is not None and b._since is not None and b.used_s + (_clock() - b._since) > b.limit_s:
         raise b.exceeded()
-

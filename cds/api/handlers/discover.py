@@ -43,4 +43,3 @@ class DiscoverView(web.View):
         inbound, req, query, work = await self._inbound()
         body = await self.request.app[DISCOVER].answer(req, query, inbound.received_at, work=work)
         return web.Response(body=orjson.dumps(body), content_type="application/json", headers=headers)
-
