@@ -219,7 +219,6 @@ class DiscoverService:
 
     async def _deliver(self, callback_base: str, body: dict[str, Any], received_at: float, fanned: bool) -> Delivery:
         assert self._outbound is not None
-        await after_io()                # serialising, signing and sending: one more step of about 0.5 ms
         delivery = await self._outbound.post(f"{callback_base}/on_discover", body)
         outcome = "delivered" if delivery.ok else "failed"
         self._metrics.callbacks.labels("on_discover", outcome).inc()
