@@ -362,7 +362,8 @@ class EmbeddedStorage:
                     done, hits = _advance(steps, sl, work)
                 if done:
                     return hits
-                await asyncio.sleep(0)                     # let the loop answer others
+                # let the loop answer others (a background answer: behind them, `WorkBudget.pause`)
+                await (work.pause() if work is not None and work.pause is not None else asyncio.sleep(0))
                 if self._version != version:
                     restarts += 1
                     if restarts > SEARCH_RESTARTS:        # writes keep coming: finish in one step
