@@ -44,7 +44,7 @@ from cds.core.text import has_terms
 from cds.core import budget, matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.embedded.chunked import PutChunks, chunked
-from indexer.embedded.compact import pack_documents
+from indexer.embedded.compact import PACK_THREAD_MIN, pack_catalog
 from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.persist import (
@@ -67,7 +67,6 @@ _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in 
 _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
 _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
 _ZLIB_LEVEL = 6            # a third smaller than level 1 for about 2.5 ms more per MB, once per publish
-_PACK_INLINE = 256         # pack the JSON of catalogs with more items in a thread (compact.pack_documents)
 
 
 class _Put(msgspec.Struct, tag="put", array_like=True):
@@ -217,11 +216,11 @@ class EmbeddedStorage:
     async def replace_catalog(self, record: CatalogRecord) -> None:
         # The whole published catalog (meta.raw) is needed only for MERGE publishes: keep it compressed.
         raw = record.meta.raw
-        raw_z = (await asyncio.to_thread(zlib.compress, raw, _ZLIB_LEVEL) if len(raw) > _ZLIB_INLINE
-                 else zlib.compress(raw, _ZLIB_LEVEL) if raw else b"")
         slim = CatalogRecord(meta=msgspec.structs.replace(record.meta, raw=b""), items=list(record.items))
-        if len(slim.items) > _PACK_INLINE:
-            await asyncio.to_thread(pack_documents, slim.items)
+        # All zlib, which lets go of the GIL: in a thread it runs beside the loop (docs/decisions.md §P).
+        raw_z = (await asyncio.to_thread(pack_catalog, raw, slim.items, _ZLIB_LEVEL)
+                 if len(slim.items) >= PACK_THREAD_MIN or len(raw) > _ZLIB_INLINE
+                 else pack_catalog(raw, slim.items, _ZLIB_LEVEL))
         prepared = self._index.prepare(slim, raw_z)     # off to the side: searches still see the old one
         await self._submit(_Put(record=prepared.record, raw_z=raw_z), prepared)
         await self._followed()
