@@ -28,7 +28,6 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import heapq
 import logging
 import math
@@ -48,7 +47,7 @@ from indexer.embedded.compact import PACK_THREAD_MIN, pack_catalog
 from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.persist import (
-    DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
+    DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, without_gc, write_atomic,
 )
 from indexer.overview import (
     CellTally, Coverage, CoveragePoint, CoverageQuery, PublisherSummary, catalog_live, status_label,
@@ -139,7 +138,7 @@ class EmbeddedStorage:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         try:
-            next_gen, self._replayed = await asyncio.to_thread(_without_gc, self._recover)
+            next_gen, self._replayed = await asyncio.to_thread(without_gc, self._recover)
             await self._wal.start(next_gen)
         except BaseException:
             self._lock.release()
@@ -205,6 +204,8 @@ class EmbeddedStorage:
                 log.info("closing without a snapshot: the log writer was already stopped")
         finally:
             await self._wal.close()
+            if self.followers is not None:
+                self.followers.close()
             self._lock.release()
             self._opened = False
 
@@ -645,18 +646,6 @@ def _blocks(entries: list[Any]) -> Iterator[np.ndarray]:
             buf, n = [], 0
     if buf:
         yield np.concatenate(buf)
-
-
-def _without_gc(fn: Any) -> Any:
-    """Run a bulk load with the cyclic GC paused: millions of new long-lived objects would otherwise
-    trigger repeated full collections (about half the replay time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        return fn()
-    finally:
-        if was:
-            gc.enable()
 
 
 def _log_failure(task: asyncio.Task) -> None:
