@@ -110,33 +110,36 @@ def install(out: str) -> Trace:
                 row["report"] = ms(t0)
                 row["total"] = (time.time() - row["received"]) * 1000
 
-    normalize0 = apply.normalize_catalog
+    def timed(fn: Any, stage: str) -> Any:
+        def wrapper(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(*a, **k)
+            finally:
+                _add(stage, ms(t0))
+        return wrapper
 
-    def normalize(*a: Any, **k: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return normalize0(*a, **k)
-        finally:
-            _add("normalise", ms(t0))
+    def timed_async(fn: Any, stage: str) -> Any:
+        async def wrapper(*a: Any, **k: Any) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return await fn(*a, **k)
+            finally:
+                _add(stage, ms(t0))
+        return wrapper
 
-    prepare0 = Index.prepare
+    def batches(fn: Any, out: list, with_start: bool) -> Any:
+        """Time a call taking a log batch: (start, ms, frames) or (ms, frames) per call."""
+        def wrapper(self: Any, batch: list) -> Any:
+            t0 = time.perf_counter()
+            try:
+                return fn(self, batch)
+            finally:
+                if len(out) < MAX_ROWS:
+                    out.append((t0, ms(t0), len(batch)) if with_start else (ms(t0), len(batch)))
+        return wrapper
 
-    def prepare(self: Any, *a: Any, **k: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return prepare0(self, *a, **k)
-        finally:
-            _add("pack_prepare", ms(t0))
-
-    replace0, submit0, followed0 = (store.EmbeddedStorage.replace_catalog, store.EmbeddedStorage._submit,
-                                    store.EmbeddedStorage._followed)
-
-    async def replace(self: Any, record: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await replace0(self, record)
-        finally:
-            _add("replace", ms(t0))
+    submit0 = store.EmbeddedStorage._submit
 
     def submit(self: Any, *a: Any, **k: Any) -> Any:
         fut = submit0(self, *a, **k)
@@ -145,41 +148,15 @@ def install(out: str) -> Trace:
             fut.add_done_callback(lambda _f: row.__setitem__("log", row["log"] + ms(t0)))
         return fut
 
-    async def followed(self: Any) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return await followed0(self)
-        finally:
-            _add("followers", ms(t0))
-
-    write0 = persist.FrameLog._write_batch
-
-    def write_batch(self: Any, batch: list) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return write0(self, batch)
-        finally:
-            if len(tr.batches) < MAX_ROWS:
-                tr.batches.append((t0, ms(t0), len(batch)))
-
-    commit0 = store.EmbeddedStorage._on_commit
-
-    def on_commit(self: Any, batch: list) -> Any:
-        t0 = time.perf_counter()
-        try:
-            return commit0(self, batch)
-        finally:
-            if len(tr.commits) < MAX_ROWS:
-                tr.commits.append((ms(t0), len(batch)))
-
+    S = store.EmbeddedStorage
+    apply.normalize_catalog = timed(apply.normalize_catalog, "normalise")
+    Index.prepare = timed(Index.prepare, "pack_prepare")
+    S.replace_catalog = timed_async(S.replace_catalog, "replace")
+    S._followed = timed_async(S._followed, "followers")
+    S._submit = submit
+    persist.FrameLog._write_batch = batches(persist.FrameLog._write_batch, tr.batches, True)
+    S._on_commit = batches(S._on_commit, tr.commits, False)
     apply.CatalogIndexer.index, apply.CatalogIndexer.report = index, report
-    apply.normalize_catalog = normalize
-    Index.prepare = prepare
-    store.EmbeddedStorage.replace_catalog = replace
-    store.EmbeddedStorage._submit = submit
-    store.EmbeddedStorage._followed = followed
-    persist.FrameLog._write_batch = write_batch
-    store.EmbeddedStorage._on_commit = on_commit
     return tr
 
 
