@@ -34,7 +34,7 @@ import math
 import time
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator, Iterator, Union
+from typing import TYPE_CHECKING, Any, Generator, Iterator
 
 import msgspec
 import numpy as np
@@ -42,10 +42,14 @@ import numpy as np
 from cds.core.text import has_terms
 from cds.core import budget, matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
-from indexer.embedded.chunked import PutChunks, chunked
+from indexer.embedded.chunked import PutChunks
 from indexer.embedded.compact import PACK_THREAD_MIN, pack_catalog
 from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.positions import FollowerPositions
+from indexer.embedded.records import (  # noqa: F401 - the record types are imported from here too
+    _Delete, _Op, _Purge, _Put, _SnapEnd, _SnapHead, _decoder, _encode, put_bytes, put_record, encode_op,
+)
+from indexer.embedded.writer import CatalogTable, TablePrepared
 from indexer.embedded.persist import (
     DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, without_gc, write_atomic,
 )
@@ -68,42 +72,7 @@ _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib 
 _ZLIB_LEVEL = 6            # a third smaller than level 1 for about 2.5 ms more per MB, once per publish
 
 
-class _Put(msgspec.Struct, tag="put", array_like=True):
-    record: CatalogRecord                  # meta.raw empty ...
-    raw_z: bytes = b""                     # ... it travels zlib-compressed here
-
-
-class _Delete(msgspec.Struct, tag="del", array_like=True):
-    bpp_id: str
-    catalog_id: str
-
-
-class _Purge(msgspec.Struct, tag="purge", array_like=True):
-    bpp_id: str
-    catalog_id: str
-    now: float
-
-
-class _SnapHead(msgspec.Struct, tag="head", array_like=True):
-    version: int
-    catalogs: int
-
-
-class _SnapEnd(msgspec.Struct, tag="end", array_like=True):
-    catalogs: int
-
-
-_Op = Union[_Put, PutChunks, _Delete, _Purge, _SnapHead, _SnapEnd]
-_encode = msgspec.msgpack.Encoder().encode
-_decoder = msgspec.msgpack.Decoder(_Op)
 _ROTATE = object()
-
-
-def encode_op(op: _Op) -> bytes:
-    """A log record's bytes; a big catalog's put in chunks (`indexer.embedded.chunked`, docs/decisions.md §P)."""
-    if isinstance(op, _Put):
-        return _encode(chunked(op.record, op.raw_z) or op)
-    return _encode(op)
 
 
 def _order_key(item: ItemDoc, meta: CatalogMeta) -> Any:
@@ -114,14 +83,15 @@ class EmbeddedStorage:
     name = "embedded"
 
     def __init__(self, data_dir: Path, *, fsync: bool = True, snapshot_bytes: int = 64 << 20,
-                 grid_deg: float = 0.05, followers: FollowerPositions | None = None) -> None:
+                 grid_deg: float = 0.05, followers: FollowerPositions | None = None, searchable: bool = True) -> None:
         self.dir = Path(data_dir)
         # With serving workers that follow this log (`indexer.embedded.follower`), a write returns only once
         # every one of them applied it: "searchable" then means searchable through every worker.
         self.followers = followers
         self.fsync = fsync
         self.snapshot_bytes = snapshot_bytes
-        self._index = Index(_order_key, grid_deg=grid_deg)
+        # `searchable=False`: a writer whose log serving workers follow keeps encoded catalogs only (writer.py).
+        self._index: Any = Index(_order_key, grid_deg=grid_deg) if searchable else CatalogTable(put_bytes, put_record)
         self._version = 0                    # bumped by every change of the index (see `search`)
         self._wal = FrameLog(self.dir, _WAL, _SUFFIX_WAL, fsync=fsync, on_commit=self._on_commit)
         self._lock = DirLock(self.dir, "index.lock")
@@ -255,7 +225,8 @@ class EmbeddedStorage:
         """Queue a log record; the future resolves to `_apply`'s result once durable and applied."""
         if not self._opened:
             raise RuntimeError("EmbeddedStorage is not open")
-        return self._wal.submit(encode_op(op), token=(op, prepared))
+        payload = prepared.payload if isinstance(prepared, TablePrepared) else encode_op(op)
+        return self._wal.submit(payload, token=(op, prepared))
 
     def _on_commit(self, batch: list[LogOp]) -> None:
         """Runs on the event loop once a batch is durable: apply it in log order, in one step."""
@@ -264,7 +235,8 @@ class EmbeddedStorage:
                 continue                           # a failed rotation: no snapshot this time
             if op.token is _ROTATE:
                 # The snapshot is the state after everything before the rotation and nothing after.
-                op.result = ([(e.record, e.raw_z) for e in self._index.catalogs.values()], op.gen)
+                op.result = (self._index.snapshot_rows() if isinstance(self._index, CatalogTable)
+                             else [(e.record, e.raw_z) for e in self._index.catalogs.values()], op.gen)
             elif op.token is not None:
                 try:
                     op.result = self._apply(*op.token)
@@ -293,11 +265,11 @@ class EmbeddedStorage:
         self._snapshot_size = await asyncio.to_thread(self._write_snapshot, path, records)
         await asyncio.to_thread(self._remove_old, gen)
 
-    def _write_snapshot(self, path: Path, records: list[tuple[CatalogRecord, bytes]]) -> int:
+    def _write_snapshot(self, path: Path, records: list[tuple[CatalogRecord, bytes]] | list[bytes]) -> int:
         def chunks():
             yield frame(_encode(_SnapHead(version=1, catalogs=len(records))))
-            for r, z in records:
-                yield frame(encode_op(_Put(record=r, raw_z=z)))
+            for row in records:      # (a CatalogTable's rows are put records already)
+                yield frame(row if isinstance(row, bytes) else put_bytes(*row))
             yield frame(_encode(_SnapEnd(catalogs=len(records))))
         return write_atomic(path, chunks(), fsync=self.fsync)
 
