@@ -49,7 +49,7 @@ from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.records import (  # noqa: F401 - the record types are imported from here too
     _Delete, _Op, _Purge, _Put, _SnapEnd, _SnapHead, _decoder, _encode, put_bytes, put_record, encode_op,
 )
-from indexer.embedded.writer import CatalogTable, TablePrepared
+from indexer.embedded.writer import CatalogTable, TablePrepared, snapshot_record
 from indexer.embedded.persist import (
     DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, without_gc, write_atomic,
 )
@@ -268,8 +268,8 @@ class EmbeddedStorage:
     def _write_snapshot(self, path: Path, records: list[tuple[CatalogRecord, bytes]] | list[bytes]) -> int:
         def chunks():
             yield frame(_encode(_SnapHead(version=1, catalogs=len(records))))
-            for row in records:      # (a CatalogTable's rows are put records already)
-                yield frame(row if isinstance(row, bytes) else put_bytes(*row))
+            for row in records:      # (a CatalogTable's rows are its put records, compressed)
+                yield frame(snapshot_record(row) if isinstance(row, bytes) else put_bytes(*row))
             yield frame(_encode(_SnapEnd(catalogs=len(records))))
         return write_atomic(path, chunks(), fsync=self.fsync)
 

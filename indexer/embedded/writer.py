@@ -2,13 +2,15 @@
 
 The ingest process searches nothing: it needs its catalogs only for snapshots, MERGE publishes (the raw catalog)
 and expiry purges. `CatalogTable` stands in for `indexer.embedded.index.Index` there and keeps each catalog as
-its encoded log record (packed JSON, no document objects, postings, columns or grid), so a machine holds N
-searchable copies instead of N + 1. A record is decoded only when a purge strips offers from it.
+its encoded log record (packed JSON, no document objects, postings, columns or grid), zlib-compressed (a third
+of its size: the log repeats shared offers and field names per item), so a machine holds N searchable copies
+instead of N + 1. A record is decoded only when a purge strips offers from it or a snapshot is written.
 It offers only what `EmbeddedStorage`'s write path, replay, snapshots and catalog-level reads use.
 """
 
 from __future__ import annotations
 
+import zlib
 from dataclasses import dataclass
 from typing import Any, Callable
 
@@ -21,26 +23,27 @@ Decode = Callable[[bytes], CatalogRecord]
 
 
 class Stored:
-    """One catalog: its meta (for expiry and listings) and its put record, encoded as it is logged."""
+    """One catalog: its meta (for expiry and listings) and its put record as logged, compressed (`blob`)."""
 
-    __slots__ = ("key", "meta", "raw_z", "offer_end", "payload", "items", "_decode")
+    __slots__ = ("key", "meta", "raw_z", "offer_end", "blob", "items", "_decode")
 
-    def __init__(self, meta: CatalogMeta, raw_z: bytes, payload: bytes, items: int, end: float | None,
+    def __init__(self, meta: CatalogMeta, raw_z: bytes, blob: bytes, items: int, end: float | None,
                  decode: Decode) -> None:
-        self.key, self.meta, self.raw_z, self.payload = meta.key, meta, raw_z, payload
+        self.key, self.meta, self.raw_z, self.blob = meta.key, meta, raw_z, blob
         self.items, self.offer_end, self._decode = items, end, decode
 
     @property
     def record(self) -> CatalogRecord:
         """The catalog decoded (a purge); fresh objects every time."""
-        return self._decode(self.payload)
+        return self._decode(zlib.decompress(self.blob))
 
 
 @dataclass
 class TablePrepared:
     record: CatalogRecord
     raw_z: bytes
-    payload: bytes                    # the put record to log (encoded once, logged and kept)
+    payload: bytes                    # the put record to log (encoded once: logged, and kept as `blob`)
+    blob: bytes
     offer_end: float | None
 
 
@@ -54,13 +57,14 @@ class CatalogTable:
         for doc in record.items:
             upgrade_terms(doc)          # as Index.prepare: records logged before terms were stored
         pack_documents(record.items)    # (already packed by the writer; records of older logs get packed here)
-        return TablePrepared(record=record, raw_z=raw_z, payload=self._encode(record, raw_z),
+        payload = self._encode(record, raw_z)
+        return TablePrepared(record=record, raw_z=raw_z, payload=payload, blob=zlib.compress(payload, 1),
                              offer_end=offer_end(record.items))
 
     def put(self, p: TablePrepared) -> None:
         meta = p.record.meta
         self._drop(meta.key)
-        self.catalogs[meta.key] = Stored(meta, p.raw_z, p.payload, len(p.record.items), p.offer_end, self._decode)
+        self.catalogs[meta.key] = Stored(meta, p.raw_z, p.blob, len(p.record.items), p.offer_end, self._decode)
         self.item_count += len(p.record.items)
 
     def delete(self, key: tuple[str, str]) -> bool:
@@ -74,12 +78,17 @@ class CatalogTable:
 
     def replace_docs(self, entry: Stored, record: CatalogRecord) -> None:
         """A purge stripped offers: keep the record with the documents left."""
-        entry.payload = self._encode(record, entry.raw_z)
+        entry.blob = zlib.compress(self._encode(record, entry.raw_z), 1)
         entry.offer_end = offer_end(record.items)
 
     def snapshot_rows(self) -> list[bytes]:
-        return [e.payload for e in self.catalogs.values()]
+        """The put records to snapshot, compressed (`snapshot_record` is the record itself)."""
+        return [e.blob for e in self.catalogs.values()]
 
     def sizes(self) -> dict[str, Any]:
         return {"catalogs": len(self.catalogs), "items": self.item_count,
-                "record_bytes": sum(len(e.payload) for e in self.catalogs.values())}
+                "record_bytes": sum(len(e.blob) for e in self.catalogs.values())}
+
+
+def snapshot_record(row: bytes) -> bytes:
+    return zlib.decompress(row)
