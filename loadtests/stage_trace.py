@@ -9,8 +9,9 @@ steps of one queued publish and writes per catalog written, in ms:
 
 - queue: from the API's receipt of the publish (`IngestEntry.received_at`, just before the ACK) to the start of
   `CatalogIndexer.index` (stream append, XREADGROUP, per-catalog chain, concurrency slot);
-- normalise: `normalize_catalog`; pack_prepare: `Index.prepare` (JSON packing, interning, index columns) and the
-  rest of `replace_catalog` before the log;
+- normalise: `normalize_catalog`; pack_prepare: `Index.prepare` (interning, index columns; JSON packing on the
+  loop for small catalogs) or the ingest process's `CatalogTable.prepare` (encoding); replace: `replace_catalog`
+  whole (packing in a thread, the log and the followers included);
 - log: submit to the write-ahead log until its batch is written, fsynced and applied (`log_batches` has the
   write + fsync time and size of every batch, `commits` the apply time on the loop);
 - followers: waiting for every serving worker to apply the record (0 with `--workers 1`);
@@ -151,6 +152,11 @@ def install(out: str) -> Trace:
     S = store.EmbeddedStorage
     apply.normalize_catalog = timed(apply.normalize_catalog, "normalise")
     Index.prepare = timed(Index.prepare, "pack_prepare")
+    try:                                    # the ingest process's table of encoded catalogs (writer.py)
+        from indexer.embedded.writer import CatalogTable
+        CatalogTable.prepare = timed(CatalogTable.prepare, "pack_prepare")
+    except ImportError:                     # a checkout from before it
+        pass
     S.replace_catalog = timed_async(S.replace_catalog, "replace")
     S._followed = timed_async(S._followed, "followers")
     S._submit = submit
