@@ -92,7 +92,9 @@ async def run(a: argparse.Namespace, d: Path) -> dict:
             task.add_done_callback(tasks.discard)
         await asyncio.gather(*tasks)
         cpu = time.thread_time() - cpu0
-        rss = {"writer": rss_mb(os.getpid()), **{f"follower-{k}": rss_mb(c.pid) for k, c in enumerate(children)}}
+        # (this process also holds the generated network and its catalogs: its RSS is not the ingest process's)
+        rss = {"writer + workload": rss_mb(os.getpid()),
+               **{f"follower-{k}": rss_mb(c.pid) for k, c in enumerate(children)}}
     finally:
         for c in children:
             if c.stdin is not None:
