@@ -106,6 +106,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     route_simplify_m: float = 1.0            # over the vertex limit: routes simplified with this tolerance (0: never)
     background_answers: int = 1             # discovers answered after their ACK that compute at once (§P)
     work_threads: int = 2                    # threads for heavy planning and re-filtering, off the event loop
+    json_cache_mb: int = 64                  # per process: unpacked item/offer JSON of recent answers (0 = off)
 
     @property
     def tz(self) -> ZoneInfo:
@@ -289,6 +290,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ROUTE_SIMPLIFY_M": ("route_simplify_m", _nonneg_float),
     "WORK_THREADS": ("work_threads", _pos_int),
     "BACKGROUND_ANSWERS": ("background_answers", _pos_int),
+    "JSON_CACHE_MB": ("json_cache_mb", _nonneg_int),
 }
 
 ENV_PREFIX = "CDS_"

@@ -12,13 +12,40 @@ from __future__ import annotations
 
 import os
 
-from prometheus_client import CollectorRegistry, Counter, Gauge, Histogram, generate_latest
+import prometheus_client
+from prometheus_client import CollectorRegistry, generate_latest
 from prometheus_client import CONTENT_TYPE_LATEST, REGISTRY
 
 MULTIPROC_ENV = "PROMETHEUS_MULTIPROC_DIR"
 _SHARED = "livemostrecent"       # gauges of shared state: the value the last live process set
 
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
+
+
+def _memoised(cls: type) -> type:
+    """The metric class with `labels(*values)` children remembered by their values: the client library
+    validates, converts and takes a lock on every call, several times per request (docs/decisions.md §G).
+    Children are never removed here (nothing calls `remove`/`clear`), so a remembered one is always current."""
+
+    class Memoised(cls):  # type: ignore[valid-type, misc]
+        def labels(self, *values: object, **by_name: object):  # type: ignore[override]
+            if by_name or not values:
+                return super().labels(*values, **by_name)
+            memo = self.__dict__.get("_children")
+            if memo is None:
+                memo = self.__dict__["_children"] = {}
+            child = memo.get(values)
+            if child is None:
+                child = memo[values] = super().labels(*values)
+            return child
+
+    Memoised.__name__ = Memoised.__qualname__ = cls.__name__
+    return Memoised
+
+
+Counter = _memoised(prometheus_client.Counter)
+Gauge = _memoised(prometheus_client.Gauge)
+Histogram = _memoised(prometheus_client.Histogram)
 
 
 def multiprocess_dir() -> str | None:

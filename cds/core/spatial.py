@@ -494,10 +494,12 @@ class _NearSegments:
                                         self.by[cands]) <= self.d).any())
 
 
-def _segment_distances(lon: float, lat: float, ax0: np.ndarray, ay0: np.ndarray, bx0: np.ndarray,
+def _segment_distances(lon: Any, lat: Any, ax0: np.ndarray, ay0: np.ndarray, bx0: np.ndarray,
                        by0: np.ndarray) -> np.ndarray:
-    """`segment_distance_m` for many segments at once."""
-    k = math.cos(lat * _DEG)
+    """`segment_distance_m` for many segments at once; `lon`/`lat` one point (floats) or a column of points
+    (arrays of shape (n, 1): one row of distances per point, `cds.core.spatialvec`)."""
+    cos = np.cos if isinstance(lat, np.ndarray) else math.cos
+    k = cos(lat * _DEG)
     ddx, ddy = ax0 - lon, bx0 - lon
     ddx = np.where(ddx > 180.0, ddx - 360.0, np.where(ddx < -180.0, ddx + 360.0, ddx))
     ddy = np.where(ddy > 180.0, ddy - 360.0, np.where(ddy < -180.0, ddy + 360.0, ddy))
@@ -509,7 +511,7 @@ def _segment_distances(lon: float, lat: float, ax0: np.ndarray, ay0: np.ndarray,
         t = np.where(den == 0.0, 0.0, np.clip(-(ax * dx + ay * dy) / np.where(den == 0.0, 1.0, den), 0.0, 1.0))
     qx, qy = ax0 + (bx0 - ax0) * t, ay0 + (by0 - ay0) * t
     p1, p2 = lat * _DEG, qy * _DEG
-    a = np.sin((p2 - p1) / 2) ** 2 + math.cos(p1) * np.cos(p2) * np.sin((qx - lon) * _DEG / 2) ** 2
+    a = np.sin((p2 - p1) / 2) ** 2 + cos(p1) * np.cos(p2) * np.sin((qx - lon) * _DEG / 2) ** 2
     return 2 * EARTH_R * np.arcsin(np.minimum(1.0, np.sqrt(a)))
 
 
@@ -559,14 +561,18 @@ def _shape_tester(geom: BaseGeometry, d: float, bbox: tuple[float, float, float,
     pts = _point_parts(geom)
     segs = _segments(geom) + [(p, p) for p in pts]   # points as zero-length segments: one bounded lookup
     area = _AreaGrid(geom) if _areal(geom) else None
-    near = _NearSegments(segs, d)
+    # Built on first use: the embedded search decides most points of a route without it (`cds.core.spatialvec`).
+    # Two threads may both build one; either serves.
+    near: list[_NearSegments] = []
 
     def test(lon: float, lat: float) -> bool:
         if not (miny <= lat <= maxy and minx <= lon <= maxx):
             return False
         if area is not None and area.covers(lon, lat):
             return True
-        return near.any_within(lon, lat)
+        if not near:
+            near.append(_NearSegments(segs, d))
+        return near[0].any_within(lon, lat)
     return test
 
 

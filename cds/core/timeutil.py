@@ -353,4 +353,6 @@ def rfc3339(instant: float | None = None) -> str:
     t = time.time() if instant is None else instant
     dt = datetime.fromtimestamp(min(max(t, _MIN_INSTANT - 2 * DAY), _MAX_INSTANT + 2 * DAY) if t == t else 0.0,
                                 timezone.utc)
+    if dt.year >= 1000:     # isoformat pads years to 4 digits (strftime does not): the same text, 3x cheaper
+        return dt.isoformat(timespec="milliseconds")[:-6] + "Z"
     return dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"

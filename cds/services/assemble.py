@@ -15,9 +15,10 @@ import orjson
 
 from cds.config import Settings
 from cds.core.dialects import convert_catalog
-from cds.core.models import DIALECT_B
+from cds.core.models import DIALECT_A, DIALECT_B
 from cds.core.matching import offer_live
-from cds.core.documents import CatalogMeta, Hit, ItemDoc, item_json, offer_json
+from cds.core.documents import CatalogMeta, Hit, ItemDoc
+from cds.core.jsoncache import JsonCache
 from cds.core.normalize import STATUS_KEYS, attributes_of
 from cds.core.rawjson import unpack
 
@@ -61,14 +62,22 @@ def _decoded_header(raw: bytes) -> dict:
     return orjson.loads(raw)
 
 
-def _item_json(item: ItemDoc, now: float, settings: Settings, splice: bool) -> Any:
-    raw = _status_unknown_json(item.raw) if status_stale(item, now, settings) else item_json(item)
-    return orjson.Fragment(raw) if splice else orjson.loads(raw)
+_cache = JsonCache(0)
 
 
-def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, splice: bool) -> dict:
+def json_cache(settings: Settings) -> JsonCache:
+    """This process's cache of unpacked item and offer JSON (`CDS_JSON_CACHE_MB`, docs/decisions.md §G)."""
+    global _cache
+    if _cache.max_bytes != settings.json_cache_mb << 20:
+        _cache = JsonCache(settings.json_cache_mb << 20)
+    return _cache
+
+
+def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, tz: Any, splice: bool,
+             cache: JsonCache) -> dict:
     header = dict(_decoded_header(meta.header)) if meta.header else {}     # only top-level keys change
-    tz = settings.tz
+    wrap = orjson.Fragment if splice else orjson.loads
+    json_of = cache.json
     offers: list[Any] = []
     seen: set[str] = set()
     for it in items:
@@ -78,9 +87,9 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
                 continue
             seen.add(off.id)            # shown or not, decided: liveness does not depend on the item
             if offer_live(off, now, tz):
-                raw = offer_json(off)
-                offers.append(orjson.Fragment(raw) if splice else orjson.loads(raw))
-    body = [_item_json(it, now, settings, splice) for it in items]
+                offers.append(wrap(json_of(off.raw)))
+    body = [wrap(_status_unknown_json(it.raw) if status_stale(it, now, settings) else json_of(it.raw))
+            for it in items]
     if meta.dialect == DIALECT_B:
         header.setdefault("id", meta.catalog_id)
         header["bppId"] = meta.bpp_id
@@ -100,12 +109,18 @@ def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Se
                       splice: bool = False) -> list[dict]:
     """Wire catalogs in the requested dialect for ordered, capped hits; `[]` for no hits. `splice`: stored
     JSON goes in as `orjson.Fragment`s where no conversion is needed (only orjson can serialise the result)."""
+    cache = json_cache(settings)
     groups: dict[tuple[str, str], tuple[CatalogMeta, list[ItemDoc]]] = {}
     for h in hits:
         key = (h.item.bpp_id, h.item.catalog_id)
         if key not in groups:
             groups[key] = (h.catalog, [])
         groups[key][1].append(h.item)
-    return [convert_catalog(_catalog(meta, items, now=now, settings=settings,
-                                     splice=splice and meta.dialect == dialect), dialect)
-            for meta, items in groups.values()]
+    tz = settings.tz
+    out = []
+    for meta, items in groups.values():
+        cat = _catalog(meta, items, now=now, settings=settings, tz=tz, splice=splice and meta.dialect == dialect,
+                       cache=cache)
+        # a dialect-A catalog is A already (its "beckn:bppId" says so): converting it would return it as it is
+        out.append(cat if meta.dialect == dialect == DIALECT_A else convert_catalog(cat, dialect))
+    return out

@@ -40,7 +40,8 @@ import msgspec
 import numpy as np
 
 from cds.core.text import has_terms
-from cds.core import budget, matching
+from cds.core import budget, matching, spatialvec
+from cds.core.spatialvec import haversine_m
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.embedded.chunked import PutChunks
 from indexer.embedded.compact import PACK_THREAD_MIN, pack_catalog
@@ -68,6 +69,7 @@ _WAL, _SNAP, _SUFFIX_WAL, _SUFFIX_SNAP = "wal-", "snapshot-", ".log", ".bin"
 _PURGE_GROUP = 64          # purge records per commit: bounds how long one apply step blocks the loop
 _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
 _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
+_CLASSIFY_BLOCK = 64       # candidates per vectorised spatial classification (few are needed beyond the limit)
 _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
 _ZLIB_LEVEL = 6            # a third smaller than level 1 for about 2.5 ms more per MB, once per publish
 
@@ -355,7 +357,7 @@ class EmbeddedStorage:
         return (yield from self._in_order(query, now, nar, sl))
 
     def _check(self, query: Query, now: float, nar: Narrowing, i: int, inside: bool = False) -> Hit | None:
-        """`inside`: a vectorised test already showed the candidate clearly inside every (radius) spatial
+        """`inside`: a vectorised test already showed the candidate clearly inside every spatial
         constraint, which is then not tested again in Python. (The distance still is: the numpy one may
         differ in the last bit, and hits are ordered by the exact one.)"""
         doc = self._index.docs[i]
@@ -380,31 +382,43 @@ class EmbeddedStorage:
         limit = query.limit
         hits: list[Hit] = []
         worst: list[float] = []            # max-heap (negated) of the best `limit` true distances
-        # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised.
+        # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised;
+        # clearly beyond it, and so is every later candidate (they come in ascending distance): the search ends.
         radius = _radius_of(query)
         sure = radius * (1 - 1e-9) - 1e-3 if radius is not None else -1.0
+        beyond = radius * (1 + 1e-9) + 1e-3 if radius is not None else math.inf
+        # Other spatial constraints decided vectorised where that is sure (docs/decisions.md §G), a block at a time.
+        vec = spatialvec.classifiers(query.spatial) if radius is None and query.spatial else None
         clock = time.perf_counter
         stop = math.inf            # no later candidate (ascending approx) can beat the limit-th hit beyond this
         for chunk, dist in ascending(ids, approx):
-            # The stop test runs before every candidate: a block-wise test checked up to a block too many.
-            for i, d_i in zip(chunk.tolist(), dist.tolist()):
-                if d_i > stop or d_i != d_i and len(worst) == limit and -worst[0] < math.inf:
-                    return matching.select(hits, limit)
-                hit = self._check(query, now, nar, i, d_i <= sure)
-                if clock() >= sl.until:
-                    yield
-                if hit is None:
-                    continue
-                hits.append(hit)
-                d = -(hit.distance if hit.distance is not None else math.inf)
-                if len(worst) < limit:
-                    heapq.heappush(worst, d)
-                elif d > worst[0]:
-                    heapq.heapreplace(worst, d)
+            step = _CLASSIFY_BLOCK if vec is not None else max(1, len(chunk))
+            for start in range(0, len(chunk), step):
+                part, part_d = chunk[start:start + step], dist[start:start + step]
+                if vec is None:
+                    known = (part_d <= sure).view(np.int8).tolist()
                 else:
-                    continue
-                if len(worst) == limit and -worst[0] < math.inf:
-                    stop = -worst[0] * (1 + _DIST_SLACK) + 1.0
+                    yes, no = spatialvec.classify_all(vec, idx.lon[part], idx.lat[part])
+                    known = (yes.view(np.int8) - no.view(np.int8)).tolist()
+                # The stop test runs before every candidate: a block-wise test checked up to a block too many.
+                for i, d_i, k in zip(part.tolist(), part_d.tolist(), known):
+                    if d_i > stop or d_i > beyond or d_i != d_i and len(worst) == limit and -worst[0] < math.inf:
+                        return matching.select(hits, limit)
+                    hit = self._check(query, now, nar, i, k > 0) if k >= 0 else None
+                    if clock() >= sl.until:
+                        yield
+                    if hit is None:
+                        continue
+                    hits.append(hit)
+                    d = -(hit.distance if hit.distance is not None else math.inf)
+                    if len(worst) < limit:
+                        heapq.heappush(worst, d)
+                    elif d > worst[0]:
+                        heapq.heapreplace(worst, d)
+                    else:
+                        continue
+                    if len(worst) == limit and -worst[0] < math.inf:
+                        stop = -worst[0] * (1 + _DIST_SLACK) + 1.0
         return matching.select(hits, limit)
 
     def _in_order(self, query: Query, now: float, nar: Narrowing, sl: "_Slice") -> Generator[None, None, list[Hit]]:
@@ -575,14 +589,6 @@ def _finish(store: EmbeddedStorage, query: Query, now: float, work: budget.WorkB
         done, hits = _advance(steps, sl, work)
         if done:
             return hits
-
-
-def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-    """Great-circle distances in metres (NaN for missing coordinates); used only to order candidates."""
-    la0, lo0 = math.radians(lat0), math.radians(lon0)
-    la, lo = np.radians(lat), np.radians(lon)
-    h = np.sin((la - la0) / 2) ** 2 + math.cos(la0) * np.cos(la) * np.sin((lo - lo0) / 2) ** 2
-    return 2 * 6_371_008.8 * np.arcsin(np.sqrt(np.minimum(h, 1.0)))
 
 
 def ascending(ids: np.ndarray, dist: np.ndarray, first: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:

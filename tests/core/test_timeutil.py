@@ -211,3 +211,14 @@ def test_within_and_point_match_calendar_arithmetic(win: tuple[int, int], q: tup
     assert tu.daily_within(win, q[0], q[1], IST) == expected_within
     expected_point = any(_local(t) == win[0] for t in _grid(*q))
     assert tu.daily_point_in(win[0], q[0], q[1], IST) == expected_point
+
+
+def test_rfc3339_is_utc_with_milliseconds_truncated_everywhere_in_range():
+    from datetime import datetime, timezone
+
+    from cds.core.timeutil import rfc3339
+    for t in (0.0, 0.9999, 1_700_000_000.123456, 1_700_000_059.9996, 253402300799.0, -62135596800.0 + 3 * 86400,
+              -62135596800.0 + 1e9 + 0.5, -1e18, 1e18):
+        dt = datetime.fromtimestamp(min(max(t, -62135596800.0), 253402300799.0), timezone.utc)
+        assert rfc3339(t) == dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
+    assert rfc3339(1_700_000_000.123456) == "2023-11-14T22:13:20.123Z"
