@@ -287,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     if sink is not None:
         sink.terminate()
         sink.wait(10)
-    base = next(r["rps"] for n, r in rows if n == 1)
+    # "× 1 worker" needs a one-worker row; without one, the first configuration measured is the reference
+    base = next((r["rps"] for n, r in rows if n == 1), rows[0][1]["rps"])
     print(f"\nCommand: `python -m loadtests.bench_workers {' '.join(argv if argv is not None else sys.argv[1:])}` "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); load average before {load_before}, after "
           f"{loadavg()}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s on the same machine.\n")
