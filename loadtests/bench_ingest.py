@@ -35,6 +35,7 @@ import asyncio
 import copy
 import os
 import random
+import signal
 import sys
 import tempfile
 import time
@@ -216,6 +217,13 @@ class Bench:
                 "cores": {k: (cpu1[k] - cpu0[k]) / (time.time() - t0) for k in cpu0 if k in cpu1},
                 "refreshes": refreshes}
 
+    def profile(self, sig: int) -> None:
+        """With --profile-indexer: start (SIGUSR1) or stop and write (SIGUSR2) cProfile in every indexer."""
+        if self.a.profile_indexer:
+            for name, pid in self.pids.items():
+                if name.startswith("indexer-"):
+                    os.kill(pid, sig)
+
     def refreshes(self) -> int:
         """Refreshes of the run's Elasticsearch indices so far (each makes a new segment: the count that
         group commit keeps down); 0 without Elasticsearch."""
@@ -342,7 +350,9 @@ class Bench:
             wait_http(f"{self.sink}/_sink/stats", sink, 30)
             if a.backend == "es":   # the indexers create the indices; the API waits for them
                 for k in range(a.workers):
-                    self.start(f"indexer-{k}", [PY, "-m", "cds", "indexer"], env)
+                    # through loadtests.profile_serve (exactly `cds indexer`): --profile-indexer signals it
+                    self.start(f"indexer-{k}", [PY, "-m", "loadtests.profile_serve", "indexer"],
+                               {**env, "CDS_BENCH_PROFILE_OUT": f"{a.profile_indexer or 'indexer'}.{k}.prof"})
             # Through loadtests.profile_serve (exactly `cds serve`, plus GC pause timing for the report).
             cds = self.start("cds", [PY, "-m", "loadtests.profile_serve", "serve", "--workers", "1", "--port", str(self.ports["cds"])],
                              {**env, "CDS_BENCH_GC_OUT": str(self.work / "gc.json")})
@@ -364,7 +374,9 @@ class Bench:
                         progress(f"warm-up: {a.warmup} catalogs of their own, not counted")
                         await self.throughput(s, warmup_catalogs(work, a.warmup))
                         self.errors.clear()
+                    self.profile(signal.SIGUSR1)
                     result["throughput"] = await self.throughput(s, work)
+                    self.profile(signal.SIGUSR2)
                     rate = a.paced_rate or max(1.0, a.paced_fraction * result["throughput"]["catalogs_per_s"])
                     progress(f"throughput {result['throughput']['catalogs_per_s']:.1f} catalogs/s; "
                              f"paced phase at {rate:.1f}/s")
@@ -479,6 +491,8 @@ def parse_args(argv: list[str] | None) -> argparse.Namespace:
     p.add_argument("--es-url", default=None)
     p.add_argument("--heap", default="1g")
     p.add_argument("--workers", type=int, default=2)
+    p.add_argument("--profile-indexer", default=None, metavar="PREFIX",
+                   help="cProfile every indexer over the throughput phase into PREFIX.<k>.prof")
     p.add_argument("--max-backlog", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--env", action="append", default=[], metavar="CDS_X=V",

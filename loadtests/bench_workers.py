@@ -107,10 +107,11 @@ def prepare(work: Path, connectors: int, seed: int, *, sink: str = "http://127.0
     for _kind, doc in mix:
         doc["context"].update(timestamp=rfc3339(now), ttl="PT1H", bap_uri=f"{sink}/bap")
         reqs.append(signed(doc))
-    posts_out = []
+    posts_out, run = [], int(now)
     for i in range(posts):
         doc = mix[i % len(mix)][1]
-        ids = {"message_id": f"bench-{seed}-{i}", "transaction_id": f"bench-tx-{seed}-{i}"}
+        # never seen by a server before, even one whose Redis (and its replay records) outlived an earlier run
+        ids = {"message_id": f"bench-{seed}-{run}-{i}", "transaction_id": f"bench-tx-{seed}-{run}-{i}"}
         posts_out.append(signed({**doc, "context": {**doc["context"], **ids}}))
     return env, reqs, posts_out
 
@@ -238,6 +239,8 @@ def main(argv: list[str] | None = None) -> int:
                    help="also measure POST discover ACK latency (async, paced at ~70 %% of GET saturation)")
     p.add_argument("--posts", type=int, default=20_000, help="distinct signed POSTs per configuration")
     p.add_argument("--sink-port", type=int, default=18641)
+    p.add_argument("--trace", type=Path, default=None,
+                   help="trace every serving process's event loop into this directory (loadtests.looptrace)")
     p.add_argument("--baseline", type=Path, default=None,
                    help="a checkout of an older version (e.g. a git worktree of main): its one-process `cds serve` "
                         "is measured in the same run, as the 'before'")
@@ -261,6 +264,10 @@ def main(argv: list[str] | None = None) -> int:
     if args.post:
         sink = subprocess.Popen([sys.executable, "-m", "loadtests.callback_sink", "--port", str(args.sink_port)],
                                 env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
+    if args.trace is not None:
+        args.trace.mkdir(parents=True, exist_ok=True)
+        env = {**env, "CDS_BENCH_LOOPTRACE_DIR": str(args.trace.resolve()),
+               "PYTHONPATH": f"{REPO / 'loadtests' / 'looptrace_site'}{os.pathsep}{env['PYTHONPATH']}"}
     lua = args.work / "discover.lua"
     lua.write_text(LUA)
     load_before = loadavg()
@@ -270,7 +277,8 @@ def main(argv: list[str] | None = None) -> int:
     if args.baseline is not None:
         benv = {**env, "PYTHONPATH": str(args.baseline.resolve())}
         args.posts_file = post_files["before"]
-        rows.append(("before", measure("before", [sys.executable, "-m", "cds", "serve", "--port", str(args.port)],
+        rows.append(("before", measure("before", [sys.executable, "-m", "cds", "serve", "--workers", "1",
+                                                  "--port", str(args.port)],
                                        benv, args.port, 1, args, lua, reqs_file, cwd=args.baseline)))
     for n in configs:
         args.posts_file = post_files[n]
@@ -279,7 +287,8 @@ def main(argv: list[str] | None = None) -> int:
     if sink is not None:
         sink.terminate()
         sink.wait(10)
-    base = next(r["rps"] for n, r in rows if n == 1)
+    # "× 1 worker" needs a one-worker row; without one, the first configuration measured is the reference
+    base = next((r["rps"] for n, r in rows if n == 1), rows[0][1]["rps"])
     print(f"\nCommand: `python -m loadtests.bench_workers {' '.join(argv if argv is not None else sys.argv[1:])}` "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); load average before {load_before}, after "
           f"{loadavg()}; wrk -t{args.threads} -c{args.connections} -d{args.duration}s on the same machine.\n")

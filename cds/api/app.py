@@ -122,9 +122,11 @@ def _storage_ctx(injected: Storage | None):
         if injected is None:
             await storage.open()
             gcpolicy.settle()  # the loaded index is long-lived: keep it out of full collections
+            gcpolicy.freeze_promoted()
         app[STORAGE] = storage
         yield
         if injected is None:
+            gcpolicy.freeze_promoted(False)
             await storage.close()
     return ctx
 

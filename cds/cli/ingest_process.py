@@ -35,7 +35,8 @@ async def _run(args: argparse.Namespace) -> int:
         from indexer.embedded.store import EmbeddedStorage
 
         index_dir = settings.data_path / "index"
-        storage = EmbeddedStorage(index_dir, followers=FollowerPositions(index_dir))
+        # It searches nothing: encoded catalogs only, not a searchable copy (indexer/embedded/writer.py).
+        storage = EmbeddedStorage(index_dir, followers=FollowerPositions(index_dir), searchable=False)
     # the demo catalogs were seeded by `cds serve` before it started this process (cds.cli.main)
     stop = asyncio.Event()
     watch = asyncio.ensure_future(_stop_with_parent(stop))

@@ -16,7 +16,7 @@ from __future__ import annotations
 import contextvars
 import time
 from contextlib import contextmanager
-from typing import Any, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, Iterator, TypeVar
 
 from cds.core.errors import SCH_SCHEMA_VALIDATION_FAILED, BecknError
 
@@ -38,13 +38,16 @@ class WorkLimitExceeded(BecknError):
 class WorkBudget:
     """CPU time allowed for one request's computation (see module doc)."""
 
-    __slots__ = ("limit_s", "used_s", "what", "setting", "slice_s", "_since", "_depth")
+    __slots__ = ("limit_s", "used_s", "what", "setting", "slice_s", "pause", "_since", "_depth")
 
     def __init__(self, limit_ms: float, *, what: str = "this discover", setting: str = "CDS_DISCOVER_WORK_MS") -> None:
         self.limit_s = max(0.0, limit_ms) / 1000.0
         # Longest stretch a sliced computation (the embedded search) runs before it yields the event loop (None:
         # the storage's default); set, shorter, for background work after an ACK (docs/decisions.md §P, "ACKs first").
         self.slice_s: float | None = None
+        # How a sliced computation yields between slices (None: once, `asyncio.sleep(0)`); background answers
+        # yield behind the requests waiting on the loop (docs/decisions.md §P, "ACKs first").
+        self.pause: Callable[[], Awaitable[None]] | None = None
         self.used_s = 0.0
         self.what = what
         self.setting = setting

@@ -45,12 +45,18 @@ def plain(key: str) -> str:
     return key
 
 
+_SPELLINGS: dict[str, tuple[str, str, str]] = {}    # name -> its three spellings (names come from code only)
+
+
 def pick(obj: Any, *names: str) -> Any:
     """The first present, non-None value among `beckn:<n>`, `schema:<n>` and `<n>` for each name."""
     if not isinstance(obj, dict):
         return None
     for n in names:
-        for k in (f"beckn:{n}", f"schema:{n}", n):
+        keys = _SPELLINGS.get(n)
+        if keys is None:   # spelled once per name, not per call: pick is the most called reader of a publish
+            keys = _SPELLINGS[n] = (f"beckn:{n}", f"schema:{n}", n)
+        for k in keys:
             v = obj.get(k)
             if v is not None:
                 return v

@@ -13,10 +13,11 @@ location, an unreadable window) is a warning.
 
 from __future__ import annotations
 
+import functools
 import math
 import re
 from datetime import tzinfo
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 import orjson
 
@@ -159,12 +160,31 @@ def _strings(v: Any, canon=lambda s: s) -> list[str]:
     return out
 
 
+def _listed(v: Any, canon: Callable[[str], str | None], ctx: dict) -> list[str]:
+    """_strings, once per distinct list of strings of a catalog (amenities, vehicle types, payment methods)."""
+    if isinstance(v, list) and len(v) <= MAX_LIST and all(isinstance(x, str) for x in v):
+        key = (canon, *v)
+        memo = ctx["lists"]
+        got = memo.get(key)
+        if got is None:
+            got = memo[key] = _strings(v, canon)
+        return list(got)
+    return _strings(v, canon)
+
+
 def plain_attributes(attrs: Any) -> dict[str, Any]:
-    """An attribute bag with vocabulary prefixes removed (`ev:connectorType` -> `connectorType`)."""
+    """An attribute bag with vocabulary prefixes removed (`ev:connectorType` -> `connectorType`): the bag
+    itself when no key has a prefix (read it, never change it)."""
+    if not isinstance(attrs, dict):
+        return {}
+    for k in attrs:
+        if ":" in k:
+            break
+    else:
+        return attrs
     out: dict[str, Any] = {}
-    if isinstance(attrs, dict):
-        for k, v in attrs.items():
-            out.setdefault(k if k.startswith("@") else k.rsplit(":", 1)[-1], v)
+    for k, v in attrs.items():
+        out.setdefault(k if k.startswith("@") else k.rsplit(":", 1)[-1], v)
     return out
 
 
@@ -196,20 +216,39 @@ def _id(obj: dict, path: str, what: str) -> str:
 
 # --- time --------------------------------------------------------------------------------------------
 
+@functools.lru_cache(maxsize=4096)
 def _date(s: str, tz: Any, end: bool) -> float | None:
+    # Cached: a network's offers and catalogs share a few validity dates.
     # A bare end date ("valid till 2026-03-31") lasts to the end of that local day.
     if end and _DATE_ONLY.match(s.strip()):
         s = s.strip() + "T24:00:00"
     return parse_instant(s, tz)
 
 
-def parse_period(p: Any, tz: Any, at: float) -> tuple[float | None, float | None, tuple[int, int] | None, str | None]:
+Period = tuple[float | None, float | None, tuple[int, int] | None, str | None]
+
+
+def parse_period(p: Any, tz: Any, at: float) -> Period:
     """(start instant, end instant, daily window, problem) of a TimePeriod in either dialect.
 
     startTime/endTime given as times of day make a daily window in local seconds (docs/decisions.md §5, §16); given
     as date-times (UBC examples) they are instants and narrow the date range.
     """
+    return _period_of(period_values(p), tz, at)
+
+
+def _period(p: Any, ctx: dict) -> Period:
+    """parse_period, once per distinct period of a catalog (its items and offers mostly share a few)."""
     vals = period_values(p)
+    key = tuple(vals.items())
+    memo = ctx["periods"]
+    got = memo.get(key)
+    if got is None:
+        got = memo[key] = _period_of(vals, ctx["tz"], ctx["now"])
+    return got
+
+
+def _period_of(vals: dict, tz: Any, at: float) -> Period:
     start = end = None
     daily = None
     problem = None
@@ -380,7 +419,7 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
     if len(periods) > MAX_WINDOWS:
         warns.add("TOO_MANY_WINDOWS", f"only the first {MAX_WINDOWS} availability windows are indexed", path)
     for k, p in enumerate(periods[:MAX_WINDOWS]):
-        start, end, dwin, problem = parse_period(p, tz, now)
+        start, end, dwin, problem = _period(p, ctx)
         if problem:
             warns.add("INVALID_WINDOW", f"availability window ignored: {problem}",
                       f"{path}.{_key(item, 'availabilityWindow')}[{k}]")
@@ -393,12 +432,12 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
     reservation = a.get("reservationSupported")
     status = _status(a)
     descriptor = pick(item, "descriptor")
-    amenities = _strings(a.get("amenityFeature", a.get("amenities")), str.upper)
+    amenities = _listed(a.get("amenityFeature", a.get("amenities")), str.upper, ctx)
     # The text fields of docs/decisions.md §25, analysed once here (cds.core.text).
     text_parts = [pick(descriptor, "name"), pick(descriptor, "shortDesc"), pick(descriptor, "longDesc"),
                   provider_name, operator, pick(station, "name") if isinstance(station, dict) else None,
                   *_address_parts(a), station_id, *amenities]
-    text = " ".join(t[:MAX_TEXT_PART] for t in text_parts if isinstance(t, str) and t.strip())[:MAX_TEXT]
+    pieces = [t[:MAX_TEXT_PART] for t in text_parts if isinstance(t, str) and t.strip()]
     return ItemDoc(
         bpp_id=ctx["bpp_id"], catalog_id=ctx["catalog_id"], item_id=item_id,
         provider_id=provider_id, provider_name=provider_name,
@@ -407,7 +446,7 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
         max_kw=kw("maxPowerKW"), min_kw=kw("minPowerKW"),
         power_type=vocab.power_type(_text(a.get("powerType") or a.get("currentType"), 64)),
         charging_speed=(_text(a.get("chargingSpeed"), 64) or "").upper() or None,
-        vehicle_types=_strings(a.get("vehicleType"), vocab.vehicle_type),
+        vehicle_types=_listed(a.get("vehicleType"), vocab.vehicle_type, ctx),
         reservation=reservation if isinstance(reservation, bool) else None,
         amenities=amenities,
         parking_type=_text(a.get("parkingType"), 64),
@@ -417,9 +456,29 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
         is_active=_flag(pick(item, "isActive"), f"{path}.{_key(item, 'isActive')}", warns),
         windows=windows, daily_windows=daily,
         status=status, status_at=now if status else None,
-        terms=document_terms((text,)), pack=pack_of_attributes(attrs),
+        terms=_document_terms(pieces), pack=_pack(attrs, ctx),
         raw=raw,
     )
+
+
+def _document_terms(pieces: list[str]) -> list[str]:
+    """The terms of `pieces` joined by spaces and cut to MAX_TEXT (docs/decisions.md §25). Uncut, they are
+    analysed piece by piece (each piece's terms cached): folding works character by character and no word
+    spans the joining space, so the terms are the same."""
+    if sum(map(len, pieces)) + len(pieces) - 1 <= MAX_TEXT:
+        return document_terms(pieces)
+    return document_terms((" ".join(pieces)[:MAX_TEXT],))
+
+
+def _pack(attrs: Any, ctx: dict) -> str | None:
+    """pack_of_attributes, once per distinct `@context` URL of a catalog."""
+    url = attrs.get("@context") if isinstance(attrs, dict) else None
+    if not isinstance(url, str):
+        return pack_of_attributes(attrs)
+    memo = ctx["packs"]
+    if url not in memo:
+        memo[url] = pack_of_attributes(attrs)
+    return memo[url]
 
 
 # --- offers ------------------------------------------------------------------------------------------
@@ -434,15 +493,16 @@ def _unit(q: Any) -> str | None:
     return _UNIT_TEXT.get(t.lower(), t.upper()) if t else None
 
 
-def _price(offer: dict) -> tuple[float | None, str | None, str | None]:
-    """(value, currency, unit) from `beckn:price`/`price`, LTS considerations or the legacy priceSpecification."""
+def _price(offer: dict, oa: dict) -> tuple[float | None, str | None, str | None]:
+    """(value, currency, unit) from `beckn:price`/`price`, LTS considerations or the legacy priceSpecification
+    (`oa`: the offer's plain attributes)."""
     p = pick(offer, "price")
     if _num(p) is not None:
         return _num(p), None, None
     specs = [p] if isinstance(p, dict) else []
     specs += [c.get("considerationAttributes") for c in as_list(offer.get("considerations"))[:MAX_LIST]
               if isinstance(c, dict)]
-    specs.append(plain_attributes(pick(offer, "offerAttributes")).get("priceSpecification"))
+    specs.append(oa.get("priceSpecification"))
     for s in specs:
         if isinstance(s, dict):
             value = _num(s.get("value", s.get("price")))
@@ -456,13 +516,13 @@ def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict
     """The offer's document; OverBound when it is over a content bound (checked before any other work)."""
     raw = _dumps(offer, path)
     check_json(offer, len(raw), ctx["bounds"], f"offer {offer_id[:80]!r}")
-    start, end, daily, problem = parse_period(pick(offer, "validity"), ctx["tz"], ctx["now"])
+    start, end, daily, problem = _period(pick(offer, "validity"), ctx)
     if problem:
         warns.add("INVALID_VALIDITY", f"offer validity partly ignored: {problem}", f"{path}.{_key(offer, 'validity')}")
         if start is not None and end is not None and start > end:
             start = end = None
     oa = plain_attributes(pick(offer, "offerAttributes"))
-    price, currency, unit = _price(offer)
+    price, currency, unit = _price(offer, oa)
     methods = pick(offer, "acceptedPaymentMethod") or oa.get("paymentAccepted")
     return OfferDoc(
         id=offer_id, item_ids=refs,
@@ -470,7 +530,7 @@ def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict
         valid_from=start, valid_to=end, daily=daily,
         price=price, currency=currency, unit=unit,
         tariff_model=(_text(oa.get("tariffModel"), 64) or "").upper() or None,
-        payment_methods=_strings(methods, vocab.upper),
+        payment_methods=_listed(methods, vocab.upper, ctx),
         raw=raw,
     )
 
@@ -566,7 +626,8 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
         if not isinstance(item, dict):
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, "an item must be an object", path)
     catalog_provider = pick(catalog, "provider")
-    ctx = {"bpp_id": publisher_id, "catalog_id": catalog_id, "tz": tz, "now": now, "bounds": settings}
+    ctx = {"bpp_id": publisher_id, "catalog_id": catalog_id, "tz": tz, "now": now, "bounds": settings,
+           "periods": {}, "packs": {}, "lists": {}}
     docs: dict[str, ItemDoc] = {}
     where: dict[str, tuple[str, dict]] = {}          # item id -> (path, item as published)
     rejected: set[str] = set()                       # ids of items left out (offers naming them are not "unknown")

@@ -24,6 +24,10 @@ _CURRENT = 1
 _CRC = {1: 0x92246231}                # pinned: packed data in snapshots depends on these exact bytes
 _WBITS = -15                          # raw deflate (no zlib header/checksum: the frames carry CRCs)
 _LEVEL = 3                            # level 6 packs 4 % smaller for a third more time per document
+# The packer's window: 16 KB instead of 32 KB halves the state copied per document (~6 -> ~2.5 µs of ~23) and
+# packs as small (a document is ~1.5 KB; the dictionary's last 16 KB are used). Unpacking keeps the 32 KB
+# window, which reads both (distances only reach back less far), so stored data is unaffected either way.
+_PACK_WBITS = -14
 _dicts: dict[int, bytes] = {}
 _primed: dict[int, "zlib._Compress"] = {}
 _lock = threading.Lock()
@@ -49,7 +53,7 @@ def _compressor(version: int) -> "zlib._Compress":
     base = _primed.get(version)
     if base is None:
         # Priming hashes the whole dictionary (the larger part of one document's cost): do it once, copy after.
-        base = zlib.compressobj(_LEVEL, zlib.DEFLATED, _WBITS, 8, zlib.Z_DEFAULT_STRATEGY, dictionary(version))
+        base = zlib.compressobj(_LEVEL, zlib.DEFLATED, _PACK_WBITS, 8, zlib.Z_DEFAULT_STRATEGY, dictionary(version))
         _primed[version] = base
     return base.copy()
 

@@ -74,9 +74,18 @@ def words(text: str) -> list[str]:
     return _WORD.findall(fold(text))
 
 
+@functools.lru_cache(maxsize=8192)
+def _part_terms(part: str) -> frozenset[str]:
+    # The same parts recur across a catalog's items (provider, address, amenities): each analysed once.
+    return frozenset(_stem(w) for w in words(part))
+
+
 def document_terms(parts: Iterable[str | None]) -> list[str]:
     """The sorted distinct terms of an item's text fields (every word, stop words included)."""
-    terms = {_stem(w) for part in parts if part for w in words(part)}
+    terms: set[str] = set()
+    for part in parts:
+        if part:
+            terms |= _part_terms(part)
     return sorted(terms)[:MAX_DOCUMENT_TERMS]
 
 

@@ -15,12 +15,15 @@ from cds.core.budget import WorkBudget, WorkLimitExceeded
 from cds.core.errors import BecknError
 from cds.core.replies import build_on_discover
 from cds.services.assemble import assemble_catalogs
+from cds.services.idle import after_io
 from cds.config import Settings
 from cds.fanout.engine import Fanout, FanoutRun, merge_hits
 from cds.core.matching import select
 from cds.metrics import Metrics
 from cds.core.models import DiscoverRequest
+from cds.trust.auth import Inbound
 from cds.trust.outbound import Delivery, Outbound
+from cds.trust.replay import ReplayStore, first_time
 from cds.core.planner import build_query, cheap_to_plan
 from cds.workpool import run_off_loop
 from cds.core.query import Query
@@ -162,6 +165,15 @@ class DiscoverService:
             self._metrics.fanout_callback_latency.labels("sync").observe(time.time() - received_at)
         return body
 
+    async def answer_once(self, replay: ReplayStore, inbound: Inbound, req: DiscoverRequest, query: Query,
+                          callback_base: str, work: WorkBudget | None = None) -> Delivery | None:
+        """After the ACK of a POST: `answer_and_deliver`, unless it is a replay (§11: the same ACK, no second
+        answer). With several workers the check is a round trip to Redis, which no ACK waits for now
+        (docs/decisions.md §P, "ACKs first")."""
+        if not await first_time(replay, inbound):
+            return None
+        return await self.answer_and_deliver(req, query, callback_base, inbound.received_at, work)
+
     async def answer_and_deliver(self, req: DiscoverRequest, query: Query, callback_base: str,
                                  received_at: float, work: WorkBudget | None = None) -> Delivery | None:
         """The async path: compute the answer and POST it to {bap_uri}/on_discover. A search over its work
@@ -169,6 +181,7 @@ class DiscoverService:
         assert self._outbound is not None
         work = work or self.work_budget()
         work.slice_s = BACKGROUND_SLICE_S           # also what marks it a background answer (`_cpu_turn`)
+        work.pause = after_io
         try:
             with budget.in_force(work):
                 if self._settings.fanout_incremental and self._fanout is not None:

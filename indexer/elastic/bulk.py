@@ -24,6 +24,9 @@ log = logging.getLogger(__name__)
 MAX_OPS_PER_REQUEST = 1000
 MAX_BYTES_PER_REQUEST = 8 << 20       # well below http.max_content_length (100 MB)
 RETRYABLE = frozenset({429, 500, 502, 503, 504})
+# What `_send` reads of a bulk reply: every item keeps its status, so items stay aligned with the operations
+# (the full reply is ~250 bytes per document for Elasticsearch to write and the client to parse).
+_REPLY = "errors,items.*.status,items.*.error"
 _json = OrjsonSerializer()      # what the client uses for JSON bodies (indexer/elastic/store.py build_client)
 
 
@@ -56,7 +59,8 @@ class BulkWriteError(Exception):
 
 
 class Op(msgspec.Struct, frozen=True):
-    """One bulk operation: `action` is index | create | delete; `meta` extra action metadata."""
+    """One bulk operation: `action` is index | create | delete; `meta` extra action metadata; the document as
+    `source`, or already encoded as JSON in `encoded`."""
 
     action: str
     index: str
@@ -64,10 +68,16 @@ class Op(msgspec.Struct, frozen=True):
     source: dict[str, Any] | None = None
     meta: dict[str, Any] | None = None
     size: int = 0
+    encoded: bytes | None = None
 
 
 def index_op(index: str, id: str, source: dict[str, Any], **meta: Any) -> Op:
     return Op("index", index, id, source, meta or None, _approx_size(source))
+
+
+def index_encoded_op(index: str, id: str, source: bytes) -> Op:
+    """Index a document given as JSON bytes (indexer/elastic/mapping.py item_source, meta_source)."""
+    return Op("index", index, id, size=len(source) + 128, encoded=source)
 
 
 def delete_op(index: str, id: str) -> Op:
@@ -108,7 +118,9 @@ def _body(ops: list[Op]) -> bytes:
                 head = heads[(op.action, op.index)] = b'{"%s":{"_index":%s,"_id":' % (
                     op.action.encode(), orjson.dumps(op.index))
             parts += (head, orjson.dumps(op.id), b"}}\n")
-        if op.source is not None:
+        if op.encoded is not None:
+            parts += (op.encoded, b"\n")
+        elif op.source is not None:
             parts += (_json.dumps(op.source), b"\n")
     return b"".join(parts)
 
@@ -120,7 +132,7 @@ async def _send(es: AsyncElasticsearch, ops: list[Op], refresh: str | bool, atte
     failed: list[BulkItemError] = []
     for attempt in range(1, attempts + 1):
         # require_alias: writing before `cds index init` must fail, not auto-create a dynamic index
-        resp = await es.bulk(operations=_body(pending), refresh=refresh, require_alias=True)
+        resp = await es.bulk(operations=_body(pending), refresh=refresh, require_alias=True, filter_path=_REPLY)
         if not resp.get("errors"):
             return failed
         retry: list[Op] = []
@@ -212,4 +224,4 @@ async def delete_where(es: AsyncElasticsearch, index: str, query: dict[str, Any]
 
 
 __all__ = ["BulkItemError", "BulkWriteError", "ConflictError", "NdjsonBytes", "Op", "bulk", "bulk_items", "delete_op", "delete_where",
-           "index_op", "scan_ids"]
+           "index_encoded_op", "index_op", "scan_ids"]

@@ -22,6 +22,7 @@ import math
 from typing import Any
 
 import msgspec
+import orjson
 from elasticsearch import AsyncElasticsearch, NotFoundError
 
 from cds.core.documents import CatalogMeta, ItemDoc, upgrade_terms
@@ -63,6 +64,10 @@ ITEMS_MAPPING: dict[str, Any] = {
         "terms": _KW,
         # the catalog's fields, copied so expiry can be filtered without a join
         "exp": _DBL, "cat_from": _DBL, "cat_active": _BOOL, "live": _BOOL,
+        # the earliest end of validity among the item's offers: the offer purge's only query on offers
+        # (docs/decisions.md §P "Elasticsearch documents")
+        "offers_end": _DBL,
+        # written before offers_end: one nested Lucene document per offer; kept for the docs still holding it
         "offers": {
             "type": "nested",
             "properties": {
@@ -187,15 +192,38 @@ def _finite(x: float | None) -> float | None:
 
 
 def item_body(item: ItemDoc, meta: CatalogMeta, cg: str, gen: str, ts: float) -> dict[str, Any]:
-    body: dict[str, Any] = {"cg": cg, "ckey": ckey_of(cg), "gen": gen, "ts": ts}
+    body = _item_fields(item, meta, cg, gen, ts)
+    body["d"] = _b64(_enc.encode(item))
+    return body
+
+
+def item_source(item: ItemDoc, meta: CatalogMeta, cg: str, gen: str, ts: float) -> bytes:
+    """`item_body` as JSON, the blob spliced in as bytes (never a str for orjson to scan again)."""
+    return _with_blobs(_item_fields(item, meta, cg, gen, ts), (b"d", _enc.encode(item)))
+
+
+def _with_blobs(fields: dict[str, Any], *blobs: tuple[bytes, bytes]) -> bytes:
+    parts = [orjson.dumps(fields)[:-1]]
+    for name, data in blobs:
+        parts += (b',"', name, b'":"', binascii.b2a_base64(data, newline=False), b'"')
+    parts.append(b"}")
+    return b"".join(parts)
+
+
+def _item_fields(item: ItemDoc, meta: CatalogMeta, cg: str, gen: str, ts: float) -> dict[str, Any]:
+    # Only what some query reads is written (docs/decisions.md §P "Elasticsearch documents"): no ckey,
+    # has_windows or nested offers, which the mapping still lists for documents written before.
+    body: dict[str, Any] = {"cg": cg, "gen": gen, "ts": ts}
     for f in KEYWORD_FIELDS:
         v = getattr(item, f)
         if v is not None and v != []:
             body[f] = v
     for f in NUMERIC_FIELDS:
-        v = _finite(getattr(item, f))
+        v = getattr(item, f)
         if v is not None:
-            body[f] = v
+            v = _finite(v)
+            if v is not None:
+                body[f] = v
     if item.reservation is not None:
         body["reservation"] = item.reservation
     body["is_active"] = item.is_active
@@ -204,10 +232,8 @@ def item_body(item: ItemDoc, meta: CatalogMeta, cg: str, gen: str, ts: float) ->
     windows = [instant_range(a, b) for a, b in item.windows if math.isfinite(a) and math.isfinite(b)]
     if windows:
         body["windows"] = windows
-    daily = [r for w in item.daily_windows for r in daily_ranges(w)]
-    if daily:
-        body["daily"] = daily
-    body["has_windows"] = bool(item.windows or item.daily_windows)
+    if item.daily_windows:
+        body["daily"] = [r for w in item.daily_windows for r in daily_ranges(w)]
     if item.terms:
         body["terms"] = item.terms
     if _finite(meta.expires_at) is not None:
@@ -216,41 +242,38 @@ def item_body(item: ItemDoc, meta: CatalogMeta, cg: str, gen: str, ts: float) ->
         body["cat_from"] = _finite(meta.valid_from)
     body["cat_active"] = meta.is_active
     body["live"] = meta.live
-    offers = []
-    for o in item.offers:
-        ob: dict[str, Any] = {"id": o.id, "is_active": o.is_active}
-        for f in ("currency", "unit", "tariff_model"):
-            if getattr(o, f) is not None:
-                ob[f] = getattr(o, f)
-        if o.payment_methods:
-            ob["payment_methods"] = o.payment_methods
-        for f in OFFER_NUMERIC_FIELDS:
-            v = _finite(getattr(o, f))
-            if v is not None:
-                ob[f] = v
-        if o.daily is not None:
-            ob["daily"] = daily_ranges(o.daily)
-        offers.append(ob)
-    if offers:
-        body["offers"] = offers
-    body["d"] = _b64(_enc.encode(item))
+    ends = [v for v in (_finite(o.valid_to) for o in item.offers if o.valid_to is not None) if v is not None]
+    if ends:
+        body["offers_end"] = min(ends)
     return body
 
 
 def meta_body(meta: CatalogMeta, cg: str, gen: str, ts: float) -> dict[str, Any]:
-    slim = msgspec.structs.replace(meta, raw=b"")
+    body = _meta_fields(meta, cg, gen, ts)
+    body["m"] = _b64(_enc.encode(msgspec.structs.replace(meta, raw=b"")))
+    if meta.raw:
+        body["raw"] = _b64(meta.raw)
+    return body
+
+
+def meta_source(meta: CatalogMeta, cg: str, gen: str, ts: float) -> bytes:
+    """`meta_body` as JSON, the blobs spliced in as bytes."""
+    blobs = [(b"m", _enc.encode(msgspec.structs.replace(meta, raw=b"")))]
+    if meta.raw:
+        blobs.append((b"raw", meta.raw))
+    return _with_blobs(_meta_fields(meta, cg, gen, ts), *blobs)
+
+
+def _meta_fields(meta: CatalogMeta, cg: str, gen: str, ts: float) -> dict[str, Any]:
     body: dict[str, Any] = {
         "kind": "meta", "cg": cg, "ckey": ckey_of(cg), "gen": gen, "ts": ts,
         "bpp_id": meta.bpp_id, "catalog_id": meta.catalog_id, "published_at": _finite(meta.published_at),
         "is_active": meta.is_active, "live": meta.live, "item_count": meta.item_count,
-        "m": _b64(_enc.encode(slim)),
     }
     if _finite(meta.expires_at) is not None:
         body["expires_at"] = _finite(meta.expires_at)
     if _finite(meta.valid_from) is not None:
         body["valid_from"] = _finite(meta.valid_from)
-    if meta.raw:
-        body["raw"] = _b64(meta.raw)
     return body
 
 

@@ -89,6 +89,7 @@ def build_client(settings: Settings) -> AsyncElasticsearch:
 
 class ElasticStorage:
     name = "elasticsearch"
+    holds_documents = False       # the documents live in Elasticsearch, none in this process
     # The ingest worker's default for entries in flight (CDS_INGEST_CONCURRENCY): they wait on shared writes,
     # and a batch is at most what is in flight. Below ~64 catalogs a batch, a refresh per batch is most of
     # Elasticsearch's cost (BENCHMARKS.md).
@@ -445,7 +446,11 @@ class ElasticStorage:
 
         query = {"bool": {"filter": [
             generations.lookup_filter(self.catalogs_alias),
-            {"nested": {"path": "offers", "query": {"range": {"offers.valid_to": {"lt": now}}}}},
+            {"bool": {"should": [
+                {"range": {"offers_end": {"lt": now}}},
+                # documents written before offers_end (mapping.py)
+                {"nested": {"path": "offers", "query": {"range": {"offers.valid_to": {"lt": now}}}}},
+            ], "minimum_should_match": 1}},
         ]}}
         ops: list[Op] = []
         removed: dict[str, set[str]] = {}   # cg -> ids of the offers removed (counted once per catalog)

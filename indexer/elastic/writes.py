@@ -22,8 +22,9 @@ import msgspec
 from elasticsearch import AsyncElasticsearch
 
 from indexer.elastic import generations
-from indexer.elastic.bulk import BulkItemError, BulkWriteError, Op, bulk, bulk_items, delete_op, index_op
-from indexer.elastic.mapping import catalog_key, cg_of, ckey_of, item_body, item_doc_id, meta_body, meta_doc_id
+from indexer.elastic.bulk import BulkItemError, BulkWriteError, Op, bulk, bulk_items, delete_op, index_encoded_op
+from indexer.elastic.mapping import (catalog_key, cg_of, ckey_of, item_doc_id, item_source, meta_doc_id,
+                                    meta_source)
 from indexer.storage import CatalogWriteError
 
 if TYPE_CHECKING:
@@ -50,8 +51,9 @@ class _Job(msgspec.Struct):
     def ops(self, items: str, catalogs: str, ts: float):
         meta = self.record.meta
         for it in self.record.items:
-            yield index_op(items, item_doc_id(self.cg, it.item_id), item_body(it, meta, self.cg, self.gen, ts))
-        yield index_op(catalogs, meta_doc_id(self.cg), meta_body(meta, self.cg, self.gen, ts))
+            yield index_encoded_op(items, item_doc_id(self.cg, it.item_id),
+                                   item_source(it, meta, self.cg, self.gen, ts))
+        yield index_encoded_op(catalogs, meta_doc_id(self.cg), meta_source(meta, self.cg, self.gen, ts))
 
     def deletes(self, items: str, catalogs: str) -> list[Op]:
         out = [delete_op(items, item_doc_id(self.cg, it.item_id)) for it in self.record.items]

@@ -6,6 +6,7 @@ and offers among its items are stored once. Values are unchanged (the JSON throu
 from __future__ import annotations
 
 import sys
+import zlib
 
 from msgspec.structs import replace
 
@@ -86,6 +87,16 @@ def pack_documents(items: list[ItemDoc]) -> None:
             if id(o) not in done:
                 done.add(id(o))
                 o.raw = _packed(o.raw, True)
+
+
+PACK_THREAD_MIN = 8     # items: a smaller catalog is packed on the loop (a thread hop costs about 2-3 documents)
+
+
+def pack_catalog(raw: bytes, items: list[ItemDoc], level: int) -> bytes:
+    """The zlib work of indexing a catalog, all of it (zlib lets go of the GIL, so in a thread it runs beside
+    the event loop): pack the item and offer JSON in place and return the catalog's raw JSON compressed."""
+    pack_documents(items)
+    return zlib.compress(raw, level) if raw else b""
 
 
 def compact_record(record: CatalogRecord, *, copy: bool = True) -> None:

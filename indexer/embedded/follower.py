@@ -34,11 +34,11 @@ import msgspec
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
 from indexer.embedded.chunked import PutChunks
 from indexer.embedded.index import Index
-from indexer.embedded.persist import MAX_FRAME, StorageCorrupt, gen_path, list_generations
-from indexer.embedded.positions import FollowerPositions, Position
+from indexer.embedded.persist import MAX_FRAME, StorageCorrupt, gen_path, list_generations, without_gc
+from indexer.embedded.positions import RUNG_POLL_S, FollowerPositions, Position, follower_bell
 from indexer.embedded.store import (
     _SNAP, _SUFFIX_SNAP, _SUFFIX_WAL, _WAL, EmbeddedStorage, _Delete, _Purge, _Put, _decoder, _order_key,
-    _SnapEnd, _SnapHead, _without_gc, apply_op, apply_purge, load_snapshot, prepare_put,
+    _SnapEnd, _SnapHead, apply_op, apply_purge, load_snapshot, prepare_put,
 )
 from indexer.storage import PurgeStats
 
@@ -85,6 +85,7 @@ class FollowerStorage(EmbeddedStorage):
         self._file: BinaryIO | None = None
         self._file_gen = -1
         self._task: asyncio.Task | None = None
+        self._wait_s = poll_s
         self.applied = asyncio.Event()      # set after every applied step (tests wait on it)
 
     # -- lifecycle ---------------------------------------------------------------------------------
@@ -94,9 +95,12 @@ class FollowerStorage(EmbeddedStorage):
             return
         self.dir.mkdir(parents=True, exist_ok=True)
         self.positions.report((0, 0))       # from now on the writer waits for this worker too
-        self._index, self.pos = await asyncio.to_thread(_without_gc, self._load)
+        self._index, self.pos = await asyncio.to_thread(without_gc, self._load)
         self.positions.report(self.pos)
         self._opened = True
+        # Rung by the writer after each write (positions.Doorbell); polling then only covers a lost ring.
+        self._wait_s = (max(self.poll_s, RUNG_POLL_S) if self.positions.bell.open(follower_bell(os.getpid()))
+                        else self.poll_s)
         self._task = asyncio.create_task(self._follow(), name="index-follower")
 
     async def close(self) -> None:
@@ -107,6 +111,7 @@ class FollowerStorage(EmbeddedStorage):
             self._task = None
         self._close_file()
         self.positions.remove()
+        self.positions.close()
         self._opened = False
 
     async def ready(self) -> bool:
@@ -155,7 +160,9 @@ class FollowerStorage(EmbeddedStorage):
     # -- following ------------------------------------------------------------------------------------
 
     async def _follow(self) -> None:
+        bell = self.positions.bell
         while True:
+            bell.clear()                # (a ring from now on wakes the wait below)
             try:
                 moved = await self._step()
             except asyncio.CancelledError:
@@ -170,7 +177,7 @@ class FollowerStorage(EmbeddedStorage):
                 self.applied.clear()
                 await asyncio.sleep(0)
             else:
-                await asyncio.sleep(self.poll_s)
+                await bell.wait(self._wait_s)
 
     async def _step(self) -> bool:
         gen, off = self.pos
@@ -282,7 +289,7 @@ class FollowerStorage(EmbeddedStorage):
     async def _reload(self) -> None:
         self._close_file()
         tmp = FollowerStorage(self.dir, grid_deg=self._grid_deg)
-        self._index, self.pos = await asyncio.to_thread(_without_gc, tmp._load)
+        self._index, self.pos = await asyncio.to_thread(without_gc, tmp._load)
         self._version += 1
 
     def _next_gen(self, gen: int) -> int | None:

@@ -17,6 +17,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import fcntl
+import gc
 import logging
 import os
 import re
@@ -127,6 +128,18 @@ def write_atomic(path: Path, chunks: Iterator[bytes], *, fsync: bool = True) -> 
     if fsync:
         fsync_dir(path.parent)
     return size
+
+
+def without_gc(fn: Callable[[], Any]) -> Any:
+    """Run a bulk load with the cyclic GC paused: millions of new long-lived objects would otherwise
+    trigger repeated full collections (about half the replay time)."""
+    was = gc.isenabled()
+    gc.disable()
+    try:
+        return fn()
+    finally:
+        if was:
+            gc.enable()
 
 
 class DirLocked(RuntimeError):

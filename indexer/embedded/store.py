@@ -28,14 +28,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import gc
 import heapq
 import logging
 import math
 import time
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator, Union
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
 import msgspec
 import numpy as np
@@ -44,12 +43,16 @@ from cds.core.text import has_terms
 from cds.core import budget, matching, spatialvec
 from cds.core.spatialvec import haversine_m
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
-from indexer.embedded.chunked import PutChunks, chunked
-from indexer.embedded.compact import pack_documents
+from indexer.embedded.chunked import PutChunks
+from indexer.embedded.compact import PACK_THREAD_MIN, pack_catalog
 from indexer.embedded.index import Index, Narrowing, Prepared
 from indexer.embedded.positions import FollowerPositions
+from indexer.embedded.records import (  # noqa: F401 - the record types are imported from here too
+    _Delete, _Op, _Purge, _Put, _SnapEnd, _SnapHead, _decoder, _encode, put_bytes, put_record, encode_op,
+)
+from indexer.embedded.writer import CatalogTable, TablePrepared, snapshot_record
 from indexer.embedded.persist import (
-    DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, write_atomic,
+    DirLock, FrameLog, FrameScan, LogOp, StorageCorrupt, frame, list_generations, without_gc, write_atomic,
 )
 from indexer.overview import (
     CellTally, Coverage, CoveragePoint, CoverageQuery, PublisherSummary, catalog_live, status_label,
@@ -69,45 +72,9 @@ _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop o
 _CLASSIFY_BLOCK = 64       # candidates per vectorised spatial classification (few are needed beyond the limit)
 _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
 _ZLIB_LEVEL = 6            # a third smaller than level 1 for about 2.5 ms more per MB, once per publish
-_PACK_INLINE = 256         # pack the JSON of catalogs with more items in a thread (compact.pack_documents)
 
 
-class _Put(msgspec.Struct, tag="put", array_like=True):
-    record: CatalogRecord                  # meta.raw empty ...
-    raw_z: bytes = b""                     # ... it travels zlib-compressed here
-
-
-class _Delete(msgspec.Struct, tag="del", array_like=True):
-    bpp_id: str
-    catalog_id: str
-
-
-class _Purge(msgspec.Struct, tag="purge", array_like=True):
-    bpp_id: str
-    catalog_id: str
-    now: float
-
-
-class _SnapHead(msgspec.Struct, tag="head", array_like=True):
-    version: int
-    catalogs: int
-
-
-class _SnapEnd(msgspec.Struct, tag="end", array_like=True):
-    catalogs: int
-
-
-_Op = Union[_Put, PutChunks, _Delete, _Purge, _SnapHead, _SnapEnd]
-_encode = msgspec.msgpack.Encoder().encode
-_decoder = msgspec.msgpack.Decoder(_Op)
 _ROTATE = object()
-
-
-def encode_op(op: _Op) -> bytes:
-    """A log record's bytes; a big catalog's put in chunks (`indexer.embedded.chunked`, docs/decisions.md §P)."""
-    if isinstance(op, _Put):
-        return _encode(chunked(op.record, op.raw_z) or op)
-    return _encode(op)
 
 
 def _order_key(item: ItemDoc, meta: CatalogMeta) -> Any:
@@ -118,14 +85,15 @@ class EmbeddedStorage:
     name = "embedded"
 
     def __init__(self, data_dir: Path, *, fsync: bool = True, snapshot_bytes: int = 64 << 20,
-                 grid_deg: float = 0.05, followers: FollowerPositions | None = None) -> None:
+                 grid_deg: float = 0.05, followers: FollowerPositions | None = None, searchable: bool = True) -> None:
         self.dir = Path(data_dir)
         # With serving workers that follow this log (`indexer.embedded.follower`), a write returns only once
         # every one of them applied it: "searchable" then means searchable through every worker.
         self.followers = followers
         self.fsync = fsync
         self.snapshot_bytes = snapshot_bytes
-        self._index = Index(_order_key, grid_deg=grid_deg)
+        # `searchable=False`: a writer whose log serving workers follow keeps encoded catalogs only (writer.py).
+        self._index: Any = Index(_order_key, grid_deg=grid_deg) if searchable else CatalogTable(put_bytes, put_record)
         self._version = 0                    # bumped by every change of the index (see `search`)
         self._wal = FrameLog(self.dir, _WAL, _SUFFIX_WAL, fsync=fsync, on_commit=self._on_commit)
         self._lock = DirLock(self.dir, "index.lock")
@@ -142,7 +110,7 @@ class EmbeddedStorage:
         self.dir.mkdir(parents=True, exist_ok=True)
         self._lock.acquire()
         try:
-            next_gen, self._replayed = await asyncio.to_thread(_without_gc, self._recover)
+            next_gen, self._replayed = await asyncio.to_thread(without_gc, self._recover)
             await self._wal.start(next_gen)
         except BaseException:
             self._lock.release()
@@ -208,6 +176,8 @@ class EmbeddedStorage:
                 log.info("closing without a snapshot: the log writer was already stopped")
         finally:
             await self._wal.close()
+            if self.followers is not None:
+                self.followers.close()
             self._lock.release()
             self._opened = False
 
@@ -219,11 +189,11 @@ class EmbeddedStorage:
     async def replace_catalog(self, record: CatalogRecord) -> None:
         # The whole published catalog (meta.raw) is needed only for MERGE publishes: keep it compressed.
         raw = record.meta.raw
-        raw_z = (await asyncio.to_thread(zlib.compress, raw, _ZLIB_LEVEL) if len(raw) > _ZLIB_INLINE
-                 else zlib.compress(raw, _ZLIB_LEVEL) if raw else b"")
         slim = CatalogRecord(meta=msgspec.structs.replace(record.meta, raw=b""), items=list(record.items))
-        if len(slim.items) > _PACK_INLINE:
-            await asyncio.to_thread(pack_documents, slim.items)
+        # All zlib, which lets go of the GIL: in a thread it runs beside the loop (docs/decisions.md §P).
+        raw_z = (await asyncio.to_thread(pack_catalog, raw, slim.items, _ZLIB_LEVEL)
+                 if len(slim.items) >= PACK_THREAD_MIN or len(raw) > _ZLIB_INLINE
+                 else pack_catalog(raw, slim.items, _ZLIB_LEVEL))
         prepared = self._index.prepare(slim, raw_z)     # off to the side: searches still see the old one
         await self._submit(_Put(record=prepared.record, raw_z=raw_z), prepared)
         await self._followed()
@@ -257,7 +227,8 @@ class EmbeddedStorage:
         """Queue a log record; the future resolves to `_apply`'s result once durable and applied."""
         if not self._opened:
             raise RuntimeError("EmbeddedStorage is not open")
-        return self._wal.submit(encode_op(op), token=(op, prepared))
+        payload = prepared.payload if isinstance(prepared, TablePrepared) else encode_op(op)
+        return self._wal.submit(payload, token=(op, prepared))
 
     def _on_commit(self, batch: list[LogOp]) -> None:
         """Runs on the event loop once a batch is durable: apply it in log order, in one step."""
@@ -266,7 +237,8 @@ class EmbeddedStorage:
                 continue                           # a failed rotation: no snapshot this time
             if op.token is _ROTATE:
                 # The snapshot is the state after everything before the rotation and nothing after.
-                op.result = ([(e.record, e.raw_z) for e in self._index.catalogs.values()], op.gen)
+                op.result = (self._index.snapshot_rows() if isinstance(self._index, CatalogTable)
+                             else [(e.record, e.raw_z) for e in self._index.catalogs.values()], op.gen)
             elif op.token is not None:
                 try:
                     op.result = self._apply(*op.token)
@@ -295,11 +267,11 @@ class EmbeddedStorage:
         self._snapshot_size = await asyncio.to_thread(self._write_snapshot, path, records)
         await asyncio.to_thread(self._remove_old, gen)
 
-    def _write_snapshot(self, path: Path, records: list[tuple[CatalogRecord, bytes]]) -> int:
+    def _write_snapshot(self, path: Path, records: list[tuple[CatalogRecord, bytes]] | list[bytes]) -> int:
         def chunks():
             yield frame(_encode(_SnapHead(version=1, catalogs=len(records))))
-            for r, z in records:
-                yield frame(encode_op(_Put(record=r, raw_z=z)))
+            for row in records:      # (a CatalogTable's rows are its put records, compressed)
+                yield frame(snapshot_record(row) if isinstance(row, bytes) else put_bytes(*row))
             yield frame(_encode(_SnapEnd(catalogs=len(records))))
         return write_atomic(path, chunks(), fsync=self.fsync)
 
@@ -362,7 +334,8 @@ class EmbeddedStorage:
                     done, hits = _advance(steps, sl, work)
                 if done:
                     return hits
-                await asyncio.sleep(0)                     # let the loop answer others
+                # let the loop answer others (a background answer: behind them, `WorkBudget.pause`)
+                await (work.pause() if work is not None and work.pause is not None else asyncio.sleep(0))
                 if self._version != version:
                     restarts += 1
                     if restarts > SEARCH_RESTARTS:        # writes keep coming: finish in one step
@@ -662,18 +635,6 @@ def _blocks(entries: list[Any]) -> Iterator[np.ndarray]:
             buf, n = [], 0
     if buf:
         yield np.concatenate(buf)
-
-
-def _without_gc(fn: Any) -> Any:
-    """Run a bulk load with the cyclic GC paused: millions of new long-lived objects would otherwise
-    trigger repeated full collections (about half the replay time)."""
-    was = gc.isenabled()
-    gc.disable()
-    try:
-        return fn()
-    finally:
-        if was:
-            gc.enable()
 
 
 def _log_failure(task: asyncio.Task) -> None:

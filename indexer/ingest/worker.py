@@ -461,7 +461,8 @@ class StreamWorker:
                 await self._dead(it, entry, "unparsable" if outcome.startswith("unparsable") else "failing", outcome)
                 return
             req, results = outcome
-            self._settle_soon()
+            if getattr(self.storage, "holds_documents", True):
+                self._settle_soon()
             await self.redis.set(done_key, _results_enc.encode(results), ex=DONE_TTL_S)
         self._spawn_callback(it, entry, req, results)
 

@@ -6,10 +6,12 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import gc
 import logging
 import signal
 from typing import TYPE_CHECKING
 
+from cds import gcpolicy
 from cds.redisstate import REDIS_ERRORS
 from indexer.ingest.apply import CatalogIndexer
 from indexer.ingest.stream import IngestStream
@@ -21,6 +23,8 @@ if TYPE_CHECKING:
     from indexer.storage import Storage
 
 log = logging.getLogger("cds.indexer")
+
+GC_YOUNG_THRESHOLD = 20_000     # allocations between young collections (the default is 700)
 
 
 async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None, *, storage: "Storage | None" = None,
@@ -47,6 +51,12 @@ async def run_indexer(settings: "Settings", stop: asyncio.Event | None = None, *
         with contextlib.suppress(NotImplementedError, RuntimeError):
             loop.add_signal_handler(sig, stop.set)
     storage = storage or build_storage(settings)
+    if not getattr(storage, "holds_documents", True):
+        # Everything this process allocates is short-lived and acyclic (publishes in flight, their documents):
+        # young collections that find nothing and full ones walking the entries in flight were a fifth
+        # of the CPU of decoding and normalising (docs/decisions.md §P "Elasticsearch documents").
+        gc.set_threshold(GC_YOUNG_THRESHOLD)
+        gcpolicy.settle()   # what the process keeps (modules, clients) leaves the full collections once
     try:
         await storage.open()
     except RuntimeError as e:       # e.g. the embedded index is locked by `cds serve`

@@ -527,3 +527,12 @@ def test_absurdly_nested_item_is_rejected_not_crashing():
         node = node[0]
     err = _reject(a_catalog([a_item("i1"), a_item("i2", _item={"beckn:networkId": deep})]))
     assert (err.code, err.paths) == (E.SCH_SCHEMA_VALIDATION_FAILED, "catalogs[0].beckn:items[1]")
+
+
+@pytest.mark.parametrize("parts", [
+    ["Café Ünïon Station", "Straße 5", "\u0301abc", "ﬁne™ charging", "Karnāl", "ΣΑΣ", "İstanbul"],
+    ["word" * 300, "x" * 999, "y" * 999, "z" * 999, "last words here"],      # over MAX_TEXT: cut as one text
+])
+def test_item_terms_are_the_terms_of_its_parts_joined(parts):
+    # normalize analyses each text part on its own (and caches it); the terms must be the joined text's
+    assert N._document_terms(parts) == document_terms((" ".join(parts)[:N.MAX_TEXT],))

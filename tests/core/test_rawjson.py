@@ -85,3 +85,17 @@ def test_filters_on_untyped_paths_read_packed_documents():
         f = compile_filter(expr, tz="Asia/Kolkata", status_fresh_s=900)
         assert f.predicate(packed, meta, 0.0) is want
         assert f.predicate(plain_json(packed), meta, 0.0) is want
+
+
+def test_documents_packed_with_the_full_window_and_with_the_packers_read_back_alike():
+    # stored data may come from a packer with the 32 KB window (snapshots written before it shrank) or the
+    # 16 KB one: one unpack reads both, and the packer's output reads with a 32 KB-window inflater
+    items, offers = _published()
+    zd = rawjson.dictionary(1)
+    for raw in items + offers:
+        full = zlib.compressobj(3, zlib.DEFLATED, -15, 8, zlib.Z_DEFAULT_STRATEGY, zd)
+        old = b"\x00\x01" + full.compress(raw) + full.flush()
+        assert rawjson.unpack(old) == raw
+        new = rawjson.pack(raw)
+        inflater = zlib.decompressobj(-15, zd)
+        assert inflater.decompress(new[2:]) == raw and inflater.eof

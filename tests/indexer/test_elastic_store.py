@@ -551,25 +551,51 @@ async def test_writers_flip_on_their_own_copy_and_never_lose_another_writers_fli
 # --- expiry in the index ------------------------------------------------------------------------------
 
 
-async def test_purge_removes_expired_offers_and_catalogs_from_the_index(make_store):
-    st = await make_store()
-    r = rec("bpp", "cat", 3)
+def with_promo(n: int) -> CatalogRecord:
+    """A catalog of `n` items, each with an offer ending at NOW + 10 and one that never ends."""
+    r = rec("bpp", "cat", n)
     for it in r.items:
         it.offers = [OfferDoc(id="promo", item_ids=[it.item_id], valid_to=NOW + 10, raw=b'{"id":"promo"}'),
                      OfferDoc(id="base", item_ids=[it.item_id], raw=b'{"id":"base"}')]
+    return r
+
+
+async def item_hits(st: ElasticStorage) -> list[dict]:
+    await st.es.indices.refresh(index=st.items_alias)
+    return (await st.es.search(index=st.items_alias, size=100, query={"match_all": {}}))["hits"]["hits"]
+
+
+async def test_purge_removes_expired_offers_and_catalogs_from_the_index(make_store):
+    st = await make_store()
+    r = with_promo(3)
     gone = rec("bpp", "gone", 4, expires_at=NOW + 5)
     await st.replace_catalog(r)
     await st.replace_catalog(gone)
     stats = await st.purge_expired(NOW + 11)
     assert (stats.catalogs, stats.offers) == (1, 1)
-    await st.es.indices.refresh(index=st.items_alias)
-    docs = (await st.es.search(index=st.items_alias, size=100, query={"match_all": {}}))["hits"]["hits"]
+    docs = await item_hits(st)
     assert len(docs) == 3 and {d["_source"]["catalog_id"] for d in docs} == {"cat"}
     for d in docs:
-        assert [o["id"] for o in d["_source"]["offers"]] == ["base"]
+        assert "offers" not in d["_source"] and "offers_end" not in d["_source"]   # no offer ends any more
         assert [o.id for o in mapping.decode_item(d["_source"]["d"]).offers] == ["base"]
     metas = await count(st, st.catalogs_alias, {"term": {"kind": "meta"}})
     assert metas == 1
+
+
+async def test_purge_removes_expired_offers_from_docs_written_with_nested_offers(make_store):
+    # item docs written before `offers_end` carry one nested document per offer instead
+    st = await make_store()
+    await st.replace_catalog(with_promo(2))
+    for d in await item_hits(st):
+        src = d["_source"]
+        src["offers"] = [{"id": "promo", "is_active": True, "valid_to": NOW + 10}, {"id": "base", "is_active": True}]
+        del src["offers_end"]
+        await st.es.index(index=st.items_alias, id=d["_id"], document=src, refresh=True)
+    assert (await st.purge_expired(NOW + 11)).offers == 1
+    docs = await item_hits(st)
+    assert len(docs) == 2
+    for d in docs:
+        assert [o.id for o in mapping.decode_item(d["_source"]["d"]).offers] == ["base"]
 
 
 async def test_orphaned_generations_are_swept(make_store):
@@ -652,7 +678,11 @@ def test_item_docs_survive_the_binary_blob():
     for it in r.items:
         body = item_body(it, r.meta, "c.g", "g", 1.0)
         assert mapping.decode_item(body["d"]) == it
+        assert orjson.loads(mapping.item_source(it, r.meta, "c.g", "g", 1.0)) == body
+    assert orjson.loads(mapping.meta_source(r.meta, "c.g", "g", 1.0)) == mapping.meta_body(r.meta, "c.g", "g", 1.0)
+    r.items[0].offers.append(OfferDoc(id="p", valid_to=NOW + 60, raw=b"{}"))
+    r.items[0].offers.append(OfferDoc(id="q", valid_to=NOW + 30, raw=b"{}"))
     body = item_body(r.items[0], r.meta, "c.g", "g", 1.0)
-    assert body["offers"][0]["daily"] == [{"gte": 79200, "lte": 86400}, {"gte": 0, "lte": 21600}]
+    assert body["offers_end"] == NOW + 30
     assert body["daily"] == [{"gte": 0, "lte": 86400}]
     assert msgspec.json.decode(msgspec.json.encode(body))["loc"] == [r.items[0].lon, r.items[0].lat]

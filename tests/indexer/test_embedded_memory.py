@@ -15,6 +15,7 @@ from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc, it
 from cds.core.query import Query
 from indexer.embedded import EmbeddedStorage
 from indexer.embedded.follower import FollowerStorage
+from indexer.embedded.compact import PACK_THREAD_MIN
 from indexer.embedded.index import _as_set, _post_add, _post_remove
 from indexer.embedded.persist import frame, gen_path, list_generations
 from indexer.embedded.store import _SNAP, _SUFFIX_SNAP, _SUFFIX_WAL, _WAL, _encode, _Put, _SnapEnd, _SnapHead
@@ -86,15 +87,17 @@ async def test_old_plain_snapshot_and_log_load_packed_and_the_next_snapshot_keep
     await store.close()
 
 
-@pytest.mark.parametrize("n", [8, 300])      # a large catalog is packed in a thread first
+@pytest.mark.parametrize("n", [1, PACK_THREAD_MIN - 1, PACK_THREAD_MIN, 300])   # packed on the loop or in a thread
 async def test_a_publish_is_stored_packed_and_answers_as_published(tmp_path, n):
     rec = _record("c1", n)
     want = _published([rec])
+    raw = rec.meta.raw = orjson.dumps({"beckn:id": "c1", "beckn:items": [orjson.loads(d.raw) for d in rec.items]})
     store = EmbeddedStorage(tmp_path, fsync=False)
     await store.open()
     try:
         await store.replace_catalog(rec)
         await _assert_served(store, want)
+        assert (await store.get_catalog(rec.meta.bpp_id, rec.meta.catalog_id)).raw == raw     # what MERGE reads
     finally:
         await store.close()
 

@@ -15,6 +15,7 @@ from cds.core import spatial
 from cds.core.query import Query
 from indexer.embedded import EmbeddedStorage
 from indexer.embedded import follower as follower_mod
+from indexer.embedded import positions as positions_mod
 from indexer.embedded import store as store_mod
 from indexer.embedded.chunked import PUT_CHUNK, PutChunks, chunked
 from indexer.embedded.follower import FollowerStorage, ReadOnly
@@ -49,6 +50,38 @@ async def test_a_write_returns_once_the_follower_applied_it(tmp_path):
         assert not any(h.item.catalog_id == "c0" for h in await follower.search(_everything(), NOW))
         with pytest.raises(ReadOnly):
             await follower.replace_catalog(rec)
+    finally:
+        await follower.close()
+        await writer.close()
+
+
+async def test_doorbells_wake_the_follower_and_the_writer_without_polling(tmp_path, monkeypatch):
+    # Both sides poll an hour apart here: only the rings (positions.Doorbell) let these writes return.
+    monkeypatch.setattr(positions_mod, "RUNG_POLL_S", 3600.0)
+    writer = EmbeddedStorage(tmp_path, fsync=False, followers=FollowerPositions(tmp_path))
+    await writer.open()
+    follower = FollowerStorage(tmp_path, poll_s=3600.0)
+    await follower.open()
+    try:
+        assert follower.positions.bell.listening
+        r = random.Random(4)
+        for n in range(3):
+            await asyncio.wait_for(writer.replace_catalog(make_record(r, "bppR", f"c{n}", 5, tag=f"v{n}")), 10)
+            assert any(h.item.catalog_id == f"c{n}" for h in await follower.search(_everything(), NOW))
+        # a second listener under the same name (another follower in this process) cannot take the rings:
+        # it polls instead, and still follows (its position file is the first one's: same pid, so no waiting on it)
+        other = FollowerStorage(tmp_path, poll_s=0.005)
+        await other.open()
+        try:
+            assert not other.positions.bell.listening
+            await asyncio.wait_for(writer.delete_catalog("bppR", "c0"), 10)
+
+            async def caught_up() -> None:
+                while any(h.item.catalog_id == "c0" for h in await other.search(_everything(), NOW)):
+                    await other.applied.wait()
+            await asyncio.wait_for(caught_up(), 10)
+        finally:
+            await other.close()
     finally:
         await follower.close()
         await writer.close()

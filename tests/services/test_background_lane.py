@@ -5,6 +5,7 @@ wait for that lane."""
 from __future__ import annotations
 
 import asyncio
+import socket
 
 import orjson
 
@@ -12,6 +13,7 @@ from cds.api.app import create_app
 from cds.api.appkeys import STORAGE
 from cds.core import budget
 from cds.services.discover import BACKGROUND_SLICE_S
+from cds.services.idle import after_io
 from tests.harness import fresh_context, load_fixture, start_client
 
 DISCOVER = "UBC_discovery-within-a-circular-boundary.json"
@@ -94,3 +96,30 @@ async def test_sync_discovers_and_acks_do_not_wait_for_a_busy_lane(network):
     finally:
         gate.set()
         await client.close()
+
+
+
+async def _order_after_a_request_arrives(pause) -> list[str]:
+    """A request's bytes arrive while a background step runs; what runs first once the step yields?"""
+    loop = asyncio.get_running_loop()
+    a, b = socket.socketpair()
+    a.setblocking(False)
+    order: list[str] = []
+    loop.add_reader(a, lambda: (a.recv(100), order.append("request read")))
+    try:
+        await asyncio.sleep(0.01)            # the reader is registered with the selector
+        b.send(b"x")                         # arrives during the "step"
+        await pause()
+        order.append("background resumed")
+        await asyncio.sleep(0.01)
+    finally:
+        loop.remove_reader(a)
+        a.close()
+        b.close()
+    return order
+
+
+async def test_a_background_step_resumes_behind_the_requests_that_arrived():
+    assert await _order_after_a_request_arrives(after_io) == ["request read", "background resumed"]
+    # what it replaces: asyncio.sleep(0) resumes the step first
+    assert await _order_after_a_request_arrives(lambda: asyncio.sleep(0)) == ["background resumed", "request read"]

@@ -8,7 +8,6 @@ from aiohttp import web
 
 from cds.trust.auth import require_bap
 from cds.api.handlers.base import ack, receive, spawn
-from cds.trust.replay import first_time
 from cds.trust.netguard import callback_reach, check_callback_url
 from cds.core.protocol import parse_discover
 from cds.api.appkeys import DISCOVER, REPLAY, SETTINGS
@@ -32,9 +31,9 @@ class DiscoverView(web.View):
         inbound, req, query, work = await self._inbound()
         callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
                                       reach=callback_reach(settings))
-        if await first_time(self.request.app[REPLAY], inbound):
-            spawn(self.request.app,
-                  self.request.app[DISCOVER].answer_and_deliver(req, query, callback, inbound.received_at, work))
+        # the replay check comes after the ACK (the same ACK either way): no round trip to the shared store before it
+        spawn(self.request.app, self.request.app[DISCOVER].answer_once(self.request.app[REPLAY], inbound, req, query,
+                                                                       callback, work))
         return ack(self.request)
 
     async def get(self) -> web.Response:
