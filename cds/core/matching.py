@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import math
 from datetime import tzinfo
-from typing import Iterable
+from typing import Callable, Iterable
 
 from cds.core import spatial
 
@@ -21,11 +21,16 @@ from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc, OfferDo
 
 def is_live(item: ItemDoc, meta: CatalogMeta, now: float) -> bool:
     """Catalog not expired, active and started; item active."""
+    return catalog_live(meta, now) and item.is_active
+
+
+def catalog_live(meta: CatalogMeta, now: float) -> bool:
+    """The catalog's part of `is_live`."""
     if meta.expires_at is not None and now >= meta.expires_at:
         return False
     if not meta.is_active or (meta.valid_from is not None and now < meta.valid_from):
         return False
-    return item.is_active
+    return True
 
 
 def offer_live(offer: OfferDoc, now: float, tz: "tzinfo | str") -> bool:
@@ -72,8 +77,12 @@ def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spati
     Availability windows restrict only through the filter (they are tested when the request asks about
     time, never otherwise: docs/decisions.md §5).
     """
-    if not is_live(item, meta, now):
-        return False
+    return is_live(item, meta, now) and _item_matches(query, item, meta, now, spatial_known, pushdowns_known)
+
+
+def _item_matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, spatial_known: bool,
+                  pushdowns_known: bool) -> bool:
+    """`matches` after liveness."""
     if not spatial_known:
         for f in query.spatial:
             if not spatial.contains(f, item.lon, item.lat):
@@ -84,7 +93,25 @@ def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spati
         return False
     if (query.terms or query.ranges) and not pushdowns_known and not pushdowns_pass(query, item):
         return False
-    return query.predicate is None or query.predicate(item, meta, now)
+    if query.predicate is None or pushdowns_known and query.predicate_is_pushdowns:
+        return True
+    return query.predicate(item, meta, now)
+
+
+def matcher(query: Query, now: float, *, pushdowns_known: bool = False
+            ) -> Callable[[ItemDoc, CatalogMeta, bool], bool]:
+    """`matches` for one query and `now`, as a function of (item, meta, spatial_known), for a search testing
+    many candidates: a catalog's liveness is decided once per catalog (docs/decisions.md §G)."""
+    live: dict[int, tuple[CatalogMeta, bool]] = {}     # id(meta) -> (meta, catalog live)
+
+    def match(item: ItemDoc, meta: CatalogMeta, spatial_known: bool = False) -> bool:
+        known = live.get(id(meta))
+        if known is None or known[0] is not meta:
+            known = live[id(meta)] = (meta, catalog_live(meta, now))
+        if not known[1] or not item.is_active:
+            return False
+        return _item_matches(query, item, meta, now, spatial_known, pushdowns_known)
+    return match
 
 
 def distance(query: Query, item: ItemDoc) -> float | None:
@@ -92,6 +119,18 @@ def distance(query: Query, item: ItemDoc) -> float | None:
     if query.origin is None or item.lon is None or item.lat is None:
         return None
     return spatial.haversine_m(query.origin[0], query.origin[1], item.lon, item.lat)
+
+
+def distancer(query: Query) -> Callable[[ItemDoc], float | None]:
+    """`distance` for one query, the origin's terms computed once (the same floats)."""
+    if query.origin is None:
+        return lambda item: None
+    metres = spatial.haversine_from(query.origin[0], query.origin[1])
+
+    def dist(item: ItemDoc) -> float | None:
+        lon, lat = item.lon, item.lat
+        return None if lon is None or lat is None else metres(lon, lat)
+    return dist
 
 
 def order_key(hit: Hit, with_distance: bool | None = None) -> tuple:
@@ -102,17 +141,24 @@ def order_key(hit: Hit, with_distance: bool | None = None) -> tuple:
     """
     if with_distance is None:
         with_distance = hit.distance is not None
-    ids = (hit.item.catalog_id, hit.item.bpp_id, hit.item.item_id)
-    if with_distance:
-        return (math.inf if hit.distance is None else hit.distance, *ids)
-    return ids
+    return _distance_key(hit) if with_distance else _ids_key(hit)
+
+
+def _ids_key(hit: Hit) -> tuple:
+    item = hit.item
+    return (item.catalog_id, item.bpp_id, item.item_id)
+
+
+def _distance_key(hit: Hit) -> tuple:
+    item, d = hit.item, hit.distance
+    return (math.inf if d is None else d, item.catalog_id, item.bpp_id, item.item_id)
 
 
 def select(hits: Iterable[Hit], limit: int) -> list[Hit]:
     """The first `limit` hits by `order_key` (docs/decisions.md §20: cap the whole reply, then group)."""
     hits = list(hits)
     with_distance = any(h.distance is not None for h in hits)
-    hits.sort(key=lambda h: order_key(h, with_distance))
+    hits.sort(key=_distance_key if with_distance else _ids_key)
     return hits[:max(0, limit)]
 
 

@@ -6,6 +6,7 @@ import functools
 from typing import Protocol
 
 from cds.core.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
+from cds.core.exactness import covered
 from cds.core.filters import CompiledFilter, compile_filter
 from cds.core.models import DiscoverIntent
 from cds.core.packs import schema_packs
@@ -47,24 +48,26 @@ def cheap_to_plan(intent: DiscoverIntent) -> bool:
 
 
 @functools.lru_cache(maxsize=1024)
-def _compiled(expression: str, timezone: str, status_fresh_s: int) -> CompiledFilter:
+def _compiled(expression: str, timezone: str, status_fresh_s: int) -> tuple[CompiledFilter, bool]:
     """Apps repeat the same few filter shapes; a compiled filter is immutable (its only memo is
-    keyed on the catalog and `now`), so one compilation serves every request that sends it."""
-    return compile_filter(expression, tz=timezone, status_fresh_s=status_fresh_s)
+    keyed on the catalog and `now`), so one compilation serves every request that sends it.
+    With it: is the filter exactly its pushdowns (`cds.core.exactness`)?"""
+    compiled = compile_filter(expression, tz=timezone, status_fresh_s=status_fresh_s)
+    return compiled, covered(compiled.ast)
 
 
 def build_query(intent: DiscoverIntent, *, settings: PlannerConfig, limit: int | None = None) -> Query:
     cap = settings.max_results
     lim = cap if limit is None or limit <= 0 else min(limit, cap)
 
-    compiled = None
+    compiled, exact = None, False
     budget.check()
     expr = (intent.expression or "").strip()
     if expr:
         if (intent.filter_type or "jsonpath").strip().lower() != "jsonpath":
             raise schema_error(f"filter type {intent.filter_type!r} is not supported (use jsonpath)",
                                "message.filters.type", SCH_TYPE_NOT_SUPPORTED)
-        compiled = _compiled(expr, settings.timezone, settings.status_fresh_s)
+        compiled, exact = _compiled(expr, settings.timezone, settings.status_fresh_s)
 
     if len(intent.spatial) > MAX_SPATIAL:
         raise schema_error(f"at most {MAX_SPATIAL} spatial constraints are allowed", "message.spatial")
@@ -90,6 +93,7 @@ def build_query(intent: DiscoverIntent, *, settings: PlannerConfig, limit: int |
         packs=schema_packs(intent.schema_context),
         time_window=compiled.time_window if compiled else None,
         predicate=None if compiled is None or compiled.trivial else compiled.predicate,
+        predicate_is_pushdowns=exact,
         origin=origin,
         limit=lim,
         expression=expr or None,

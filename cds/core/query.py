@@ -40,6 +40,9 @@ class Query:
     time_window: tuple[float, float] | None = None  # the request asks about this interval (UTC epoch)
     # Exact evaluation of the JSONPath filter expression (None = no filter).
     predicate: "Callable[[ItemDoc, CatalogMeta, float], bool] | None" = None
+    # The predicate holds exactly when the terms and ranges do (cds.core.exactness): a backend that decided
+    # them exactly need not run it (docs/decisions.md §G).
+    predicate_is_pushdowns: bool = False
     origin: tuple[float, float] | None = None  # lon, lat used for nearest-first ordering
     limit: int = 100
     expression: str | None = None            # the original expression, for logs and debugging

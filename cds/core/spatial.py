@@ -58,6 +58,19 @@ def haversine_m(lon1: float, lat1: float, lon2: float, lat2: float) -> float:
     return 2 * EARTH_R * math.asin(min(1.0, math.sqrt(a)))
 
 
+def haversine_from(lon1: float, lat1: float) -> Callable[[float, float], float]:
+    """`haversine_m` from a fixed first point, its terms computed once: the same float, operation for
+    operation (a search measures many stations from one origin; hits are ordered by this exact value)."""
+    p1, c1 = lat1 * _DEG, math.cos(lat1 * _DEG)
+    sin, cos, asin, sqrt = math.sin, math.cos, math.asin, math.sqrt
+
+    def from_origin(lon2: float, lat2: float) -> float:
+        p2 = lat2 * _DEG
+        a = sin((p2 - p1) / 2) ** 2 + c1 * cos(p2) * sin((lon2 - lon1) * _DEG / 2) ** 2
+        return 2 * EARTH_R * asin(min(1.0, sqrt(a)))
+    return from_origin
+
+
 def _wrap_dlon(d: float) -> float:
     if d > 180.0:
         return d - 360.0

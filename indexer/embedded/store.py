@@ -34,7 +34,7 @@ import math
 import time
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Generator, Iterator
+from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
 
 import msgspec
 import numpy as np
@@ -357,27 +357,35 @@ class EmbeddedStorage:
             return (yield from self._nearest(query, now, nar, sl))
         return (yield from self._in_order(query, now, nar, sl))
 
-    def _check(self, query: Query, now: float, nar: Narrowing, i: int, inside: bool = False) -> Hit | None:
-        """`inside`: a vectorised test already showed the candidate clearly inside every spatial
-        constraint, which is then not tested again in Python. (The distance still is: the numpy one may
-        differ in the last bit, and hits are ordered by the exact one.)"""
-        doc = self._index.docs[i]
-        assert doc is not None
-        # Cheap rejections first (matches() repeats them, after its costlier spatial test).
-        if query.text and not has_terms(doc.terms, query.text):
-            return None
-        for attr, allowed in nar.posted_checks:
-            if getattr(doc, attr) not in allowed:
+    def _checker(self, query: Query, now: float, nar: Narrowing) -> Callable[[int, bool], Hit | None]:
+        """A candidate's test, the query's share of it done once. `inside`: a vectorised test already showed
+        the candidate clearly inside every spatial constraint, which is then not tested again in Python. (The
+        distance still is: the numpy one may differ in the last bit, and hits are ordered by the exact one.)"""
+        docs, entry_of = self._index.docs, self._index.entry_of
+        text, posted = query.text, nar.posted_checks
+        match = matching.matcher(query, now, pushdowns_known=nar.exact)
+        dist = matching.distancer(query)
+
+        def check(i: int, inside: bool = False) -> Hit | None:
+            doc = docs[i]
+            assert doc is not None
+            # Cheap rejections first (the matcher repeats them, after its costlier spatial test).
+            if text and not has_terms(doc.terms, text):
                 return None
-        meta = self._index.entry_of[i].meta  # type: ignore[union-attr]
-        if not matching.matches(query, doc, meta, now, spatial_known=inside, pushdowns_known=nar.exact):
-            return None
-        return Hit(item=doc, catalog=meta, distance=matching.distance(query, doc))
+            for attr, allowed in posted:
+                if getattr(doc, attr) not in allowed:
+                    return None
+            meta = entry_of[i].meta  # type: ignore[union-attr]
+            if not match(doc, meta, inside):
+                return None
+            return Hit(item=doc, catalog=meta, distance=dist(doc))
+        return check
 
     def _nearest(self, query: Query, now: float, nar: Narrowing, sl: "_Slice") -> Generator[None, None, list[Hit]]:
         """Evaluate candidates nearest first; stop once no later one can beat the limit-th hit."""
         idx = self._index
         assert query.origin is not None
+        check = self._checker(query, now, nar)
         ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
         approx = haversine_m(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
         limit = query.limit
@@ -405,7 +413,7 @@ class EmbeddedStorage:
                 for i, d_i, k in zip(part.tolist(), part_d.tolist(), known):
                     if d_i > stop or d_i > beyond or d_i != d_i and len(worst) == limit and -worst[0] < math.inf:
                         return matching.select(hits, limit)
-                    hit = self._check(query, now, nar, i, k > 0) if k >= 0 else None
+                    hit = check(i, k > 0) if k >= 0 else None
                     if clock() >= sl.until:
                         yield
                     if hit is None:
@@ -437,8 +445,9 @@ class EmbeddedStorage:
         if ordered is None:                # catalogs interleave in the order: check all, then select
             hits = []
             clock = time.perf_counter
+            check = self._checker(query, now, nar)
             for i in ids.tolist():
-                hit = self._check(query, now, nar, i)
+                hit = check(i)
                 if hit is not None:
                     hits.append(hit)
                 if clock() >= sl.until:
@@ -450,9 +459,10 @@ class EmbeddedStorage:
               filtered: bool = False) -> Generator[None, None, list[Hit]]:
         hits: list[Hit] = []
         clock = time.perf_counter
+        check = self._checker(query, now, nar)
         for block in blocks:
             for i in (block if filtered else nar.vector(block)).tolist():
-                hit = self._check(query, now, nar, i)
+                hit = check(i)
                 if hit is not None:
                     hits.append(hit)
                     if len(hits) >= query.limit:

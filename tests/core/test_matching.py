@@ -194,3 +194,22 @@ def test_ubc_examples_end_to_end_with_the_normaliser() -> None:
             expr = json.load(fh)["message"]["filters"]["expression"]
         q = build_query(DiscoverIntent(expression=expr), settings=SETTINGS)
         assert len(matching.brute_force(q, [rec], NOW)) == count, name
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.tuples(st.floats(-180, 180), st.floats(-90, 90)), st.lists(st.tuples(st.floats(-180, 180), st.floats(-90, 90))))
+def test_distancer_gives_the_same_floats_as_distance(origin, pts) -> None:
+    q = Query(origin=origin)
+    dist = matching.distancer(q)
+    for lon, lat in pts:
+        it = item("a", lon, lat)
+        assert dist(it) == matching.distance(q, it)       # bit for bit: hits are ordered by it
+    assert dist(item("b", None, None)) is None and matching.distancer(Query())(item("c")) is None
+
+
+def test_matcher_decides_each_catalogs_liveness_by_that_catalog() -> None:
+    match = matching.matcher(Query(), NOW)
+    live, expired = meta("cat-1"), meta("cat-2", expires_at=NOW - 1)
+    for _ in range(2):
+        assert match(item("a"), live) and not match(item("b"), expired)
+        assert not match(item("c", is_active=False), live)

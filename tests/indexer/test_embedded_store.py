@@ -140,8 +140,12 @@ def random_query(r: random.Random) -> Query:
     if r.random() < 0.2:
         cut = r.choice([10.0, 40.0])
         predicate = lambda item, meta, now, cut=cut: (item.max_kw or 0) >= cut  # noqa: E731
+    exact = predicate is None and bool(terms or ranges) and r.random() < 0.4
+    if exact:   # a predicate that is exactly the pushdowns: the store skips it where it decided them exactly
+        pushed = Query(terms=terms, ranges=ranges)
+        predicate = lambda item, meta, now, q=pushed: matching.pushdowns_pass(q, item)  # noqa: E731
     return Query(spatial=tuple(sp), terms=terms, ranges=ranges, text=text, predicate=predicate,
-                 origin=origin, limit=r.randint(1, 40))
+                 predicate_is_pushdowns=exact, origin=origin, limit=r.randint(1, 40))
 
 
 queries = st.builds(random_query, st.randoms(use_true_random=False))
