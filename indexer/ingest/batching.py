@@ -1,4 +1,4 @@
-"""The worker's Redis writes per batch, not per entry (docs/decisions.md §21).
+"""The worker's Redis writes per batch, not per entry (docs/decisions.md §S "Publish", §21).
 
 Entries finish many at a time (one Elasticsearch bulk completes a whole group): their results records
 (`done` keys) and their acknowledgements are gathered while the previous round trip is in flight and go
@@ -83,10 +83,6 @@ class RedisBatch:
         if acks:
             await self._stream.ack_many([(p, i, n) for p, i, n, _ in acks], client=pipe)
         await pipe.execute()
-
-    async def close(self) -> None:
-        if self._flusher is not None:
-            await asyncio.gather(self._flusher, return_exceptions=True)
 
 
 def _settle(futs: list[asyncio.Future], error: BaseException | None) -> None:
