@@ -14,6 +14,8 @@ from __future__ import annotations
 import asyncio
 from typing import TYPE_CHECKING, Any
 
+from redis.exceptions import NoScriptError
+
 if TYPE_CHECKING:
     from indexer.ingest.stream import IngestStream
 
@@ -71,18 +73,24 @@ class RedisBatch:
 
     async def _write(self, sets: list, acks: list) -> None:
         self.round_trips += 1
+        ids = [(p, i, n) for p, i, n, _ in acks]
         if len(sets) == 1 and not acks:       # alone: a plain SET (no pipeline bookkeeping)
             await self._stream.redis.set(sets[0][0], sets[0][1], ex=self._ttl)
             return
         if not sets:
-            await self._stream.ack_many([(p, i, n) for p, i, n, _ in acks])
+            await self._stream.ack_many(ids)
             return
         pipe = self._stream.redis.pipeline(transaction=False)
         for key, value, _ in sets:
             pipe.set(key, value, ex=self._ttl)
-        if acks:
-            await self._stream.ack_many([(p, i, n) for p, i, n, _ in acks], client=pipe)
-        await pipe.execute()
+        if ids:
+            self._stream.queue_ack_many(pipe, ids)
+        replies = await pipe.execute(raise_on_error=False)
+        for r in replies:
+            if isinstance(r, Exception) and not isinstance(r, NoScriptError):
+                raise r
+        if ids and isinstance(replies[-1], NoScriptError):     # Redis lost its scripts (restarted)
+            await self._stream.ack_many(ids)
 
 
 def _settle(futs: list[asyncio.Future], error: BaseException | None) -> None:

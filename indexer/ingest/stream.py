@@ -225,14 +225,24 @@ class IngestStream:
         await self._ack(keys=[self.keys.stream(i), self.keys.bytes, self.keys.done(i, entry_id)],
                         args=[GROUP, entry_id, size])
 
-    def ack_many(self, entries: list[tuple[int, str, int]], client: Any = None) -> Any:
-        """Acknowledge (partition, id, size) entries in one script call; with `client` (a pipeline) queued
-        on it instead. Each is acknowledged as by `ack` (idempotent too)."""
+    async def ack_many(self, entries: list[tuple[int, str, int]]) -> None:
+        """Acknowledge (partition, id, size) entries in one script call, each as by `ack` (idempotent too)."""
+        keys, args = self._ack_many_args(entries)
+        await self._ack_many(keys=keys, args=args)
+
+    def queue_ack_many(self, pipe: Any, entries: list[tuple[int, str, int]]) -> None:
+        """`ack_many` queued on a pipeline, by the script's hash only: a registered script makes the pipeline
+        ask Redis whether it knows it first, one more round trip per batch. Its reply is a NoScriptError
+        when Redis does not know it (restarted): then `ack_many` loads it."""
+        keys, args = self._ack_many_args(entries)
+        pipe.evalsha(self._ack_many.sha, len(keys), *keys, *args)
+
+    def _ack_many_args(self, entries: list[tuple[int, str, int]]) -> tuple[list, list]:
         keys, args = [self.keys.bytes], [GROUP]
         for i, entry_id, size in entries:
             keys += (self.keys.stream(i), self.keys.done(i, entry_id))
             args += (entry_id, size)
-        return self._ack_many(keys=keys, args=args, client=client)
+        return keys, args
 
     async def dead_letter(self, i: int, entry_id: str, fields: dict[bytes, bytes], reason: str,
                           deliveries: int) -> None:

@@ -85,6 +85,20 @@ async def test_writes_of_one_turn_share_a_round_trip_and_each_waits_for_its_own(
     assert await _queued(stream) == 0 and await redis.get("{cds-ingest}:done:x") == b"y"
 
 
+async def test_acks_still_land_after_redis_lost_its_scripts(redis):
+    stream = IngestStream(redis, partitions=2)
+    entries = await _queue(stream, 3)
+    batch = RedisBatch(stream, DONE_TTL_S)
+    await stream.ack_many(entries[:1])                    # the script is known ...
+    await redis.script_flush()                            # ... and forgotten (a Redis restart)
+
+    i, eid, _ = entries[2]
+    await asyncio.gather(batch.ack(*entries[1]), batch.record(stream.keys.done(i, eid), b"r"))
+
+    assert await _queued(stream) == 1 and await _pending(stream) == 1
+    assert await redis.get(stream.keys.done(i, eid)) == b"r"
+
+
 async def test_a_failed_round_trip_fails_every_write_in_it(redis_url, redis_server):
     down = Redis(host="127.0.0.1", port=1, socket_connect_timeout=0.5)   # nothing listens there
     try:
