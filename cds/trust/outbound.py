@@ -18,9 +18,12 @@ import orjson
 from cds.config import Settings
 from cds.trust.netguard import BlockedAddress, GuardedResolver, callback_reach, guard_literal_host
 from cds.keys import load_private_key
-from cds.trust.signing import sign_request
+from cds.trust.signing import RequestSigner
 
 log = logging.getLogger("cds.trust.outbound")
+
+
+_JSON = {"Content-Type": "application/json"}
 
 
 class Delivery(msgspec.Struct, kw_only=True):
@@ -47,14 +50,12 @@ class Signer:
     def __init__(self, settings: Settings) -> None:
         if not settings.signing_private_key:
             raise ValueError("CDS_SIGNING_PRIVATE_KEY is not set")
-        self._key = load_private_key(settings.signing_private_key)
-        self._sub = settings.subscriber_id
-        self._key_id = settings.key_id
-        self._ttl = settings.signature_ttl_s
+        self._signer = RequestSigner(subscriber_id=settings.subscriber_id, key_id=settings.key_id,
+                                     key=load_private_key(settings.signing_private_key),
+                                     ttl_s=settings.signature_ttl_s)
 
     def sign(self, body: bytes, now: float | None = None) -> str:
-        return sign_request(body, subscriber_id=self._sub, key_id=self._key_id, key=self._key,
-                            now=now, ttl_s=self._ttl)
+        return self._signer.sign(body, now)
 
 
 class Outbound:
@@ -76,7 +77,7 @@ class Outbound:
             try:
                 guard_literal_host(url, self._reach)
                 # Re-sign per attempt so a retry never carries an expired signature.
-                headers = {"Content-Type": "application/json", "Authorization": self._signer.sign(data)}
+                headers = {**_JSON, "Authorization": self._signer.sign(data)}
                 async with self._session.post(url, data=data, headers=headers, timeout=to, allow_redirects=False) as resp:
                     status = resp.status
                     content = await resp.content.read(1 << 20)

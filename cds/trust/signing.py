@@ -71,18 +71,31 @@ def signing_string(created: int, expires: int, digest: str) -> bytes:
     return f"(created): {created}\n(expires): {expires}\ndigest: BLAKE-512={digest}".encode("ascii")
 
 
+class RequestSigner:
+    """Signs bodies for one identity; what is constant per identity (the checks, the keyId part of the
+    header) is done once, not per body (the indexer signs an on_catalog_publish per publish)."""
+
+    def __init__(self, *, subscriber_id: str, key_id: str, key: nacl.signing.SigningKey, ttl_s: int = 300) -> None:
+        for name, v in (("subscriber_id", subscriber_id), ("key_id", key_id)):
+            if not v or "|" in v or '"' in v:
+                raise ValueError(f"{name} must be non-empty and contain neither '|' nor '\"'")
+        self._key = key
+        self._ttl = int(ttl_s)
+        self._prefix = f'Signature keyId="{subscriber_id}|{key_id}|ed25519",algorithm="ed25519",created="'
+
+    def sign(self, body: bytes, now: float | None = None) -> str:
+        """The full `Authorization` header value for `body` (sign the exact bytes you send)."""
+        created = int(time.time() if now is None else now)
+        expires = created + self._ttl
+        sig = self._key.sign(signing_string(created, expires, digest_b64(body))).signature
+        return (f'{self._prefix}{created}",expires="{expires}",headers="{SIGNED_HEADERS}",'
+                f'signature="{base64.b64encode(sig).decode("ascii")}"')
+
+
 def sign_request(body: bytes, *, subscriber_id: str, key_id: str, key: nacl.signing.SigningKey,
                  now: float | None = None, ttl_s: int = 300) -> str:
     """The full `Authorization` header value for `body` (sign the exact bytes you send)."""
-    for name, v in (("subscriber_id", subscriber_id), ("key_id", key_id)):
-        if not v or "|" in v or '"' in v:
-            raise ValueError(f"{name} must be non-empty and contain neither '|' nor '\"'")
-    created = int(time.time() if now is None else now)
-    expires = created + int(ttl_s)
-    sig = key.sign(signing_string(created, expires, digest_b64(body))).signature
-    return (f'Signature keyId="{subscriber_id}|{key_id}|ed25519",algorithm="ed25519",'
-            f'created="{created}",expires="{expires}",headers="{SIGNED_HEADERS}",'
-            f'signature="{base64.b64encode(sig).decode("ascii")}"')
+    return RequestSigner(subscriber_id=subscriber_id, key_id=key_id, key=key, ttl_s=ttl_s).sign(body, now)
 
 
 # ---------------------------------------------------------------- parsing

@@ -37,6 +37,9 @@ class CatalogIndexer:
         self._metrics = metrics
         self._outbound = outbound
         self._clock = clock
+        # the callback counters, looked up once (a labels() call per callback is a lock and a dict lookup)
+        self._sent = {ok: metrics.callbacks.labels("on_catalog_publish", "delivered" if ok else "failed")
+                      for ok in (True, False)}
 
     async def index(self, entry: IngestEntry) -> tuple[PublishRequest, list[CatalogResult]]:
         """Normalise and write every catalog of one publish. Catalog-level problems become
@@ -89,7 +92,7 @@ class CatalogIndexer:
             return True
         body = build_on_catalog_publish(req.context, results, settings=self._settings, now=self._clock())
         delivery = await self._outbound.post(f"{entry.callback_url}/on_catalog_publish", body)
-        self._metrics.callbacks.labels("on_catalog_publish", "delivered" if delivery.ok else "failed").inc()
+        self._sent[delivery.ok].inc()
         if delivery.attempts > 1:
             self._metrics.callback_retries.labels("on_catalog_publish").inc(delivery.attempts - 1)
         return delivery.ok

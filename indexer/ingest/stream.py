@@ -134,6 +134,23 @@ redis.call('DEL', KEYS[3])
 return d
 """
 
+# KEYS: bytes counter, then per entry its stream and done key. ARGV: group, then per entry id and size.
+# The same as _ACK for many entries at once (one round trip per batch, indexer/ingest/batching.py).
+_ACK_MANY = """
+local freed = 0
+for j = 2, #KEYS, 2 do
+  local id = ARGV[j]
+  redis.call('XACK', KEYS[j], ARGV[1], id)
+  if redis.call('XDEL', KEYS[j], id) > 0 then freed = freed + tonumber(ARGV[j + 1]) end
+  redis.call('DEL', KEYS[j + 1])
+end
+if freed > 0 then
+  local b = redis.call('DECRBY', KEYS[1], freed)
+  if b < 0 then redis.call('SET', KEYS[1], 0) end
+end
+return freed
+"""
+
 # KEYS: stream, bytes counter, done key, dead stream.
 # ARGV: group, id, size, entry, publisher, reason, deliveries, partition, dead maxlen.
 _DEAD = """
@@ -154,6 +171,7 @@ class IngestStream:
         self._append = redis.register_script(_APPEND)
         self._ack = redis.register_script(_ACK)
         self._dead = redis.register_script(_DEAD)
+        self._ack_many = redis.register_script(_ACK_MANY)
 
     @classmethod
     def from_settings(cls, redis: "Redis", settings: "Settings") -> "IngestStream":
@@ -206,6 +224,25 @@ class IngestStream:
     async def ack(self, i: int, entry_id: str, size: int) -> None:
         await self._ack(keys=[self.keys.stream(i), self.keys.bytes, self.keys.done(i, entry_id)],
                         args=[GROUP, entry_id, size])
+
+    async def ack_many(self, entries: list[tuple[int, str, int]]) -> None:
+        """Acknowledge (partition, id, size) entries in one script call, each as by `ack` (idempotent too)."""
+        keys, args = self._ack_many_args(entries)
+        await self._ack_many(keys=keys, args=args)
+
+    def queue_ack_many(self, pipe: Any, entries: list[tuple[int, str, int]]) -> None:
+        """`ack_many` queued on a pipeline, by the script's hash only: a registered script makes the pipeline
+        ask Redis whether it knows it first, one more round trip per batch. Its reply is a NoScriptError
+        when Redis does not know it (restarted): then `ack_many` loads it."""
+        keys, args = self._ack_many_args(entries)
+        pipe.evalsha(self._ack_many.sha, len(keys), *keys, *args)
+
+    def _ack_many_args(self, entries: list[tuple[int, str, int]]) -> tuple[list, list]:
+        keys, args = [self.keys.bytes], [GROUP]
+        for i, entry_id, size in entries:
+            keys += (self.keys.stream(i), self.keys.done(i, entry_id))
+            args += (entry_id, size)
+        return keys, args
 
     async def dead_letter(self, i: int, entry_id: str, fields: dict[bytes, bytes], reason: str,
                           deliveries: int) -> None:

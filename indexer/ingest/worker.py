@@ -51,6 +51,7 @@ from cds.core.errors import BecknError
 from cds.core.models import CatalogResult, PublishRequest
 from cds.redisstate import REDIS_ERRORS
 from indexer.ingest.apply import CatalogIndexer
+from indexer.ingest.batching import RedisBatch
 from indexer.ingest.entry import IngestEntry, catalog_id_of, decode_entry, discard_spool, parse_entry, rejected_all
 from indexer.ingest.leases import PartitionLeases
 from indexer.ingest.stream import DONE_TTL_S, GROUP, IngestStream, as_int, as_str
@@ -165,6 +166,7 @@ class StreamWorker:
         self.name = name or worker_name()
         self.lease_ms = max(300, int(settings.ingest_lease_s * 1000))
         self.claim_idle_ms = max(100, int(settings.ingest_claim_idle_s * 1000))
+        self.batch = RedisBatch(stream, DONE_TTL_S)    # done records and acks, one round trip per batch
         self.leases = PartitionLeases(self.redis, stream, self.name, self.lease_ms, on_lost=self._lost)
         self._recovered: set[int] = set()      # held partitions whose pending entries are dealt with
         self._busy: dict[int, int] = {}        # partition -> entries delivered and not yet acked/abandoned
@@ -438,7 +440,7 @@ class StreamWorker:
 
     async def _handle(self, it: _Item) -> None:
         if not it.fields:                       # deleted under us (acknowledged elsewhere): nothing owed
-            await self.stream.ack(it.partition, it.id, 0)
+            await self.batch.ack(it.partition, it.id, 0)
             self._release_item(it)
             return
         entry = it.entry
@@ -463,7 +465,7 @@ class StreamWorker:
             req, results = outcome
             if getattr(self.storage, "holds_documents", True):
                 self._settle_soon()
-            await self.redis.set(done_key, _results_enc.encode(results), ex=DONE_TTL_S)
+            await self.batch.record(done_key, _results_enc.encode(results))
         self._spawn_callback(it, entry, req, results)
 
     async def _index(self, it: _Item, entry: IngestEntry) -> tuple[PublishRequest, list[CatalogResult]] | str:
@@ -529,7 +531,7 @@ class StreamWorker:
                 delay = 0.1
                 while True:     # the entry is done: acknowledge it, waiting out a Redis outage
                     try:
-                        await self.stream.ack(it.partition, it.id, as_int(it.fields.get(b"n")))
+                        await self.batch.ack(it.partition, it.id, as_int(it.fields.get(b"n")))
                         discard_spool(entry.spool)
                         break
                     except REDIS_ERRORS as e:
