@@ -158,7 +158,9 @@ def descriptor_to_a(d: Any) -> Json:
     return out
 
 
-_PERIOD_FIELDS = (("startDate", "start"), ("endDate", "end"), ("startTime",), ("endTime",))
+# (field, the spellings of its names in the order `pick` reads them): legacy `start`/`end` are dates.
+_PERIOD_FIELDS = tuple((names[0], tuple(map(spelled, names)))
+                       for names in (("startDate", "start"), ("endDate", "end"), ("startTime",), ("endTime",)))
 
 
 def period_values(p: Any) -> Json:
@@ -166,10 +168,13 @@ def period_values(p: Any) -> Json:
     vals: Json = {}
     if not isinstance(p, dict):
         return vals
-    for names in _PERIOD_FIELDS:
-        v = _str(pick(p, *names))
-        if v is not None:
-            vals[names[0]] = v
+    for name, spellings in _PERIOD_FIELDS:
+        for keys in spellings:     # pick(p, *names)
+            v = read(p, keys)
+            if v is not None:
+                if isinstance(v, str) and v:
+                    vals[name] = v
+                break
     return vals
 
 

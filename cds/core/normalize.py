@@ -168,15 +168,22 @@ def _strings(v: Any, canon=lambda s: s) -> list[str]:
 
 
 def _listed(v: Any, canon: Callable[[str], str | None], ctx: dict) -> list[str]:
-    """_strings, once per distinct list of strings of a catalog (amenities, vehicle types, payment methods)."""
-    if isinstance(v, list) and len(v) <= MAX_LIST and all(isinstance(x, str) for x in v):
+    """_strings, once per distinct string or list of a catalog (amenities, vehicle types, payment methods). Equal
+    keys hold equal strings at the same places (other values are skipped), so they have equal results."""
+    if isinstance(v, str):
+        key: tuple = (canon, v)          # the same result as [v]
+    elif isinstance(v, list) and len(v) <= MAX_LIST:
         key = (canon, *v)
-        memo = ctx["lists"]
+    else:
+        return _strings(v, canon)
+    memo = ctx["lists"]
+    try:
         got = memo.get(key)
-        if got is None:
-            got = memo[key] = _strings(v, canon)
-        return list(got)
-    return _strings(v, canon)
+    except TypeError:                    # the list holds objects
+        return _strings(v, canon)
+    if got is None:
+        got = memo[key] = _strings(v, canon)
+    return list(got)
 
 
 def plain_attributes(attrs: Any) -> dict[str, Any]:
