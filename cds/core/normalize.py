@@ -129,6 +129,8 @@ def _text(v: Any, limit: int = MAX_VALUE_LEN) -> str | None:
 
 
 def _num(v: Any) -> float | None:
+    if v.__class__ is float:             # the usual case, first
+        return v if math.isfinite(v) else None
     if isinstance(v, bool):
         return None
     if isinstance(v, str) and len(v) <= 32:
@@ -416,7 +418,8 @@ def _address_parts(a: dict) -> list:
 def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) -> ItemDoc:
     """The item's index document; OverBound when it is over a content bound (checked before any other work)."""
     raw = _dumps(item, path)
-    check_json(item, len(raw), ctx["bounds"], f"item {item_id[:80]!r}")
+    if len(raw) > ctx["json_floor"]:
+        check_json(item, len(raw), ctx["bounds"], f"item {item_id[:80]!r}")
     attrs = attributes_of(item)
     a = plain_attributes(attrs)
     provider_id, provider_name, operator = _provider(item, ctx["provider_fallbacks"])
@@ -543,7 +546,8 @@ def _price(offer: dict, oa: dict) -> tuple[float | None, str | None, str | None]
 def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict, warns: _Warnings) -> OfferDoc:
     """The offer's document; OverBound when it is over a content bound (checked before any other work)."""
     raw = _dumps(offer, path)
-    check_json(offer, len(raw), ctx["bounds"], f"offer {offer_id[:80]!r}")
+    if len(raw) > ctx["json_floor"]:
+        check_json(offer, len(raw), ctx["bounds"], f"offer {offer_id[:80]!r}")
     start, end, daily, problem = _period(read(offer, _VALIDITY), ctx)
     if problem:
         warns.add("INVALID_VALIDITY", f"offer validity partly ignored: {problem}", f"{path}.{_key(offer, 'validity')}")
@@ -655,7 +659,9 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, "an item must be an object", path)
     fallbacks = [None, pick(catalog, "provider"), pick(catalog, "providerId")]   # [0]: the legacy provider
     ctx = {"bpp_id": publisher_id, "catalog_id": catalog_id, "tz": tz, "now": now, "bounds": settings,
-           "periods": {}, "packs": {}, "lists": {}}
+           "periods": {}, "packs": {}, "lists": {},
+           # check_json passes any JSON up to this size: below it the check (and its message) is skipped
+           "json_floor": min(settings.max_item_string_bytes, settings.max_item_bytes)}
     docs: dict[str, ItemDoc] = {}
     where: dict[str, tuple[str, dict]] = {}          # item id -> (path, item as published)
     rejected: set[str] = set()                       # ids of items left out (offers naming them are not "unknown")
