@@ -13,9 +13,7 @@ location, an unreadable window) is a warning.
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from datetime import tzinfo
 from typing import Any, Callable, Protocol
 
@@ -24,9 +22,9 @@ import orjson
 from cds.core import errors as E
 from cds.core.bounds import (ITEM_REJECTED, OFFER_REJECTED, BoundsConfig, OverBound, check_item_total, check_json,
                              out_of_range)
-from cds.core.dialects import as_list, catalog_dialect, period_values, pick, read, spelled
+from cds.core.dialects import as_list, catalog_dialect, pick, read, spelled
 from cds.core.errors import BecknError
-from cds.core.timeutil import daily_seconds_local, parse_instant
+from cds.core.periods import parse_period, period_in
 from cds.core import vocab
 from cds.core.packs import pack_of_attributes
 from cds.core.text import document_terms
@@ -50,7 +48,6 @@ ATTRIBUTE_KEYS = ("beckn:itemAttributes", "resourceAttributes", "itemAttributes"
 # Live-status fields, by preference (legacy ChargingService, OCPP-style, ABH `ev:availability`).
 STATUS_KEYS = ("stationStatus", "connectorStatus", "status", "availability")
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNIT_TEXT = {"kwh": "KWH", "kilowatt hour": "KWH", "kilowatt hours": "KWH", "minute": "MIN", "minutes": "MIN",
               "min": "MIN", "hour": "H", "hours": "H", "h": "H", "month": "MON", "months": "MON"}
 _INVALID = "invalid"
@@ -230,70 +227,6 @@ def _id(obj: dict, path: str, what: str) -> str:
     return v
 
 
-# --- time --------------------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=4096)
-def _date(s: str, tz: Any, end: bool) -> float | None:
-    # Cached: a network's offers and catalogs share a few validity dates.
-    # A bare end date ("valid till 2026-03-31") lasts to the end of that local day.
-    if end and _DATE_ONLY.match(s.strip()):
-        s = s.strip() + "T24:00:00"
-    return parse_instant(s, tz)
-
-
-Period = tuple[float | None, float | None, tuple[int, int] | None, str | None]
-
-
-def parse_period(p: Any, tz: Any, at: float) -> Period:
-    """(start instant, end instant, daily window, problem) of a TimePeriod in either dialect.
-
-    startTime/endTime given as times of day make a daily window in local seconds (docs/decisions.md §5, §16); given
-    as date-times (UBC examples) they are instants and narrow the date range.
-    """
-    return _period_of(period_values(p), tz, at)
-
-
-def _period(p: Any, ctx: dict) -> Period:
-    """parse_period, once per distinct period of a catalog (its items and offers mostly share a few). The memo
-    is keyed by the period as published: equal keys hold equal strings (other values are not read)."""
-    memo = ctx["periods"]
-    try:
-        key = tuple(p.items()) if isinstance(p, dict) else None
-        got = memo.get(key)
-    except TypeError:    # an unhashable value (a list, an object): read this period on its own
-        return _period_of(period_values(p), ctx["tz"], ctx["now"])
-    if got is None:
-        got = memo[key] = _period_of(period_values(p), ctx["tz"], ctx["now"])
-    return got
-
-
-def _period_of(vals: dict, tz: Any, at: float) -> Period:
-    start = end = None
-    daily = None
-    problem = None
-    if "startDate" in vals:
-        start = _date(vals["startDate"], tz, False)
-        problem = problem or (None if start is not None else f"unreadable startDate {vals['startDate'][:40]!r}")
-    if "endDate" in vals:
-        end = _date(vals["endDate"], tz, True)
-        problem = problem or (None if end is not None else f"unreadable endDate {vals['endDate'][:40]!r}")
-    st, et = vals.get("startTime"), vals.get("endTime")
-    if st is not None or et is not None:
-        ds, de = daily_seconds_local(st, tz, at), daily_seconds_local(et, tz, at)
-        if ds is not None and de is not None:
-            daily = (ds, de)
-        else:
-            i0, i1 = parse_instant(st, tz), parse_instant(et, tz)
-            if i0 is not None and i1 is not None:
-                start = i0 if start is None else max(start, i0)
-                end = i1 if end is None else min(end, i1)
-            else:
-                problem = "startTime and endTime must both be times of day or both be date-times"
-    if start is not None and end is not None and start > end:
-        problem = "the period ends before it starts"
-    return start, end, daily, problem
-
-
 # --- location ----------------------------------------------------------------------------------------
 
 def _lonlat(lon: Any, lat: Any) -> tuple[float, float] | str:
@@ -437,7 +370,7 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
     if len(periods) > MAX_WINDOWS:
         warns.add("TOO_MANY_WINDOWS", f"only the first {MAX_WINDOWS} availability windows are indexed", path)
     for k, p in enumerate(periods[:MAX_WINDOWS]):
-        start, end, dwin, problem = _period(p, ctx)
+        start, end, dwin, problem = period_in(p, ctx["periods"], ctx["tz"], ctx["now"])
         if problem:
             warns.add("INVALID_WINDOW", f"availability window ignored: {problem}",
                       f"{path}.{_key(item, 'availabilityWindow')}[{k}]")
@@ -548,7 +481,7 @@ def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict
     raw = _dumps(offer, path)
     if len(raw) > ctx["json_floor"]:
         check_json(offer, len(raw), ctx["bounds"], f"offer {offer_id[:80]!r}")
-    start, end, daily, problem = _period(read(offer, _VALIDITY), ctx)
+    start, end, daily, problem = period_in(read(offer, _VALIDITY), ctx["periods"], ctx["tz"], ctx["now"])
     if problem:
         warns.add("INVALID_VALIDITY", f"offer validity partly ignored: {problem}", f"{path}.{_key(offer, 'validity')}")
         if start is not None and end is not None and start > end:
