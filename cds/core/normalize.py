@@ -651,9 +651,11 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
             item_doc.offers.append(doc)
 
     for item_id, d in list(docs.items()):
+        lens = [len(o.raw) for o in d.offers if o.id not in nested]
+        if len(d.raw) + sum(lens) <= settings.max_item_bytes:     # within the bound: no message to build
+            continue
         try:
-            check_item_total(len(d.raw), [len(o.raw) for o in d.offers if o.id not in nested], settings,
-                             f"item {item_id[:80]!r}")
+            check_item_total(len(d.raw), lens, settings, f"item {item_id[:80]!r}")
         except OverBound as e:
             path, item = where[item_id]
             warns.reject(ITEM_REJECTED, f"{e.reason}; the item is not indexed", path)

@@ -49,6 +49,8 @@ _stemmer = snowballstemmer.stemmer("english")
 def fold(text: str) -> str:
     """Lower-case, with the accents of Latin letters dropped ("Café" -> "cafe"). Combining marks of other
     scripts (Devanagari vowel signs ...) belong to their letters and stay."""
+    if text.isascii():     # most text: no letter of _FOLD, and casefold is lower (translate is the dear part)
+        return text.lower()
     text = text.translate(_FOLD).casefold()
     if text.isascii():
         return text
