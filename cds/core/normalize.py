@@ -13,9 +13,7 @@ location, an unreadable window) is a warning.
 
 from __future__ import annotations
 
-import functools
 import math
-import re
 from datetime import tzinfo
 from typing import Any, Callable, Protocol
 
@@ -24,9 +22,9 @@ import orjson
 from cds.core import errors as E
 from cds.core.bounds import (ITEM_REJECTED, OFFER_REJECTED, BoundsConfig, OverBound, check_item_total, check_json,
                              out_of_range)
-from cds.core.dialects import as_list, catalog_dialect, period_values, pick
+from cds.core.dialects import as_list, catalog_dialect, pick, read, spelled
 from cds.core.errors import BecknError
-from cds.core.timeutil import daily_seconds_local, parse_instant
+from cds.core.periods import parse_period, period_in
 from cds.core import vocab
 from cds.core.packs import pack_of_attributes
 from cds.core.text import document_terms
@@ -50,10 +48,15 @@ ATTRIBUTE_KEYS = ("beckn:itemAttributes", "resourceAttributes", "itemAttributes"
 # Live-status fields, by preference (legacy ChargingService, OCPP-style, ABH `ev:availability`).
 STATUS_KEYS = ("stationStatus", "connectorStatus", "status", "availability")
 
-_DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")
 _UNIT_TEXT = {"kwh": "KWH", "kilowatt hour": "KWH", "kilowatt hours": "KWH", "minute": "MIN", "minutes": "MIN",
               "min": "MIN", "hour": "H", "hours": "H", "h": "H", "month": "MON", "months": "MON"}
 _INVALID = "invalid"
+# The spellings of the fields read per item and offer, taken once (`read`, docs/decisions.md §P).
+_ID, _PROVIDER, _DESCRIPTOR, _NAME, _SHORT, _LONG, _ACTIVE, _WINDOW, _LOCATED, _LOCATIONS, _SERVICE_LOC, \
+    _PROVIDER_ATTRS, _OPERATOR, _VALIDITY, _OFFER_ATTRS, _PRICE, _METHODS = map(spelled, (
+        "id", "provider", "descriptor", "name", "shortDesc", "longDesc", "isActive", "availabilityWindow",
+        "availableAt", "locations", "serviceLocation", "providerAttributes", "operatorName", "validity",
+        "offerAttributes", "price", "acceptedPaymentMethod"))
 _NOT_POINT = "not-point"
 
 
@@ -123,6 +126,8 @@ def _text(v: Any, limit: int = MAX_VALUE_LEN) -> str | None:
 
 
 def _num(v: Any) -> float | None:
+    if v.__class__ is float:             # the usual case, first
+        return v if math.isfinite(v) else None
     if isinstance(v, bool):
         return None
     if isinstance(v, str) and len(v) <= 32:
@@ -135,13 +140,14 @@ def _num(v: Any) -> float | None:
     return None
 
 
-def _flag(v: Any, path: str, warns: _Warnings) -> bool:
-    """`isActive`: missing = true; a non-boolean is read as true with a warning."""
-    if v is None or isinstance(v, bool):
+def _flag(obj: dict, path: str, warns: _Warnings) -> bool:
+    """`isActive` of `obj` (at `path`): missing = true; a non-boolean is read as true with a warning."""
+    v = read(obj, _ACTIVE)
+    if v is None or v.__class__ is bool:
         return v is not False
     if isinstance(v, str) and v.strip().lower() in ("true", "false"):
         return v.strip().lower() == "true"
-    warns.add("INVALID_VALUE", "isActive must be a boolean; read as true", path)
+    warns.add("INVALID_VALUE", "isActive must be a boolean; read as true", f"{path}.{_key(obj, 'isActive')}")
     return True
 
 
@@ -161,15 +167,22 @@ def _strings(v: Any, canon=lambda s: s) -> list[str]:
 
 
 def _listed(v: Any, canon: Callable[[str], str | None], ctx: dict) -> list[str]:
-    """_strings, once per distinct list of strings of a catalog (amenities, vehicle types, payment methods)."""
-    if isinstance(v, list) and len(v) <= MAX_LIST and all(isinstance(x, str) for x in v):
+    """_strings, once per distinct string or list of a catalog (amenities, vehicle types, payment methods). Equal
+    keys hold equal strings at the same places (other values are skipped), so they have equal results."""
+    if isinstance(v, str):
+        key: tuple = (canon, v)          # the same result as [v]
+    elif isinstance(v, list) and len(v) <= MAX_LIST:
         key = (canon, *v)
-        memo = ctx["lists"]
+    else:
+        return _strings(v, canon)
+    memo = ctx["lists"]
+    try:
         got = memo.get(key)
-        if got is None:
-            got = memo[key] = _strings(v, canon)
-        return list(got)
-    return _strings(v, canon)
+    except TypeError:                    # the list holds objects
+        return _strings(v, canon)
+    if got is None:
+        got = memo[key] = _strings(v, canon)
+    return list(got)
 
 
 def plain_attributes(attrs: Any) -> dict[str, Any]:
@@ -205,74 +218,13 @@ def _dumps(obj: Any, path: str) -> bytes:
 
 
 def _id(obj: dict, path: str, what: str) -> str:
-    v = pick(obj, "id")
+    v = read(obj, _ID)
     if v is None:
         raise _reject(E.SCH_REQUIRED_FIELD_MISSING, f"{what} has no id", path)
     if not isinstance(v, str) or not v.strip() or len(v) > MAX_ID_LEN:
         raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED,
                       f"{what} id must be a non-empty string of at most {MAX_ID_LEN} characters", path)
     return v
-
-
-# --- time --------------------------------------------------------------------------------------------
-
-@functools.lru_cache(maxsize=4096)
-def _date(s: str, tz: Any, end: bool) -> float | None:
-    # Cached: a network's offers and catalogs share a few validity dates.
-    # A bare end date ("valid till 2026-03-31") lasts to the end of that local day.
-    if end and _DATE_ONLY.match(s.strip()):
-        s = s.strip() + "T24:00:00"
-    return parse_instant(s, tz)
-
-
-Period = tuple[float | None, float | None, tuple[int, int] | None, str | None]
-
-
-def parse_period(p: Any, tz: Any, at: float) -> Period:
-    """(start instant, end instant, daily window, problem) of a TimePeriod in either dialect.
-
-    startTime/endTime given as times of day make a daily window in local seconds (docs/decisions.md §5, §16); given
-    as date-times (UBC examples) they are instants and narrow the date range.
-    """
-    return _period_of(period_values(p), tz, at)
-
-
-def _period(p: Any, ctx: dict) -> Period:
-    """parse_period, once per distinct period of a catalog (its items and offers mostly share a few)."""
-    vals = period_values(p)
-    key = tuple(vals.items())
-    memo = ctx["periods"]
-    got = memo.get(key)
-    if got is None:
-        got = memo[key] = _period_of(vals, ctx["tz"], ctx["now"])
-    return got
-
-
-def _period_of(vals: dict, tz: Any, at: float) -> Period:
-    start = end = None
-    daily = None
-    problem = None
-    if "startDate" in vals:
-        start = _date(vals["startDate"], tz, False)
-        problem = problem or (None if start is not None else f"unreadable startDate {vals['startDate'][:40]!r}")
-    if "endDate" in vals:
-        end = _date(vals["endDate"], tz, True)
-        problem = problem or (None if end is not None else f"unreadable endDate {vals['endDate'][:40]!r}")
-    st, et = vals.get("startTime"), vals.get("endTime")
-    if st is not None or et is not None:
-        ds, de = daily_seconds_local(st, tz, at), daily_seconds_local(et, tz, at)
-        if ds is not None and de is not None:
-            daily = (ds, de)
-        else:
-            i0, i1 = parse_instant(st, tz), parse_instant(et, tz)
-            if i0 is not None and i1 is not None:
-                start = i0 if start is None else max(start, i0)
-                end = i1 if end is None else min(end, i1)
-            else:
-                problem = "startTime and endTime must both be times of day or both be date-times"
-    if start is not None and end is not None and start > end:
-        problem = "the period ends before it starts"
-    return start, end, daily, problem
 
 
 # --- location ----------------------------------------------------------------------------------------
@@ -320,16 +272,18 @@ def _location(item: dict, a: dict, provider: Any, path: str, warns: _Warnings) -
     sources: list[tuple[str, Any]] = []
     station = a.get("chargingStation")
     if isinstance(station, dict):
-        sources.append(("chargingStation.serviceLocation", pick(station, "serviceLocation")))
+        sources.append(("chargingStation.serviceLocation", read(station, _SERVICE_LOC)))
     provider_locs = {}
     if isinstance(provider, dict):
         provider_locs = {loc.get("id"): loc for loc in as_list(pick(provider, "locations", "availableAt"))[:MAX_LIST]
                          if isinstance(loc, dict) and isinstance(loc.get("id"), str)}
-    for k, loc in enumerate(as_list(pick(item, "availableAt"))[:MAX_LIST]):
+    for k, loc in enumerate(as_list(read(item, _LOCATED))[:MAX_LIST]):
         ref = loc.get("refLocation") if isinstance(loc, dict) else None
         sources.append((f"availableAt[{k}]", provider_locs.get(ref) if isinstance(ref, str) else loc))
     sources.append(("serviceLocation", a.get("serviceLocation")))
-    sources += [(f"locations[{k}]", loc) for k, loc in enumerate(as_list(pick(item, "locations"))[:MAX_LIST])]
+    located = read(item, _LOCATIONS)
+    if located is not None:
+        sources += [(f"locations[{k}]", loc) for k, loc in enumerate(as_list(located)[:MAX_LIST])]
     bad: list[str] = []
     found: tuple[float, float] | None = None
     for where, loc in sources:       # every source, so that none carries coordinates outside WGS84
@@ -358,6 +312,8 @@ def _location(item: dict, a: dict, provider: Any, path: str, warns: _Warnings) -
 def _status(a: dict) -> str | None:
     for k in STATUS_KEYS:
         v = a.get(k)
+        if v is None:
+            continue
         if isinstance(v, dict):
             v = v.get("code") or v.get("name")
         t = _text(v, 64)
@@ -368,20 +324,22 @@ def _status(a: dict) -> str | None:
 
 def _provider(item: dict, fallbacks: list) -> tuple[str | None, str | None, str | None]:
     """(id, name, operator name) of the item's provider, else of its legacy provider/catalog provider."""
-    for p in [pick(item, "provider"), *fallbacks]:
+    for p in (read(item, _PROVIDER), *fallbacks):
         if isinstance(p, str):
             return _text(p, MAX_ID_LEN), None, None
         if isinstance(p, dict):
-            name = _text(pick(pick(p, "descriptor"), "name"))
-            operator = _text(pick(pick(p, "providerAttributes"), "operatorName"))
-            return _text(pick(p, "id"), MAX_ID_LEN), name, operator
+            d = read(p, _DESCRIPTOR)
+            name = _text(read(d, _NAME)) if isinstance(d, dict) else None
+            pa = read(p, _PROVIDER_ATTRS)
+            operator = _text(read(pa, _OPERATOR)) if isinstance(pa, dict) else None
+            return _text(read(p, _ID), MAX_ID_LEN), name, operator
     return None, None, None
 
 
 def _address_parts(a: dict) -> list:
     parts: list = []
     station = a.get("chargingStation")
-    for loc in (pick(station, "serviceLocation") if isinstance(station, dict) else None, a.get("serviceLocation")):
+    for loc in (read(station, _SERVICE_LOC) if isinstance(station, dict) else None, a.get("serviceLocation")):
         addr = loc.get("address") if isinstance(loc, dict) else None
         if isinstance(addr, dict):
             parts += [v for v in addr.values() if isinstance(v, str)]
@@ -393,33 +351,26 @@ def _address_parts(a: dict) -> list:
 def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) -> ItemDoc:
     """The item's index document; OverBound when it is over a content bound (checked before any other work)."""
     raw = _dumps(item, path)
-    check_json(item, len(raw), ctx["bounds"], f"item {item_id[:80]!r}")
+    if len(raw) > ctx["json_floor"]:
+        check_json(item, len(raw), ctx["bounds"], f"item {item_id[:80]!r}")
     attrs = attributes_of(item)
     a = plain_attributes(attrs)
-    tz, now = ctx["tz"], ctx["now"]
     provider_id, provider_name, operator = _provider(item, ctx["provider_fallbacks"])
     try:
         loc = _location(item, a, ctx["legacy_provider"], path, warns)
     except OverBound as e:
         raise OverBound(f"item {item_id[:80]!r}: {e.reason}") from None
-
-    def kw(name: str) -> float | None:
-        v = a.get(name)
-        n = _num(v)
-        if v is not None and (n is None or not 0 <= n <= 10_000):
-            warns.add("INVALID_VALUE", f"{name} must be a number of kW", path)
-            return None
-        return n
-
     station = a.get("chargingStation")
-    station_id = _text(pick(station, "id") if isinstance(station, dict) else a.get("stationId"), MAX_ID_LEN)
+    if not isinstance(station, dict):
+        station = None
+    station_id = _text(a.get("stationId") if station is None else read(station, _ID), MAX_ID_LEN)
     windows: list[tuple[float, float]] = []
     daily: list[tuple[int, int]] = []
-    periods = as_list(pick(item, "availabilityWindow"))
+    periods = as_list(read(item, _WINDOW))
     if len(periods) > MAX_WINDOWS:
         warns.add("TOO_MANY_WINDOWS", f"only the first {MAX_WINDOWS} availability windows are indexed", path)
     for k, p in enumerate(periods[:MAX_WINDOWS]):
-        start, end, dwin, problem = _period(p, ctx)
+        start, end, dwin, problem = period_in(p, ctx["periods"], ctx["tz"], ctx["now"])
         if problem:
             warns.add("INVALID_WINDOW", f"availability window ignored: {problem}",
                       f"{path}.{_key(item, 'availabilityWindow')}[{k}]")
@@ -431,19 +382,20 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
 
     reservation = a.get("reservationSupported")
     status = _status(a)
-    descriptor = pick(item, "descriptor")
+    d = read(item, _DESCRIPTOR)
+    if not isinstance(d, dict):
+        d = {}
     amenities = _listed(a.get("amenityFeature", a.get("amenities")), str.upper, ctx)
     # The text fields of docs/decisions.md §25, analysed once here (cds.core.text).
-    text_parts = [pick(descriptor, "name"), pick(descriptor, "shortDesc"), pick(descriptor, "longDesc"),
-                  provider_name, operator, pick(station, "name") if isinstance(station, dict) else None,
-                  *_address_parts(a), station_id, *amenities]
+    text_parts = [read(d, _NAME), read(d, _SHORT), read(d, _LONG), provider_name, operator,
+                  None if station is None else read(station, _NAME), *_address_parts(a), station_id, *amenities]
     pieces = [t[:MAX_TEXT_PART] for t in text_parts if isinstance(t, str) and t.strip()]
     return ItemDoc(
         bpp_id=ctx["bpp_id"], catalog_id=ctx["catalog_id"], item_id=item_id,
         provider_id=provider_id, provider_name=provider_name,
         lon=loc[0] if loc else None, lat=loc[1] if loc else None,
         connector_type=vocab.connector_type(_text(a.get("connectorType"), 64)),
-        max_kw=kw("maxPowerKW"), min_kw=kw("minPowerKW"),
+        max_kw=_kw(a, "maxPowerKW", path, warns), min_kw=_kw(a, "minPowerKW", path, warns),
         power_type=vocab.power_type(_text(a.get("powerType") or a.get("currentType"), 64)),
         charging_speed=(_text(a.get("chargingSpeed"), 64) or "").upper() or None,
         vehicle_types=_listed(a.get("vehicleType"), vocab.vehicle_type, ctx),
@@ -453,12 +405,23 @@ def _item_doc(item: dict, item_id: str, path: str, ctx: dict, warns: _Warnings) 
         station_id=station_id,
         evse_id=_text(a.get("evseId"), MAX_ID_LEN),
         qr=_text(a.get("qrIdentifier"), 2048),
-        is_active=_flag(pick(item, "isActive"), f"{path}.{_key(item, 'isActive')}", warns),
+        is_active=_flag(item, path, warns),
         windows=windows, daily_windows=daily,
-        status=status, status_at=now if status else None,
+        status=status, status_at=ctx["now"] if status else None,
         terms=_document_terms(pieces), pack=_pack(attrs, ctx),
         raw=raw,
     )
+
+
+def _kw(a: dict, name: str, path: str, warns: _Warnings) -> float | None:
+    v = a.get(name)
+    if v is None:
+        return None
+    n = _num(v)
+    if n is None or not 0 <= n <= 10_000:
+        warns.add("INVALID_VALUE", f"{name} must be a number of kW", path)
+        return None
+    return n
 
 
 def _document_terms(pieces: list[str]) -> list[str]:
@@ -496,9 +459,10 @@ def _unit(q: Any) -> str | None:
 def _price(offer: dict, oa: dict) -> tuple[float | None, str | None, str | None]:
     """(value, currency, unit) from `beckn:price`/`price`, LTS considerations or the legacy priceSpecification
     (`oa`: the offer's plain attributes)."""
-    p = pick(offer, "price")
-    if _num(p) is not None:
-        return _num(p), None, None
+    p = read(offer, _PRICE)
+    n = _num(p)
+    if n is not None:
+        return n, None, None
     specs = [p] if isinstance(p, dict) else []
     specs += [c.get("considerationAttributes") for c in as_list(offer.get("considerations"))[:MAX_LIST]
               if isinstance(c, dict)]
@@ -515,18 +479,19 @@ def _price(offer: dict, oa: dict) -> tuple[float | None, str | None, str | None]
 def _offer_doc(offer: dict, offer_id: str, refs: list[str], path: str, ctx: dict, warns: _Warnings) -> OfferDoc:
     """The offer's document; OverBound when it is over a content bound (checked before any other work)."""
     raw = _dumps(offer, path)
-    check_json(offer, len(raw), ctx["bounds"], f"offer {offer_id[:80]!r}")
-    start, end, daily, problem = _period(pick(offer, "validity"), ctx)
+    if len(raw) > ctx["json_floor"]:
+        check_json(offer, len(raw), ctx["bounds"], f"offer {offer_id[:80]!r}")
+    start, end, daily, problem = period_in(read(offer, _VALIDITY), ctx["periods"], ctx["tz"], ctx["now"])
     if problem:
         warns.add("INVALID_VALIDITY", f"offer validity partly ignored: {problem}", f"{path}.{_key(offer, 'validity')}")
         if start is not None and end is not None and start > end:
             start = end = None
-    oa = plain_attributes(pick(offer, "offerAttributes"))
+    oa = plain_attributes(read(offer, _OFFER_ATTRS))
     price, currency, unit = _price(offer, oa)
-    methods = pick(offer, "acceptedPaymentMethod") or oa.get("paymentAccepted")
+    methods = read(offer, _METHODS) or oa.get("paymentAccepted")
     return OfferDoc(
         id=offer_id, item_ids=refs,
-        is_active=_flag(pick(offer, "isActive"), f"{path}.{_key(offer, 'isActive')}", warns),
+        is_active=_flag(offer, path, warns),
         valid_from=start, valid_to=end, daily=daily,
         price=price, currency=currency, unit=unit,
         tariff_model=(_text(oa.get("tariffModel"), 64) or "").upper() or None,
@@ -625,9 +590,11 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
     for path, item, _p in entries:
         if not isinstance(item, dict):
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, "an item must be an object", path)
-    catalog_provider = pick(catalog, "provider")
+    fallbacks = [None, pick(catalog, "provider"), pick(catalog, "providerId")]   # [0]: the legacy provider
     ctx = {"bpp_id": publisher_id, "catalog_id": catalog_id, "tz": tz, "now": now, "bounds": settings,
-           "periods": {}, "packs": {}, "lists": {}}
+           "periods": {}, "packs": {}, "lists": {},
+           # check_json passes any JSON up to this size: below it the check (and its message) is skipped
+           "json_floor": min(settings.max_item_string_bytes, settings.max_item_bytes)}
     docs: dict[str, ItemDoc] = {}
     where: dict[str, tuple[str, dict]] = {}          # item id -> (path, item as published)
     rejected: set[str] = set()                       # ids of items left out (offers naming them are not "unknown")
@@ -636,8 +603,8 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
         item_id = _id(item, path, "item")
         if item_id in docs or item_id in rejected:
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, f"duplicate item id {item_id[:80]!r}", path)
-        ctx["legacy_provider"] = legacy_provider
-        ctx["provider_fallbacks"] = [legacy_provider, catalog_provider, pick(catalog, "providerId")]
+        ctx["legacy_provider"] = fallbacks[0] = legacy_provider
+        ctx["provider_fallbacks"] = fallbacks
         try:
             docs[item_id] = _item_doc(item, item_id, path, ctx, warns)
         except OverBound as e:
@@ -684,9 +651,11 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
             item_doc.offers.append(doc)
 
     for item_id, d in list(docs.items()):
+        lens = [len(o.raw) for o in d.offers if o.id not in nested]
+        if len(d.raw) + sum(lens) <= settings.max_item_bytes:     # within the bound: no message to build
+            continue
         try:
-            check_item_total(len(d.raw), [len(o.raw) for o in d.offers if o.id not in nested], settings,
-                             f"item {item_id[:80]!r}")
+            check_item_total(len(d.raw), lens, settings, f"item {item_id[:80]!r}")
         except OverBound as e:
             path, item = where[item_id]
             warns.reject(ITEM_REJECTED, f"{e.reason}; the item is not indexed", path)
@@ -705,7 +674,7 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
         published_at=now,
         expires_at=min(valid_to, max_age_end) if valid_to is not None else max_age_end,
         valid_from=valid_from,
-        is_active=_flag(pick(catalog, "isActive"), f"{base}.{_key(catalog, 'isActive')}", warns),
+        is_active=_flag(catalog, base, warns),
         item_count=len(docs),
         header=header,
         raw=_dumps(_without(catalog, dropped) if dropped else catalog, base),

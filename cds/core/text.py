@@ -49,6 +49,8 @@ _stemmer = snowballstemmer.stemmer("english")
 def fold(text: str) -> str:
     """Lower-case, with the accents of Latin letters dropped ("Café" -> "cafe"). Combining marks of other
     scripts (Devanagari vowel signs ...) belong to their letters and stay."""
+    if text.isascii():     # most text: no letter of _FOLD, and casefold is lower (translate is the dear part)
+        return text.lower()
     text = text.translate(_FOLD).casefold()
     if text.isascii():
         return text
@@ -77,16 +79,12 @@ def words(text: str) -> list[str]:
 @functools.lru_cache(maxsize=8192)
 def _part_terms(part: str) -> frozenset[str]:
     # The same parts recur across a catalog's items (provider, address, amenities): each analysed once.
-    return frozenset(_stem(w) for w in words(part))
+    return frozenset(map(_stem, words(part)))
 
 
 def document_terms(parts: Iterable[str | None]) -> list[str]:
     """The sorted distinct terms of an item's text fields (every word, stop words included)."""
-    terms: set[str] = set()
-    for part in parts:
-        if part:
-            terms |= _part_terms(part)
-    return sorted(terms)[:MAX_DOCUMENT_TERMS]
+    return sorted(set().union(*map(_part_terms, filter(None, parts))))[:MAX_DOCUMENT_TERMS]
 
 
 def query_terms(text: str | None) -> tuple[str, ...]:
