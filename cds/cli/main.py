@@ -6,6 +6,8 @@ import argparse
 import asyncio
 import os
 import sys
+import threading
+import time
 
 from cds.config import ConfigError, load_settings
 
@@ -98,16 +100,28 @@ def usable_cpus() -> int:
 
 async def _exit_with_parent(app) -> None:
     """A worker whose supervisor died (SIGKILL, OOM) stops too, instead of serving on alone."""
+    watch_parent(os.getppid())
+
+
+PARENT_GRACE_S = 20.0   # a graceful stop takes at most SHUTDOWN_TIMEOUT_S (5 s) plus the cleanups
+
+
+def watch_parent(parent: int, *, poll_s: float = 1.0, grace_s: float = PARENT_GRACE_S) -> threading.Thread:
+    """Once `parent` is gone: SIGTERM this process (a graceful stop), and if it is still alive `grace_s` later,
+    exit at once. A thread, not a task: a worker whose loop or cleanup hangs must not outlive its supervisor
+    (one did, stuck in its cleanup after the supervisor was SIGKILLed)."""
     import signal
 
-    parent = os.getppid()
-
-    async def watch() -> None:
+    def watch() -> None:
         while os.getppid() == parent:
-            await asyncio.sleep(1.0)
+            time.sleep(poll_s)
         os.kill(os.getpid(), signal.SIGTERM)
+        time.sleep(grace_s)
+        os._exit(1)
 
-    app["parent_watch"] = asyncio.ensure_future(watch())
+    t = threading.Thread(target=watch, name="cds-parent-watch", daemon=True)
+    t.start()
+    return t
 
 
 async def _seed_demo_once(settings) -> None:
