@@ -62,15 +62,7 @@ def _decoded_header(raw: bytes) -> dict:
     return orjson.loads(raw)
 
 
-_cache = JsonCache(0)
-
-
-def json_cache(settings: Settings) -> JsonCache:
-    """This process's cache of unpacked item and offer JSON (`CDS_JSON_CACHE_MB`, docs/decisions.md §G)."""
-    global _cache
-    if _cache.max_bytes != settings.json_cache_mb << 20:
-        _cache = JsonCache(settings.json_cache_mb << 20)
-    return _cache
+_NO_CACHE = JsonCache(0)
 
 
 def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: Settings, tz: Any, splice: bool,
@@ -106,10 +98,11 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
 
 
 def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Settings,
-                      splice: bool = False) -> list[dict]:
+                      splice: bool = False, cache: JsonCache | None = None) -> list[dict]:
     """Wire catalogs in the requested dialect for ordered, capped hits; `[]` for no hits. `splice`: stored
-    JSON goes in as `orjson.Fragment`s where no conversion is needed (only orjson can serialise the result)."""
-    cache = json_cache(settings)
+    JSON goes in as `orjson.Fragment`s where no conversion is needed (only orjson can serialise the result).
+    `cache`: the caller's cache of unpacked JSON (docs/decisions.md §G); without one every document is unpacked."""
+    cache = cache if cache is not None else _NO_CACHE
     groups: dict[tuple[str, str], tuple[CatalogMeta, list[ItemDoc]]] = {}
     for h in hits:
         key = (h.item.bpp_id, h.item.catalog_id)

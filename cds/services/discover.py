@@ -13,6 +13,7 @@ from typing import Any, Callable
 from cds.core import budget
 from cds.core.budget import WorkBudget, WorkLimitExceeded
 from cds.core.errors import BecknError
+from cds.core.jsoncache import JsonCache
 from cds.core.replies import build_on_discover
 from cds.services.assemble import assemble_catalogs
 from cds.services.idle import after_io
@@ -48,6 +49,7 @@ class DiscoverService:
         # loses no throughput, and an arriving request waits behind at most one short slice, not one per
         # answer in progress.
         self._lane = asyncio.Semaphore(settings.background_answers)
+        self._json_cache = JsonCache(settings.json_cache_mb << 20)   # unpacked item/offer JSON (§G)
 
     @contextlib.asynccontextmanager
     async def _cpu_turn(self):
@@ -137,7 +139,7 @@ class DiscoverService:
     def _render(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
         now = self._clock()
         catalogs = assemble_catalogs(hits, dialect=req.context.dialect, now=now, settings=self._settings,
-                                     splice=True)
+                                     splice=True, cache=self._json_cache)
         return build_on_discover(req.context, catalogs, settings=self._settings, now=now)
 
     async def _answer(self, req: DiscoverRequest, query: Query, received_at: float) -> tuple[dict[str, Any], bool]:
