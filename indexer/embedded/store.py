@@ -411,7 +411,8 @@ class EmbeddedStorage:
                     known = (yes.view(np.int8) - no.view(np.int8)).tolist()
                 # The stop test runs before every candidate: a block-wise test checked up to a block too many.
                 for i, d_i, k in zip(part.tolist(), part_d.tolist(), known):
-                    if d_i > stop or d_i > beyond or d_i != d_i and len(worst) == limit and -worst[0] < math.inf:
+                    # (a NaN approximation: no location, sorts last and cannot beat a finite limit-th hit)
+                    if d_i > stop or d_i > beyond or d_i != d_i and stop < math.inf:
                         return matching.select(hits, limit)
                     hit = check(i, k > 0) if k >= 0 else None
                     if clock() >= sl.until:
