@@ -43,8 +43,8 @@ def _serve(args: argparse.Namespace) -> int:
     if args.worker:     # one of the supervisor's serving processes (docs/decisions.md §P)
         # A follower applying a big catalog works in a thread: the loop waits at most 1 ms for the GIL, not 5.
         sys.setswitchinterval(WORKER_SWITCH_INTERVAL_S)
+        watch_parent(os.getppid())      # a worker whose supervisor died (SIGKILL, OOM) must not serve on alone
         app = create_app(settings, worker=True, machine_redis=args.machine_redis)
-        app.on_startup.append(_exit_with_parent)
         asyncio.run(serve(app, settings, host=args.host, port=args.port, reuse_port=True))
         return 0
     if workers > 1:
@@ -96,11 +96,6 @@ def usable_cpus() -> int:
     if quota not in ("max", "-1") and int(period) > 0:
         n = min(n, max(1, -(-int(quota) // int(period))))
     return max(1, n)
-
-
-async def _exit_with_parent(app) -> None:
-    """A worker whose supervisor died (SIGKILL, OOM) stops too, instead of serving on alone."""
-    watch_parent(os.getppid())
 
 
 PARENT_GRACE_S = 20.0   # a graceful stop takes at most SHUTDOWN_TIMEOUT_S (5 s) plus the cleanups
