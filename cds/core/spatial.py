@@ -574,18 +574,16 @@ def _shape_tester(geom: BaseGeometry, d: float, bbox: tuple[float, float, float,
     pts = _point_parts(geom)
     segs = _segments(geom) + [(p, p) for p in pts]   # points as zero-length segments: one bounded lookup
     area = _AreaGrid(geom) if _areal(geom) else None
-    # Built on first use: the embedded search decides most points of a route without it (`cds.core.spatialvec`).
-    # Two threads may both build one; either serves.
-    near: list[_NearSegments] = []
+    # Built here, at planning (off the loop for a costly request), never lazily in the search: for thousands of
+    # segments the build is a loop hold of 100+ ms (docs/decisions.md §G).
+    near = _NearSegments(segs, d)
 
     def test(lon: float, lat: float) -> bool:
         if not (miny <= lat <= maxy and minx <= lon <= maxx):
             return False
         if area is not None and area.covers(lon, lat):
             return True
-        if not near:
-            near.append(_NearSegments(segs, d))
-        return near[0].any_within(lon, lat)
+        return near.any_within(lon, lat)
     return test
 
 
