@@ -23,7 +23,7 @@ import math
 from typing import Any
 
 from cds.core.filters import _FLIP, _ITEM_FIELDS, _PUSH_ATTRS, _kind, _names
-from cds.core.jsonpath import And, Cmp, In, Lit, Path, RootQuery
+from cds.core.jsonpath_ast import And, Cmp, In, Lit, Path, RootQuery
 
 _RANGE_OPS = ("==", ">=", "<=")
 

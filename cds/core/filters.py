@@ -26,9 +26,11 @@ import orjson
 
 from cds.core import budget, timeutil
 from cds.core.errors import BecknError, jsonpath_error
-from cds.core.jsonpath import (
-    And, Cmp, Filter, Func, In, Index, Lit, Name, Not, Or, Path, RootQuery, SelfFilter, Slice, Test, Union, Wild, _raw_keys, parse,
+from cds.core.jsonpath import parse
+from cds.core.jsonpath_ast import (
+    And, Cmp, Filter, Func, In, Index, Lit, Name, Not, Or, Path, RootQuery, SelfFilter, Slice, Test, Union, Wild,
 )
+from cds.core.path_names import raw_keys
 from cds.core import vocab
 from cds.core.documents import item_json, offer_json
 # --- evaluation helpers ------------------------------------------------------------------------------
@@ -186,7 +188,7 @@ def _children(node: Any) -> list[Any]:
 
 
 def _member(node: Any, name: str) -> Any:
-    for key in _raw_keys(name):
+    for key in raw_keys(name):
         if key in node:
             return node[key]
     return _MISSING

@@ -31,7 +31,8 @@ from shapely.geometry.base import BaseGeometry
 
 from cds.core import budget
 from cds.core.errors import SCH_SCHEMA_VALIDATION_FAILED, SCH_TYPE_NOT_SUPPORTED, BecknError, schema_error
-from cds.core.jsonpath import Index, Name, Wild, _Parser  # targets use the filter's path grammar and vocabulary
+from cds.core.jsonpath import _Parser  # targets use the filter's path grammar and vocabulary
+from cds.core.jsonpath_ast import Index, Name, Wild
 from cds.core.query import SpatialFilter
 
 EARTH_R = 6_371_008.8
