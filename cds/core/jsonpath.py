@@ -1,5 +1,5 @@
 """The JSONPath filter parser: text -> the frozen AST of `cds.core.jsonpath_ast` (RFC 9535 filter selectors plus the
-UBC/DEG/LTS quirks of docs/decisions.md §S Matching). `cds.core.filters` compiles the AST into predicates.
+UBC/DEG/LTS quirks of docs/decisions.md §S Matching). `cds.core.filter_compiler` compiles the AST into predicates.
 
 Parsing is a small hand-written recursive descent, bounded in length, node count and depth (docs/decisions.md
 §24). Path segments are normalised into ONE vocabulary for both wire dialects (`cds.core.path_names`,

@@ -1,5 +1,5 @@
 """The JSONPath filter AST: frozen nodes that `cds.core.jsonpath` parses an expression into and
-`cds.core.filters` compiles into predicates (docs/decisions.md §S Matching).
+`cds.core.filter_compiler` compiles into predicates (docs/decisions.md §S Matching).
 
 Member names in `Name` and `Path` are canonical (`cds.core.path_names`), whichever dialect the expression used.
 """
