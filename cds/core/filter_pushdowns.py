@@ -21,7 +21,6 @@ class Pushdowns:
     ranges: dict[str, tuple[float | None, float | None]] = field(default_factory=dict)
 
 
-
 def _conjuncts(e: Any) -> list[Any]:
     if e is None:
         return []

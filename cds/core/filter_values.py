@@ -99,7 +99,7 @@ def rfc_eq(a: Any, b: Any) -> bool:
 
 
 ORDER = {"<": operator.lt, "<=": operator.le, ">": operator.gt, ">=": operator.ge,
-          "==": operator.eq, "!=": operator.ne}
+         "==": operator.eq, "!=": operator.ne}
 FLIP = {"<": ">", "<=": ">=", ">": "<", ">=": "<=", "==": "==", "!=": "!="}
 
 
@@ -175,7 +175,6 @@ def member(node: Any, name: str) -> Any:
         if key in node:
             return node[key]
     return MISSING
-
 
 
 # A predicate of a compiled filter over the current node (item, offer, catalog, window or JSON value).
