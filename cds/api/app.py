@@ -30,7 +30,7 @@ from cds.services.discover import DiscoverService
 from cds.services.publish import PublishService
 from cds.trust.outbound import Outbound, Signer, make_session
 from cds.trust.ratelimit import build_rate_limiter
-from cds.trust.registry import RedisKeyCache
+from cds.trust.key_cache import RedisKeyCache
 from cds.trust.registry_factory import build_registry
 from cds.trust.replay import MemoryReplayStore, RedisReplayStore
 from indexer.embedded.follower import FollowerStorage

@@ -215,7 +215,7 @@ class CallbackListener:
 async def check_signature(cb: Callback, registry_file: str | None) -> tuple[bool | None, str]:
     """(True, "verified …") / (False, "INVALID: …") / (None, "not checked: …") for a callback's signature,
     against the key its keyId names in a registry file (CDS_REGISTRY_FILE, else the demo one)."""
-    from cds.trust.registry import FileSource
+    from cds.trust.registry_sources import FileSource
 
     try:
         sig = parse_authorization(cb.headers.get("Authorization"))

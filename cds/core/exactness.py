@@ -1,6 +1,6 @@
 """Which compiled filters are exactly their pushdowns (docs/decisions.md §G).
 
-A filter's predicate holds only where its Query terms and ranges do (`cds.core.filters._pushdowns`: a
+A filter's predicate holds only where its Query terms and ranges do (`cds.core.filter_pushdowns`: a
 superset). For a plain conjunction of typed tests on indexed item fields the two are the same set, and a
 backend that decided the terms and ranges exactly may skip the predicate. `covered` says so only when every
 top-level conjunct is one of:
@@ -22,8 +22,10 @@ from __future__ import annotations
 import math
 from typing import Any
 
-from cds.core.filters import _FLIP, _ITEM_FIELDS, _PUSH_ATTRS, _kind, _names
-from cds.core.jsonpath import And, Cmp, In, Lit, Path, RootQuery
+from cds.core.filter_fields import ITEM_FIELDS, names_of
+from cds.core.filter_pushdowns import PUSH_ATTRS
+from cds.core.filter_values import FLIP, kind_of
+from cds.core.jsonpath_ast import And, Cmp, In, Lit, Path, RootQuery
 
 _RANGE_OPS = ("==", ">=", "<=")
 
@@ -50,7 +52,7 @@ def _exact_test(e: Any) -> str | None:
     if isinstance(e, Cmp):
         op, a, b = e.op, e.left, e.right
         if isinstance(a, Lit):
-            op, a, b = _FLIP[op], b, a
+            op, a, b = FLIP[op], b, a
         if not (isinstance(a, Path) and isinstance(b, Lit)):
             return None
         fld = _field(a)
@@ -59,7 +61,7 @@ def _exact_test(e: Any) -> str | None:
         v = b.value
         if fld.kind in ("str", "list"):
             return fld.attr if op == "==" and isinstance(v, str) else None
-        if fld.kind == "num" and op in _RANGE_OPS and _kind(v) == "num" and _float_exact(v):
+        if fld.kind == "num" and op in _RANGE_OPS and kind_of(v) == "num" and _float_exact(v):
             return fld.attr
         return None
     if isinstance(e, In) and isinstance(e.left, Path):
@@ -70,9 +72,9 @@ def _exact_test(e: Any) -> str | None:
 
 
 def _field(path: Path) -> Any:
-    names = _names(path)
-    fld = _ITEM_FIELDS.get(names) if names else None
-    return fld if fld is not None and fld.attr in _PUSH_ATTRS else None
+    names = names_of(path)
+    fld = ITEM_FIELDS.get(names) if names else None
+    return fld if fld is not None and fld.attr in PUSH_ATTRS else None
 
 
 def _float_exact(v: float) -> bool:
@@ -82,4 +84,4 @@ def _float_exact(v: float) -> bool:
         return False
 
 
-_ITEM_FIELDS_BY_ATTR = {f.attr: f.kind for f in _ITEM_FIELDS.values()}
+_ITEM_FIELDS_BY_ATTR = {f.attr: f.kind for f in ITEM_FIELDS.values()}

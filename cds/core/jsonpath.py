@@ -1,158 +1,26 @@
-"""JSONPath filter expressions: the AST and its parser (RFC 9535 filter selectors plus the
-UBC/DEG/LTS quirks). `cds.core.filters` compiles the AST into predicates over indexed items.
+"""The JSONPath filter parser: text -> the frozen AST of `cds.core.jsonpath_ast` (RFC 9535 filter selectors plus the
+UBC/DEG/LTS quirks of docs/decisions.md §S Matching). `cds.core.filter_compiler` compiles the AST into predicates.
 
-Parsing is a small hand-written recursive descent (bounded length, node count and depth) producing a
-frozen AST. Path segments are normalised into ONE vocabulary for both wire dialects (docs/decisions.md §G):
-`beckn:`/`schema:`/`ev:` prefixes are stripped, LTS names are mapped (`resourceAttributes` ->
-`itemAttributes`, `resources` -> `items`), and dotted names inside brackets
+Parsing is a small hand-written recursive descent, bounded in length, node count and depth (docs/decisions.md
+§24). Path segments are normalised into ONE vocabulary for both wire dialects (`cds.core.path_names`,
+docs/decisions.md §7), and dotted names inside brackets
 (`$['beckn:itemAttributes.chargingStation.serviceLocation.geo']`) are split on dots.
 """
-
 from __future__ import annotations
 
 import re
-from dataclasses import dataclass
 from typing import Any
 
-
 from cds.core.errors import BecknError, jsonpath_error
+from cds.core.jsonpath_ast import (
+    And, Cmp, Filter, Func, In, Index, ListLit, Lit, Name, Not, Or, Path, RootQuery, SelfFilter, Slice, Test, Union, Wild,
+)
+from cds.core.path_names import canon
 
 MAX_LENGTH = 4096
 MAX_NODES = 256
 MAX_DEPTH = 16
 _MAX_EXACT = 2 ** 53 - 1      # RFC 9535 / I-JSON: integers beyond this are not exact everywhere
-
-# --- AST ------------------------------------------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class Name:
-    name: str                     # canonical member name
-
-
-@dataclass(frozen=True, slots=True)
-class Wild:
-    pass
-
-
-@dataclass(frozen=True, slots=True)
-class Index:
-    index: int
-
-
-@dataclass(frozen=True, slots=True)
-class Slice:
-    start: int | None
-    stop: int | None
-    step: int | None
-
-
-@dataclass(frozen=True, slots=True)
-class Union:
-    items: tuple[Any, ...]        # Name | Index
-
-
-@dataclass(frozen=True, slots=True)
-class Filter:
-    expr: Any                     # RFC `[?(...)]`: keeps the children of a node that satisfy expr
-
-
-@dataclass(frozen=True, slots=True)
-class SelfFilter:
-    expr: Any                     # SQL/JSON `? (...)`: keeps the nodes themselves (arrays unwrapped)
-
-
-@dataclass(frozen=True, slots=True)
-class Path:
-    segments: tuple[Any, ...]     # relative to `@`
-
-
-@dataclass(frozen=True, slots=True)
-class Lit:
-    value: Any
-
-
-@dataclass(frozen=True, slots=True)
-class ListLit:
-    values: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Func:
-    name: str
-    args: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Cmp:
-    op: str
-    left: Any
-    right: Any
-
-
-@dataclass(frozen=True, slots=True)
-class In:
-    left: Any
-    values: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Test:
-    operand: Any                  # Path (existence) or Func
-
-
-@dataclass(frozen=True, slots=True)
-class And:
-    items: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Or:
-    items: tuple[Any, ...]
-
-
-@dataclass(frozen=True, slots=True)
-class Not:
-    item: Any
-
-
-@dataclass(frozen=True, slots=True)
-class RootQuery:
-    """What the whole expression selects: items (or offers) of catalogs, each optionally filtered."""
-
-    target: str                   # "items" | "offers"
-    catalog_filter: Any = None
-    filter: Any = None
-
-
-# --- vocabulary ---------------------------------------------------------------------------------------
-
-_PREFIXES = ("beckn:", "schema:", "ev:")
-_ALIASES = {
-    "resourceAttributes": "itemAttributes", "attributes": "itemAttributes",
-    "resources": "items", "resourceIds": "items", "currentType": "powerType",
-}
-_RAW_KEYS: dict[str, tuple[str, ...]] = {}
-
-
-def canon(name: str) -> str:
-    for p in _PREFIXES:
-        if name.startswith(p) and len(name) > len(p):
-            name = name[len(p):]
-            break
-    return _ALIASES.get(name, name)
-
-
-def _raw_keys(name: str) -> tuple[str, ...]:
-    """Spellings a canonical member may have in published JSON (either dialect)."""
-    keys = _RAW_KEYS.get(name)
-    if keys is None:
-        spellings = [name] + [alias for alias, c in _ALIASES.items() if c == name]
-        keys = tuple(p + s for s in spellings for p in ("", *_PREFIXES))
-        if len(_RAW_KEYS) < 4096:
-            _RAW_KEYS[name] = keys
-    return keys
-
 
 # --- parser ---------------------------------------------------------------------------------------------
 

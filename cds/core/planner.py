@@ -12,7 +12,8 @@ from cds.core.models import DiscoverIntent
 from cds.core.packs import schema_packs
 from cds.core.query import Query
 from cds.core import budget
-from cds.core.spatial import MAX_SPATIAL, GeometryLimits, build_spatials, origin_of
+from cds.core.spatial import MAX_SPATIAL, build_spatials, origin_of
+from cds.core.spatial_input import GeometryLimits
 from cds.core.text import query_terms
 
 MAX_TEXT_LEN = 1024

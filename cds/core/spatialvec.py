@@ -3,7 +3,7 @@
 `classifier(f)` gives, for the constraints that have a vectorised form (s_dwithin of points and of lines, also
 negated), a function from lon/lat arrays to two masks: points that surely satisfy the constraint and points that
 surely do not. "Surely" means by a margin far above the rounding differences between numpy's and Python's
-trigonometry (the same formulas as `cds.core.spatial`), so a point in either mask gets the answer
+trigonometry (the same formulas as `cds.core.geodesy`), so a point in either mask gets the answer
 `cds.core.spatial.contains` would give; a point in neither (within about a millimetre of the edge, or without a
 location) is left to `contains`. Everything else (areas, within/intersects) has no classifier: callers test it
 per point as before.
@@ -18,7 +18,9 @@ import numpy as np
 from shapely.geometry import LineString, MultiLineString, MultiPoint, Point
 
 from cds.core.query import SpatialFilter
-from cds.core.spatial import EARTH_R, _DEG, _bbox, _prepared, _segment_distances, _segments
+from cds.core.geodesy import DEG, EARTH_R, reach_bbox, segment_distances_m
+from cds.core.spatial import prepared
+from cds.core.spatial_testers import segments_of
 
 Masks = tuple[np.ndarray, np.ndarray]          # (surely satisfied, surely not)
 Classifier = Callable[[np.ndarray, np.ndarray], Masks]
@@ -29,8 +31,8 @@ MAX_PARTS = 64                   # points or segments of a geometry measured per
 
 def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Great-circle distances in metres from one point to many (NaN for missing coordinates)."""
-    p0, p = lat0 * _DEG, lat * _DEG
-    a = np.sin((p - p0) / 2) ** 2 + math.cos(p0) * np.cos(p) * np.sin((lon - lon0) * _DEG / 2) ** 2
+    p0, p = lat0 * DEG, lat * DEG
+    a = np.sin((p - p0) / 2) ** 2 + math.cos(p0) * np.cos(p) * np.sin((lon - lon0) * DEG / 2) ** 2
     return 2 * EARTH_R * np.arcsin(np.minimum(1.0, np.sqrt(a)))
 
 
@@ -48,20 +50,20 @@ def _nearest_m(geom: object) -> Callable[[np.ndarray, np.ndarray], np.ndarray] |
             return out
         return to_points
     if isinstance(geom, (LineString, MultiLineString)):
-        segs = _segments(geom)
+        segs = segments_of(geom)
         if not segs or len(segs) > MAX_PARTS:
             return None
         ax, ay, bx, by = (np.asarray(c, dtype=np.float64) for c in zip(*((a[0], a[1], b[0], b[1]) for a, b in segs)))
 
         def to_segments(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
-            return _segment_distances(lon[:, None], lat[:, None], ax, ay, bx, by).min(axis=1)
+            return segment_distances_m(lon[:, None], lat[:, None], ax, ay, bx, by).min(axis=1)
         return to_segments
     return None
 
 
 def classifier(f: SpatialFilter) -> Classifier | None:
     """The vectorised form of one constraint, or None when it has none (see the module doc)."""
-    p = _prepared(f)
+    p = prepared(f)
     if p.op != "dwithin":
         return None
     measure = _nearest_m(p.geometry)
@@ -69,7 +71,7 @@ def classifier(f: SpatialFilter) -> Classifier | None:
         return None
     d = p.distance_m
     inside, outside = d * (1 - _REL) - _ABS, d * (1 + _REL) + _ABS
-    x0, y0, x1, y1 = _bbox(p.geometry, d)             # the box the exact test rejects outside of first
+    x0, y0, x1, y1 = reach_bbox(p.geometry, d)             # the box the exact test rejects outside of first
     negate = p.negate
 
     def classify(lon: np.ndarray, lat: np.ndarray) -> Masks:

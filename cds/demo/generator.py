@@ -26,616 +26,40 @@ Measured on the 2-core dev VM (CPU seconds, the VM was shared, load average ~9, 
 generation only (`iter_catalogs`) 100k connectors ≈ 3 s, 1M ≈ 30 s; the whole CLI (plus serialising and
 writing 245 MB / 2.3 GB of publish files and 10k queries) 100k ≈ 6.5 s (5.6 s wall on a quiet machine),
 1M ≈ 53 s CPU / 120 s wall, peak RSS 110 MB / 490 MB.
+
+The parts: `market` (what the network is made of), `geography` (cities, corridors), `participants` (BPPs, the
+BAP, test keys), `planning` (CPOs and their catalogs), `stations` (one CPO's stations), `catalogs` (rendering);
+this module holds the `Network` (catalogs on demand, publish payloads, registry records, the discover query mix)
+and the CLI.
 """
 
 from __future__ import annotations
 
 import argparse
-import base64
 import contextlib
-import csv
 import gc
-import hashlib
-import math
 import random
 import sys
 import time
 import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta, timezone
-from functools import cache, cached_property
-from importlib import resources
+from functools import cached_property
 from pathlib import Path
-from typing import Any, NamedTuple
+from typing import Any
 
 import msgspec
-import nacl.signing
 import orjson
 
-DOMAIN = "beckn.one:deg:ev-charging"
-_SPEC = "https://raw.githubusercontent.com/beckn/protocol-specifications-v2/refs/heads/core-v2.0.0-rc/schema"
-CORE_CONTEXT = f"{_SPEC}/core/v2/context.jsonld"
-SERVICE_CONTEXT = f"{_SPEC}/EvChargingService/v1/context.jsonld"
-OFFER_CONTEXT = f"{_SPEC}/EvChargingOffer/v1/context.jsonld"
-UBC_GEO_TARGET = "$['beckn:itemAttributes.chargingStation.serviceLocation.geo']"
-AVAILABLE_AT_TARGET = "$['beckn:availableAt'][*]['geo']"
-INDIA_BBOX = (68.0, 6.5, 97.5, 37.5)  # lon_min, lat_min, lon_max, lat_max
-IST = timezone(timedelta(hours=5, minutes=30))
-MAX_PUBLISH_BYTES = 8 * 1024 * 1024
-MAX_CATALOG_CONNECTORS = 2000  # ≈ 5 MB of JSON: one catalog always fits one publish request
-MAX_CONNECTORS = 5_000_000
-MAX_CPOS = 10_000
-MAX_QUERIES = 1_000_000
-KM_PER_DEG = 111.32
-_ALNUM = "0123456789ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
-
-
-class ConnectorSpec(NamedTuple):
-    connector_type: str
-    kw: float
-    power_type: str
-    connector_format: str
-    vehicles: tuple[str, ...]
-    min_kw: float
-    title: str
-
-
-LEV = ("2-WHEELER", "3-WHEELER")
-CAR = ("4-WHEELER",)
-# Connector/power mix from CEEW's plug list, OCM samples and the UBC examples (ev-schema §7).
-CONNECTORS: dict[str, ConnectorSpec] = {
-    "AC-001/3.3": ConnectorSpec("AC-001", 3.3, "AC_SINGLE_PHASE", "SOCKET", LEV, 0.5,
-                                "LEV AC Charger - Bharat AC-001 (3.3kW)"),
-    "Type6/3.3": ConnectorSpec("Type6", 3.3, "AC_SINGLE_PHASE", "CABLE", LEV, 0.5, "LEV AC Charger - Type 6 (3.3kW)"),
-    "15A/3.3": ConnectorSpec("15A", 3.3, "AC_SINGLE_PHASE", "SOCKET", LEV, 0.5, "LEV AC Socket - 15A (3.3kW)"),
-    "Type2/7.4": ConnectorSpec("Type2", 7.4, "AC_SINGLE_PHASE", "SOCKET", CAR, 1.4, "AC Charger - Type 2 (7.4kW)"),
-    "Type2/11": ConnectorSpec("Type2", 11, "AC_3_PHASE", "SOCKET", CAR, 1.4, "AC Charger - Type 2 (11kW)"),
-    "Type2/22": ConnectorSpec("Type2", 22, "AC_3_PHASE", "SOCKET", CAR, 3, "AC Fast Charger - Type 2 (22kW)"),
-    "DC-001/15": ConnectorSpec("DC-001", 15, "DC", "CABLE", CAR, 2, "DC Charger - Bharat DC-001 (15kW)"),
-    "CCS2/30": ConnectorSpec("CCS2", 30, "DC", "CABLE", CAR, 5, "DC Fast Charger - CCS2 (30kW)"),
-    "CCS2/50": ConnectorSpec("CCS2", 50, "DC", "CABLE", CAR, 5, "DC Fast Charger - CCS2 (50kW)"),
-    "CCS2/60": ConnectorSpec("CCS2", 60, "DC", "CABLE", CAR, 5, "DC Fast Charger - CCS2 (60kW)"),
-    "CCS2/120": ConnectorSpec("CCS2", 120, "DC", "CABLE", CAR, 10, "DC Fast Charger - CCS2 (120kW)"),
-    "CCS2/150": ConnectorSpec("CCS2", 150, "DC", "CABLE", CAR, 10, "DC Fast Charger - CCS2 (150kW)"),
-    "CCS2/240": ConnectorSpec("CCS2", 240, "DC", "CABLE", CAR, 20, "Ultra-Fast Charger - CCS2 (240kW)"),
-    "CCS2/360": ConnectorSpec("CCS2", 360, "DC", "CABLE", CAR, 20, "Ultra-Fast Charger - CCS2 (360kW)"),
-    "CHAdeMO/50": ConnectorSpec("CHAdeMO", 50, "DC", "CABLE", CAR, 5, "DC Fast Charger - CHAdeMO (50kW)"),
-}
-# A station is one archetype; each of its connectors is drawn from the archetype's mix.
-ARCHETYPES: dict[str, dict[str, float]] = {
-    "lev_hub": {"AC-001/3.3": 0.4, "Type6/3.3": 0.3, "15A/3.3": 0.3},
-    "ac_destination": {"Type2/7.4": 0.35, "Type2/11": 0.25, "Type2/22": 0.3, "AC-001/3.3": 0.1},
-    "dc_city": {"CCS2/30": 0.15, "CCS2/50": 0.2, "CCS2/60": 0.25, "CHAdeMO/50": 0.1, "Type2/22": 0.2, "DC-001/15": 0.1},
-    "dc_hub": {"CCS2/60": 0.2, "CCS2/120": 0.3, "CCS2/150": 0.3, "CCS2/240": 0.1, "CCS2/360": 0.05, "CHAdeMO/50": 0.05},
-    "bharat": {"DC-001/15": 0.5, "AC-001/3.3": 0.5},
-}
-CITY_ARCHETYPES = {"lev_hub": 0.30, "ac_destination": 0.25, "dc_city": 0.30, "dc_hub": 0.07, "bharat": 0.08}
-CORRIDOR_ARCHETYPES = {"lev_hub": 0.05, "ac_destination": 0.10, "dc_city": 0.35, "dc_hub": 0.45, "bharat": 0.05}
-STATION_SIZES = {2: 0.2, 3: 0.18, 4: 0.16, 5: 0.12, 6: 0.1, 7: 0.08, 8: 0.06, 9: 0.05, 10: 0.05}
-
-
-class Corridor(NamedTuple):
-    a: str
-    b: str
-    road: str
-
-
-CORRIDORS = (
-    Corridor("Mumbai", "Pune", "Mumbai-Pune Expressway"), Corridor("Delhi", "Jaipur", "NH48"),
-    Corridor("Bengaluru", "Chennai", "NH48"), Corridor("Bengaluru", "Mysuru", "NH275"),
-    Corridor("Delhi", "Agra", "Yamuna Expressway"), Corridor("Chennai", "Puducherry", "East Coast Road"),
-    Corridor("Hyderabad", "Vijayawada", "NH65"), Corridor("Ahmedabad", "Vadodara", "NE1 Expressway"),
-    Corridor("Mumbai", "Nashik", "NH160"), Corridor("Delhi", "Chandigarh", "NH44"),
-    Corridor("Kolkata", "Durgapur", "NH19"), Corridor("Mumbai", "Surat", "NH48"),
+from cds.demo.catalogs import render_catalogs
+from cds.demo.geography import CORRIDORS, corridor_line
+from cds.demo.market import (
+    AVAILABLE_AT_TARGET, CONNECTORS, DOMAIN, IST, LEV, MAX_CONNECTORS, MAX_CPOS, MAX_PUBLISH_BYTES, MAX_QUERIES,
+    POWER_STEPS, QUERY_KINDS, SERVICE_CONTEXT, UBC_GEO_TARGET,
 )
-# GeoNames admin1 codes of India.
-STATES = {
-    "01": "Andaman and Nicobar Islands", "02": "Andhra Pradesh", "03": "Assam", "05": "Chandigarh", "07": "Delhi",
-    "09": "Gujarat", "10": "Haryana", "11": "Himachal Pradesh", "12": "Jammu and Kashmir", "13": "Kerala",
-    "16": "Maharashtra", "17": "Manipur", "18": "Meghalaya", "19": "Karnataka", "20": "Nagaland", "21": "Odisha",
-    "22": "Puducherry", "23": "Punjab", "24": "Rajasthan", "25": "Tamil Nadu", "26": "Tripura", "28": "West Bengal",
-    "29": "Sikkim", "30": "Arunachal Pradesh", "31": "Mizoram", "33": "Goa", "34": "Bihar", "35": "Madhya Pradesh",
-    "36": "Uttar Pradesh", "37": "Chhattisgarh", "38": "Jharkhand", "39": "Uttarakhand", "40": "Telangana",
-    "41": "Ladakh", "52": "Dadra and Nagar Haveli and Daman and Diu",
-}
-_BRAND_A = ("Volt", "Urja", "Shakti", "Tez", "Prana", "Surya", "Vayu", "Jyoti", "Amper", "Ojas", "Neel", "Harit",
-            "Chakra", "Veer", "Pavan", "Agni", "Indra", "Disha", "Kiran", "Nova", "Zap", "Rapid", "Swift", "Evolve",
-            "Elec", "Spark", "Charj", "Plug", "Orbit", "Metro")
-_BRAND_B = ("Grid", "Charge", "Power", "Mobility", "EV", "Plug", "Point", "Energy", "Hub", "Go", "Drive", "Way",
-            "Volt", "Link", "Flow", "Path", "Station", "Dock", "Circuit", "Motion")
-_LEGAL = ("Pvt Ltd", "Ltd", "LLP", "Energy Pvt Ltd", "Mobility Pvt Ltd")
-_PARKING_SITE = {"OnStreet": "Street Charging", "OffStreet": "Charging Hub", "Basement": "Parking", "Mall": "Mall",
-                 "FuelStation": "Fuel Station", "Office": "Tech Park", "Hotel": "Hotel"}
-CITY_PARKING = {"OnStreet": 0.15, "OffStreet": 0.25, "Basement": 0.1, "Mall": 0.15, "FuelStation": 0.15,
-                "Office": 0.12, "Hotel": 0.08}
-CORRIDOR_PARKING = {"FuelStation": 0.5, "OffStreet": 0.25, "Hotel": 0.2, "OnStreet": 0.05}
-_STREETS = ("MG Road", "Ring Road", "Station Road", "Main Road", "Link Road", "Market Road", "Church Street",
-            "Nehru Road", "Gandhi Road", "Airport Road", "College Road", "Lake Road")
-_AMENITIES = ("RESTAURANT", "RESTROOM", "WI-FI", "PARKING")
-_AMENITY_P = {False: (0.35, 0.5, 0.3, 0.6), True: (0.7, 0.85, 0.25, 0.7)}  # by on-corridor
-DAILY_WINDOWS = (("06:00:00", "22:00:00"), ("08:00:00", "20:00:00"), ("07:00:00", "23:00:00"),
-                 ("09:00:00", "21:00:00"), ("10:00:00", "22:00:00"))
-WINDOW_KINDS = {"24x7": 0.55, "daily": 0.30, "dated": 0.15}  # 24x7 items carry no availabilityWindow
-STATUSES = {"Available": 0.7, "Occupied": 0.22, "OutOfService": 0.08}
-PAYMENTS = (("UPI", 1.0), ("CREDIT_CARD", 0.7), ("DEBIT_CARD", 0.6), ("WALLET", 0.5), ("BANK_TRANSFER", 0.15),
-            ("CASH", 0.1))
-QUERY_KINDS = {"radius": 0.4, "qr": 0.25, "time_window": 0.2, "route": 0.15}
-POWER_STEPS = (3, 7, 11, 22, 30, 50, 60, 100, 120, 150, 240)
-_KWH = {"unitText": "Kilowatt Hour", "unitCode": "KWH", "unitQuantity": 1}
-_MIN = {"unitText": "minute", "unitCode": "MIN", "unitQuantity": 1}
-_CATEGORY = {"@type": "schema:CategoryCode", "schema:codeValue": "ev-charging", "schema:name": "EV Charging"}
-
-
-def charging_speed(kw: float) -> str:
-    """Marketing band, consistent with the UBC examples (22 kW AC NORMAL, 60 kW FAST, 120 kW ULTRAFAST)."""
-    return "SLOW" if kw < 7 else "NORMAL" if kw < 30 else "FAST" if kw < 100 else "ULTRAFAST"
-
-
-# ---------------------------------------------------------------- participants
-
-
-def _keypair(seed: int, who: str) -> tuple[str, str]:
-    raw = hashlib.sha256(f"ubc-loadtest:{seed}:key:{who}".encode()).digest()
-    pub = nacl.signing.SigningKey(raw).verify_key.encode()
-    return base64.b64encode(raw).decode(), base64.b64encode(pub).decode()
-
-
-def _key_id(seed: int, who: str) -> str:
-    return str(uuid.UUID(bytes=hashlib.sha256(f"ubc-loadtest:{seed}:kid:{who}".encode()).digest()[:16], version=4))
-
-
-class BppSpec(msgspec.Struct, frozen=True):
-    """One CPO = one BPP. `seed_b64` is the base64 32-byte Ed25519 seed (test keys only)."""
-
-    subscriber_id: str
-    url: str
-    key_id: str
-    seed_b64: str
-    public_key_b64: str
-    provider_id: str
-    name: str
-    code: str  # the 3-character operator id of the UBC connector id
-    connectors: int
-    catalogs: int
-
-    def signing_key(self) -> nacl.signing.SigningKey:
-        return nacl.signing.SigningKey(base64.b64decode(self.seed_b64))
-
-
-class BapSpec(msgspec.Struct, frozen=True):
-    """The load-test BAP that signs discover requests."""
-
-    subscriber_id: str
-    url: str
-    key_id: str
-    seed_b64: str
-    public_key_b64: str
-
-    def signing_key(self) -> nacl.signing.SigningKey:
-        return nacl.signing.SigningKey(base64.b64decode(self.seed_b64))
-
-
-# ---------------------------------------------------------------- reference data
-
-
-class _Cities(NamedTuple):
-    name: list[str]
-    lat: list[float]
-    lon: list[float]
-    pop: list[int]
-    state: list[str]
-
-
-@cache
-def cities() -> _Cities:
-    """GeoNames Indian places with population ≥ 15,000 (package data, CC BY 4.0)."""
-    text = resources.files("cds.demo").joinpath("cities/in_cities_geonames_pop15000.csv").read_text("utf-8")
-    c = _Cities([], [], [], [], [])
-    for row in csv.DictReader(text.splitlines()):
-        c.name.append(row["name"])
-        c.lat.append(float(row["latitude"]))
-        c.lon.append(float(row["longitude"]))
-        c.pop.append(int(row["population"]))
-        c.state.append(row["admin1code"])
-    return c
-
-
-@cache
-def _city_pool(states: tuple[str, ...] | None) -> tuple[list[int], list[float]]:
-    """City indices of the given states (None = all) with cumulative population weights."""
-    c = cities()
-    idx = [i for i in range(len(c.name)) if states is None or c.state[i] in states]
-    cum, total = [], 0.0
-    for i in idx:
-        total += c.pop[i]
-        cum.append(total)
-    return idx, cum
-
-
-@cache
-def _corridor_ends(k: int) -> tuple[int, int]:
-    c = cities()
-    return c.name.index(CORRIDORS[k].a), c.name.index(CORRIDORS[k].b)
-
-
-def corridor_line(k: int) -> tuple[tuple[float, float], tuple[float, float]]:
-    """The corridor's straight line as ((lon, lat), (lon, lat))."""
-    c, (a, b) = cities(), _corridor_ends(k)
-    return (c.lon[a], c.lat[a]), (c.lon[b], c.lat[b])
-
-
-# ---------------------------------------------------------------- planning
-
-
-@dataclass(frozen=True, slots=True)
-class _Cpo:
-    index: int
-    bpp: BppSpec
-    brand: str
-    states: tuple[str, ...] | None  # None = national
-    corridors: tuple[int, ...]
-    corridor_share: float
-    live_status: bool
-    payments: tuple[str, ...]
-    price_factor: float
-    reservation_rate: float
-
-
-def _apportion(total: int, weights: list[float], minimum: int) -> list[int]:
-    """Integer shares summing to `total`, each ≥ `minimum` (largest-remainder method)."""
-    rest = total - minimum * len(weights)
-    w = sum(weights)
-    exact = [rest * x / w for x in weights]
-    out = [minimum + int(e) for e in exact]
-    for i in sorted(range(len(weights)), key=lambda i: (-(exact[i] - int(exact[i])), i))[: total - sum(out)]:
-        out[i] += 1
-    return out
-
-
-def _wchoice(rng: random.Random, table: dict[str, float]) -> Any:
-    return rng.choices(list(table), weights=list(table.values()))[0]
-
-
-def _code(a: str, b: str, used: set[str], spare: Iterator[str]) -> str:
-    """A unique 3-character operator id: brand initials plus a letter/digit, else the next spare code."""
-    for cand in (a[0] + b[0] + ch for ch in _ALNUM[10:36] + _ALNUM[:10]):
-        if cand not in used:
-            return cand
-    return next(c for c in spare if c not in used)
-
-
-def _plan(connectors: int, seed: int, cpos: int | None) -> tuple[list[_Cpo], BapSpec]:
-    rng = random.Random(f"ubc-loadtest:{seed}:plan")
-    n = cpos if cpos is not None else min(600, max(5, round(connectors / 400)))
-    n = max(1, min(n, connectors // 2))
-    allot = _apportion(connectors, [(i + 1) ** -0.85 for i in range(n)], min(2, connectors))
-    c = cities()
-    state_pop: dict[str, int] = {}
-    for s, p in zip(c.state, c.pop):
-        state_pop[s] = state_pop.get(s, 0) + p
-    brands = [(a, b) for a in _BRAND_A for b in _BRAND_B]
-    rng.shuffle(brands)
-    width = max(3, len(str(n - 1)))
-    used: set[str] = set()
-    upper = _ALNUM[10:36] + _ALNUM[:10]
-    spare = (x + y + z for x in upper for y in upper for z in upper)  # 36^3 codes > MAX_CPOS
-    plan = []
-    for i in range(n):
-        a, b = brands[i % len(brands)]
-        brand = f"{a}{b}" + (f" {i // len(brands) + 1}" if i >= len(brands) else "")
-        code = _code(a, b, used, spare)
-        used.add(code)
-        provider_id = f"cpo-{i:0{width}d}"
-        sub = f"{provider_id}.bpp.ubc.example"
-        seed_b64, pub = _keypair(seed, sub)
-        bpp = BppSpec(sub, f"https://{sub}/beckn", _key_id(seed, sub), seed_b64, pub, provider_id,
-                      f"{brand} {rng.choice(_LEGAL)}", code, allot[i], math.ceil(allot[i] / MAX_CATALOG_CONNECTORS))
-        if i < max(3, n // 8):  # the big operators are national
-            states, corridors, share = None, tuple(range(len(CORRIDORS))), 0.15
-        else:  # the long tail is regional: 1-3 states, population-weighted
-            pool = dict(state_pop)
-            chosen = []
-            for _ in range(rng.choice((1, 1, 2, 2, 3))):
-                s = _wchoice(rng, pool)
-                chosen.append(s)
-                del pool[s]
-            states = tuple(sorted(chosen))
-            corridors = tuple(k for k in range(len(CORRIDORS))
-                              if {c.state[j] for j in _corridor_ends(k)} & set(states))
-            share = 0.10 if corridors else 0.0
-        payments = tuple(m for m, p in PAYMENTS if rng.random() < p)
-        plan.append(_Cpo(i, bpp, brand, states, corridors, share, rng.random() < 0.4, payments,
-                         rng.uniform(0.9, 1.12), rng.uniform(0.3, 0.95)))
-    bap_id = "loadtest.bap.ubc.example"
-    bap = BapSpec(bap_id, f"https://{bap_id}/beckn", _key_id(seed, bap_id), *_keypair(seed, bap_id))
-    return plan, bap
-
-
-# ---------------------------------------------------------------- stations
-
-
-@dataclass(slots=True)
-class Connector:
-    item_id: str
-    evse_id: str
-    qr: str
-    spec: str  # key of CONNECTORS
-    active: bool
-    status: str | None
-
-
-@dataclass(slots=True)
-class Station:
-    id: str
-    name: str
-    lon: float
-    lat: float
-    anchor: tuple[float, float]  # (lon, lat) of the city centre (or the station itself on a corridor)
-    city: str
-    state: str
-    corridor: int | None
-    archetype: str
-    parking: str
-    street: str
-    amenities: list[str]
-    windows: list[tuple[str, str]]
-    reservation: bool
-    rating: float
-    rating_count: int
-    connectors: list[Connector] = field(default_factory=list)
-    catalog: int = 0
-
-
-class _IdMaker:
-    """Fixed-width base-62 ids that look random yet are unique: an affine bijection of a counter mod 62^width."""
-
-    __slots__ = ("width", "mod", "a", "b", "n")
-
-    def __init__(self, rng: random.Random, width: int):
-        self.width, self.mod, self.n = width, 62**width, 0
-        a = rng.randrange(self.mod) | 1  # odd and not a multiple of 31: coprime with 62^width
-        self.a, self.b = (a + 2 if a % 31 == 0 else a), rng.randrange(self.mod)
-
-    def __call__(self) -> str:
-        v, self.n = (self.n * self.a + self.b) % self.mod, self.n + 1
-        out = []
-        for _ in range(self.width):
-            v, r = divmod(v, 62)
-            out.append(_ALNUM[r])
-        return "".join(out)
-
-
-def _station_sizes(total: int, rng: random.Random) -> list[int]:
-    sizes, rem = [], total
-    keys, weights = list(STATION_SIZES), list(STATION_SIZES.values())
-    while rem > 0:
-        k = rng.choices(keys, weights=weights)[0]
-        if k >= rem:
-            k = rem
-        elif rem - k == 1:  # never leave a single connector behind
-            k = k - 1 if k > 2 else k + 1
-        sizes.append(k)
-        rem -= k
-    return sizes
-
-
-def _iso(dt: datetime) -> str:
-    return dt.astimezone(timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
-
-
-def _place(rng: random.Random, cpo: _Cpo) -> tuple[float, float, tuple[float, float], str, str, int | None, str]:
-    """(lon, lat, anchor, city, state code, corridor, street) of one new station."""
-    c = cities()
-    if cpo.corridors and rng.random() < cpo.corridor_share:
-        k = rng.choice(cpo.corridors)
-        (lon_a, lat_a), (lon_b, lat_b) = corridor_line(k)
-        t = rng.uniform(0.03, 0.97)
-        lon, lat = lon_a + t * (lon_b - lon_a), lat_a + t * (lat_b - lat_a)
-        # A small sideways offset: roadside, but always within ~1.5 km of the line.
-        dx, dy = (lon_b - lon_a) * KM_PER_DEG * math.cos(math.radians(lat)), (lat_b - lat_a) * KM_PER_DEG
-        length = math.hypot(dx, dy)
-        off = max(-1.5, min(1.5, rng.gauss(0, 0.4)))
-        lon += off * -dy / length / (KM_PER_DEG * math.cos(math.radians(lat)))
-        lat += off * dx / length / KM_PER_DEG
-        near = _corridor_ends(k)[0 if t < 0.5 else 1]
-        street = f"{CORRIDORS[k].road} km {round(t * length)}"
-        return lon, lat, (lon, lat), c.name[near], c.state[near], k, street
-    idx, cum = _city_pool(cpo.states)
-    i = rng.choices(idx, cum_weights=cum)[0]
-    sigma = 1.0 + 2.5 * math.sqrt(c.pop[i] / 1e6)  # km: ~10 km in Mumbai, ~1.3 km in a town of 15k
-    dx = max(-2.5 * sigma, min(2.5 * sigma, rng.gauss(0, sigma)))
-    dy = max(-2.5 * sigma, min(2.5 * sigma, rng.gauss(0, sigma)))
-    lat = min(INDIA_BBOX[3], max(INDIA_BBOX[1], c.lat[i] + dy / KM_PER_DEG))
-    lon = min(INDIA_BBOX[2], max(INDIA_BBOX[0], c.lon[i] + dx / (KM_PER_DEG * math.cos(math.radians(lat)))))
-    return lon, lat, (c.lon[i], c.lat[i]), c.name[i], c.state[i], None, rng.choice(_STREETS)
-
-
-def _windows(rng: random.Random, parking: str, now: datetime) -> list[tuple[str, str]]:
-    kind = "daily" if parking == "Mall" else _wchoice(rng, WINDOW_KINDS)
-    if kind == "24x7":
-        return []
-    start, end = ("10:00:00", "22:00:00") if parking == "Mall" else rng.choice(DAILY_WINDOWS)
-    if kind == "daily":
-        return [(start, end)]
-    # UBC style: full date-times in startTime/endTime, the next three local days, in UTC.
-    day = now.astimezone(IST).date()
-    out = []
-    for d in range(3):
-        base = datetime(day.year, day.month, day.day, tzinfo=IST) + timedelta(days=d)
-        out.append((_iso(base + timedelta(hours=int(start[:2]))), _iso(base + timedelta(hours=int(end[:2])))))
-    return out
-
-
-def _stations(cpo: _Cpo, seed: int, now: datetime) -> list[Station]:
-    rng = random.Random(f"ubc-loadtest:{seed}:stations:{cpo.index}")
-    code, host = cpo.bpp.code, cpo.bpp.subscriber_id
-    out: list[Station] = []
-    # UBC connector id segments: station 10, charge point 10, connector 14 characters (QR standard §3).
-    station_id, point_id, connector_id = _IdMaker(rng, 10), _IdMaker(rng, 10), _IdMaker(rng, 14)
-    for size in _station_sizes(cpo.bpp.connectors, rng):
-        lon, lat, anchor, city, state, corridor, street = _place(rng, cpo)
-        on_road = corridor is not None
-        arche = _wchoice(rng, CORRIDOR_ARCHETYPES if on_road else CITY_ARCHETYPES)
-        parking = _wchoice(rng, CORRIDOR_PARKING if on_road else CITY_PARKING)
-        amen = [a for a, p in zip(_AMENITIES, _AMENITY_P[on_road]) if rng.random() < p]
-        where = f"{CORRIDORS[corridor].road} near {city}" if on_road else city
-        sid = station_id()
-        st = Station(sid, f"{cpo.brand} {_PARKING_SITE[parking]}, {where}", round(lon, 6), round(lat, 6),
-                     (round(anchor[0], 6), round(anchor[1], 6)), city, state, corridor, arche, parking, street, amen,
-                     _windows(rng, parking, now),
-                     rng.random() < cpo.reservation_rate * (0.5 if arche == "lev_hub" else 1.0),
-                     round(rng.uniform(3.4, 4.9), 1), rng.randint(0, 400))
-        mix = ARCHETYPES[arche]
-        keys, weights = list(mix), list(mix.values())
-        left, p_in_station = size, 0
-        while left:
-            per_point = min(left, rng.choice((1, 2, 2, 3)))
-            pid = point_id()
-            p_in_station += 1
-            for _ in range(per_point):
-                cid = connector_id()
-                status = _wchoice(rng, STATUSES) if cpo.live_status else None
-                st.connectors.append(Connector(
-                    f"IND*{code}*{sid}*{pid}*{cid}", f"IN*{code}*E{sid}*{p_in_station}",
-                    f"https://qr.{host}/c/{cid}", rng.choices(keys, weights=weights)[0], rng.random() > 0.01, status))
-            left -= per_point
-        out.append(st)
-    if cpo.bpp.catalogs > 1:  # regional catalogs: stations ordered by state, cut into equal connector chunks
-        out.sort(key=lambda s: (s.state, s.city, s.id))
-        per, cum = math.ceil(cpo.bpp.connectors / cpo.bpp.catalogs), 0
-        for st in out:
-            st.catalog = min(cpo.bpp.catalogs - 1, cum // per)
-            cum += len(st.connectors)
-    return out
-
-
-# ---------------------------------------------------------------- rendering
-
-
-def _price_band(spec: ConnectorSpec) -> tuple[float, float]:
-    """INR per kWh by power band (CEEW average ₹16/kWh; UBC examples ₹15-45)."""
-    if spec.kw <= 3.3:
-        return 9, 13
-    if spec.power_type != "DC":
-        return 12, 18
-    if spec.kw <= 15:
-        return 14, 17
-    if spec.kw <= 60:
-        return 17, 22
-    return (20, 25) if spec.kw <= 150 else (23, 28)
-
-
-def _period(start: datetime, end: datetime, times: tuple[str, str] | None = None) -> dict[str, str]:
-    out = {"@type": "beckn:TimePeriod", "schema:startDate": _iso(start), "schema:endDate": _iso(end)}
-    if times:
-        out["schema:startTime"], out["schema:endTime"] = times
-    return out
-
-
-def _offer(cpo: _Cpo, oid: str, name: str, items: list[str], price: dict, validity: dict, attrs: dict) -> dict:
-    return {"@context": CORE_CONTEXT, "@type": "beckn:Offer", "beckn:id": oid,
-            "beckn:descriptor": {"@type": "beckn:Descriptor", "schema:name": name}, "beckn:items": items,
-            "beckn:price": price, "beckn:validity": validity, "beckn:acceptedPaymentMethod": list(cpo.payments),
-            "beckn:offerAttributes": {"@context": OFFER_CONTEXT, "@type": "ChargingOffer", **attrs},
-            "beckn:provider": cpo.bpp.provider_id}
-
-
-def _station_offers(rng: random.Random, cpo: _Cpo, st: Station, now: datetime) -> list[dict]:
-    groups: dict[str, list[str]] = {}
-    for c in st.connectors:
-        groups.setdefault(c.spec, []).append(c.item_id)
-    promo = rng.random() < 0.15
-    day = timedelta(days=1)
-    out = []
-    for key, items in groups.items():
-        spec = CONNECTORS[key]
-        tag = f"{st.id}-{key.replace('/', '-').replace('.', '_').lower()}"
-        label = f"{spec.connector_type} {spec.kw:g}kW"
-        lo, hi = _price_band(spec)
-        kwh = round(rng.uniform(lo, hi) * cpo.price_factor * 2) / 2
-        start, end = now - day * rng.randint(1, 180), now + day * rng.randint(60, 365)
-        attrs: dict[str, Any] = {"tariffModel": "PER_KWH"}
-        if rng.random() < (0.7 if spec.power_type == "DC" else 0.35):
-            attrs["idleFeePolicy"] = {"currency": "INR", "value": rng.choice((1, 2, 3)), "applicableQuantity": {
-                "unitCode": "MIN", "unitText": "minutes", "unitQuantity": rng.choice((1, 5, 10, 15))}}
-        out.append(_offer(cpo, f"{tag}-kwh", f"Per-kWh Tariff - {label}", items,
-                          {"currency": "INR", "value": kwh, "applicableQuantity": _KWH}, _period(start, end), attrs))
-        if rng.random() < (0.05 if spec.power_type == "DC" else 0.12):
-            per_min = round(spec.kw * kwh / 60 * 0.85, 2)
-            out.append(_offer(cpo, f"{tag}-min", f"Per-Minute Tariff - {label}", items,
-                              {"currency": "INR", "value": per_min, "applicableQuantity": _MIN},
-                              _period(start, end), {"tariffModel": "PER_MINUTE"}))
-        if promo:  # the UBC lunch-hour promo: 10 % off 12:00-14:00; a few expired or not yet started
-            r = rng.random()
-            p_start = now - day * 7 if r > 0.05 else now - day * 60
-            p_end = now + day * rng.randint(14, 90) if r > 0.05 else now - day * rng.randint(1, 20)
-            if 0.05 < r < 0.10:
-                p_start, p_end = now + day * rng.randint(2, 10), now + day * rng.randint(30, 60)
-            out.append(_offer(cpo, f"{tag}-lunch", f"Lunch-Hour Promo - 10% off {label} 12:00-14:00", items,
-                              {"currency": "INR", "value": round(kwh * 0.9, 2), "applicableQuantity": _KWH},
-                              _period(p_start, p_end, ("12:00:00", "14:00:00")), {"tariffModel": "TIME_OF_DAY"}))
-    return out
-
-
-def _items(cpo: _Cpo, st: Station, provider: dict) -> list[dict]:
-    location = {"@type": "beckn:Location", "geo": {"type": "Point", "coordinates": [st.lon, st.lat]},
-                "address": {"streetAddress": f"{_PARKING_SITE[st.parking]}, {st.street}",
-                            "addressLocality": st.city, "addressRegion": STATES.get(st.state, st.state),
-                            "addressCountry": "IN"}}
-    station = {"id": st.id, "serviceLocation": location}
-    windows = [{"@type": "beckn:TimePeriod", "schema:startTime": a, "schema:endTime": b} for a, b in st.windows]
-    rating = {"@type": "beckn:Rating", "beckn:ratingValue": st.rating, "beckn:ratingCount": st.rating_count}
-    out = []
-    for con in st.connectors:
-        spec = CONNECTORS[con.spec]
-        attrs: dict[str, Any] = {
-            "@context": SERVICE_CONTEXT, "@type": "ChargingService", "connectorType": spec.connector_type,
-            "maxPowerKW": spec.kw, "minPowerKW": spec.min_kw, "reservationSupported": st.reservation,
-            "chargingStation": station}
-        if st.amenities:
-            attrs["amenityFeature"] = st.amenities
-        attrs.update({"evseId": con.evse_id, "qrIdentifier": con.qr, "parkingType": st.parking,
-                      "powerType": spec.power_type, "connectorFormat": spec.connector_format,
-                      "chargingSpeed": charging_speed(spec.kw),
-                      "vehicleType": list(spec.vehicles) if len(spec.vehicles) > 1 else spec.vehicles[0]})
-        if con.status:
-            attrs["stationStatus"] = con.status  # legacy live-status field, still sent by some BPPs
-        item = {"@context": CORE_CONTEXT, "@type": "beckn:Item", "beckn:id": con.item_id,
-                "beckn:descriptor": {"@type": "beckn:Descriptor", "schema:name": f"{spec.title} - {st.name}",
-                                     "beckn:shortDesc": f"{spec.connector_type} {spec.kw:g} kW {spec.power_type} "
-                                                        f"charging at {st.name}"},
-                "beckn:category": _CATEGORY}
-        if windows:
-            item["beckn:availabilityWindow"] = windows
-        item.update({"beckn:rateable": True, "beckn:rating": rating, "beckn:isActive": con.active,
-                     "beckn:provider": provider, "beckn:itemAttributes": attrs})
-        out.append(item)
-    return out
-
-
-def _render(cpo: _Cpo, stations: list[Station], seed: int, now: datetime) -> list[dict]:
-    rng = random.Random(f"ubc-loadtest:{seed}:offers:{cpo.index}")
-    bpp = cpo.bpp
-    provider = {"beckn:id": bpp.provider_id, "beckn:descriptor": {"@type": "beckn:Descriptor", "schema:name": bpp.name}}
-    cats = []
-    for k in range(bpp.catalogs):
-        mine = [s for s in stations if s.catalog == k]
-        items = [it for s in mine for it in _items(cpo, s, provider)]
-        offers = [o for s in mine for o in _station_offers(rng, cpo, s, now)]
-        regions = sorted({STATES.get(s.state, s.state) for s in mine})
-        where = ", ".join(regions[:3]) + (f" +{len(regions) - 3} more" if len(regions) > 3 else "")
-        cats.append({
-            "@context": CORE_CONTEXT, "@type": "beckn:Catalog", "beckn:id": f"{bpp.provider_id}-catalog-{k:02d}",
-            "beckn:descriptor": {"@type": "beckn:Descriptor", "schema:name": f"{bpp.name} charging network",
-                                 "beckn:shortDesc": f"{len(items)} connectors at {len(mine)} stations in {where}"},
-            "beckn:providerId": bpp.provider_id, "beckn:bppId": bpp.subscriber_id, "beckn:bppUri": bpp.url,
-            "beckn:validity": _period(now - timedelta(days=1), now + timedelta(days=180)),
-            "beckn:isActive": True, "beckn:items": items, "beckn:offers": offers})
-    return cats
-
-
-# ---------------------------------------------------------------- the network
+from cds.demo.participants import BapSpec, BppSpec
+from cds.demo.planning import Cpo, plan_network
+from cds.demo.stations import Station, cpo_stations, iso_time
 
 
 @contextlib.contextmanager
@@ -667,7 +91,7 @@ def _circle(target: str, lon: float, lat: float, meters: int) -> dict:
 class Network:
     """A planned network; catalogs are generated on demand, one CPO at a time."""
 
-    def __init__(self, connectors: int, seed: int, now: datetime, plan: list[_Cpo], bap: BapSpec):
+    def __init__(self, connectors: int, seed: int, now: datetime, plan: list[Cpo], bap: BapSpec):
         self.connectors, self.seed, self.now = connectors, seed, now
         self._cpos = plan
         self.bpps: list[BppSpec] = [c.bpp for c in plan]
@@ -680,7 +104,7 @@ class Network:
         """The station model behind the catalogs (no JSON rendering), CPO by CPO."""
         for cpo in self._cpos:
             with _gc_paused():
-                stations = _stations(cpo, self.seed, self.now)
+                stations = cpo_stations(cpo, self.seed, self.now)
             yield cpo.bpp, stations
 
     def _iter_cpo_catalogs(self) -> Iterator[tuple[BppSpec, list[dict]]]:
@@ -691,8 +115,8 @@ class Network:
         stats = dict.fromkeys(("stations", "corridor_stations", "items", "active_items", "offers"), 0)
         for cpo in self._cpos:
             with _gc_paused():
-                stations = _stations(cpo, self.seed, self.now)
-                cats = _render(cpo, stations, self.seed, self.now)
+                stations = cpo_stations(cpo, self.seed, self.now)
+                cats = render_catalogs(cpo, stations, self.seed, self.now)
             stats["stations"] += len(stations)
             stats["corridor_stations"] += sum(s.corridor is not None for s in stations)
             stats["items"] += sum(len(s.connectors) for s in stations)
@@ -770,8 +194,8 @@ class Network:
 
     def registry_records(self, *, include_bap: bool = True) -> list[dict]:
         """Static registry file records (docs/decisions.md §R) for every BPP, plus the load-test BAP."""
-        valid = {"status": "SUBSCRIBED", "valid_from": _iso(self.now - timedelta(days=1)),
-                 "valid_until": _iso(self.now + timedelta(days=365))}
+        valid = {"status": "SUBSCRIBED", "valid_from": iso_time(self.now - timedelta(days=1)),
+                 "valid_until": iso_time(self.now + timedelta(days=365))}
         out = [{"subscriber_id": b.subscriber_id, "key_id": b.key_id, "type": "BPP", "domain": DOMAIN, "url": b.url,
                 "signing_public_key": b.public_key_b64, **valid} for b in self.bpps]
         if include_bap:
@@ -810,7 +234,7 @@ class Network:
         build = {"radius": self._radius_query, "qr": self._qr_query, "time_window": self._window_query}
         for ci in sorted(by_cpo):  # one CPO's stations at a time, so memory stays bounded at 1M
             with _gc_paused():
-                stations = _stations(self._cpos[ci], self.seed, self.now)
+                stations = cpo_stations(self._cpos[ci], self.seed, self.now)
             for q in by_cpo[ci]:
                 qrng = random.Random(f"ubc-loadtest:{self.seed}:q:{seed}:{q}")
                 out[q] = (kinds[q], build[kinds[q]](qrng, qrng.choice(stations), stations))
@@ -820,7 +244,7 @@ class Network:
         b = self.bap
         return {"context": {"version": "2.0.0", "action": "discover", "domain": DOMAIN, "bap_id": b.subscriber_id,
                             "bap_uri": b.url, "transaction_id": _uuid(rng), "message_id": _uuid(rng),
-                            "timestamp": _iso(self.now), "ttl": "PT30S", "schema_context": [SERVICE_CONTEXT]},
+                            "timestamp": iso_time(self.now), "ttl": "PT30S", "schema_context": [SERVICE_CONTEXT]},
                 "message": message}
 
     @staticmethod
@@ -868,8 +292,8 @@ class Network:
             end = start + timedelta(hours=rng.randint(1, 4))
         conds = [f"@.beckn:itemAttributes.vehicleType == '{spec.vehicles[0]}'",
                  f"@.beckn:itemAttributes.connectorType == '{spec.connector_type}'",
-                 f"@.beckn:availabilityWindow[?(@.schema:startTime <= '{_iso(end)}' && "
-                 f"@.schema:endTime >= '{_iso(start)}')]"]
+                 f"@.beckn:availabilityWindow[?(@.schema:startTime <= '{iso_time(end)}' && "
+                 f"@.schema:endTime >= '{iso_time(start)}')]"]
         return self._discover(rng, {"filters": _jsonpath(conds),
                                     "spatial": [_circle(self._target(rng), *st.anchor, 10000)]})
 
@@ -907,7 +331,7 @@ def generate_network(connectors: int, *, seed: int = 42, cpos: int | None = None
         now = datetime.now(timezone.utc).replace(hour=0, minute=0, second=0, microsecond=0)
     elif now.tzinfo is None:
         now = now.replace(tzinfo=timezone.utc)
-    plan, bap = _plan(connectors, seed, cpos)
+    plan, bap = plan_network(connectors, seed, cpos)
     return Network(connectors, seed, now.astimezone(timezone.utc), plan, bap)
 
 
@@ -960,7 +384,7 @@ def main(argv: list[str] | None = None) -> int:
     _write(out / "queries.jsonl", b"\n".join(lines) + (b"\n" if lines else b""))
     t_queries = time.perf_counter() - t1
     counts = {**net.counts(), "publish_requests": files, "largest_request_bytes": biggest, "queries": a.queries}
-    manifest = {"seed": a.seed, "now": _iso(net.now), "counts": counts,
+    manifest = {"seed": a.seed, "now": iso_time(net.now), "counts": counts,
                 "seconds": {"catalogs_and_publish_files": round(t_publish, 2), "queries": round(t_queries, 2)}}
     _write(out / "manifest.json", orjson.dumps(manifest, option=opt))
     sys.stdout.write(orjson.dumps(manifest, option=opt).decode() + "\n")

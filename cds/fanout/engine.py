@@ -42,7 +42,8 @@ from cds.fanout.pending import (ACCEPTED, LATE, NOT_TARGETED, UNKNOWN, MemoryPen
 from cds.core.planner import build_query
 from cds.core.query import Query
 from cds.redisstate import REDIS_ERRORS
-from cds.trust.registry import Registry, Subscriber, domain_family
+from cds.trust.registry import Registry
+from cds.trust.subscribers import Subscriber, domain_family
 from cds.core.timeutil import parse_duration, parse_instant
 from cds.core.documents import Hit
 from cds.core.normalize import normalize_catalog

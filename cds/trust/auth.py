@@ -13,7 +13,8 @@ import msgspec
 from cds.core import errors as E
 from cds.core.errors import BecknError
 from cds.core.models import Context
-from cds.trust.registry import Registry, Subscriber
+from cds.trust.registry import Registry
+from cds.trust.subscribers import Subscriber
 from cds.trust.signing import SignatureHeader, digest_b64, parse_authorization, verify_request
 
 _THREAD_DIGEST_BYTES = 1 << 20

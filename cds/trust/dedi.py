@@ -22,15 +22,8 @@ import aiohttp
 import msgspec
 
 from cds.core.errors import BecknError
-from cds.trust.registry import (
-    HTTP_TIMEOUT_S,
-    MAX_LIST_RECORDS,
-    MAX_LOOKUP_BYTES,
-    Subscriber,
-    http_json,
-    record_text,
-    subscriber_from_record,
-)
+from cds.trust.registry_sources import HTTP_TIMEOUT_S, MAX_LIST_RECORDS, MAX_LOOKUP_BYTES, http_json
+from cds.trust.subscribers import Subscriber, record_text, subscriber_from_record
 
 log = logging.getLogger(__name__)
 

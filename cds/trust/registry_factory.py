@@ -8,7 +8,9 @@ from typing import Any
 import aiohttp
 
 from cds.trust.dedi import DediSource
-from cds.trust.registry import FileSource, KeyCache, LookupSource, MemoryKeyCache, Registry, Source
+from cds.trust.key_cache import KeyCache, MemoryKeyCache
+from cds.trust.registry import Registry
+from cds.trust.registry_sources import FileSource, LookupSource, Source
 
 
 def build_registry(settings: Any, session: aiohttp.ClientSession, cache: KeyCache | None = None) -> Registry:

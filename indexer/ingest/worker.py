@@ -14,7 +14,7 @@ stations one catalog at a time would be indexed one round trip at a time. The en
 those round trips: Elasticsearch group-commits concurrent writes (indexer/elastic/batch.py), each entry
 keeping its own outcome.
 
-Crash safety (§4 "never lost", §8.21).
+Crash safety (docs/decisions.md §S Publish "never lost", §21).
 - An entry is acknowledged (XACK + XDEL) only after its callback went out. A worker that dies leaves
   its entries pending in the consumer group; whoever takes the partition next reclaims them with
   XAUTOCLAIM once idle for `CDS_INGEST_CLAIM_IDLE_S` and processes them before anything newer.
@@ -40,10 +40,9 @@ import os
 import socket
 import time
 import uuid
-from typing import TYPE_CHECKING, Any
+from typing import TYPE_CHECKING
 
 import msgspec
-import orjson
 from redis.exceptions import ResponseError
 
 from cds import gcpolicy
@@ -52,9 +51,11 @@ from cds.core.models import CatalogResult, PublishRequest
 from cds.redisstate import REDIS_ERRORS
 from indexer.ingest.apply import CatalogIndexer
 from indexer.ingest.batching import RedisBatch
-from indexer.ingest.entry import IngestEntry, catalog_id_of, decode_entry, discard_spool, parse_entry, rejected_all
+from indexer.ingest.delivery import Delivery, decode_delivery, partition_of
+from indexer.ingest.entry import IngestEntry, discard_spool, parse_entry, rejected_all
 from indexer.ingest.leases import PartitionLeases
 from indexer.ingest.stream import DONE_TTL_S, GROUP, IngestStream, as_int, as_str
+from indexer.ingest.waiting import consume_outcome, pause, wait_any
 
 if TYPE_CHECKING:
     from cds.config import Settings
@@ -71,73 +72,6 @@ DEFAULT_CONCURRENCY = 16         # entries indexed at once when neither the sett
 
 _results_enc = msgspec.msgpack.Encoder()
 _results_dec = msgspec.msgpack.Decoder(list[CatalogResult])
-
-class _Item(msgspec.Struct):
-    """One delivered stream entry."""
-    partition: int
-    id: str
-    fields: dict
-    deliveries: int = 1
-    entry: IngestEntry | None = None
-    error: str | None = None                   # why `entry` could not be decoded
-    keys: list[str] = []                       # the catalogs it writes (ordering keys)
-    fresh: bool = False                        # read as new (">"): never delivered before, so never indexed
-
-
-def _decode(it: _Item) -> None:
-    """Decode the entry and find the ids of the catalogs it writes (as `CatalogIndexer.index` names them).
-    An entry that cannot be parsed writes nothing and needs no order: it goes to the dead letters."""
-    raw = it.fields.get(b"e")
-    if raw is None:
-        return
-    try:
-        it.entry = decode_entry(raw)
-    except Exception as e:  # noqa: BLE001 - whatever the bytes are, they must not block the partition
-        it.error = f"undecodable entry: {e}"
-        return
-    try:
-        it.keys = _catalog_ids(_ids_dec.decode(it.entry.body))
-        return
-    except (msgspec.ValidationError, msgspec.DecodeError):
-        pass        # not the usual shape: read it whole below (the same answer, or none for bad JSON)
-    try:
-        doc = orjson.loads(it.entry.body)
-        msg = doc.get("message") if isinstance(doc, dict) else None
-        cats = msg.get("catalogs") if isinstance(msg, dict) else None
-        if cats is None and isinstance(doc, dict):
-            cats = doc.get("catalogs")
-        if isinstance(cats, list):
-            it.keys = sorted({catalog_id_of(c, k) for k, c in enumerate(cats)})
-    except orjson.JSONDecodeError:
-        pass
-
-
-class _CatalogIds(msgspec.Struct):
-    beckn_id: Any = msgspec.field(default=msgspec.UNSET, name="beckn:id")
-    id: Any = None
-
-
-class _IdsMessage(msgspec.Struct):
-    catalogs: list[_CatalogIds] | None = None
-
-
-class _PublishIds(msgspec.Struct):
-    """Only the catalog ids of a publish body: decoding skips everything else (the body is parsed whole
-    once more when it is indexed; doing it twice with orjson was a few percent of the indexer's CPU)."""
-    message: _IdsMessage | None = None
-    catalogs: list[_CatalogIds] | None = None
-
-
-_ids_dec = msgspec.json.Decoder(_PublishIds)
-
-
-def _catalog_ids(doc: _PublishIds) -> list[str]:
-    cats = doc.message.catalogs if doc.message is not None and doc.message.catalogs is not None else doc.catalogs
-    out = set()
-    for k, c in enumerate(cats or ()):
-        cid = c.id if c.beckn_id is msgspec.UNSET else c.beckn_id
-        out.add(cid if isinstance(cid, str) else f"catalogs[{k}]")
-    return sorted(out)
 
 
 class _Abandon(Exception):
@@ -302,7 +236,7 @@ class StreamWorker:
         self._room.clear()          # (before counting: a release from now on wakes the wait below)
         room = self.max_inflight - len(self._inflight)
         if not readable or room <= 0:
-            await _wait_any(stop, self._room, timeout=0.2)
+            await wait_any(stop, self._room, timeout=0.2)
             return
         keys = self.stream.keys
         read = asyncio.ensure_future(self.redis.xreadgroup(
@@ -316,11 +250,11 @@ class StreamWorker:
             halt.cancel()
             if not read.done():     # shutting down: do not sit out the blocking read
                 read.cancel()
-                read.add_done_callback(_retrieve)
+                read.add_done_callback(consume_outcome)
         if not read.done() or read.cancelled():
             return
-        self._dispatch([_Item(partition=_partition_of(stream_name), id=as_str(entry_id), fields=fields or {},
-                              fresh=True)
+        self._dispatch([Delivery(partition=partition_of(stream_name), id=as_str(entry_id), fields=fields or {},
+                                 fresh=True)
                         for stream_name, entries in read.result() or [] for entry_id, fields in entries])
 
     async def _recover(self, i: int) -> bool:
@@ -352,7 +286,7 @@ class StreamWorker:
         while self._holds(i):
             while len(self._inflight) >= self.max_inflight and self._holds(i) and not self._stopping():
                 self._room.clear()
-                await _wait_any(self._stop, self._room, timeout=0.2)
+                await wait_any(self._stop, self._room, timeout=0.2)
             info = await self.redis.xpending_range(name, GROUP, min=start, max="+", count=self.settings.ingest_batch,
                                                    consumername=self.name)
             if i in self._failed:
@@ -364,8 +298,8 @@ class StreamWorker:
             for p in info:
                 pipe.xrange(name, p["message_id"], p["message_id"])
             found = await pipe.execute()
-            self._dispatch([_Item(partition=i, id=as_str(p["message_id"]), fields=rows[0][1] if rows else {},
-                                  deliveries=int(p["times_delivered"]))
+            self._dispatch([Delivery(partition=i, id=as_str(p["message_id"]), fields=rows[0][1] if rows else {},
+                                     deliveries=int(p["times_delivered"]))
                             for p, rows in zip(info, found) if (i, as_str(p["message_id"])) not in self._inflight])
         return False
 
@@ -379,7 +313,7 @@ class StreamWorker:
 
     # ---- processing ------------------------------------------------------------------------------
 
-    def _dispatch(self, items: list[_Item]) -> None:
+    def _dispatch(self, items: list[Delivery]) -> None:
         """Start one task per entry, chained behind the last earlier entry that writes any of the same
         catalogs (per-catalog order; everything else runs concurrently, up to CDS_INGEST_CONCURRENCY)."""
         for it in items:
@@ -388,7 +322,7 @@ class StreamWorker:
             self._inflight.add((it.partition, it.id))
             self._busy[it.partition] = self._busy.get(it.partition, 0) + 1
             self._queued[it.partition] = self._queued.get(it.partition, 0) + 1
-            _decode(it)
+            decode_delivery(it)
             keys = [(it.partition, k) for k in it.keys]
             deps = {id(f): f for f in (self._tails.get(k) for k in keys) if f is not None}
             done = asyncio.get_running_loop().create_future()
@@ -404,7 +338,7 @@ class StreamWorker:
             if self._tails.get(k) is done:
                 del self._tails[k]
 
-    async def _run_item(self, it: _Item, deps: list[asyncio.Future], done: asyncio.Future) -> None:
+    async def _run_item(self, it: Delivery, deps: list[asyncio.Future], done: asyncio.Future) -> None:
         """Wait for the entries this one must follow; process it; tell its followers whether it went
         through (an entry whose predecessor was abandoned is abandoned too: it may not overtake it)."""
         i = it.partition
@@ -432,13 +366,13 @@ class StreamWorker:
             if not done.done():
                 done.set_result(ok)
 
-    def _release_item(self, it: _Item) -> None:
+    def _release_item(self, it: Delivery) -> None:
         if (it.partition, it.id) in self._inflight:
             self._inflight.discard((it.partition, it.id))
             self._busy[it.partition] = max(0, self._busy.get(it.partition, 0) - 1)
             self._room.set()
 
-    async def _handle(self, it: _Item) -> None:
+    async def _handle(self, it: Delivery) -> None:
         if not it.fields:                       # deleted under us (acknowledged elsewhere): nothing owed
             await self.batch.ack(it.partition, it.id, 0)
             self._release_item(it)
@@ -468,7 +402,7 @@ class StreamWorker:
             await self.batch.record(done_key, _results_enc.encode(results))
         self._spawn_callback(it, entry, req, results)
 
-    async def _index(self, it: _Item, entry: IngestEntry) -> tuple[PublishRequest, list[CatalogResult]] | str:
+    async def _index(self, it: Delivery, entry: IngestEntry) -> tuple[PublishRequest, list[CatalogResult]] | str:
         """Index with retries: (request, results), or the reason to dead-letter it."""
         attempts, delay, retry = 0, 0.2, False
         while True:
@@ -514,12 +448,12 @@ class StreamWorker:
         except Exception:  # noqa: BLE001 - an unreachable index is simply not ready
             return False
 
-    def _spawn_callback(self, it: _Item, entry: IngestEntry, req: PublishRequest, results: list[CatalogResult]) -> None:
+    def _spawn_callback(self, it: Delivery, entry: IngestEntry, req: PublishRequest, results: list[CatalogResult]) -> None:
         task = asyncio.ensure_future(self._callback(it, entry, req, results))
         self._callbacks.add(task)
         task.add_done_callback(self._callbacks.discard)
 
-    async def _callback(self, it: _Item, entry: IngestEntry, req: PublishRequest | None,
+    async def _callback(self, it: Delivery, entry: IngestEntry, req: PublishRequest | None,
                         results: list[CatalogResult]) -> None:
         try:
             async with self._cb_sem:
@@ -544,7 +478,7 @@ class StreamWorker:
         finally:
             self._release_item(it)
 
-    async def _dead(self, it: _Item, entry: IngestEntry | None, kind: str, reason: str) -> None:
+    async def _dead(self, it: Delivery, entry: IngestEntry | None, kind: str, reason: str) -> None:
         """Set an entry aside; tell the publisher when we can (REJECTED with the reason)."""
         log.error("dead-lettering entry %s of partition %d: %s", it.id, it.partition, reason)
         await self.stream.dead_letter(it.partition, it.id, it.fields, reason, it.deliveries)
@@ -566,7 +500,7 @@ class StreamWorker:
         self._callbacks.add(task)
         task.add_done_callback(self._callbacks.discard)
 
-    async def _report_only(self, it: _Item, entry: IngestEntry, req: PublishRequest,
+    async def _report_only(self, it: Delivery, entry: IngestEntry, req: PublishRequest,
                            results: list[CatalogResult]) -> None:
         try:
             async with self._cb_sem:
@@ -575,34 +509,3 @@ class StreamWorker:
             log.exception("on_catalog_publish for a dead-lettered entry failed")
         finally:
             self._release_item(it)
-
-
-async def _wait_any(stop: asyncio.Event | None, event: asyncio.Event | None, timeout: float) -> None:
-    """Wait until `event` or `stop` is set, or `timeout` passes. (asyncio.wait, not wait_for: on 3.11
-    wait_for can swallow a cancellation that races with the event, and shutdown then hangs.)"""
-    if any(e is not None and e.is_set() for e in (stop, event)):
-        return
-    waits = [asyncio.ensure_future(e.wait()) for e in (stop, event) if e is not None]
-    try:
-        await asyncio.wait(waits, timeout=timeout, return_when=asyncio.FIRST_COMPLETED)
-    finally:
-        for w in waits:
-            w.cancel()
-
-
-def _retrieve(task: asyncio.Future) -> None:
-    """Consume the outcome of an abandoned task (no "exception was never retrieved" noise)."""
-    if not task.cancelled():
-        task.exception()
-
-
-def _partition_of(stream_name: Any) -> int:
-    return int(as_str(stream_name).rsplit(":p", 1)[1])
-
-
-async def pause(stop: asyncio.Event | None, seconds: float) -> None:
-    """Sleep, waking early when `stop` is set (shared with indexer.ingest.worker_process)."""
-    if stop is None:
-        await asyncio.sleep(seconds)
-        return
-    await _wait_any(stop, None, seconds)

@@ -15,7 +15,8 @@ from cds import gcpolicy
 from cds.redisstate import REDIS_ERRORS
 from indexer.ingest.apply import CatalogIndexer
 from indexer.ingest.stream import IngestStream
-from indexer.ingest.worker import READY_TIMEOUT_S, StreamWorker, pause
+from indexer.ingest.waiting import pause
+from indexer.ingest.worker import READY_TIMEOUT_S, StreamWorker
 
 if TYPE_CHECKING:
     from cds.config import Settings

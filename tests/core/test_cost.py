@@ -15,7 +15,7 @@ from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
 from cds.config import load_settings
-from cds.core import budget, spatial, timeutil
+from cds.core import budget, geodesy, spatial, spatial_input, timeutil
 from cds.core.budget import WorkBudget, WorkLimitExceeded
 from cds.core.documents import CatalogMeta, ItemDoc
 from cds.core.errors import BecknError
@@ -79,7 +79,7 @@ def test_a_polygon_with_a_few_crossings_is_still_repaired():
     # a 9-point star crosses itself 9 * 3 = 27 times: under the default, over a limit of 10
     assert spatial.build_spatial(spec(star(9))).geometry.is_valid
     with pytest.raises(BecknError, match="more than 10 times"):
-        spatial.build_spatials([spec(star(9))], spatial.GeometryLimits(max_repair_crossings=10))
+        spatial.build_spatials([spec(star(9))], spatial_input.GeometryLimits(max_repair_crossings=10))
 
 
 def test_count_crossings():
@@ -88,20 +88,20 @@ def test_count_crossings():
     def poly(g: dict) -> Polygon:
         return Polygon(g["coordinates"][0])
 
-    assert spatial.count_crossings(poly(circle(1000)), 64) == 0
-    assert spatial.count_crossings(poly(star(9)), 1000) == 27          # {9/4}: every edge crosses 6 others
-    assert 64 < spatial.count_crossings(poly(star(151)), 64) < 20_000  # stops soon after the cap
+    assert spatial_input.count_crossings(poly(circle(1000)), 64) == 0
+    assert spatial_input.count_crossings(poly(star(9)), 1000) == 27          # {9/4}: every edge crosses 6 others
+    assert 64 < spatial_input.count_crossings(poly(star(151)), 64) < 20_000  # stops soon after the cap
 
 
 def test_the_vertex_limit_counts_what_is_computed():
     # Repair adds the crossing points: a polygon under the input limit can be over it once repaired.
-    limits = spatial.GeometryLimits(max_vertices=20)
-    assert spatial.vertex_count(spatial.build_spatial(spec(star(9))).geometry) > 18
+    limits = spatial_input.GeometryLimits(max_vertices=20)
+    assert spatial_input.vertex_count(spatial.build_spatial(spec(star(9))).geometry) > 18
     with pytest.raises(BecknError, match=r"as computed.*more than 20 \(CDS_MAX_GEOMETRY_VERTICES\)"):
         spatial.build_spatials([spec(star(9))], limits)
     # The limit is for the whole request: eight routes of 9,000 points are refused, each alone is fine.
     routes = [spec(route(9000, i), "s_dwithin", 5000) for i in range(8)]
-    err, cpu = timed(spatial.build_spatials, routes, spatial.GeometryLimits(route_simplify_m=0))
+    err, cpu = timed(spatial.build_spatials, routes, spatial_input.GeometryLimits(route_simplify_m=0))
     assert isinstance(err, BecknError) and "CDS_MAX_GEOMETRY_VERTICES" in err.message
     assert cpu < 1.0
     assert len(spatial.build_spatials(routes[:1])) == 1
@@ -110,16 +110,16 @@ def test_the_vertex_limit_counts_what_is_computed():
 def test_dense_routes_are_simplified_before_the_limit_is_applied():
     straight = {"type": "LineString", "coordinates": [[77.0 + i * 1e-4, 12.0] for i in range(6000)]}
     fs_ = spatial.build_spatials([spec(straight, "s_dwithin", 1000), spec(straight, "s_dwithin", 1000)])
-    assert all(spatial.vertex_count(f.geometry) < 10 for f in fs_)
+    assert all(spatial_input.vertex_count(f.geometry) < 10 for f in fs_)
     assert spatial.contains(fs_[0], 77.3, 12.005) and not spatial.contains(fs_[0], 77.3, 12.02)
     # under the limit nothing is simplified: the geometry is used exactly as sent
-    assert spatial.vertex_count(spatial.build_spatial(spec(straight, "s_dwithin", 1000)).geometry) == 6000
+    assert spatial_input.vertex_count(spatial.build_spatial(spec(straight, "s_dwithin", 1000)).geometry) == 6000
 
 
 def test_more_positions_than_the_limit_are_refused_while_reading():
     err, cpu = timed(spatial.build_spatials, [spec(circle(10_001))])
     assert isinstance(err, BecknError) and "more than 10000 vertices" in err.message
-    err, _ = timed(spatial.build_spatials, [spec(circle(500))], spatial.GeometryLimits(max_vertices=100))
+    err, _ = timed(spatial.build_spatials, [spec(circle(500))], spatial_input.GeometryLimits(max_vertices=100))
     assert isinstance(err, BecknError) and "more than 100 vertices (CDS_MAX_GEOMETRY_VERTICES)" in err.message
 
 
@@ -160,9 +160,9 @@ def test_the_vectorised_segment_distance_is_the_scalar_one():
     arr = np.asarray(segs).reshape(-1, 4)
     for _ in range(20):
         lon, lat = rnd.uniform(70, 80), rnd.uniform(10, 20)
-        vec = spatial._segment_distances(lon, lat, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
+        vec = geodesy.segment_distances_m(lon, lat, arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3])
         for (a, b), d in zip(segs, vec):
-            assert abs(spatial.segment_distance_m(lon, lat, a, b) - d) < 1e-6
+            assert abs(geodesy.segment_distance_m(lon, lat, a, b) - d) < 1e-6
 
 
 # ---- the work budget --------------------------------------------------------------------------------------

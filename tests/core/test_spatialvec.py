@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from shapely.geometry import LineString, MultiLineString, MultiPoint, Point, Polygon
 
-from cds.core import spatial, spatialvec
+from cds.core import geodesy, spatial, spatialvec
 from cds.core.query import SpatialFilter
 
 GEOMS = {
@@ -33,7 +33,7 @@ def _points(geom, d: float, n: int, seed: int) -> tuple[np.ndarray, np.ndarray]:
         lat.append(y)
     # on the edge: exactly d (as the exact test measures it) from a vertex, east of it
     for vx, vy in [c for g in getattr(geom, "geoms", [geom]) for c in (g.coords if hasattr(g, "coords") else [])][:4]:
-        dlon = math.degrees(d / (spatial.EARTH_R * math.cos(math.radians(vy))))
+        dlon = math.degrees(d / (geodesy.EARTH_R * math.cos(math.radians(vy))))
         for eps in (-1e-7, 0.0, 1e-7):
             lon.append(vx + dlon + eps)
             lat.append(vy)

@@ -15,7 +15,7 @@ import pytest
 from cds.fanout.engine import classify, fanout_body, fanout_deadline, merge_hits, region_hints, region_ok
 from cds.core.models import Context, DiscoverRequest, DiscoverIntent
 from cds.trust.outbound import Delivery
-from cds.trust.registry import Subscriber
+from cds.trust.subscribers import Subscriber
 from cds.api.appkeys import SETTINGS, STORAGE
 from cds.core.normalize import normalize_catalog
 from tests.fanout_mocks import (catalog_for, discover_doc, expected_items, metric, publish_cached,

@@ -11,7 +11,9 @@ import pytest
 from redis.asyncio import Redis
 
 from cds.api.app import create_app
-from cds.trust.registry import MemoryKeyCache, Negative, RedisKeyCache, Registry, Subscriber
+from cds.trust.key_cache import MemoryKeyCache, RedisKeyCache
+from cds.trust.registry import Registry
+from cds.trust.subscribers import Negative, Subscriber
 from cds.trust.replay import RedisReplayStore
 from cds.api.appkeys import INGEST, REPLAY
 from indexer.embedded.store import EmbeddedStorage

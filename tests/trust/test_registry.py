@@ -23,16 +23,10 @@ from cds.core.errors import (
 )
 from cds.trust.dedi import DediSource
 from cds.trust.registry_factory import build_registry
-from cds.trust.registry import (
-    FileSource,
-    LookupSource,
-    MemoryKeyCache,
-    Negative,
-    Registry,
-    Subscriber,
-    domain_family,
-    subscriber_from_record,
-)
+from cds.trust.key_cache import MemoryKeyCache
+from cds.trust.registry import Registry
+from cds.trust.registry_sources import FileSource, LookupSource
+from cds.trust.subscribers import Subscriber
 from tests.fake_registry import FakeRegistry, member
 
 T0 = 1_750_000_000.0
@@ -304,43 +298,6 @@ async def test_remote_down_but_file_knows(remote, tmp_path):
     assert await code_of(reg.lookup_key("other.bpp", "k1")) == NET_DOWNSTREAM_UNAVAILABLE
 
 
-async def test_file_reload_on_change(tmp_path):
-    f = tmp_path / "registry.json"
-    write(f, [rec("bpp.one", key=PUB1)], mtime=T0)
-    src = FileSource(f)
-    assert [r.signing_public_key for r in await src.lookup("bpp.one", "k1")] == [PUB1]
-    write(f, [rec("bpp.one", key=PUB2)], mtime=T0 + 1)
-    assert [r.signing_public_key for r in await src.lookup("bpp.one", "k1")] == [PUB2]
-    # a broken rewrite keeps the last good records
-    f.write_text("[{")
-    os.utime(f, (T0 + 2, T0 + 2))
-    assert [r.signing_public_key for r in await src.lookup("bpp.one", "k1")] == [PUB2]
-    # through the registry: the new key shows up once the cache entry expired
-    clock = Clock()
-    write(f, [rec("bpp.one", key=PUB1)], mtime=T0 + 3)
-    reg = Registry([src], MemoryKeyCache(clock=clock), clock=clock, ttl_s=60)
-    assert (await reg.lookup_key("bpp.one", "k1")).signing_public_key == PUB1
-    write(f, [rec("bpp.one", key=PUB2)], mtime=T0 + 4)
-    assert (await reg.lookup_key("bpp.one", "k1")).signing_public_key == PUB1
-    clock.t += 61
-    assert (await reg.lookup_key("bpp.one", "k1")).signing_public_key == PUB2
-
-
-@pytest.mark.parametrize("content, match", [
-    (None, "registry file"),
-    ("not json", "not JSON"),
-    ('{"a": 1}', "array"),
-    ('[{"type": "BPP"}]', "record 0"),
-    ('[{"subscriber_id": "x", "valid_until": "tomorrow"}]', "record 0"),
-])
-def test_file_source_bad_file_at_start(tmp_path, content, match):
-    f = tmp_path / "registry.json"
-    if content is not None:
-        f.write_text(content)
-    with pytest.raises(ValueError, match=match):
-        FileSource(f)
-
-
 # ---------------------------------------------------------------- subscriber() and listing
 
 async def test_subscriber_lookup(remote):
@@ -423,10 +380,10 @@ async def test_list_bpps_a_failing_form_is_an_outage_unless_the_unfiltered_answe
 
 async def test_list_bpps_an_unfiltered_answer_too_large_is_covered_by_the_forms(remote, monkeypatch):
     """A big multi-domain registry: the answer without a domain exceeds our bound; every form answered."""
-    from cds.trust import registry as registry_mod
+    from cds.trust import registry_sources
 
     remote.records = _network() + [rec(f"bulk{k}.bpp", domain="nic2004:60212") for k in range(200)]
-    monkeypatch.setattr(registry_mod, "MAX_LIST_BYTES", 20_000)
+    monkeypatch.setattr(registry_sources, "MAX_LIST_BYTES", 20_000)
     reg, _ = make(remote)
     got = await reg.list_bpps(EV, version="2.0.0")
     assert sorted(r.subscriber_id for r in got) == ["bare.bpp", "multi.bpp", "versioned.bpp"]
@@ -500,37 +457,7 @@ async def test_dedi_listing_outage(remote):
     assert await code_of(reg2.list_bpps(EV)) == NET_DOWNSTREAM_UNAVAILABLE
 
 
-@pytest.mark.parametrize("domain, family", [
-    (EV, EV), (EV + ":*", EV), (EV + ":2.0.0", EV), (EV + ":v2", EV), (EV + ":2.0.0-rc1", EV),
-    (EV + ":2.0.0:*", EV), ("nic2004:60212", "nic2004:60212"), ("energy", "energy"), (" " + EV + " ", EV),
-])
-def test_domain_family(domain, family):
-    assert domain_family(domain) == family
-
-
 # ---------------------------------------------------------------- pieces
-
-async def test_memory_cache_ttl_and_bound():
-    clock = Clock()
-    c = MemoryKeyCache(max_entries=2, clock=clock)
-    await c.set("a", Negative(), 10)
-    await c.set("b", Negative(code=AUT_KEY_NOT_FOUND), 10)
-    assert await c.get("a") == Negative()            # touch a: b is now the oldest
-    await c.set("c", Negative(), 10)
-    assert await c.get("b") is None and await c.get("a") is not None and len(c) == 2
-    clock.t += 10
-    assert await c.get("a") is None
-
-
-def test_record_forms():
-    camel = subscriber_from_record({"subscriberId": "bpp.x", "role": "bpp", "domain": [EV, "x"], "keyId": "k",
-                                    "signingPublicKey": PUB1, "validUntil": "2030-01-01T00:00:00+05:30",
-                                    "subscriberUrl": "https://bpp.x"})
-    assert (camel.type, camel.domain, camel.domains, camel.key_id, camel.url) == ("BPP", EV, [EV, "x"], "k", "https://bpp.x")
-    assert camel.valid_until == 1893456000 - 5.5 * 3600   # 2030-01-01T00:00Z = 1893456000
-    assert subscriber_from_record({"subscriber_id": "s", "valid_from": "2030-01-01T00:00:00"}).valid_from == 1893456000
-    assert subscriber_from_record({"subscriber_id": "s", "ukId": "u"}).key_id == "u"
-
 
 def test_build_registry(tmp_path):
     f = tmp_path / "r.json"

@@ -22,6 +22,7 @@ from referencing import Registry, Resource
 from referencing.jsonschema import DRAFT202012
 
 from cds.demo import generator as g
+from cds.demo import geography, market
 from tests.schemas import RC_API_URI, _registry, errors, validate_catalog_publish
 
 FIXTURES = Path(__file__).resolve().parents[1] / "fixtures"
@@ -70,8 +71,8 @@ def _csv_cities():
 
 def _corridor_segments():
     lon, lat, _, names = _csv_cities()
-    at = {n: (lon[names.index(n)], lat[names.index(n)]) for c in g.CORRIDORS for n in (c.a, c.b)}
-    return [(at[c.a], at[c.b]) for c in g.CORRIDORS]
+    at = {n: (lon[names.index(n)], lat[names.index(n)]) for c in geography.CORRIDORS for n in (c.a, c.b)}
+    return [(at[c.a], at[c.b]) for c in geography.CORRIDORS]
 
 
 # ---------------------------------------------------------------- determinism and counts
@@ -115,7 +116,7 @@ def test_default_cpo_count_scales_with_size():
 
 
 def test_bad_arguments_are_refused():
-    for bad in (0, -5, g.MAX_CONNECTORS + 1):
+    for bad in (0, -5, market.MAX_CONNECTORS + 1):
         with pytest.raises(ValueError):
             g.generate_network(bad)
     with pytest.raises(ValueError):
@@ -203,12 +204,12 @@ def test_connector_mix_is_roughly_as_configured(net):
                    for it in items)
     f = net.counts()["corridor_stations"] / net.counts()["stations"]
     expected = Counter()
-    for table, share in ((g.CITY_ARCHETYPES, 1 - f), (g.CORRIDOR_ARCHETYPES, f)):
+    for table, share in ((market.CITY_ARCHETYPES, 1 - f), (market.CORRIDOR_ARCHETYPES, f)):
         for arche, w in table.items():
-            for key, x in g.ARCHETYPES[arche].items():
+            for key, x in market.ARCHETYPES[arche].items():
                 expected[key] += share * w * x
-    assert set(seen) <= set(g.CONNECTORS)
-    for key in g.CONNECTORS:
+    assert set(seen) <= set(market.CONNECTORS)
+    for key in market.CONNECTORS:
         assert abs(seen[key] / len(items) - expected[key]) < 0.03, key
     lev = sum(v for k, v in seen.items() if k.split("/")[0] in LEV_CONNECTORS) / len(items)
     ultra = (seen["CCS2/240"] + seen["CCS2/360"]) / len(items)
@@ -318,7 +319,7 @@ def test_registry_keys_verify_the_bpps_signatures(net):
     for b in [*net.bpps, net.bap]:
         r = records[b.subscriber_id]
         assert (r["type"], r["status"], r["domain"], r["key_id"], r["url"]) == (
-            "BAP" if b is net.bap else "BPP", "SUBSCRIBED", g.DOMAIN, b.key_id, b.url)
+            "BAP" if b is net.bap else "BPP", "SUBSCRIBED", market.DOMAIN, b.key_id, b.url)
         assert r["valid_from"] < r["valid_until"]
         sig = b.signing_key().sign(msg).signature
         nacl.signing.VerifyKey(base64.b64decode(r["signing_public_key"])).verify(msg, sig)
@@ -342,7 +343,7 @@ def test_publish_requests_are_split_under_the_limit():
     for bpp, d in dicts:
         ctx = d["context"]
         assert (ctx["version"], ctx["action"], ctx["ttl"]) == ("2.0.0", "catalog_publish", "PT30S")
-        assert ctx["domain"] == g.DOMAIN
+        assert ctx["domain"] == market.DOMAIN
         assert ctx["bpp_id"] == bpp.subscriber_id == d["message"]["catalogs"][0]["beckn:bppId"]
         ids.add(ctx["message_id"])
     assert len(ids) == 3
@@ -370,7 +371,7 @@ def test_query_mix_references_existing_items_and_areas(net):
                     for it in items])
     labeled = net.labeled_query_mix(300, seed=2)
     kinds = Counter(k for k, _ in labeled)
-    assert set(kinds) == set(g.QUERY_KINDS) and len(labeled) == 300
+    assert set(kinds) == set(market.QUERY_KINDS) and len(labeled) == 300
     hits = Counter()
     for kind, body in labeled:
         assert not list(discover.iter_errors(body)), kind
@@ -419,7 +420,7 @@ def test_cli_writes_reproducible_outputs(tmp_path, capsys):
     bodies = [orjson.loads(p.read_bytes()) for p in sorted((a / "publish").glob("*.json"))]
     assert sum(len(c["beckn:items"]) for body in bodies for c in body["message"]["catalogs"]) == 1200
     lines = (a / "queries.jsonl").read_bytes().splitlines()
-    assert len(lines) == 40 and {orjson.loads(x)["kind"] for x in lines} <= set(g.QUERY_KINDS)
+    assert len(lines) == 40 and {orjson.loads(x)["kind"] for x in lines} <= set(market.QUERY_KINDS)
     keys = orjson.loads((a / "participants.json").read_bytes())
     assert keys["bap"]["subscriber_id"] == net.bap.subscriber_id and len(keys["bpps"]) == len(net.bpps)
 

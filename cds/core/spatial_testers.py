@@ -1,0 +1,233 @@
+"""Point testers of prepared spatial filters: "is this station point in / near the request geometry?", each built
+once at planning and then called for every candidate, with a bounded cost per point (docs/decisions.md §24).
+
+Radius tests are pure Python (a bbox rejection, then haversine with precomputed cos(lat)); route and polygon
+tests look up only nearby segments in a grid of their distance-widened boxes (numpy beyond a few); areas are
+pre-classified in a grid of cells, so only points in edge cells ask GEOS.
+"""
+
+from __future__ import annotations
+
+import math
+from typing import Any, Iterable
+
+import numpy as np
+import shapely
+from shapely.geometry import LineString, Point, Polygon
+from shapely.geometry.base import BaseGeometry
+
+from cds.core.geodesy import DEG, EARTH_R, M_PER_DEG, haversine_m, segment_distance_m, segment_distances_m
+
+
+def points_of(geom: BaseGeometry) -> list[tuple[float, float]]:
+    return [(p.x, p.y) for p in getattr(geom, "geoms", [geom])]
+
+
+def segments_of(geom: BaseGeometry) -> list[tuple[tuple[float, float], tuple[float, float]]]:
+    segs = []
+    for part in getattr(geom, "geoms", [geom]):
+        lines: Iterable[Any]
+        if isinstance(part, Polygon):
+            lines = [part.exterior, *part.interiors]
+        elif isinstance(part, (LineString,)):
+            lines = [part]
+        else:
+            lines = []
+        for line in lines:
+            cs = list(line.coords)
+            segs.extend(((a[0], a[1]), (b[0], b[1])) for a, b in zip(cs, cs[1:]))
+    return segs
+
+
+def is_areal(geom: BaseGeometry) -> bool:
+    return any(isinstance(p, Polygon) for p in getattr(geom, "geoms", [geom]))
+
+
+_SMALL_CELL = 32       # grid cells with at most this many segments are filtered in plain Python
+_FEW_POINTS = 16       # more points than this: a grid narrows them (as zero-length segments)
+_VECTOR_FROM = 24      # a point with more candidate segments than this measures them with numpy
+
+
+def radius_tester(pts: list[tuple[float, float]], d: float, bbox: tuple[float, float, float, float]):
+    minx, miny, maxx, maxy = bbox
+    if len(pts) == 1:
+        (plon, plat), = pts
+        cos_p = math.cos(plat * DEG)
+        half = math.sin(d / (2 * EARTH_R)) ** 2 if d < math.pi * EARTH_R else 1.0
+
+        def one(lon: float, lat: float) -> bool:
+            if not (miny <= lat <= maxy and minx <= lon <= maxx):
+                return False
+            a = math.sin((lat - plat) * DEG / 2) ** 2 + cos_p * math.cos(lat * DEG) * \
+                math.sin((lon - plon) * DEG / 2) ** 2
+            return a <= half * (1 + 1e-12)
+        return one
+    if len(pts) > _FEW_POINTS:  # bounded cost per tested point: only the points within reach are measured
+        near = _NearSegments([(p, p) for p in pts], d)
+
+        def grid(lon: float, lat: float) -> bool:
+            return miny <= lat <= maxy and minx <= lon <= maxx and near.any_within(lon, lat)
+        return grid
+
+    def many(lon: float, lat: float) -> bool:
+        if not (miny <= lat <= maxy and minx <= lon <= maxx):
+            return False
+        return any(haversine_m(lon, lat, x, y) <= d for x, y in pts)
+    return many
+
+
+class _SegmentGrid:
+    """Uniform lon/lat grid of segment indices: each segment is filed under every cell its
+    distance-widened box touches, so a point only measures the segments that can be within reach.
+    Built and queried with numpy: its cost is bounded by MAX_ENTRIES, not by Python loops."""
+
+    MAX_ENTRIES = 200_000
+
+    def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
+        dlat = d / M_PER_DEG * (1 + 1e-9) + 1e-9
+        arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4)
+        ax, ay, bx, by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+        lat_max = np.maximum(np.abs(ay), np.abs(by))
+        delta = d / EARTH_R
+        polar = lat_max * DEG + delta >= 89.99 * DEG
+        with np.errstate(divide="ignore", invalid="ignore"):
+            ratio = np.minimum(1.0, math.sin(delta) / np.cos(lat_max * DEG))
+        dlon = np.where(polar, 360.0, np.degrees(np.arcsin(np.where(polar, 0.0, ratio))) * (1 + 1e-9) + 1e-9)
+        full = polar | (dlon >= 360.0)
+        x0 = np.where(full, -180.0, np.minimum(ax, bx) - dlon)
+        x1 = np.where(full, 180.0, np.maximum(ax, bx) + dlon)
+        y0, y1 = np.minimum(ay, by) - dlat, np.maximum(ay, by) + dlat
+        self.x0, self.y0, self.x1, self.y1 = x0, y0, x1, y1
+        self.full = np.flatnonzero(full)                      # polar boxes: always checked
+        part = np.flatnonzero(~full)
+        cell = max(2 * dlat, 0.01)
+        while True:
+            gx0, gx1 = np.floor(x0[part] / cell).astype(np.int64), np.floor(x1[part] / cell).astype(np.int64)
+            gy0, gy1 = np.floor(y0[part] / cell).astype(np.int64), np.floor(y1[part] / cell).astype(np.int64)
+            nx, ny = gx1 - gx0 + 1, gy1 - gy0 + 1
+            if int((nx * ny).sum()) <= self.MAX_ENTRIES:
+                break
+            cell *= 2
+        self.cell = cell
+        counts = nx * ny
+        seg = np.repeat(part, counts)                         # one entry per (segment, cell)
+        k = np.arange(int(counts.sum())) - np.repeat(np.cumsum(counts) - counts, counts)
+        rny = np.repeat(ny, counts)
+        gx = np.repeat(gx0, counts) + k // np.maximum(rny, 1)
+        gy = np.repeat(gy0, counts) + k % np.maximum(rny, 1)
+        order = np.lexsort((seg, gy, gx))
+        gx, gy, seg = gx[order], gy[order], seg[order]
+        starts = np.flatnonzero(np.r_[True, (gx[1:] != gx[:-1]) | (gy[1:] != gy[:-1])]) if len(seg) else seg
+        ends = np.r_[starts[1:], len(seg)]
+        self.entries = seg
+        self.grid: dict[tuple[int, int], tuple[int, int]] = {
+            (int(x), int(y)): (int(a), int(b)) for x, y, a, b in zip(gx[starts], gy[starts], starts, ends)}
+        # few segments in a cell (the usual case): plain Python lists beat numpy's per-call overhead; filled on
+        # first use of a cell (a dict write is atomic: safe from several threads)
+        self.small: dict[tuple[int, int], list[int] | None] = {}
+        self.box_list = list(zip(x0.tolist(), y0.tolist(), x1.tolist(), y1.tolist()))
+
+    def candidates(self, lon: float, lat: float) -> "list[int] | np.ndarray":
+        """Indices of the segments whose widened box holds the point."""
+        key = (math.floor(lon / self.cell), math.floor(lat / self.cell))
+        span = self.grid.get(key)
+        if not len(self.full):
+            if span is None:
+                return []
+            few = self.small.get(key, False)
+            if few is False:
+                few = self.small[key] = self.entries[span[0]:span[1]].tolist() \
+                    if span[1] - span[0] <= _SMALL_CELL else None
+            if few is not None:
+                bl = self.box_list
+                return [i for i in few if bl[i][0] <= lon <= bl[i][2] and bl[i][1] <= lat <= bl[i][3]]
+        if span is None:
+            hit = self.full
+        else:
+            hit = self.entries[span[0]:span[1]]
+            if len(self.full):
+                hit = np.concatenate([hit, self.full])
+        if not len(hit):
+            return []
+        keep = (self.x0[hit] <= lon) & (lon <= self.x1[hit]) & (self.y0[hit] <= lat) & (lat <= self.y1[hit])
+        return hit[keep]
+
+
+class _NearSegments:
+    """"Is the point within `d` of some segment?" with a bounded cost per point: the grid gives the segments
+    within reach; many of them are measured at once with numpy (same formula as `segment_distance_m`)."""
+
+    def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
+        self.segs = segs
+        self.d = d
+        self.grid = _SegmentGrid(segs, d)
+        arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
+        self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+
+    def any_within(self, lon: float, lat: float) -> bool:
+        cands = self.grid.candidates(lon, lat)
+        if len(cands) <= _VECTOR_FROM:
+            segs, d = self.segs, self.d
+            ids = cands if isinstance(cands, list) else cands.tolist()
+            return any(segment_distance_m(lon, lat, *segs[i]) <= d for i in ids)
+        return bool((segment_distances_m(lon, lat, self.ax[cands], self.ay[cands], self.bx[cands],
+                                         self.by[cands]) <= self.d).any())
+
+
+def prepare_now(geom: BaseGeometry) -> None:
+    """Prepare for repeated point tests, and make GEOS build its lazy point-location index now: afterwards
+    the tests only read it, so the same filter can be used from the loop and a worker thread at once."""
+    shapely.prepare(geom)
+    x0, y0, x1, y1 = geom.bounds
+    shapely.intersects_xy(geom, (x0 + x1) / 2, (y0 + y1) / 2)
+
+
+class AreaGrid:
+    """Point-in-area with a grid of cells classified once as inside / outside / on the edge;
+    only points in edge cells need GEOS."""
+
+    N = 48
+
+    def __init__(self, geom: BaseGeometry) -> None:
+        prepare_now(geom)
+        self.geom = geom
+        x0, y0, x1, y1 = geom.bounds
+        self.x0, self.y0 = x0, y0
+        self.w = max((x1 - x0) / self.N, 1e-9)
+        self.h = max((y1 - y0) / self.N, 1e-9)
+        ix, iy = [a.ravel() for a in np.meshgrid(range(self.N), range(self.N))]
+        boxes = shapely.box(x0 + ix * self.w, y0 + iy * self.h, x0 + (ix + 1) * self.w, y0 + (iy + 1) * self.h)
+        inside = shapely.contains(geom, boxes)
+        touches = shapely.intersects(geom, boxes)
+        # 1 = inside, 0 = outside, -1 = edge
+        self.state = {(int(a), int(b)): (1 if i else (-1 if t else 0))
+                      for a, b, i, t in zip(ix, iy, inside, touches)}
+
+    def covers(self, lon: float, lat: float) -> bool:
+        st = self.state.get((math.floor((lon - self.x0) / self.w), math.floor((lat - self.y0) / self.h)), -1)
+        if st >= 0:
+            return st == 1
+        return bool(shapely.intersects_xy(self.geom, lon, lat))
+
+
+def _point_parts(geom: BaseGeometry) -> list[tuple[float, float]]:
+    return [(p.x, p.y) for p in getattr(geom, "geoms", [geom]) if isinstance(p, Point)]
+
+
+def shape_tester(geom: BaseGeometry, d: float, bbox: tuple[float, float, float, float]):
+    """dwithin for lines/polygons (and mixed multi-geometries)."""
+    minx, miny, maxx, maxy = bbox
+    pts = _point_parts(geom)
+    segs = segments_of(geom) + [(p, p) for p in pts]   # points as zero-length segments: one bounded lookup
+    area = AreaGrid(geom) if is_areal(geom) else None
+    # Built here, at planning (off the loop for a costly request), never lazily in the search: for thousands of
+    # segments the build is a loop hold of 100+ ms (docs/decisions.md §G).
+    near = _NearSegments(segs, d)
+
+    def test(lon: float, lat: float) -> bool:
+        if not (miny <= lat <= maxy and minx <= lon <= maxx):
+            return False
+        if area is not None and area.covers(lon, lat):
+            return True
+        return near.any_within(lon, lat)
+    return test
