@@ -1,7 +1,8 @@
-"""`cds serve --workers 2` as real processes (docs/decisions.md §P): one port, every worker answering, a
-publish ACKed by one worker searchable through all once `on_catalog_publish` went out, replays recognised
-across workers, nothing lost when a worker is SIGKILLed right after its ACK, metrics summed over the
-workers, and a huge publish never stalling a serving loop for long."""
+"""`cds serve --workers N` as real processes (docs/decisions.md §P): one port, every worker answering, a
+publish ACKed by one worker indexed by the ingest process (never a worker, with one worker too) and
+searchable through all once `on_catalog_publish` went out, replays recognised across workers, nothing lost
+when a worker is SIGKILLed right after its ACK (one worker or two), metrics summed over the workers, and a
+huge publish never stalling a serving loop for long."""
 
 from __future__ import annotations
 
@@ -124,7 +125,29 @@ async def _on_every_worker(srv: Served, send, want: int) -> dict[str, list]:
     raise AssertionError(f"only workers {sorted(answers)} answered")
 
 
+def _index_writer(data: Path) -> int:
+    """The pid holding the embedded index's lock, i.e. its one writer (from /proc/locks)."""
+    inode = os.stat(data / "index" / "index.lock").st_ino
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()      # "1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF"; waiters: "1: -> ..."
+        if f[1] == "FLOCK" and int(f[5].rsplit(":", 1)[1]) == inode:
+            return int(f[4])
+    raise AssertionError("nobody holds the index lock")
+
+
+def _parent_and_command(pid: int) -> tuple[int, bytes]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1]), Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+@pytest.mark.parametrize("served", [{"workers": 1}, {}], ids=["one worker", "two workers"], indirect=True)
 async def test_every_worker_answers_and_a_publish_is_searchable_through_all(network, served):
+    """With any worker count the ingest process, a sibling of the workers, writes the index (§24)."""
+    workers = {int(pid) for pid in await served.pids()}
+    writer = _index_writer(network.tmp / "data")
+    parent, command = _parent_and_command(writer)
+    assert writer not in workers and parent == served.proc.pid and b"cds.cli.ingest_process" in command
+    assert all(_parent_and_command(pid)[0] == served.proc.pid for pid in workers)
     doc = publish_doc(network.bpp, ["cat-w1"])
     item = doc["message"]["catalogs"][0]["beckn:items"][0]["beckn:id"]
     body, headers = _signed(network.bpp, doc)
@@ -159,7 +182,8 @@ async def test_a_replay_sent_to_another_worker_is_recognised(network, served):
     assert message_ids(callbacks(network.bap_sink, "/on_discover")).count(mid) == 1
 
 
-@pytest.mark.parametrize("served", [{}, {"CDS_SPOOL_BYTES": "1"}], ids=["queued", "spooled"], indirect=True)
+@pytest.mark.parametrize("served", [{}, {"CDS_SPOOL_BYTES": "1"}, {"workers": 1}],
+                         ids=["queued", "spooled", "one worker"], indirect=True)
 async def test_sigkill_of_a_worker_right_after_its_ack_loses_nothing(network, served):
     """Also with every body spooled (docs/decisions.md §P): the file is durable before the ACK, and removed
     once its publish was reported."""
