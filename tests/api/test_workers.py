@@ -207,6 +207,35 @@ async def test_sigkill_of_a_worker_right_after_its_ack_loses_nothing(network, se
     await wait_until(lambda: not spool.exists() or not any(spool.iterdir()), timeout=10, what="spool files removed")
 
 
+async def test_what_a_one_process_serve_acked_and_did_not_index_is_indexed_after_the_switch(network):
+    """`--single-process` (or `--workers 1` of an older version) kept ACKed publishes in its own ingest log:
+    the supervisor queues them before any worker starts, so they are indexed and reported, and removes the log."""
+    from indexer.ingest.entry import IngestEntry, encode_entry
+    from indexer.ingest.log import IngestLog
+
+    doc = publish_doc(network.bpp, ["cat-left"])
+    item = doc["message"]["catalogs"][0]["beckn:items"][0]["beckn:id"]
+    left = IngestLog(network.tmp / "data" / "ingest")
+    await left.open()
+    await left.append(encode_entry(IngestEntry(publisher_id=network.bpp.subscriber_id, publisher_uri=network.bpp.url,
+                                               callback_url=network.bpp.url, body=orjson.dumps(doc),
+                                               received_at=time.time())))
+    await left.close()
+    srv = Served(network, workers=1)
+    try:
+        await srv.pids()
+        await wait_until(lambda: callbacks(network.bpp_sink), timeout=60, what="on_catalog_publish")
+        (report,) = callbacks(network.bpp_sink)
+        assert report["context"]["message_id"] == doc["context"]["message_id"]
+        assert report["message"]["results"][0]["status"] == "ACCEPTED"
+        b, h = _signed(network.bap, _qr_discover(network, item))
+        status, _, reply = await srv.request("GET", "/beckn/discover", b, h)
+        assert status == 200 and _item_ids(reply) == {item}
+        assert not (network.tmp / "data" / "ingest").exists()
+    finally:
+        srv.stop()
+
+
 def _counter(text: str, line_prefix: str) -> float:
     return sum(float(line.rsplit(" ", 1)[1]) for line in text.splitlines() if line.startswith(line_prefix))
 
