@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import logging
 import shutil
-from pathlib import Path
 
 import msgspec
 
@@ -26,10 +25,6 @@ from indexer.ingest.stream import IngestStream
 log = logging.getLogger("cds.supervisor")
 
 RETRY_S = 1.0
-
-
-def leftover(data_dir: Path) -> bool:
-    return any((data_dir / "ingest").glob("ingest-*.log"))
 
 
 async def hand_over_local_log(settings: Settings, redis_url: str, *, gave_up=lambda: False) -> int:

@@ -15,8 +15,6 @@ from cds.config import ConfigError, load_settings
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from cds.api.app import create_app
-    from cds.api.server import serve
     from cds.logs import setup_logging
     from indexer.embedded.persist import DirLocked
 
@@ -41,6 +39,9 @@ def _serve(args: argparse.Namespace) -> int:
         # A follower applying a big catalog works in a thread: the loop waits at most 1 ms for the GIL, not 5.
         sys.setswitchinterval(WORKER_SWITCH_INTERVAL_S)
         watch_parent(os.getppid())      # a worker whose supervisor died (SIGKILL, OOM) must not serve on alone
+        from cds.api.app import create_app
+        from cds.api.server import serve
+
         app = create_app(settings, worker=True, machine_redis=args.machine_redis)
         asyncio.run(serve(app, settings, host=args.host, port=args.port, reuse_port=True))
         return 0
@@ -205,7 +206,7 @@ def _settings_requiring(*required: tuple[str, str], **overrides: object):
 def _indexer(args: argparse.Namespace) -> int:
     settings = _settings_requiring(
         ("redis_url", "cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded "
-         "default the API process (cds serve) indexes publishes itself."),
+         "default `cds serve` indexes publishes itself (its ingest process)."),
         ("signing_private_key", "CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks."))
     from cds.logs import setup_logging
     from indexer.ingest.worker_process import run_indexer

@@ -29,7 +29,6 @@ from pathlib import Path
 from typing import Callable
 
 from cds.config import Settings
-from cds.cli.handover import hand_over_local_log, leftover
 from cds.cli.localredis import LocalRedis
 from cds.metrics import MULTIPROC_ENV
 from indexer.embedded.persist import DirLock
@@ -165,8 +164,10 @@ def _supervise(settings: Settings, n: int, *, host: str, port: int, demo: bool) 
 def _hand_over(settings: Settings, data: Path, redis_url: str, gave_up: Callable[[], bool]) -> None:
     """Before any worker takes a publish (a publisher's catalogs keep their order): what a one-process
     `cds serve` ACKed here and did not index goes to the stream (`cds.cli.handover`)."""
-    if not leftover(data):
+    if not any((data / "ingest").glob("ingest-*.log")):
         return
+    from cds.cli.handover import hand_over_local_log     # the supervisor stays small (imported when needed)
+
     try:
         asyncio.run(hand_over_local_log(settings, redis_url, gave_up=gave_up))
     except Exception as e:  # noqa: BLE001 - e.g. the operator's Redis is down: the log keeps them for next start
