@@ -9,9 +9,10 @@ What one run does (every process is a real subprocess on loopback; locust always
  1. generate the network (cds.demo.generator, seeded) and write registry.json (BAP, BPPs and a freshly
     generated CDS key; callback URLs point at the sink), participants.json and queries.jsonl;
  2. start the callback sink (loadtests.callback_sink: the BAP's and BPPs' callback endpoints), the hello-world
-    baseline (loadtests.hello) and the CDS (`cds serve --workers 1` on the embedded default with a temporary data
-    dir, through loadtests.profile_serve, which only adds GC timing and an on-demand cProfile switch; one
-    process, so that its signals, CPU and RSS are the server's: `loadtests.bench_workers` measures N workers);
+    baseline (loadtests.hello) and the CDS (`cds serve --single-process` on the embedded default with a temporary
+    data dir, through loadtests.profile_serve, which only adds GC timing and an on-demand cProfile switch; one
+    process, so that its signals, CPU and RSS are the server's: `loadtests.bench_workers` measures the
+    supervised server, any worker count);
  3. seed: send every catalog as a signed publish over HTTP (4 in flight), wait for every on_catalog_publish;
     read the CDS's RSS (VmRSS);
  4. publish → searchable: re-publish single catalogs, each with one new item, and poll a signed sync discover
@@ -221,7 +222,7 @@ class Bench:
         if self.cfg.redis_url:
             env["CDS_REDIS_URL"] = self.cfg.redis_url
         # A graceful stop writes a snapshot of the whole index (GBs at 1M connectors): give it time.
-        self.cds_svc = self.start(name, [PY, "-m", "loadtests.profile_serve", "serve", "--workers", "1", "--port",
+        self.cds_svc = self.start(name, [PY, "-m", "loadtests.profile_serve", "serve", "--single-process", "--port",
                                    str(self.ports["cds"])],
                                   env, stop_timeout=300)
         return self.cds_svc

@@ -155,7 +155,7 @@ async def run_mode(mode: str, args: argparse.Namespace, tmp: Path) -> dict[str, 
             if redis_url:
                 env["CDS_REDIS_URL"] = redis_url
             prof = ["-m", "cProfile", "-o", str(args.profile / f"{mode}-cds{i}.prof")] if args.profile else []
-            svc = Service(f"cds{i}", [PY, *prof, "-m", "cds", "serve", "--workers", "1", "--host", "127.0.0.1", "--port", str(port)],
+            svc = Service(f"cds{i}", [PY, *prof, "-m", "cds", "serve", "--single-process", "--host", "127.0.0.1", "--port", str(port)],
                           env, logdir)
             services.append(svc)
             cds_pids.append(svc.pid)

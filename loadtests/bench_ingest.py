@@ -353,8 +353,9 @@ class Bench:
                     # through loadtests.profile_serve (exactly `cds indexer`): --profile-indexer signals it
                     self.start(f"indexer-{k}", [PY, "-m", "loadtests.profile_serve", "indexer"],
                                {**env, "CDS_BENCH_PROFILE_OUT": f"{a.profile_indexer or 'indexer'}.{k}.prof"})
-            # Through loadtests.profile_serve (exactly `cds serve`, plus GC pause timing for the report).
-            cds = self.start("cds", [PY, "-m", "loadtests.profile_serve", "serve", "--workers", "1", "--port", str(self.ports["cds"])],
+            # Through loadtests.profile_serve (exactly `cds serve`, plus GC pause timing for the report); one
+            # process, so its profile and GC timings are the indexer's (bench_ingest_workers: the supervised server).
+            cds = self.start("cds", [PY, "-m", "loadtests.profile_serve", "serve", "--single-process", "--port", str(self.ports["cds"])],
                              {**env, "CDS_BENCH_GC_OUT": str(self.work / "gc.json")})
             wait_http(f"{self.cds.rsplit('/beckn', 1)[0]}/health/ready", cds, 120)
             progress(f"{len(work)} catalogs, {sum(n for *_, n in work)} connectors; throughput phase")

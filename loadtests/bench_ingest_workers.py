@@ -45,8 +45,8 @@ def children(pid: int) -> list[tuple[int, str]]:
 class WorkersBench(bench_ingest.Bench):
     def start(self, name: str, argv: list[str], env: dict[str, str]):   # type: ignore[override]
         if name == "cds":
-            k = argv.index("--workers")
-            argv = [*argv[:k + 1], str(self.a.serve_workers), *argv[k + 2:]]
+            k = argv.index("--single-process")      # bench_ingest's one process, made the supervised server
+            argv = [*argv[:k], "--workers", str(self.a.serve_workers), *argv[k + 1:]]
             if env.get("CDS_BENCH_STAGES_OUT"):
                 site = self.work / "site"
                 site.mkdir(exist_ok=True)

@@ -4,7 +4,7 @@ of this). `loadtests.profile_serve` installs it when $CDS_BENCH_STAGES_OUT is se
     python -m loadtests.bench_ingest --connectors 100000 --no-write --env CDS_BENCH_STAGES_OUT=/tmp/stages.json
     python -m loadtests.stage_trace /tmp/stages.json           # the table (per process: one file per pid)
 
-It wraps, in the process that indexes (`cds serve --workers 1`, or the ingest process of `--workers N`), the
+It wraps, in the process that indexes (the ingest process of `cds serve`, or `cds serve --single-process`), the
 steps of one queued publish and writes per catalog written, in ms:
 
 - queue: from the API's receipt of the publish (`IngestEntry.received_at`, just before the ACK) to the start of
@@ -14,7 +14,7 @@ steps of one queued publish and writes per catalog written, in ms:
   whole (packing in a thread, the log and the followers included);
 - log: submit to the write-ahead log until its batch is written, fsynced and applied (`log_batches` has the
   write + fsync time and size of every batch, `commits` the apply time on the loop);
-- followers: waiting for every serving worker to apply the record (0 with `--workers 1`);
+- followers: waiting for every serving worker to apply the record (0 with `--single-process`);
 - to_report: from the index call's end to the callback's start (`done` key in Redis, callback task);
 - report: signing and sending on_catalog_publish; total: receipt → callback sent.
 

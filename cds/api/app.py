@@ -50,9 +50,10 @@ def create_app(settings: Settings, *, storage: Storage | None = None, metrics: M
                clock: Callable[[], float] = time.time, worker: bool = False,
                machine_redis: bool = False) -> web.Application:
     """Build the API app. `storage` may be injected (tests run the same app on both backends);
-    `clock` is the service clock (TTL tests move it). `worker`: one serving worker of `cds serve --workers N`
-    (docs/decisions.md §P): Redis is configured (the supervisor starts a local one when needed), the ingest
-    process indexes, and an embedded index is a read-only follower of the ingest process's log.
+    `clock` is the service clock (TTL tests move it). `worker`: one serving worker of `cds serve`, any worker
+    count (docs/decisions.md §P; without it, the one process of `cds serve --single-process`): Redis is
+    configured (the supervisor starts a local one when needed), the ingest process indexes, and an embedded
+    index is a read-only follower of the ingest process's log.
     `machine_redis`: that Redis is the supervisor's private one; registry keys are then cached in each worker's
     memory (a Redis round trip per request would cost more than it saves: the workers share a machine)."""
     app = web.Application(middlewares=[beckn_errors],
@@ -153,9 +154,11 @@ async def _fanout_ctx(app: web.Application) -> AsyncIterator[None]:
 
 
 async def _ingest_ctx(app: web.Application) -> AsyncIterator[None]:
-    """Where an ACKed publish is kept until indexed. Without Redis: the in-process pipeline over the local
-    ingest log. With Redis: the stream, indexed by `cds indexer` workers, or by this process itself when the
-    index is embedded (it cannot be shared with another process; CDS_INDEXER_IN_API=auto decides so)."""
+    """Where an ACKed publish is kept until indexed. A serving worker of `cds serve` (any worker count): the
+    stream, indexed by the supervisor's ingest process or `cds indexer` replicas, never here (§P). Otherwise
+    (`cds serve --single-process`, tests): without Redis the in-process pipeline over the local ingest log;
+    with Redis the stream, indexed by `cds indexer` workers, or by this process itself when the index is
+    embedded (it cannot be shared with another process; CDS_INDEXER_IN_API=auto decides so)."""
     settings, redis = app[SETTINGS], app[REDIS]
     if app[WORKER] and redis is None:
         raise RuntimeError("a serving worker needs Redis (cds serve starts a local one when CDS_REDIS_URL is unset)")

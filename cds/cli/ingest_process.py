@@ -1,4 +1,4 @@
-"""The ingest process of `cds serve --workers N` (docs/decisions.md §P): the stream consumer of
+"""The ingest process of `cds serve` (docs/decisions.md §P, any worker count): the stream consumer of
 `cds indexer`, run next to the serving workers by the supervisor. With the embedded index it is the
 index's only writer (write-ahead log, snapshots, expiry sweep); each of its writes returns, and so
 `on_catalog_publish` goes out, only once every serving worker has applied it. Normalisation and index
@@ -41,7 +41,7 @@ async def _run(args: argparse.Namespace) -> int:
     stop = asyncio.Event()
     watch = asyncio.ensure_future(_stop_with_parent(stop))
     try:
-        # like `cds serve` in one process, never creates Elasticsearch indices (`cds index init` does)
+        # like `cds serve --single-process`, never creates Elasticsearch indices (`cds index init` does)
         return await run_indexer(settings, stop, storage=storage, purge=not settings.es_url, init_indices=False)
     finally:
         watch.cancel()

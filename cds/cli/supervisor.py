@@ -1,5 +1,6 @@
-"""`cds serve --workers N` (docs/decisions.md §P): N serving processes on one port, plus the processes
-they share, all children of this supervisor.
+"""`cds serve` (docs/decisions.md §P): N serving processes on one port (N = 1 too), plus the processes
+they share, all children of this supervisor. (`cds serve --single-process`, for debugging, is the only way
+to run without it.)
 
 - Serving workers: `cds serve --worker`, each binding the port with SO_REUSEPORT (the kernel spreads
   connections over them). With the embedded index each holds a read-only copy that follows the ingest
@@ -16,6 +17,7 @@ finish their requests), then the ingest process, then Redis.
 
 from __future__ import annotations
 
+import asyncio
 import logging
 import os
 import shutil
@@ -29,10 +31,12 @@ from typing import Callable
 from cds.config import Settings
 from cds.cli.localredis import LocalRedis
 from cds.metrics import MULTIPROC_ENV
+from indexer.embedded.persist import DirLock
 
 log = logging.getLogger("cds.supervisor")
 
 RESTART_PAUSE_S = 1.0
+SERVE_LOCK = "serve.lock"   # held by the one `cds serve` (supervisor or --single-process) of a data directory
 
 
 class _Child:
@@ -56,7 +60,43 @@ def ingest_needed(settings: Settings, local_redis: bool) -> bool:
     return settings.indexer_in_api == "true"
 
 
-def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool) -> int:
+def claim(settings: Settings, *, host: str, port: int) -> DirLock:
+    """Refuse at once, as one process did, what would otherwise be a child failing and restarted forever: a
+    data directory another `cds serve` uses (DirLocked; its private Redis must not be stopped by ours) or a
+    port that is taken (OSError). Returns the data directory's lock, held until the supervisor exits."""
+    import socket
+
+    data = settings.data_path
+    data.mkdir(parents=True, exist_ok=True)
+    held = DirLock(data, SERVE_LOCK)
+    held.acquire()
+    try:
+        if not settings.es_url:     # the index's writer (ingest process) takes it: free it must be
+            (data / "index").mkdir(exist_ok=True)
+            probe = DirLock(data / "index", "index.lock")
+            probe.acquire()
+            probe.release()
+        family, kind, proto, _, addr = socket.getaddrinfo(host or None, port, type=socket.SOCK_STREAM,
+                                                          flags=socket.AI_PASSIVE)[0]
+        with socket.socket(family, kind, proto) as s:   # the workers set SO_REUSEADDR too (TIME_WAIT is fine)
+            s.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)
+            s.bind(addr)
+    except BaseException:
+        held.release()
+        raise
+    return held
+
+
+def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool,
+                held: DirLock | None = None) -> int:
+    try:
+        return _supervise(settings, n, host=host, port=port, demo=demo)
+    finally:
+        if held is not None:
+            held.release()
+
+
+def _supervise(settings: Settings, n: int, *, host: str, port: int, demo: bool) -> int:
     data = settings.data_path
     data.mkdir(parents=True, exist_ok=True)
     env = dict(os.environ)
@@ -85,14 +125,22 @@ def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool)
 
     signal.signal(signal.SIGTERM, stop)
     signal.signal(signal.SIGINT, stop)
-    for c in children:
-        c.start()
     url = f"http://{host}:{port}{settings.base_path}"
-    fields = {"workers": n, "pids": [c.proc.pid for c in children if c.proc], "url": url,
-              **({"local_redis": redis.url} if redis else {})}
-    if _wait_bound(host, port, lambda: stopping or any(c.exited() is not None for c in children)):
-        log.info(f"listening on {url}", extra={"fields": fields})
     try:
+        for c in children:
+            if c.name == "ingest":
+                c.start()
+        _hand_over(settings, data, redis.url if redis else settings.redis_url, lambda: stopping)
+        for c in children:
+            if c.name != "ingest":
+                c.start()
+        fields = {"workers": n, "pids": [c.proc.pid for c in children if c.proc], "url": url,
+                  "subscriber_id": settings.subscriber_id,
+                  "storage": "elasticsearch" if settings.es_url else "embedded",
+                  **({} if settings.es_url else {"data_dir": str(data)}),
+                  **({"local_redis": redis.url} if redis else {})}
+        if _wait_bound(host, port, lambda: stopping or any(c.exited() is not None for c in children)):
+            log.info(f"listening on {url}", extra={"fields": fields})
         while not stopping:
             for c in children:
                 code = c.exited()
@@ -111,6 +159,20 @@ def run_workers(settings: Settings, n: int, *, host: str, port: int, demo: bool)
         if redis is not None:
             redis.stop()
     return 0
+
+
+def _hand_over(settings: Settings, data: Path, redis_url: str, gave_up: Callable[[], bool]) -> None:
+    """Before any worker takes a publish (a publisher's catalogs keep their order): what a one-process
+    `cds serve` ACKed here and did not index goes to the stream (`cds.cli.handover`)."""
+    if not any((data / "ingest").glob("ingest-*.log")):
+        return
+    from cds.cli.handover import hand_over_local_log     # the supervisor stays small (imported when needed)
+
+    try:
+        asyncio.run(hand_over_local_log(settings, redis_url, gave_up=gave_up))
+    except Exception as e:  # noqa: BLE001 - e.g. the operator's Redis is down: the log keeps them for next start
+        log.error("cannot queue the one-process ingest log of %s now (%s); it is kept and tried again at the "
+                  "next start", data / "ingest", e)
 
 
 def _wait_bound(host: str, port: int, give_up: Callable[[], bool], timeout_s: float = 120.0) -> bool:

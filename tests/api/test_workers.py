@@ -1,7 +1,8 @@
-"""`cds serve --workers 2` as real processes (docs/decisions.md §P): one port, every worker answering, a
-publish ACKed by one worker searchable through all once `on_catalog_publish` went out, replays recognised
-across workers, nothing lost when a worker is SIGKILLed right after its ACK, metrics summed over the
-workers, and a huge publish never stalling a serving loop for long."""
+"""`cds serve --workers N` as real processes (docs/decisions.md §P): one port, every worker answering, a
+publish ACKed by one worker indexed by the ingest process (never a worker, with one worker too) and
+searchable through all once `on_catalog_publish` went out, replays recognised across workers, nothing lost
+when a worker is SIGKILLed right after its ACK (one worker or two), metrics summed over the workers, and a
+huge publish never stalling a serving loop for long."""
 
 from __future__ import annotations
 
@@ -124,7 +125,34 @@ async def _on_every_worker(srv: Served, send, want: int) -> dict[str, list]:
     raise AssertionError(f"only workers {sorted(answers)} answered")
 
 
+def _index_writer(data: Path) -> int | None:
+    """The pid holding the embedded index's lock, i.e. its one writer (from /proc/locks); None while nobody does."""
+    try:
+        inode = os.stat(data / "index" / "index.lock").st_ino
+    except FileNotFoundError:
+        return None
+    for line in Path("/proc/locks").read_text().splitlines():
+        f = line.split()      # "1: FLOCK  ADVISORY  WRITE <pid> <major>:<minor>:<inode> 0 EOF"; waiters: "1: -> ..."
+        if f[1] == "FLOCK" and int(f[5].rsplit(":", 1)[1]) == inode:
+            return int(f[4])
+    return None
+
+
+def _parent_and_command(pid: int) -> tuple[int, bytes]:
+    stat = Path(f"/proc/{pid}/stat").read_text()
+    return int(stat.rsplit(")", 1)[1].split()[1]), Path(f"/proc/{pid}/cmdline").read_bytes()
+
+
+@pytest.mark.parametrize("served", [{"workers": 1}, {}], ids=["one worker", "two workers"], indirect=True)
 async def test_every_worker_answers_and_a_publish_is_searchable_through_all(network, served):
+    """With any worker count the ingest process, a sibling of the workers, writes the index (§24)."""
+    workers = {int(pid) for pid in await served.pids()}
+    # the workers may answer before the ingest process has opened the index (each loads it on its own)
+    await wait_until(lambda: _index_writer(network.tmp / "data") is not None, timeout=60, what="the index's writer")
+    writer = _index_writer(network.tmp / "data")
+    parent, command = _parent_and_command(writer)
+    assert writer not in workers and parent == served.proc.pid and b"cds.cli.ingest_process" in command
+    assert all(_parent_and_command(pid)[0] == served.proc.pid for pid in workers)
     doc = publish_doc(network.bpp, ["cat-w1"])
     item = doc["message"]["catalogs"][0]["beckn:items"][0]["beckn:id"]
     body, headers = _signed(network.bpp, doc)
@@ -159,7 +187,8 @@ async def test_a_replay_sent_to_another_worker_is_recognised(network, served):
     assert message_ids(callbacks(network.bap_sink, "/on_discover")).count(mid) == 1
 
 
-@pytest.mark.parametrize("served", [{}, {"CDS_SPOOL_BYTES": "1"}], ids=["queued", "spooled"], indirect=True)
+@pytest.mark.parametrize("served", [{}, {"CDS_SPOOL_BYTES": "1"}, {"workers": 1}],
+                         ids=["queued", "spooled", "one worker"], indirect=True)
 async def test_sigkill_of_a_worker_right_after_its_ack_loses_nothing(network, served):
     """Also with every body spooled (docs/decisions.md §P): the file is durable before the ACK, and removed
     once its publish was reported."""
@@ -181,6 +210,35 @@ async def test_sigkill_of_a_worker_right_after_its_ack_loses_nothing(network, se
         assert status == 200 and _item_ids(reply) == {item}
     spool = network.tmp / "data" / "spool"
     await wait_until(lambda: not spool.exists() or not any(spool.iterdir()), timeout=10, what="spool files removed")
+
+
+async def test_what_a_one_process_serve_acked_and_did_not_index_is_indexed_after_the_switch(network):
+    """`--single-process` (or `--workers 1` of an older version) kept ACKed publishes in its own ingest log:
+    the supervisor queues them before any worker starts, so they are indexed and reported, and removes the log."""
+    from indexer.ingest.entry import IngestEntry, encode_entry
+    from indexer.ingest.log import IngestLog
+
+    doc = publish_doc(network.bpp, ["cat-left"])
+    item = doc["message"]["catalogs"][0]["beckn:items"][0]["beckn:id"]
+    left = IngestLog(network.tmp / "data" / "ingest")
+    await left.open()
+    await left.append(encode_entry(IngestEntry(publisher_id=network.bpp.subscriber_id, publisher_uri=network.bpp.url,
+                                               callback_url=network.bpp.url, body=orjson.dumps(doc),
+                                               received_at=time.time())))
+    await left.close()
+    srv = Served(network, workers=1)
+    try:
+        await srv.pids()
+        await wait_until(lambda: callbacks(network.bpp_sink), timeout=60, what="on_catalog_publish")
+        (report,) = callbacks(network.bpp_sink)
+        assert report["context"]["message_id"] == doc["context"]["message_id"]
+        assert report["message"]["results"][0]["status"] == "ACCEPTED"
+        b, h = _signed(network.bap, _qr_discover(network, item))
+        status, _, reply = await srv.request("GET", "/beckn/discover", b, h)
+        assert status == 200 and _item_ids(reply) == {item}
+        assert not (network.tmp / "data" / "ingest").exists()
+    finally:
+        srv.stop()
 
 
 def _counter(text: str, line_prefix: str) -> float:

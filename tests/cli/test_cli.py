@@ -39,6 +39,37 @@ def test_serve_refuses_bad_config(tmp_path):
     assert p.returncode == 2 and "CDS_MAX_RESULTS" in p.stderr
 
 
+def _serve_refused(tmp_path, *args: str) -> str:
+    """`cds serve ARGS` that must exit 2 at once, before starting any process; its output."""
+    from cds.keys import generate_keypair
+
+    env = {**{k: v for k, v in os.environ.items() if not k.startswith("CDS_")},
+           "CDS_DATA_DIR": str(tmp_path), "CDS_SIGNING_PRIVATE_KEY": generate_keypair()[0]}
+    p = subprocess.run([sys.executable, "-m", "cds", "serve", *args], capture_output=True, text=True, env=env,
+                       timeout=60)
+    assert p.returncode == 2, p.stdout + p.stderr
+    return p.stderr
+
+
+def test_serve_refuses_a_data_directory_or_a_port_in_use_at_once(tmp_path):
+    """Not a child failing and restarted forever (and a second supervisor never stops the first one's Redis)."""
+    from indexer.embedded.persist import DirLock
+
+    held = DirLock(tmp_path, "serve.lock")
+    held.acquire()
+    try:
+        out = _serve_refused(tmp_path, "--port", str(_free_port()))
+        assert "is another `cds serve` using CDS_DATA_DIR" in out
+        assert "is another `cds serve` using CDS_DATA_DIR" in _serve_refused(tmp_path, "--single-process")
+    finally:
+        held.release()
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", 0))
+        taken.listen()
+        assert "cannot listen on 127.0.0.1" in _serve_refused(tmp_path, "--port", str(taken.getsockname()[1]))
+    assert "--single-process runs one process" in _serve_refused(tmp_path, "--single-process", "--workers", "2")
+
+
 def _free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
