@@ -7,7 +7,7 @@ from __future__ import annotations
 from collections import Counter
 from typing import Any
 
-from cds.core.dialects import as_list, pick
+from cds.core.fields import as_list, pick
 
 
 def _message(doc: Any) -> dict:

@@ -7,7 +7,7 @@ import functools
 import re
 from typing import Any
 
-from cds.core.dialects import period_values
+from cds.core.fields import period_values
 from cds.core.timeutil import daily_seconds_local, parse_instant
 
 _DATE_ONLY = re.compile(r"^\d{4}-\d{2}-\d{2}$")

@@ -15,7 +15,8 @@ from cds.core import errors as E
 from cds.core.bounds import REJECTION_CODES
 from cds.core.errors import BecknError
 from cds.core.models import CatalogResult, PublishRequest
-from cds.core.normalize import merge_catalog, normalize_catalog
+from cds.core.merge import merge_catalog
+from cds.core.normalize import normalize_catalog
 from cds.core.replies import build_on_catalog_publish
 from cds.metrics import Metrics
 from cds.trust.outbound import Outbound

@@ -7,7 +7,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from cds.core import normalize as N
+from cds.core import normalize_read as N
 from cds.core.bounds import long_string
 from cds.core.errors import BecknError
 from cds.core.replies import build_on_catalog_publish

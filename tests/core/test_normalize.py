@@ -16,8 +16,9 @@ from cds.core.text import document_terms
 from cds.core import errors as E
 from cds.config import Settings
 from cds.core.errors import BecknError
-from cds.core import normalize as N
-from cds.core.normalize import merge_catalog, normalize_catalog
+from cds.core import merge as M, normalize, normalize_docs as D, normalize_read as N
+from cds.core.merge import merge_catalog
+from cds.core.normalize import normalize_catalog
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
 SETTINGS = Settings()
@@ -455,7 +456,7 @@ def test_not_an_object_rejected():
 
 
 def test_too_many_items_rejected(monkeypatch):
-    monkeypatch.setattr(N, "MAX_ITEMS", 2)
+    monkeypatch.setattr(normalize, "MAX_ITEMS", 2)      # read by the catalog-level normaliser
     err = _reject(ubc_catalog())
     assert (err.code, err.paths) == (E.SCH_SCHEMA_VALIDATION_FAILED, "catalogs[0].beckn:items")
     assert "2" in err.message
@@ -511,7 +512,7 @@ def test_merge_catalog_lts_resources_and_header_null():
 def test_merge_patch_depth_is_bounded():
     deep: dict = {}
     node = deep
-    for _ in range(N.MAX_MERGE_DEPTH + 5):
+    for _ in range(M.MAX_MERGE_DEPTH + 5):
         node["x"] = {}
         node = node["x"]
     with pytest.raises(BecknError) as ei:
@@ -535,4 +536,4 @@ def test_absurdly_nested_item_is_rejected_not_crashing():
 ])
 def test_item_terms_are_the_terms_of_its_parts_joined(parts):
     # normalize analyses each text part on its own (and caches it); the terms must be the joined text's
-    assert N._document_terms(parts) == document_terms((" ".join(parts)[:N.MAX_TEXT],))
+    assert D._document_terms(parts) == document_terms((" ".join(parts)[:N.MAX_TEXT],))

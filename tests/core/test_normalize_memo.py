@@ -8,7 +8,7 @@ from __future__ import annotations
 import msgspec
 import pytest
 
-from cds.core.dialects import pick, read, spelled
+from cds.core.fields import pick, read, spelled
 from tests.core.test_normalize import a_catalog, a_item, a_offer, norm
 
 WINDOWS = [

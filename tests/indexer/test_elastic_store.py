@@ -111,6 +111,28 @@ async def test_indices_are_created_only_by_init_and_init_is_idempotent(make_stor
     assert props["properties"]["windows"]["type"] == "date_range"
 
 
+async def test_the_catalog_json_is_stored_packed_and_plain_documents_still_read(make_store):
+    """The whole catalog (kept for MERGE) is written packed (cds.core.rawjson); a meta document written before
+    that holds it plain, and both read back as the catalog as published."""
+    from cds.core.rawjson import is_packed
+
+    st = await make_store()
+    r = rec("bpp", "cat", 3)
+    r.meta.raw = orjson.dumps({"beckn:id": "cat", "beckn:items": [{"beckn:id": f"it{k}", "x": "y" * 40} for k in range(40)]})
+    await st.replace_catalog(r)
+    resp = await st.es.search(index=st.catalogs_alias, query={"term": {"kind": "meta"}}, size=5)
+    (hit,) = resp["hits"]["hits"]
+    stored = base64.b64decode(hit["_source"]["raw"])
+    assert is_packed(stored) and len(stored) < len(r.meta.raw)
+    st._meta_cache.clear()                                   # read from Elasticsearch, not from the write
+    assert (await st.get_catalog("bpp", "cat")).raw == r.meta.raw
+    # a document written before packing: its raw is the plain JSON
+    await st.es.update(index=hit["_index"], id=hit["_id"], doc={"raw": base64.b64encode(r.meta.raw).decode()},
+                       refresh=True)
+    st._meta_cache.clear()
+    assert (await st.get_catalog("bpp", "cat")).raw == r.meta.raw
+
+
 async def test_migration_to_a_new_mapping_version_keeps_the_data(make_store, monkeypatch):
     st = await make_store()
     r = rec("bpp", "cat", 30, tag="v1")

@@ -295,3 +295,18 @@ def test_text_counts_finds_the_ubc_text_queries(capsys):
     found = int(out[1].split()[0])
     assert 0 < found < int(out[0].split()[0])                 # some, not all, of the demo items
     assert out[2].endswith("(no text criterion left)")        # filler words only
+
+
+def test_normalize_digests_are_stable_and_tell_changed_catalogs_apart():
+    """The normaliser's differential check (loadtests.normalize_digests): the same corpus gives the same digests
+    (nothing depends on the run), and a catalog whose documents differ gets another digest, the others not."""
+    from loadtests import normalize_digests as nd
+
+    corpus = nd.build_corpus(fuzz=20, seed=3, connectors=200)
+    assert len(corpus) > 40
+    first = nd.digests(corpus)
+    assert nd.digests(corpus) == first
+    changed = orjson.loads(orjson.dumps(corpus[0]))
+    changed["beckn:items"][0]["beckn:itemAttributes"]["maxPowerKW"] = 123.0
+    got = nd.digests([changed, *corpus[1:]])
+    assert got[0] != first[0] and got[1:] == first[1:]
