@@ -11,6 +11,8 @@ import math
 from datetime import tzinfo
 from typing import Callable, Iterable
 
+import numpy as np
+
 from cds.core import spatial
 
 from cds.core import timeutil
@@ -31,6 +33,12 @@ def catalog_live(meta: CatalogMeta, now: float) -> bool:
     if not meta.is_active or (meta.valid_from is not None and now < meta.valid_from):
         return False
     return True
+
+
+def catalog_live_mask(is_active: np.ndarray, valid_from: np.ndarray, expires_at: np.ndarray, now: float
+                      ) -> np.ndarray:
+    """`catalog_live` for many catalogs at once (NaN stands for None: every comparison with it is false)."""
+    return is_active & ~(now >= expires_at) & ~(now < valid_from)
 
 
 def offer_live(offer: OfferDoc, now: float, tz: "tzinfo | str") -> bool:
@@ -112,6 +120,22 @@ def matcher(query: Query, now: float, *, pushdowns_known: bool = False
             return False
         return _item_matches(query, item, meta, now, spatial_known, pushdowns_known)
     return match
+
+
+def item_matcher(query: Query, now: float, *, pushdowns_known: bool = False
+                 ) -> Callable[[ItemDoc, CatalogMeta, bool], bool]:
+    """`matches` for an item already known to be live (a search that decided liveness vectorised, with
+    `catalog_live_mask` and the item's `is_active`), as a function of (item, meta, spatial_known)."""
+    def match(item: ItemDoc, meta: CatalogMeta, spatial_known: bool = False) -> bool:
+        return _item_matches(query, item, meta, now, spatial_known, pushdowns_known)
+    return match
+
+
+def spatial_decides(query: Query, *, pushdowns_known: bool = False) -> bool:
+    """Does a live item inside every spatial constraint match without further tests? (Then a search that
+    decided liveness and the spatial constraints need not call the matcher: the checks of `_item_matches`.)"""
+    return (not query.text and query.packs is None and (not (query.terms or query.ranges) or pushdowns_known)
+            and (query.predicate is None or pushdowns_known and query.predicate_is_pushdowns))
 
 
 def distance(query: Query, item: ItemDoc) -> float | None:

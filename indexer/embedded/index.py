@@ -4,13 +4,14 @@ a small candidate set. Exact matching and ordering stay with `cds.core.matching`
 Layout (memory matters: 1M connectors must fit in a few GB):
 - `docs[id]` holds the ItemDoc itself (strings and numbers interned or pooled, offers and equal lists shared
   per catalog, item and offer JSON packed: `indexer.embedded.compact`, docs/decisions.md §P); ids are reused.
-- numpy columns per doc id: alive, lon/lat, max_kw/min_kw, catalog slot and position inside the
+- numpy columns per doc id: alive, active (the item's `is_active`), lon/lat, max_kw/min_kw, catalog slot and position inside the
   catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
   low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids.
 - a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
   (value -> id, tuple or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
 - per catalog an `Entry` with its doc ids in no-origin order, so an unnarrowed query can stop
-  after `limit` matches instead of scanning everything.
+  after `limit` matches instead of scanning everything; per catalog slot the fields of its liveness
+  (`cds.core.matching.catalog_live_mask`), so a search decides liveness for a block of candidates at once.
 
 Every structure is changed only by `put`/`delete`/`purge`, each one synchronous step: a search
 (also synchronous) sees a catalog entirely old or entirely new.
@@ -28,9 +29,10 @@ import numpy as np
 import shapely
 
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
+from cds.core.matching import catalog_live_mask
 from indexer.embedded.compact import compact_record
 
-CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
+CODED = ("connector_type", "power_type", "parking_type", "charging_speed", "pack")   # scalar, few distinct values
 BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
 POSTED = ("item_id", "evse_id", "qr", "station_id", "provider_id")            # scalar, looked up exactly
 NUMERIC = ("max_kw", "min_kw")
@@ -73,6 +75,7 @@ class Prepared:
     offer_end: float | None
     lon: np.ndarray
     lat: np.ndarray
+    active: np.ndarray
     nums: dict[str, np.ndarray]
     codes: dict[str, np.ndarray]
     bits: dict[str, np.ndarray]
@@ -88,6 +91,8 @@ class Narrowing:
     # `vector` and `posted_checks` together decide every term and range of the Query exactly (no value of a
     # tested attribute fell outside its vocabulary), so the per-candidate match may skip them (docs/decisions.md §G)
     exact: bool = False
+    # `vector` decided the Query's attribute packs exactly (the matcher may skip them)
+    packs_known: bool = False
 
 
 class Index:
@@ -100,6 +105,7 @@ class Index:
         self._free: list[int] = []
         self._cap = 0
         self.alive = np.zeros(0, bool)
+        self.active = np.zeros(0, bool)
         self.lon = np.zeros(0)
         self.lat = np.zeros(0)
         self.cat = np.zeros(0, np.int32)
@@ -113,6 +119,10 @@ class Index:
         self.postings: dict[str, dict[str, Posting]] = {a: {} for a in POSTED}
         self.catalogs: dict[tuple[str, str], Entry] = {}
         self.entries: list[Entry | None] = []
+        # per catalog slot: meta.is_active, valid_from and expires_at (NaN: None), set when the slot is taken
+        self.slot_active = np.zeros(0, bool)
+        self.slot_from = np.zeros(0)
+        self.slot_expires = np.zeros(0)
         self._free_slots: list[int] = []
         self.by_term: dict[str, dict[str, set[tuple[str, str]]]] = {a: {} for a in CATALOG_TERMS}
         self.item_count = 0
@@ -140,12 +150,13 @@ class Index:
         bad = ~(np.isfinite(lon) & np.isfinite(lat))
         lon[bad] = nan
         lat[bad] = nan
+        active = np.array([bool(d.is_active) for d in items], dtype=bool)
         nums = {a: np.array([_num(getattr(d, a)) for d in items], dtype=float) for a in NUMERIC}
         codes = {a: np.array([self._code(a, getattr(d, a)) for d in items], dtype=np.uint16) for a in CODED}
         bits = {a: np.array([self._bitset(a, getattr(d, a)) for d in items], dtype=np.uint64) for a in BITS}
         return Prepared(record=record, raw_z=raw_z, first_key=keyed[0][0] if n else None,
                         last_key=keyed[-1][0] if n else None, offer_end=offer_end(items),
-                        lon=lon, lat=lat, nums=nums, codes=codes, bits=bits)
+                        lon=lon, lat=lat, active=active, nums=nums, codes=codes, bits=bits)
 
     def _code(self, attr: str, value: str | None) -> int:
         if value is None:
@@ -192,7 +203,9 @@ class Index:
             self.entries.append(entry)
         else:
             self.entries[slot] = entry
+        self._set_slot(slot, meta)
         self.alive[ids] = False
+        self.active[ids] = p.active
         self.lon[ids] = p.lon
         self.lat[ids] = p.lat
         self.cat[ids] = slot
@@ -270,6 +283,22 @@ class Index:
         self.item_count -= len(entry.ids)
         self._ordered = None
 
+    def _set_slot(self, slot: int, meta: CatalogMeta) -> None:
+        if slot >= len(self.slot_active):
+            cap = max(slot + 1, 2 * len(self.slot_active), 64)
+            self.slot_active = np.concatenate([self.slot_active, np.zeros(cap - len(self.slot_active), bool)])
+            self.slot_from = np.concatenate([self.slot_from, np.full(cap - len(self.slot_from), math.nan)])
+            self.slot_expires = np.concatenate([self.slot_expires, np.full(cap - len(self.slot_expires), math.nan)])
+        self.slot_active[slot] = bool(meta.is_active)
+        self.slot_from[slot] = _num(meta.valid_from)
+        self.slot_expires[slot] = _num(meta.expires_at)
+
+    def live_mask(self, ids: np.ndarray, now: float) -> np.ndarray:
+        """`cds.core.matching.is_live` for alive documents `ids` at `now`, vectorised."""
+        slots = self.cat[ids]
+        return self.active[ids] & catalog_live_mask(self.slot_active[slots], self.slot_from[slots],
+                                                    self.slot_expires[slots], now)
+
     def _unlink_steps(self, entry: Entry, slice_items: int) -> Iterator[None]:
         """The per-document half of a removal (dead documents leave the grid and postings), in slices;
         the ids are reusable only once all are unlinked."""
@@ -321,6 +350,7 @@ class Index:
             return out
 
         self.alive = grown(self.alive, False)
+        self.active = grown(self.active, False)
         self.lon, self.lat = grown(self.lon, np.nan), grown(self.lat, np.nan)
         self.cat, self.pos = grown(self.cat, -1), grown(self.pos, 0)
         self.nums = {a: grown(v, np.nan) for a, v in self.nums.items()}
@@ -417,13 +447,18 @@ class Index:
                 ids = np.concatenate(data) if data else np.zeros(0, np.int64)
         # Exact keys not used as the source are checked per candidate (cheap: few candidates remain).
         posted = [(a, v) for a, v in query.terms.items() if a in POSTED and a != used_attr]
-        return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query), exact=self._exact(query))
+        return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query), exact=self._exact(query),
+                         packs_known=query.packs is not None and not self._overflowed("pack"))
+
+    def _overflowed(self, attr: str) -> bool:
+        """Some value of this coded attribute may carry the overflow code (never excluded by a filter)."""
+        return len(self.vocab[attr]) >= _OVERFLOW_CODE - 1
 
     def _exact(self, query: Any) -> bool:
         """Do the vectorised tests and posted checks decide every term and range of `query` exactly?"""
         for attr in query.terms:
             if attr in CODED:
-                if len(self.vocab[attr]) >= _OVERFLOW_CODE - 1:     # some value may carry the overflow code
+                if self._overflowed(attr):
                     return False
             elif attr in BITS:
                 if len(self.vocab[attr]) >= _MAX_BITS:              # some list may carry the overflow bit
@@ -440,12 +475,15 @@ class Index:
                 minx, miny, maxx, maxy = sf.bbox
                 tests.append(lambda i, a=minx, b=miny, c=maxx, d=maxy:
                              (self.lon[i] >= a) & (self.lon[i] <= c) & (self.lat[i] >= b) & (self.lat[i] <= d))
+        coded = [(a, v) for a, v in query.terms.items() if a in CODED]
+        if query.packs is not None:       # `cds.core.matching`: the item's pack is one of them
+            coded.append(("pack", query.packs))
+        for attr, values in coded:
+            vocab = self.vocab[attr]
+            allowed = np.array([vocab[v] for v in values if v in vocab] + [_OVERFLOW_CODE], dtype=np.uint16)
+            tests.append(lambda i, col=self.codes[attr], ok=allowed: _member(col[i], ok))
         for attr, values in query.terms.items():
-            if attr in CODED:
-                vocab = self.vocab[attr]
-                allowed = np.array([vocab[v] for v in values if v in vocab] + [_OVERFLOW_CODE], dtype=np.uint16)
-                tests.append(lambda i, col=self.codes[attr], ok=allowed: _member(col[i], ok))
-            elif attr in BITS:
+            if attr in BITS:
                 vocab = self.vocab[attr]
                 mask = _OVERFLOW_BIT
                 for v in values:
