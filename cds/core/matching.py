@@ -145,11 +145,16 @@ def distance(query: Query, item: ItemDoc) -> float | None:
     return spatial.haversine_m(query.origin[0], query.origin[1], item.lon, item.lat)
 
 
+def metres_from(origin: tuple[float, float]) -> Callable[[float, float], float]:
+    """`distance` to an item with a location, as a function of its (lon, lat): the same float."""
+    return spatial.haversine_from(origin[0], origin[1])
+
+
 def distancer(query: Query) -> Callable[[ItemDoc], float | None]:
     """`distance` for one query, the origin's terms computed once (the same floats)."""
     if query.origin is None:
         return lambda item: None
-    metres = spatial.haversine_from(query.origin[0], query.origin[1])
+    metres = metres_from(query.origin)
 
     def dist(item: ItemDoc) -> float | None:
         lon, lat = item.lon, item.lat

@@ -92,13 +92,13 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     check = _checker(idx, query, now, nar)
     # Inside every spatial constraint (decided vectorised) and nothing else to test: a hit without the matcher.
     decided = matching.spatial_decides(_left(query, nar), pushdowns_known=nar.exact) and not nar.posted_checks
-    dist = matching.distancer(query)
+    dist, metres = matching.distancer(query), matching.metres_from(query.origin)
     docs, entry_of = idx.docs, idx.entry_of
     ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
     approx = haversine_m(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
     limit = query.limit
     hits: list[Hit] = []
-    worst: list[float] = []            # max-heap (negated) of the best `limit` true distances
+    worst: list[float] = []            # once there are `limit` hits: max-heap (negated) of the best `limit` distances
     # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised;
     # clearly beyond it, and so is every later candidate (they come in ascending distance): the search ends.
     radius = radius_of(query)
@@ -134,20 +134,27 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
                 meta = entry_of[i].meta  # type: ignore[union-attr]
                 if not (k and decided) and not check(doc, meta, k):
                     continue
-                hit = Hit(item=doc, catalog=meta, distance=dist(doc))
+                # (a finite approximation: the document has a location)
+                hit = Hit(item=doc, catalog=meta, distance=metres(doc.lon, doc.lat) if d_i == d_i else dist(doc))
                 hits.append(hit)
-                d = -(hit.distance if hit.distance is not None else math.inf)
-                if len(worst) < limit:
-                    heapq.heappush(worst, d)
-                elif d > worst[0]:
-                    heapq.heapreplace(worst, d)
+                if len(hits) < limit:          # no stop before the limit-th hit
+                    continue
+                if not worst:
+                    worst = [-_inf_none(h.distance) for h in hits]
+                    heapq.heapify(worst)
+                elif -_inf_none(hit.distance) > worst[0]:
+                    heapq.heapreplace(worst, -_inf_none(hit.distance))
                 else:
                     continue
-                if len(worst) == limit and -worst[0] < math.inf:
+                if -worst[0] < math.inf:
                     stop = -worst[0] * (1 + _DIST_SLACK) + 1.0
             if end < whole:
                 return matching.select(hits, limit)
     return matching.select(hits, limit)
+
+
+def _inf_none(d: float | None) -> float:
+    return math.inf if d is None else d
 
 
 def _in_order(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) -> Steps:
