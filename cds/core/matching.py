@@ -89,15 +89,15 @@ def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spati
 
 
 def _item_matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, spatial_known: bool,
-                  pushdowns_known: bool) -> bool:
-    """`matches` after liveness."""
+                  pushdowns_known: bool, packs_known: bool = False) -> bool:
+    """`matches` after liveness (`packs_known`: the caller established the attribute pack, vectorised)."""
     if not spatial_known:
         for f in query.spatial:
             if not spatial.contains(f, item.lon, item.lat):
                 return False
     if query.text and not has_terms(item.terms, query.text):
         return False
-    if query.packs is not None and item.pack not in query.packs:
+    if query.packs is not None and not packs_known and item.pack not in query.packs:
         return False
     if (query.terms or query.ranges) and not pushdowns_known and not pushdowns_pass(query, item):
         return False
@@ -122,19 +122,19 @@ def matcher(query: Query, now: float, *, pushdowns_known: bool = False
     return match
 
 
-def item_matcher(query: Query, now: float, *, pushdowns_known: bool = False
+def item_matcher(query: Query, now: float, *, pushdowns_known: bool = False, packs_known: bool = False
                  ) -> Callable[[ItemDoc, CatalogMeta, bool], bool]:
     """`matches` for an item already known to be live (a search that decided liveness vectorised, with
     `catalog_live_mask` and the item's `is_active`), as a function of (item, meta, spatial_known)."""
     def match(item: ItemDoc, meta: CatalogMeta, spatial_known: bool = False) -> bool:
-        return _item_matches(query, item, meta, now, spatial_known, pushdowns_known)
+        return _item_matches(query, item, meta, now, spatial_known, pushdowns_known, packs_known)
     return match
 
 
-def spatial_decides(query: Query, *, pushdowns_known: bool = False) -> bool:
+def spatial_decides(query: Query, *, pushdowns_known: bool = False, packs_known: bool = False) -> bool:
     """Does a live item inside every spatial constraint match without further tests? (Then a search that
     decided liveness and the spatial constraints need not call the matcher: the checks of `_item_matches`.)"""
-    return (not query.text and query.packs is None and (not (query.terms or query.ranges) or pushdowns_known)
+    return (not query.text and (query.packs is None or packs_known) and (not (query.terms or query.ranges) or pushdowns_known)
             and (query.predicate is None or pushdowns_known and query.predicate_is_pushdowns))
 
 

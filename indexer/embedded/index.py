@@ -470,11 +470,6 @@ class Index:
     def _vector_filter(self, query: Any) -> Callable[[np.ndarray], np.ndarray]:
         """Build one function applying every bbox, keyword-code, bit-set, range and catalog pushdown."""
         tests: list[Callable[[np.ndarray], np.ndarray]] = []
-        for sf in query.spatial:
-            if sf.bbox is not None and all(map(math.isfinite, sf.bbox)):
-                minx, miny, maxx, maxy = sf.bbox
-                tests.append(lambda i, a=minx, b=miny, c=maxx, d=maxy:
-                             (self.lon[i] >= a) & (self.lon[i] <= c) & (self.lat[i] >= b) & (self.lat[i] <= d))
         coded = [(a, v) for a, v in query.terms.items() if a in CODED]
         if query.packs is not None:       # `cds.core.matching`: the item's pack is one of them
             coded.append(("pack", query.packs))
@@ -503,13 +498,19 @@ class Index:
                 if lo is None and hi is None:       # an open range still needs a value (matching._in_range)
                     tests.append(lambda i, col=col: ~np.isnan(col[i]))
 
+        # The boxes last: candidates from grid cells mostly pass them, and each test reads only what is left.
+        for sf in query.spatial:
+            if sf.bbox is not None and all(map(math.isfinite, sf.bbox)):
+                minx, miny, maxx, maxy = sf.bbox
+                tests.append(lambda i, a=minx, b=miny, c=maxx, d=maxy: _inside(self.lon[i], self.lat[i], a, b, c, d))
+
         def apply(ids: np.ndarray) -> np.ndarray:
-            keep = self.alive[ids]
+            ids = ids[self.alive[ids]]
             for t in tests:
-                if not keep.any():
+                if not len(ids):
                     break
-                keep &= t(ids)
-            return ids[keep]
+                ids = ids[t(ids)]
+            return ids
         return apply
 
     def live_ids(self) -> np.ndarray:
@@ -529,7 +530,7 @@ class Index:
 
     def in_order(self, ids: np.ndarray) -> np.ndarray | None:
         """`ids` sorted by the no-origin order; None when catalog key ranges overlap (caller sorts)."""
-        if len(ids) == 0:
+        if len(ids) <= 1:              # (a QR or id lookup: nothing to order)
             return ids
         slots = self.cat[ids]
         present = np.unique(slots)
@@ -552,6 +553,10 @@ class Index:
                 "grid_cells": len(self.grid), "grid_arrays": len(self._grid_arrays),
                 "doc_slots": len(self.docs), "live_slots": len(self.docs) - len(self._free),
                 "entry_slots": len(self.entries)}
+
+
+def _inside(lon: np.ndarray, lat: np.ndarray, minx: float, miny: float, maxx: float, maxy: float) -> np.ndarray:
+    return (lon >= minx) & (lon <= maxx) & (lat >= miny) & (lat <= maxy)
 
 
 def _member(values: np.ndarray, allowed: np.ndarray) -> np.ndarray:

@@ -13,7 +13,6 @@ Python tests: `indexer.embedded.store` runs it in slices on the event loop (docs
 
 from __future__ import annotations
 
-import dataclasses
 import heapq
 import math
 import time
@@ -58,18 +57,12 @@ def search_steps(idx: Index, query: Query, now: float, sl: Slice) -> Steps:
     return (yield from _in_order(idx, query, now, nar, sl))
 
 
-def _left(query: Query, nar: Narrowing) -> Query:
-    """What the matcher still tests of `query` once `nar.vector` applied (its packs, when it decided them)."""
-    return dataclasses.replace(query, packs=None) if nar.packs_known else query
-
-
 def _checker(idx: Index, query: Query, now: float, nar: Narrowing
              ) -> Callable[[ItemDoc, "CatalogMeta", bool], bool]:
     """A live candidate's test, the query's share of it done once. `inside`: a vectorised test already showed
     the candidate clearly inside every spatial constraint, which is then not tested again in Python."""
-    query = _left(query, nar)
     text, posted = query.text, nar.posted_checks
-    match = matching.item_matcher(query, now, pushdowns_known=nar.exact)
+    match = matching.item_matcher(query, now, pushdowns_known=nar.exact, packs_known=nar.packs_known)
 
     def check(doc: ItemDoc, meta: CatalogMeta, inside: bool = False) -> bool:
         # Cheap rejections first (the matcher repeats them, after its costlier spatial test).
@@ -91,7 +84,8 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     assert query.origin is not None
     check = _checker(idx, query, now, nar)
     # Inside every spatial constraint (decided vectorised) and nothing else to test: a hit without the matcher.
-    decided = matching.spatial_decides(_left(query, nar), pushdowns_known=nar.exact) and not nar.posted_checks
+    decided = (matching.spatial_decides(query, pushdowns_known=nar.exact, packs_known=nar.packs_known)
+               and not nar.posted_checks)
     dist, metres = matching.distancer(query), matching.metres_from(query.origin)
     docs, entry_of = idx.docs, idx.entry_of
     ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
