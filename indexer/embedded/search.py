@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
 _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
-_CLASSIFY_BLOCK = 64       # candidates per vectorised spatial classification (few are needed beyond the limit)
+_CLASSIFY_BLOCK = 64       # candidates in the first vectorised spatial classification (few are needed beyond the limit)
+_CLASSIFY_MAX = 1024       # ... and at most in any later one
 
 Steps = Generator[None, None, list[Hit]]
 
@@ -102,10 +103,15 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     vec = spatialvec.classifiers(query.spatial) if radius is None and query.spatial else None
     clock = time.perf_counter
     stop = math.inf            # no later candidate (ascending approx) can beat the limit-th hit beyond this
+    step = _CLASSIFY_BLOCK
     for chunk, chunk_d in ascending(ids, approx):
-        step = _CLASSIFY_BLOCK if vec is not None else max(1, len(chunk))
-        for start in range(0, len(chunk), step):
-            part, part_d = chunk[start:start + step], chunk_d[start:start + step]
+        start = 0
+        while start < len(chunk):
+            until = start + step if vec is not None else len(chunk)
+            part, part_d = chunk[start:until], chunk_d[start:until]
+            start = until
+            if vec is not None:             # the few near ones first, then larger blocks (fewer numpy calls)
+                step = min(2 * step, _CLASSIFY_MAX)
             # Candidates beyond the stop (or the radius) end the search: later ones are farther still.
             # (A NaN approximation, no location, sorts last and cannot beat a finite limit-th hit.)
             cut, whole = min(stop, beyond), len(part)
