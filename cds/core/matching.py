@@ -134,7 +134,8 @@ def item_matcher(query: Query, now: float, *, pushdowns_known: bool = False, pac
 def spatial_decides(query: Query, *, pushdowns_known: bool = False, packs_known: bool = False) -> bool:
     """Does a live item inside every spatial constraint match without further tests? (Then a search that
     decided liveness and the spatial constraints need not call the matcher: the checks of `_item_matches`.)"""
-    return (not query.text and (query.packs is None or packs_known) and (not (query.terms or query.ranges) or pushdowns_known)
+    return (not query.text and (query.packs is None or packs_known)
+            and (not (query.terms or query.ranges) or pushdowns_known)
             and (query.predicate is None or pushdowns_known and query.predicate_is_pushdowns))
 
 

@@ -4,8 +4,8 @@ a small candidate set. Exact matching and ordering stay with `cds.core.matching`
 Layout (memory matters: 1M connectors must fit in a few GB):
 - `docs[id]` holds the ItemDoc itself (strings and numbers interned or pooled, offers and equal lists shared
   per catalog, item and offer JSON packed: `indexer.embedded.compact`, docs/decisions.md §P); ids are reused.
-- numpy columns per doc id: alive, active (the item's `is_active`), lon/lat, max_kw/min_kw, catalog slot and position inside the
-  catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
+- numpy columns per doc id: alive, active (the item's `is_active`), lon/lat, max_kw/min_kw, catalog slot and
+  position inside the catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
   low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids.
 - a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
   (value -> id, tuple or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.

@@ -11,11 +11,11 @@ state costs at most about as much as the log it replaces), and on close, the log
 state at that point is written to `snapshot-<gen>.bin` (tmp + fsync + rename) and older logs and
 snapshots are deleted. `open` loads the newest snapshot, then replays the logs from its generation on.
 
-Reads: `search` narrows with the index, then `cds.core.matching` has the final word (`indexer.embedded.search`). It runs on the event
-loop thread in slices of at most `SEARCH_SLICE_S` (docs/decisions.md §24: no request holds the loop longer),
-charged to the request's work budget; a write applied while it yielded makes it start over (writes apply in
-one synchronous step, so a search still sees each catalog entirely old or entirely new). `search_now` is the
-same search in one step.
+Reads: `search` narrows with the index, then `cds.core.matching` has the final word (`indexer.embedded.search`).
+It runs on the event loop thread in slices of at most `SEARCH_SLICE_S` (docs/decisions.md §24: no request holds
+the loop longer), charged to the request's work budget; a write applied while it yielded makes it start over
+(writes apply in one synchronous step, so a search still sees each catalog entirely old or entirely new).
+`search_now` is the same search in one step.
 
 Memory: `CatalogMeta.raw` (the whole published catalog, needed only for MERGE publishes) is kept
 zlib-compressed; `get_catalog` returns it in full, while `Hit.catalog` carries the meta with an

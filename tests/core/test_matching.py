@@ -224,9 +224,11 @@ def test_catalog_live_mask_is_catalog_live_for_many_catalogs() -> None:
     metas = [meta(f"c{i}", is_active=a, valid_from=f, expires_at=e)
              for i, (a, f, e) in enumerate((a, f, e) for a in (True, False) for f in (None, NOW - 1, NOW, NOW + 1)
                                            for e in (None, NOW - 1, NOW, NOW + 1))]
-    mask = matching.catalog_live_mask(np.array([m.is_active for m in metas]),
-                                      np.array([math.nan if m.valid_from is None else m.valid_from for m in metas]),
-                                      np.array([math.nan if m.expires_at is None else m.expires_at for m in metas]), NOW)
+    def column(values: list) -> np.ndarray:
+        return np.array([math.nan if v is None else v for v in values])
+
+    mask = matching.catalog_live_mask(np.array([m.is_active for m in metas]), column([m.valid_from for m in metas]),
+                                      column([m.expires_at for m in metas]), NOW)
     assert mask.tolist() == [matching.catalog_live(m, NOW) for m in metas]
     assert any(mask) and not all(mask)
 
@@ -236,7 +238,8 @@ def test_item_matcher_is_matches_for_live_items_and_spatial_decides_says_when_it
         DiscoverIntent(spatial=[SpatialSpec(op="s_dwithin", geometry={"type": "Point", "coordinates": [77.59, 12.94]},
                                             distance_m=5000)]), settings=SETTINGS)
     items = [item("a"), item("b", pack="Other/v1"), item("c", pack=None), item("d", lon=78.5)]
-    for q in (spatial_query, Query(text=("koramangala",)), Query(text=("mall",)), Query(packs=frozenset({"Other/v1"})), Query()):
+    for q in (spatial_query, Query(text=("koramangala",)), Query(text=("mall",)), Query(packs=frozenset({"Other/v1"})),
+              Query()):
         match = matching.item_matcher(q, NOW)
         for it in items:
             assert match(it, meta()) == matching.matches(q, it, meta(), NOW)
