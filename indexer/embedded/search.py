@@ -64,6 +64,8 @@ def _checker(idx: Index, query: Query, now: float, nar: Narrowing
     the candidate clearly inside every spatial constraint, which is then not tested again in Python."""
     text, posted = query.text, nar.posted_checks
     match = matching.item_matcher(query, now, pushdowns_known=nar.exact, packs_known=nar.packs_known)
+    if not text and not posted:
+        return match
 
     def check(doc: ItemDoc, meta: CatalogMeta, inside: bool = False) -> bool:
         # Cheap rejections first (the matcher repeats them, after its costlier spatial test).

@@ -122,9 +122,10 @@ async def _checked(request: web.Request, doc: Any, actions: set[str], received_a
     """Context, signature (over `body`, or a spooled body's digest), rate limit: the pipeline of §12."""
     app = request.app
     settings = app[SETTINGS]
-    request[DIALECT] = detect_dialect(doc)
+    request[DIALECT] = dialect = detect_dialect(doc)
     request[IDS] = peek_ids(doc)
-    ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)
+    ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s,
+                        dialect=dialect)
     caller = await authenticate(body, request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at,
                                 digest=spooled.digest if spooled is not None else None)
     request[SIGNER] = caller.subscriber_id
