@@ -11,6 +11,8 @@ import math
 from datetime import tzinfo
 from typing import Callable, Iterable
 
+import numpy as np
+
 from cds.core import spatial
 
 from cds.core import timeutil
@@ -31,6 +33,12 @@ def catalog_live(meta: CatalogMeta, now: float) -> bool:
     if not meta.is_active or (meta.valid_from is not None and now < meta.valid_from):
         return False
     return True
+
+
+def catalog_live_mask(is_active: np.ndarray, valid_from: np.ndarray, expires_at: np.ndarray, now: float
+                      ) -> np.ndarray:
+    """`catalog_live` for many catalogs at once (NaN stands for None: every comparison with it is false)."""
+    return is_active & ~(now >= expires_at) & ~(now < valid_from)
 
 
 def offer_live(offer: OfferDoc, now: float, tz: "tzinfo | str") -> bool:
@@ -81,15 +89,15 @@ def matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, *, spati
 
 
 def _item_matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, spatial_known: bool,
-                  pushdowns_known: bool) -> bool:
-    """`matches` after liveness."""
+                  pushdowns_known: bool, packs_known: bool = False) -> bool:
+    """`matches` after liveness (`packs_known`: the caller established the attribute pack, vectorised)."""
     if not spatial_known:
         for f in query.spatial:
             if not spatial.contains(f, item.lon, item.lat):
                 return False
     if query.text and not has_terms(item.terms, query.text):
         return False
-    if query.packs is not None and item.pack not in query.packs:
+    if query.packs is not None and not packs_known and item.pack not in query.packs:
         return False
     if (query.terms or query.ranges) and not pushdowns_known and not pushdowns_pass(query, item):
         return False
@@ -114,6 +122,23 @@ def matcher(query: Query, now: float, *, pushdowns_known: bool = False
     return match
 
 
+def item_matcher(query: Query, now: float, *, pushdowns_known: bool = False, packs_known: bool = False
+                 ) -> Callable[[ItemDoc, CatalogMeta, bool], bool]:
+    """`matches` for an item already known to be live (a search that decided liveness vectorised, with
+    `catalog_live_mask` and the item's `is_active`), as a function of (item, meta, spatial_known)."""
+    def match(item: ItemDoc, meta: CatalogMeta, spatial_known: bool = False) -> bool:
+        return _item_matches(query, item, meta, now, spatial_known, pushdowns_known, packs_known)
+    return match
+
+
+def spatial_decides(query: Query, *, pushdowns_known: bool = False, packs_known: bool = False) -> bool:
+    """Does a live item inside every spatial constraint match without further tests? (Then a search that
+    decided liveness and the spatial constraints need not call the matcher: the checks of `_item_matches`.)"""
+    return (not query.text and (query.packs is None or packs_known)
+            and (not (query.terms or query.ranges) or pushdowns_known)
+            and (query.predicate is None or pushdowns_known and query.predicate_is_pushdowns))
+
+
 def distance(query: Query, item: ItemDoc) -> float | None:
     """Metres from the query origin to the station; None without an origin or a location."""
     if query.origin is None or item.lon is None or item.lat is None:
@@ -121,11 +146,16 @@ def distance(query: Query, item: ItemDoc) -> float | None:
     return spatial.haversine_m(query.origin[0], query.origin[1], item.lon, item.lat)
 
 
+def metres_from(origin: tuple[float, float]) -> Callable[[float, float], float]:
+    """`distance` to an item with a location, as a function of its (lon, lat): the same float."""
+    return spatial.haversine_from(origin[0], origin[1])
+
+
 def distancer(query: Query) -> Callable[[ItemDoc], float | None]:
     """`distance` for one query, the origin's terms computed once (the same floats)."""
     if query.origin is None:
         return lambda item: None
-    metres = spatial.haversine_from(query.origin[0], query.origin[1])
+    metres = metres_from(query.origin)
 
     def dist(item: ItemDoc) -> float | None:
         lon, lat = item.lon, item.lat

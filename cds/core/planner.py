@@ -57,6 +57,21 @@ def _compiled(expression: str, timezone: str, status_fresh_s: int) -> tuple[Comp
     return compiled, covered(compiled.ast)
 
 
+_CACHED_CONTEXT_URLS = 4       # longer schema_contexts are rare: not cached (bounds the cache's memory)
+
+
+@functools.lru_cache(maxsize=256)
+def _packs(urls: tuple[str, ...]) -> frozenset[str] | None:
+    return schema_packs(list(urls))
+
+
+def _packs_of(urls: list[str]) -> frozenset[str] | None:
+    """`schema_packs`, once per distinct short schema_context (apps send the same few; the result is immutable)."""
+    if isinstance(urls, list) and len(urls) <= _CACHED_CONTEXT_URLS and all(isinstance(u, str) for u in urls):
+        return _packs(tuple(urls))
+    return schema_packs(urls)
+
+
 def build_query(intent: DiscoverIntent, *, settings: PlannerConfig, limit: int | None = None) -> Query:
     cap = settings.max_results
     lim = cap if limit is None or limit <= 0 else min(limit, cap)
@@ -91,7 +106,7 @@ def build_query(intent: DiscoverIntent, *, settings: PlannerConfig, limit: int |
         terms=compiled.pushdowns.terms if compiled else {},
         ranges=compiled.pushdowns.ranges if compiled else {},
         text=text_tokens(intent.text_search),
-        packs=schema_packs(intent.schema_context),
+        packs=_packs_of(intent.schema_context),
         time_window=compiled.time_window if compiled else None,
         predicate=None if compiled is None or compiled.trivial else compiled.predicate,
         predicate_is_pushdowns=exact,

@@ -135,12 +135,13 @@ def _str_field(ctx: dict, *names: str) -> str | None:
 
 
 def parse_context(doc: Any, *, expected_actions: set[str], now: float | None = None,
-                  clock_skew_s: int = 5) -> Context:
-    """Validate the context of an inbound request against the route's expected actions."""
+                  clock_skew_s: int = 5, dialect: str | None = None) -> Context:
+    """Validate the context of an inbound request against the route's expected actions (`dialect`: what
+    `detect_dialect(doc)` gave, when the caller has it already)."""
     if not isinstance(doc, dict) or not isinstance(doc.get("context"), dict):
         raise BecknError(E.CTX_MISSING_FIELD, "request has no context object", 400, "context")
     raw = doc["context"]
-    dialect = detect_dialect(doc)
+    dialect = detect_dialect(doc) if dialect is None else dialect
     action = _str_field(raw, "action")
     if action is None:
         raise BecknError(E.CTX_MISSING_FIELD, "context.action is required", 400, "context.action")

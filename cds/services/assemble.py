@@ -70,18 +70,22 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
     header = dict(_decoded_header(meta.header)) if meta.header else {}     # only top-level keys change
     wrap = orjson.Fragment if splice else orjson.loads
     json_of = cache.json
+    body: list[Any] = []
     offers: list[Any] = []
     seen: set[str] = set()
-    for it in items:
+    for it in items:            # one pass: items in hit order, offers in order of their first showing item
+        raw = it.raw
+        body.append(wrap(_status_unknown_json(raw) if it.status is not None and status_stale(it, now, settings)
+                         else json_of(raw)))
+        item_id = it.item_id
         for off in it.offers:
             # an offer is shown only through an item it names (empty item_ids: attached by its item alone)
-            if off.id in seen or (off.item_ids and it.item_id not in off.item_ids):
+            oid = off.id
+            if oid in seen or (off.item_ids and item_id not in off.item_ids):
                 continue
-            seen.add(off.id)            # shown or not, decided: liveness does not depend on the item
+            seen.add(oid)               # shown or not, decided: liveness does not depend on the item
             if offer_live(off, now, tz):
                 offers.append(wrap(json_of(off.raw)))
-    body = [wrap(_status_unknown_json(it.raw) if status_stale(it, now, settings) else json_of(it.raw))
-            for it in items]
     if meta.dialect == DIALECT_B:
         header.setdefault("id", meta.catalog_id)
         header["bppId"] = meta.bpp_id

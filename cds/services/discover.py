@@ -34,6 +34,7 @@ from indexer.storage import Storage
 log = logging.getLogger("cds.discover")
 
 BACKGROUND_SLICE_S = 0.001   # a background search yields the loop this often (docs/decisions.md §P, "ACKs first")
+_NO_TURN = contextlib.nullcontext()
 
 
 class DiscoverService:
@@ -51,15 +52,13 @@ class DiscoverService:
         self._lane = asyncio.Semaphore(settings.background_answers)
         self._json_cache = JsonCache(settings.json_cache_mb << 20)   # unpacked item/offer JSON (§G)
 
-    @contextlib.asynccontextmanager
-    async def _cpu_turn(self):
-        """A background answer (its budget in force slices short: `answer_and_deliver`) waits for the lane."""
+    def _cpu_turn(self) -> contextlib.AbstractAsyncContextManager:
+        """A background answer (its budget in force slices short: `answer_and_deliver`) waits for the lane
+        (entered with `async with`); anything else goes ahead (a shared no-op, nothing to build per request)."""
         work = budget.current()
         if work is None or work.slice_s is None:
-            yield
-            return
-        async with self._lane:
-            yield
+            return _NO_TURN
+        return self._lane
 
     def plan(self, req: DiscoverRequest) -> Query:
         """Compile the request; raises BecknError (400) for invalid filters/geometry."""

@@ -4,13 +4,15 @@ a small candidate set. Exact matching and ordering stay with `cds.core.matching`
 Layout (memory matters: 1M connectors must fit in a few GB):
 - `docs[id]` holds the ItemDoc itself (strings and numbers interned or pooled, offers and equal lists shared
   per catalog, item and offer JSON packed: `indexer.embedded.compact`, docs/decisions.md §P); ids are reused.
-- numpy columns per doc id: alive, lon/lat, max_kw/min_kw, catalog slot and position inside the
-  catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
-  low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids.
+- numpy columns per doc id: alive, active (the item's `is_active`), lon/lat, max_kw/min_kw, catalog slot and
+  position inside the catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
+  low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids
+  (`indexer.embedded.narrow`, which `Index` inherits).
 - a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
   (value -> id, tuple or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
 - per catalog an `Entry` with its doc ids in no-origin order, so an unnarrowed query can stop
-  after `limit` matches instead of scanning everything.
+  after `limit` matches instead of scanning everything; per catalog slot the fields of its liveness
+  (`cds.core.matching.catalog_live_mask`), so a search decides liveness for a block of candidates at once.
 
 Every structure is changed only by `put`/`delete`/`purge`, each one synchronous step: a search
 (also synchronous) sees a catalog entirely old or entirely new.
@@ -18,30 +20,21 @@ Every structure is changed only by `put`/`delete`/`purge`, each one synchronous 
 
 from __future__ import annotations
 
-import itertools
 import math
 import sys
-from dataclasses import dataclass, field
-from typing import Any, Callable, Iterable, Iterator, Sequence, Union
+from dataclasses import dataclass
+from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
-import shapely
 
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
+from cds.core.matching import catalog_live_mask
 from indexer.embedded.compact import compact_record
+from indexer.embedded.narrow import (  # noqa: F401 - Narrowing and _as_set are imported from here too
+    _MAX_BITS, _OVERFLOW_CODE, BITS, CATALOG_TERMS, CODED, NUMERIC, POSTED, Narrower, Narrowing, Posting, _as_set,
+)
 
-CODED = ("connector_type", "power_type", "parking_type", "charging_speed")   # scalar, few distinct values
-BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
-POSTED = ("item_id", "evse_id", "qr", "station_id", "provider_id")            # scalar, looked up exactly
-NUMERIC = ("max_kw", "min_kw")
-CATALOG_TERMS = ("bpp_id", "catalog_id")
-
-_OVERFLOW_CODE = 0xFFFF          # a value beyond the code space: never excluded by a filter
-_OVERFLOW_BIT = np.uint64(1 << 63)
-_MAX_BITS = 63
 _SMALL_POSTING = 8               # up to this many ids a posting is a tuple (a set costs 4x the memory)
-Posting = Union[int, tuple, set]  # ids of one posted value: one, a few (compact), many (cheap to change)
-_M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
 
 
 def offer_end(items: Iterable[ItemDoc]) -> float | None:
@@ -73,24 +66,13 @@ class Prepared:
     offer_end: float | None
     lon: np.ndarray
     lat: np.ndarray
+    active: np.ndarray
     nums: dict[str, np.ndarray]
     codes: dict[str, np.ndarray]
     bits: dict[str, np.ndarray]
 
 
-@dataclass
-class Narrowing:
-    """Candidate ids (after vectorised filters) plus the checks left for Python."""
-
-    ids: np.ndarray | None            # None: no narrowing source, every live doc is a candidate
-    vector: Callable[[np.ndarray], np.ndarray]                 # ids -> ids passing every pushdown
-    posted_checks: list[tuple[str, frozenset[str]]] = field(default_factory=list)
-    # `vector` and `posted_checks` together decide every term and range of the Query exactly (no value of a
-    # tested attribute fell outside its vocabulary), so the per-candidate match may skip them (docs/decisions.md §G)
-    exact: bool = False
-
-
-class Index:
+class Index(Narrower):
     def __init__(self, order_key: Callable[[ItemDoc, CatalogMeta], Any], *, grid_deg: float = 0.05) -> None:
         self.order_key = order_key                 # the no-origin order of cds.core.matching, per doc
         self.grid_deg = grid_deg
@@ -100,6 +82,7 @@ class Index:
         self._free: list[int] = []
         self._cap = 0
         self.alive = np.zeros(0, bool)
+        self.active = np.zeros(0, bool)
         self.lon = np.zeros(0)
         self.lat = np.zeros(0)
         self.cat = np.zeros(0, np.int32)
@@ -113,6 +96,10 @@ class Index:
         self.postings: dict[str, dict[str, Posting]] = {a: {} for a in POSTED}
         self.catalogs: dict[tuple[str, str], Entry] = {}
         self.entries: list[Entry | None] = []
+        # per catalog slot: meta.is_active, valid_from and expires_at (NaN: None), set when the slot is taken
+        self.slot_active = np.zeros(0, bool)
+        self.slot_from = np.zeros(0)
+        self.slot_expires = np.zeros(0)
         self._free_slots: list[int] = []
         self.by_term: dict[str, dict[str, set[tuple[str, str]]]] = {a: {} for a in CATALOG_TERMS}
         self.item_count = 0
@@ -140,12 +127,13 @@ class Index:
         bad = ~(np.isfinite(lon) & np.isfinite(lat))
         lon[bad] = nan
         lat[bad] = nan
+        active = np.array([bool(d.is_active) for d in items], dtype=bool)
         nums = {a: np.array([_num(getattr(d, a)) for d in items], dtype=float) for a in NUMERIC}
         codes = {a: np.array([self._code(a, getattr(d, a)) for d in items], dtype=np.uint16) for a in CODED}
         bits = {a: np.array([self._bitset(a, getattr(d, a)) for d in items], dtype=np.uint64) for a in BITS}
         return Prepared(record=record, raw_z=raw_z, first_key=keyed[0][0] if n else None,
                         last_key=keyed[-1][0] if n else None, offer_end=offer_end(items),
-                        lon=lon, lat=lat, nums=nums, codes=codes, bits=bits)
+                        lon=lon, lat=lat, active=active, nums=nums, codes=codes, bits=bits)
 
     def _code(self, attr: str, value: str | None) -> int:
         if value is None:
@@ -192,7 +180,9 @@ class Index:
             self.entries.append(entry)
         else:
             self.entries[slot] = entry
+        self._set_slot(slot, meta)
         self.alive[ids] = False
+        self.active[ids] = p.active
         self.lon[ids] = p.lon
         self.lat[ids] = p.lat
         self.cat[ids] = slot
@@ -270,6 +260,22 @@ class Index:
         self.item_count -= len(entry.ids)
         self._ordered = None
 
+    def _set_slot(self, slot: int, meta: CatalogMeta) -> None:
+        if slot >= len(self.slot_active):
+            cap = max(slot + 1, 2 * len(self.slot_active), 64)
+            self.slot_active = np.concatenate([self.slot_active, np.zeros(cap - len(self.slot_active), bool)])
+            self.slot_from = np.concatenate([self.slot_from, np.full(cap - len(self.slot_from), math.nan)])
+            self.slot_expires = np.concatenate([self.slot_expires, np.full(cap - len(self.slot_expires), math.nan)])
+        self.slot_active[slot] = bool(meta.is_active)
+        self.slot_from[slot] = _num(meta.valid_from)
+        self.slot_expires[slot] = _num(meta.expires_at)
+
+    def live_mask(self, ids: np.ndarray, now: float) -> np.ndarray:
+        """`cds.core.matching.is_live` for alive documents `ids` at `now`, vectorised."""
+        slots = self.cat[ids]
+        return self.active[ids] & catalog_live_mask(self.slot_active[slots], self.slot_from[slots],
+                                                    self.slot_expires[slots], now)
+
     def _unlink_steps(self, entry: Entry, slice_items: int) -> Iterator[None]:
         """The per-document half of a removal (dead documents leave the grid and postings), in slices;
         the ids are reusable only once all are unlinked."""
@@ -321,6 +327,7 @@ class Index:
             return out
 
         self.alive = grown(self.alive, False)
+        self.active = grown(self.active, False)
         self.lon, self.lat = grown(self.lon, np.nan), grown(self.lat, np.nan)
         self.cat, self.pos = grown(self.cat, -1), grown(self.pos, 0)
         self.nums = {a: grown(v, np.nan) for a, v in self.nums.items()}
@@ -328,7 +335,7 @@ class Index:
         self.bits = {a: grown(v, 0) for a, v in self.bits.items()}
         self._cap = cap
 
-    # -- narrowing ------------------------------------------------------------------------------------
+    # -- grid (narrowing itself: `indexer.embedded.narrow`) -------------------------------------------
 
     def _cell(self, lon: float, lat: float) -> int:
         g = self.grid_deg
@@ -342,137 +349,6 @@ class Index:
             cell = self.grid[c]
             arr = self._grid_arrays[c] = np.fromiter(cell, dtype=np.int64, count=len(cell))
         return arr
-
-    def _cells_for(self, sf: Any) -> list[np.ndarray] | None:
-        """Grid cells that can hold a match of one spatial filter; None when the grid cannot help."""
-        minx, miny, maxx, maxy = sf.bbox
-        if not all(map(math.isfinite, sf.bbox)) or minx > maxx or miny > maxy:
-            return None
-        c0, c1 = self._cell(minx, miny), self._cell(maxx, maxy)
-        ix0, iy0, ix1, iy1 = c0 % self._nx, c0 // self._nx, c1 % self._nx, c1 // self._nx
-        nx = ix1 - ix0 + 1
-        if nx * (iy1 - iy0 + 1) <= len(self.grid):
-            keys = [k for iy in range(iy0, iy1 + 1) for k in range(iy * self._nx + ix0, iy * self._nx + ix0 + nx)
-                    if k in self.grid]
-        else:          # a huge box: walking the occupied cells is cheaper than walking the box
-            keys = [k for k in self.grid if ix0 <= k % self._nx <= ix1 and iy0 <= k // self._nx <= iy1]
-        if len(keys) > 4:
-            keys = self._prune_cells(sf, keys, max(abs(miny), abs(maxy)))
-        return [self._cell_array(k) for k in keys]
-
-    def _prune_cells(self, sf: Any, keys: list[int], lat_max: float) -> list[int]:
-        """Drop cells whose box lies farther from the filter geometry than any match can be.
-
-        Degrees are converted with a conservative bound (a lon/lat step of e degrees is at least
-        e * 110 km * cos(lat_max) on the ground), so a kept superset never loses a match.
-        """
-        if sf.op not in ("dwithin", "within", "intersects") or sf.distance_m > 300_000:
-            return keys
-        lat_max = lat_max + 0.5
-        if lat_max >= 80:
-            return keys
-        thr = 1e-9
-        if sf.distance_m > 0:
-            thr += sf.distance_m / (_M_PER_DEG_LOW * math.cos(math.radians(lat_max))) * 1.02
-        k = np.asarray(keys, dtype=np.int64)
-        g = self.grid_deg
-        x0 = (k % self._nx) * g - 180.0
-        y0 = (k // self._nx) * g - 90.0
-        geom = sf.geometry
-        if geom.geom_type == "Point":
-            # A point's planar distance to each box, without building shapely boxes (the common radius query)
-            dx = np.maximum(np.maximum(x0 - geom.x, geom.x - (x0 + g)), 0.0)
-            dy = np.maximum(np.maximum(y0 - geom.y, geom.y - (y0 + g)), 0.0)
-            keep = np.hypot(dx, dy) <= thr
-        else:
-            keep = shapely.dwithin(shapely.box(x0, y0, x0 + g, y0 + g), geom, thr)
-        return k[keep].tolist()
-
-    def narrow(self, query: Any) -> Narrowing:
-        """Pick the most selective candidate source, then filter it with every vectorisable pushdown."""
-        sources: list[tuple[int, str, Any, str | None]] = []   # (size, kind, data, POSTED attr)
-        for sf in query.spatial:
-            if sf.bbox is not None:
-                cells = self._cells_for(sf)
-                if cells is not None:
-                    sources.append((sum(map(len, cells)), "arrays", cells, None))
-        for attr, values in query.terms.items():
-            if attr in POSTED:
-                post = self.postings[attr]
-                sets = [_as_set(post[v]) for v in values if v in post]
-                sources.append((sum(map(len, sets)), "sets", sets, attr))
-            elif attr in CATALOG_TERMS:
-                index = self.by_term[attr]
-                arrays = [self.catalogs[k].ids for v in values for k in index.get(v, ())]
-                sources.append((sum(map(len, arrays)), "arrays", arrays, None))
-        ids: np.ndarray | None = None
-        used_attr: str | None = None
-        if sources:
-            size, kind, data, used_attr = min(sources, key=lambda s: s[0])
-            if size > max(1024, self.item_count // 4):  # a vectorised pass over all docs is cheaper
-                used_attr = None
-            elif kind == "sets":
-                ids = np.fromiter(itertools.chain.from_iterable(data), dtype=np.int64, count=size)
-            else:
-                ids = np.concatenate(data) if data else np.zeros(0, np.int64)
-        # Exact keys not used as the source are checked per candidate (cheap: few candidates remain).
-        posted = [(a, v) for a, v in query.terms.items() if a in POSTED and a != used_attr]
-        return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query), exact=self._exact(query))
-
-    def _exact(self, query: Any) -> bool:
-        """Do the vectorised tests and posted checks decide every term and range of `query` exactly?"""
-        for attr in query.terms:
-            if attr in CODED:
-                if len(self.vocab[attr]) >= _OVERFLOW_CODE - 1:     # some value may carry the overflow code
-                    return False
-            elif attr in BITS:
-                if len(self.vocab[attr]) >= _MAX_BITS:              # some list may carry the overflow bit
-                    return False
-            elif attr not in POSTED:      # catalog terms are indexed from the catalog's meta, tested on the item
-                return False
-        return all(attr in NUMERIC for attr in query.ranges)
-
-    def _vector_filter(self, query: Any) -> Callable[[np.ndarray], np.ndarray]:
-        """Build one function applying every bbox, keyword-code, bit-set, range and catalog pushdown."""
-        tests: list[Callable[[np.ndarray], np.ndarray]] = []
-        for sf in query.spatial:
-            if sf.bbox is not None and all(map(math.isfinite, sf.bbox)):
-                minx, miny, maxx, maxy = sf.bbox
-                tests.append(lambda i, a=minx, b=miny, c=maxx, d=maxy:
-                             (self.lon[i] >= a) & (self.lon[i] <= c) & (self.lat[i] >= b) & (self.lat[i] <= d))
-        for attr, values in query.terms.items():
-            if attr in CODED:
-                vocab = self.vocab[attr]
-                allowed = np.array([vocab[v] for v in values if v in vocab] + [_OVERFLOW_CODE], dtype=np.uint16)
-                tests.append(lambda i, col=self.codes[attr], ok=allowed: _member(col[i], ok))
-            elif attr in BITS:
-                vocab = self.vocab[attr]
-                mask = _OVERFLOW_BIT
-                for v in values:
-                    if v in vocab:
-                        mask |= np.uint64(1 << vocab[v])
-                tests.append(lambda i, col=self.bits[attr], m=mask: (col[i] & m) != 0)
-            elif attr in CATALOG_TERMS:
-                slots = [self.catalogs[k].slot for v in values for k in self.by_term[attr].get(v, ())]
-                tests.append(lambda i, ok=np.array(slots, dtype=np.int32): _member(self.cat[i], ok))
-        for attr, (lo, hi) in query.ranges.items():
-            if attr in NUMERIC:
-                col = self.nums[attr]
-                if lo is not None:
-                    tests.append(lambda i, col=col, lo=lo: col[i] >= lo)
-                if hi is not None:
-                    tests.append(lambda i, col=col, hi=hi: col[i] <= hi)
-                if lo is None and hi is None:       # an open range still needs a value (matching._in_range)
-                    tests.append(lambda i, col=col: ~np.isnan(col[i]))
-
-        def apply(ids: np.ndarray) -> np.ndarray:
-            keep = self.alive[ids]
-            for t in tests:
-                if not keep.any():
-                    break
-                keep &= t(ids)
-            return ids[keep]
-        return apply
 
     def live_ids(self) -> np.ndarray:
         return np.flatnonzero(self.alive[:len(self.docs)]).astype(np.int64)
@@ -491,7 +367,7 @@ class Index:
 
     def in_order(self, ids: np.ndarray) -> np.ndarray | None:
         """`ids` sorted by the no-origin order; None when catalog key ranges overlap (caller sorts)."""
-        if len(ids) == 0:
+        if len(ids) <= 1:              # (a QR or id lookup: nothing to order)
             return ids
         slots = self.cat[ids]
         present = np.unique(slots)
@@ -516,22 +392,8 @@ class Index:
                 "entry_slots": len(self.entries)}
 
 
-def _member(values: np.ndarray, allowed: np.ndarray) -> np.ndarray:
-    """`np.isin`; for a few allowed values their comparisons, which cost less than isin's setup."""
-    if len(allowed) > 8 or not len(allowed):
-        return np.isin(values, allowed)
-    out = values == allowed[0]
-    for v in allowed[1:]:
-        out |= values == v
-    return out
-
-
 def _num(v: Any) -> float:
     return float(v) if isinstance(v, (int, float)) and not isinstance(v, bool) else math.nan
-
-
-def _as_set(v: Posting) -> set[int] | tuple[int, ...]:
-    return (v,) if isinstance(v, int) else v
 
 
 def _post_add(post: dict[str, Posting], value: str, i: int) -> None:

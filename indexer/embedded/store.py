@@ -11,11 +11,11 @@ state costs at most about as much as the log it replaces), and on close, the log
 state at that point is written to `snapshot-<gen>.bin` (tmp + fsync + rename) and older logs and
 snapshots are deleted. `open` loads the newest snapshot, then replays the logs from its generation on.
 
-Reads: `search` narrows with the index, then `cds.core.matching` has the final word. It runs on the event
-loop thread in slices of at most `SEARCH_SLICE_S` (docs/decisions.md §24: no request holds the loop longer),
-charged to the request's work budget; a write applied while it yielded makes it start over (writes apply in
-one synchronous step, so a search still sees each catalog entirely old or entirely new). `search_now` is the
-same search in one step.
+Reads: `search` narrows with the index, then `cds.core.matching` has the final word (`indexer.embedded.search`).
+It runs on the event loop thread in slices of at most `SEARCH_SLICE_S` (docs/decisions.md §24: no request holds
+the loop longer), charged to the request's work budget; a write applied while it yielded makes it start over
+(writes apply in one synchronous step, so a search still sees each catalog entirely old or entirely new).
+`search_now` is the same search in one step.
 
 Memory: `CatalogMeta.raw` (the whole published catalog, needed only for MERGE publishes) is kept
 zlib-compressed; `get_catalog` returns it in full, while `Hit.catalog` carries the meta with an
@@ -28,24 +28,21 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import heapq
 import logging
-import math
 import time
 import zlib
 from pathlib import Path
-from typing import TYPE_CHECKING, Any, Callable, Generator, Iterator
+from typing import TYPE_CHECKING, Any
 
 import msgspec
 import numpy as np
 
-from cds.core.text import has_terms
-from cds.core import budget, matching, spatialvec
-from cds.core.spatialvec import haversine_m
+from cds.core import budget, matching
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
 from indexer.embedded.chunked import PutChunks
 from indexer.embedded.compact import PACK_THREAD_MIN, pack_catalog
-from indexer.embedded.index import Index, Narrowing, Prepared
+from indexer.embedded.index import Index, Prepared
+from indexer.embedded.search import Slice, Steps, search_steps
 from indexer.embedded.positions import FollowerPositions
 from indexer.embedded.records import (  # noqa: F401 - the record types are imported from here too
     _Delete, _Op, _Purge, _Put, _SnapEnd, _SnapHead, _decoder, _encode, put_bytes, put_record, encode_op,
@@ -67,9 +64,6 @@ log = logging.getLogger(__name__)
 
 _WAL, _SNAP, _SUFFIX_WAL, _SUFFIX_SNAP = "wal-", "snapshot-", ".log", ".bin"
 _PURGE_GROUP = 64          # purge records per commit: bounds how long one apply step blocks the loop
-_SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
-_DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
-_CLASSIFY_BLOCK = 64       # candidates per vectorised spatial classification (few are needed beyond the limit)
 _ZLIB_INLINE = 256 << 10   # (de)compress larger catalog raws in a thread (zlib releases the GIL)
 _ZLIB_LEVEL = 6            # a third smaller than level 1 for about 2.5 ms more per MB, once per publish
 
@@ -327,8 +321,8 @@ class EmbeddedStorage:
         restarts = 0
         while True:
             version = self._version
-            sl = _Slice()
-            steps = self._search_steps(query, now, sl)
+            sl = Slice()
+            steps = search_steps(self._index, query, now, sl)
             while True:
                 with work.running() if work is not None else contextlib.nullcontext():
                     done, hits = _advance(steps, sl, work)
@@ -346,131 +340,6 @@ class EmbeddedStorage:
     def search_now(self, query: Query, now: float) -> list[Hit]:
         """The synchronous search (no await inside: a search never sees a half-applied write)."""
         return _finish(self, query, now, budget.current())
-
-    def _search_steps(self, query: Query, now: float, sl: "_Slice") -> Generator[None, None, list[Hit]]:
-        """The search as a generator: it yields once `sl.until` has passed (checked after every candidate:
-        a pause point), and returns the hits."""
-        if query.limit <= 0:
-            return []
-        nar = self._index.narrow(query)
-        if query.origin is not None:
-            return (yield from self._nearest(query, now, nar, sl))
-        return (yield from self._in_order(query, now, nar, sl))
-
-    def _checker(self, query: Query, now: float, nar: Narrowing) -> Callable[[int, bool], Hit | None]:
-        """A candidate's test, the query's share of it done once. `inside`: a vectorised test already showed
-        the candidate clearly inside every spatial constraint, which is then not tested again in Python. (The
-        distance still is: the numpy one may differ in the last bit, and hits are ordered by the exact one.)"""
-        docs, entry_of = self._index.docs, self._index.entry_of
-        text, posted = query.text, nar.posted_checks
-        match = matching.matcher(query, now, pushdowns_known=nar.exact)
-        dist = matching.distancer(query)
-
-        def check(i: int, inside: bool = False) -> Hit | None:
-            doc = docs[i]
-            assert doc is not None
-            # Cheap rejections first (the matcher repeats them, after its costlier spatial test).
-            if text and not has_terms(doc.terms, text):
-                return None
-            for attr, allowed in posted:
-                if getattr(doc, attr) not in allowed:
-                    return None
-            meta = entry_of[i].meta  # type: ignore[union-attr]
-            if not match(doc, meta, inside):
-                return None
-            return Hit(item=doc, catalog=meta, distance=dist(doc))
-        return check
-
-    def _nearest(self, query: Query, now: float, nar: Narrowing, sl: "_Slice") -> Generator[None, None, list[Hit]]:
-        """Evaluate candidates nearest first; stop once no later one can beat the limit-th hit."""
-        idx = self._index
-        assert query.origin is not None
-        check = self._checker(query, now, nar)
-        ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
-        approx = haversine_m(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
-        limit = query.limit
-        hits: list[Hit] = []
-        worst: list[float] = []            # max-heap (negated) of the best `limit` true distances
-        # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised;
-        # clearly beyond it, and so is every later candidate (they come in ascending distance): the search ends.
-        radius = _radius_of(query)
-        sure = radius * (1 - 1e-9) - 1e-3 if radius is not None else -1.0
-        beyond = radius * (1 + 1e-9) + 1e-3 if radius is not None else math.inf
-        # Other spatial constraints decided vectorised where that is sure (docs/decisions.md §G), a block at a time.
-        vec = spatialvec.classifiers(query.spatial) if radius is None and query.spatial else None
-        clock = time.perf_counter
-        stop = math.inf            # no later candidate (ascending approx) can beat the limit-th hit beyond this
-        for chunk, dist in ascending(ids, approx):
-            step = _CLASSIFY_BLOCK if vec is not None else max(1, len(chunk))
-            for start in range(0, len(chunk), step):
-                part, part_d = chunk[start:start + step], dist[start:start + step]
-                if vec is None:
-                    known = (part_d <= sure).view(np.int8).tolist()
-                else:
-                    yes, no = spatialvec.classify_all(vec, idx.lon[part], idx.lat[part])
-                    known = (yes.view(np.int8) - no.view(np.int8)).tolist()
-                # The stop test runs before every candidate: a block-wise test checked up to a block too many.
-                for i, d_i, k in zip(part.tolist(), part_d.tolist(), known):
-                    # (a NaN approximation: no location, sorts last and cannot beat a finite limit-th hit)
-                    if d_i > stop or d_i > beyond or d_i != d_i and stop < math.inf:
-                        return matching.select(hits, limit)
-                    hit = check(i, k > 0) if k >= 0 else None
-                    if clock() >= sl.until:
-                        yield
-                    if hit is None:
-                        continue
-                    hits.append(hit)
-                    d = -(hit.distance if hit.distance is not None else math.inf)
-                    if len(worst) < limit:
-                        heapq.heappush(worst, d)
-                    elif d > worst[0]:
-                        heapq.heapreplace(worst, d)
-                    else:
-                        continue
-                    if len(worst) == limit and -worst[0] < math.inf:
-                        stop = -worst[0] * (1 + _DIST_SLACK) + 1.0
-        return matching.select(hits, limit)
-
-    def _in_order(self, query: Query, now: float, nar: Narrowing, sl: "_Slice") -> Generator[None, None, list[Hit]]:
-        """Without an origin the order is per catalog, then per item: walk it and stop at the limit."""
-        idx = self._index
-        if nar.ids is None:
-            entries, disjoint = idx.ordered_entries()
-            if disjoint:
-                return (yield from self._walk(query, now, nar, _blocks(entries), sl))
-            ordered = None
-            ids = nar.vector(idx.live_ids())
-        else:
-            ids = nar.vector(nar.ids)
-            ordered = idx.in_order(ids)
-        if ordered is None:                # catalogs interleave in the order: check all, then select
-            hits = []
-            clock = time.perf_counter
-            check = self._checker(query, now, nar)
-            for i in ids.tolist():
-                hit = check(i)
-                if hit is not None:
-                    hits.append(hit)
-                if clock() >= sl.until:
-                    yield
-            return matching.select(hits, query.limit)
-        return (yield from self._walk(query, now, nar, iter([ordered]), sl, filtered=True))
-
-    def _walk(self, query: Query, now: float, nar: Narrowing, blocks: Any, sl: "_Slice",
-              filtered: bool = False) -> Generator[None, None, list[Hit]]:
-        hits: list[Hit] = []
-        clock = time.perf_counter
-        check = self._checker(query, now, nar)
-        for block in blocks:
-            for i in (block if filtered else nar.vector(block)).tolist():
-                hit = check(i)
-                if hit is not None:
-                    hits.append(hit)
-                    if len(hits) >= query.limit:
-                        return matching.select(hits, query.limit)
-                if clock() >= sl.until:
-                    yield
-        return matching.select(hits, query.limit)
 
 
 def _coverage_of(docs: list, ids: list[int], query: CoverageQuery) -> Coverage:
@@ -551,37 +420,11 @@ def load_snapshot(idx: Index, path: Path) -> None:
                              "(catalogs published before it are then lost until re-published)")
 
 
-def _radius_of(query: Query) -> float | None:
-    """The radius when every spatial constraint is "within d metres of the ordering origin" (a radius query),
-    else None. Such a constraint is exactly haversine(origin, station) <= d (`cds.core.spatial`)."""
-    if not query.spatial or query.origin is None:
-        return None
-    radius = math.inf
-    for f in query.spatial:
-        g = f.geometry
-        if (f.op != "dwithin" or getattr(f, "negate", False) or g.geom_type != "Point"
-                or (g.x, g.y) != query.origin):
-            return None
-        radius = min(radius, f.distance_m)
-    return radius
-
-
 SEARCH_SLICE_S = 0.005      # a search yields the event loop after about this much work
 SEARCH_RESTARTS = 2         # writes applied during this many pauses: the search finishes in one step
 
 
-class _Slice:
-    """When the running slice of a search ends (perf_counter); the search pauses after the candidate that
-    passes it (so a slice is longer than SEARCH_SLICE_S by at most one candidate's test)."""
-
-    __slots__ = ("until",)
-
-    def __init__(self) -> None:
-        self.until = 0.0
-
-
-def _advance(steps: Generator[None, None, list[Hit]], sl: _Slice,
-             work: budget.WorkBudget | None) -> tuple[bool, list[Hit]]:
+def _advance(steps: Steps, sl: Slice, work: budget.WorkBudget | None) -> tuple[bool, list[Hit]]:
     """Run one slice of the search: (True, hits) when it ended, (False, []) when it paused."""
     sl.until = time.perf_counter() + ((work.slice_s if work is not None else None) or SEARCH_SLICE_S)
     try:
@@ -595,47 +438,12 @@ def _advance(steps: Generator[None, None, list[Hit]], sl: _Slice,
 
 def _finish(store: EmbeddedStorage, query: Query, now: float, work: budget.WorkBudget | None) -> list[Hit]:
     """The whole search in one step (budget checks between slices, no pause)."""
-    sl = _Slice()
-    steps = store._search_steps(query, now, sl)                   # noqa: SLF001 - the same module's helper
+    sl = Slice()
+    steps = search_steps(store._index, query, now, sl)       # noqa: SLF001 - the same module's helper
     while True:
         done, hits = _advance(steps, sl, work)
         if done:
             return hits
-
-
-def ascending(ids: np.ndarray, dist: np.ndarray, first: int = 256) -> Iterator[tuple[np.ndarray, np.ndarray]]:
-    """Chunks of `ids` in ascending `dist` (NaN last) without sorting everything up front."""
-    n = len(ids)
-    if n <= 4 * first:
-        order = np.argsort(dist, kind="stable")
-        yield ids[order], dist[order]
-        return
-    rest = np.arange(n)
-    k = first
-    while len(rest):
-        if len(rest) <= 2 * k:
-            order = rest[np.argsort(dist[rest], kind="stable")]
-            yield ids[order], dist[order]
-            return
-        part = np.argpartition(dist[rest], k)
-        head, rest = rest[part[:k]], rest[part[k:]]
-        head = head[np.argsort(dist[head], kind="stable")]
-        yield ids[head], dist[head]
-        k *= 2
-
-
-def _blocks(entries: list[Any]) -> Iterator[np.ndarray]:
-    """Doc ids of catalogs in order, concatenated into blocks of about `_SCAN_BLOCK`."""
-    buf: list[np.ndarray] = []
-    n = 0
-    for e in entries:
-        buf.append(e.ids)
-        n += len(e.ids)
-        if n >= _SCAN_BLOCK:
-            yield np.concatenate(buf)
-            buf, n = [], 0
-    if buf:
-        yield np.concatenate(buf)
 
 
 def _log_failure(task: asyncio.Task) -> None:

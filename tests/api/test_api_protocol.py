@@ -240,6 +240,26 @@ async def test_oversized_body(network):
         await client.close()
 
 
+async def test_body_limit_holds_without_a_content_length(network):
+    """A chunked body (no Content-Length to refuse it early) that arrived whole with the headers is taken in one
+    read: over the limit it is still a 413 NACK, within it the request is served."""
+    from cds.api.app import create_app
+    from tests.harness import start_client
+
+    client = await start_client(create_app(network.settings(max_discover_bytes=2048)))
+    try:
+        body = discover_body(network)[:-1] + b', "pad": "' + b"x" * 4096 + b'"}'
+        resp = await client.post("/beckn/discover", data=body, headers=network.bap.sign(body), chunked=True)
+        doc = assert_nack(resp.status, await resp.read(), 413, "SCH_SCHEMA_VALIDATION_FAILED")
+        assert "2048" in doc["error"]["message"]
+        body = discover_body(network)
+        assert len(body) <= 2048
+        resp = await client.post("/beckn/discover", data=body, headers=network.bap.sign(body), chunked=True)
+        assert resp.status == 200, await resp.text()
+    finally:
+        await client.close()
+
+
 async def test_invalid_jsonpath_is_nacked(cds, network):
     doc = orjson.loads(discover_body(network))
     doc["message"]["filters"]["expression"] = "$[?(@.beckn:itemAttributes.connectorType == )]"

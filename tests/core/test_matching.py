@@ -216,3 +216,35 @@ def test_matcher_decides_each_catalogs_liveness_by_that_catalog() -> None:
     for _ in range(2):
         assert match(item("a"), live) and not match(item("b"), expired)
         assert not match(item("c", is_active=False), live)
+
+
+def test_catalog_live_mask_is_catalog_live_for_many_catalogs() -> None:
+    import numpy as np
+
+    metas = [meta(f"c{i}", is_active=a, valid_from=f, expires_at=e)
+             for i, (a, f, e) in enumerate((a, f, e) for a in (True, False) for f in (None, NOW - 1, NOW, NOW + 1)
+                                           for e in (None, NOW - 1, NOW, NOW + 1))]
+    def column(values: list) -> np.ndarray:
+        return np.array([math.nan if v is None else v for v in values])
+
+    mask = matching.catalog_live_mask(np.array([m.is_active for m in metas]), column([m.valid_from for m in metas]),
+                                      column([m.expires_at for m in metas]), NOW)
+    assert mask.tolist() == [matching.catalog_live(m, NOW) for m in metas]
+    assert any(mask) and not all(mask)
+
+
+def test_item_matcher_is_matches_for_live_items_and_spatial_decides_says_when_it_is_not_needed() -> None:
+    spatial_query = build_query(
+        DiscoverIntent(spatial=[SpatialSpec(op="s_dwithin", geometry={"type": "Point", "coordinates": [77.59, 12.94]},
+                                            distance_m=5000)]), settings=SETTINGS)
+    items = [item("a"), item("b", pack="Other/v1"), item("c", pack=None), item("d", lon=78.5)]
+    for q in (spatial_query, Query(text=("koramangala",)), Query(text=("mall",)), Query(packs=frozenset({"Other/v1"})),
+              Query()):
+        match = matching.item_matcher(q, NOW)
+        for it in items:
+            assert match(it, meta()) == matching.matches(q, it, meta(), NOW)
+    assert matching.spatial_decides(spatial_query)
+    assert not matching.spatial_decides(Query(text=("dc",)))
+    assert not matching.spatial_decides(Query(packs=frozenset({"EvChargingService/v1"})))
+    assert not matching.spatial_decides(Query(terms={"connector_type": frozenset({"CCS2"})}))
+    assert matching.spatial_decides(Query(terms={"connector_type": frozenset({"CCS2"})}), pushdowns_known=True)

@@ -5,6 +5,7 @@ and the small Storage methods (get/delete/live_publishers/stats/purge)."""
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import random
 import tempfile
 from pathlib import Path
@@ -432,3 +433,35 @@ async def test_items_logged_before_terms_were_stored_are_found_by_text_after_a_r
         assert got[0].item.text == "" and "koramangala" in got[0].item.terms
         assert len(await store.search(Query(text=query_terms("stations"), limit=10), NOW)) == 6
         await store.close()
+
+
+PACKS = [None, "EvChargingService/v1", "Other/v1"]
+
+
+def with_packs_and_starts(r: random.Random, rec: CatalogRecord) -> CatalogRecord:
+    """The record with items of assorted attribute packs and a catalog that may start later (both now decided per
+    block of candidates, vectorised, before the matcher)."""
+    meta = msgspec.structs.replace(rec.meta, valid_from=r.choice([None, None, NOW - 10, NOW, NOW + 10]))
+    return CatalogRecord(meta=meta, items=[msgspec.structs.replace(d, pack=r.choice(PACKS)) for d in rec.items])
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
+@given(seed=st.integers(0, 10_000), qs=st.lists(queries, min_size=1, max_size=6),
+       packs=st.lists(st.sampled_from([None, frozenset({"EvChargingService/v1"}), frozenset({"Other/v1", "Nope/v9"}),
+                                       frozenset({"Nope/v9"})]), min_size=6, max_size=6))
+def test_search_with_packs_and_catalog_starts_equals_brute_force(seed, qs, packs):
+    r = random.Random(seed)
+    recs, deletions, replace = dataset(seed)
+    recs, replace = [with_packs_and_starts(r, x) for x in recs], [with_packs_and_starts(r, x) for x in replace]
+    final = final_records(recs, deletions, replace)
+
+    async def run():
+        with tempfile.TemporaryDirectory() as d:
+            store = await populated(Path(d), recs, deletions, replace)
+            try:
+                for q, p in zip(qs, packs):
+                    q = dataclasses.replace(q, packs=p)
+                    assert keys(await store.search(q, NOW)) == keys(matching.brute_force(q, final, NOW)), q
+            finally:
+                await store.close()
+    asyncio.run(run())

@@ -51,13 +51,23 @@ async def read_body(request: web.Request, limit: int, timeout_s: float, *, spool
                          f"request body exceeds the limit of {limit} bytes", 413)
     if request.content_length is not None and request.content_length > limit:
         raise too_big
+    content = request.content
+    if spool is None and content.is_eof():
+        # The whole body came with the headers (a small request): take it as it is, nothing to wait for.
+        try:
+            body = content.read_nowait()
+        except (ConnectionError, HttpProcessingError) as e:
+            raise _lost(e) from None
+        if len(body) > limit:
+            raise too_big
+        return body
     chunks: list[bytes] = []
     size = 0
     writer: SpoolWriter | None = None
     try:
         async with asyncio.timeout(timeout_s):
             while True:
-                chunk = await request.content.read(65536)
+                chunk = await content.read(65536)
                 if not chunk:
                     break
                 size += len(chunk)
@@ -78,11 +88,15 @@ async def read_body(request: web.Request, limit: int, timeout_s: float, *, spool
         request.protocol.force_close()
         raise ClientGone(f"request body not received within {timeout_s:g} s") from None
     except (ConnectionError, HttpProcessingError) as e:
-        raise ClientGone(f"connection lost while reading the request body ({type(e).__name__})") from None
+        raise _lost(e) from None
     finally:
         if writer is not None and writer.fd >= 0:
             writer.abandon()
     return b"".join(chunks)
+
+
+def _lost(e: Exception) -> ClientGone:
+    return ClientGone(f"connection lost while reading the request body ({type(e).__name__})")
 
 
 async def receive(request: web.Request, *, actions: set[str], limit: int, skeleton: bool = False) -> Inbound:
@@ -108,9 +122,10 @@ async def _checked(request: web.Request, doc: Any, actions: set[str], received_a
     """Context, signature (over `body`, or a spooled body's digest), rate limit: the pipeline of §12."""
     app = request.app
     settings = app[SETTINGS]
-    request[DIALECT] = detect_dialect(doc)
+    request[DIALECT] = dialect = detect_dialect(doc)
     request[IDS] = peek_ids(doc)
-    ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s)
+    ctx = parse_context(doc, expected_actions=actions, now=received_at, clock_skew_s=settings.clock_skew_s,
+                        dialect=dialect)
     caller = await authenticate(body, request.headers, app[REGISTRY], skew_s=settings.clock_skew_s, now=received_at,
                                 digest=spooled.digest if spooled is not None else None)
     request[SIGNER] = caller.subscriber_id
