@@ -13,7 +13,7 @@ from typing import Callable, Iterable
 
 import numpy as np
 
-from cds.core import spatial
+from cds.core import geodesy, spatial
 
 from cds.core import timeutil
 from cds.core.query import Query
@@ -143,12 +143,12 @@ def distance(query: Query, item: ItemDoc) -> float | None:
     """Metres from the query origin to the station; None without an origin or a location."""
     if query.origin is None or item.lon is None or item.lat is None:
         return None
-    return spatial.haversine_m(query.origin[0], query.origin[1], item.lon, item.lat)
+    return geodesy.haversine_m(query.origin[0], query.origin[1], item.lon, item.lat)
 
 
 def metres_from(origin: tuple[float, float]) -> Callable[[float, float], float]:
     """`distance` to an item with a location, as a function of its (lon, lat): the same float."""
-    return spatial.haversine_from(origin[0], origin[1])
+    return geodesy.haversine_from(origin[0], origin[1])
 
 
 def distancer(query: Query) -> Callable[[ItemDoc], float | None]:

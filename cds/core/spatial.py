@@ -3,9 +3,7 @@ prepare a filter's point test (`prepare`, with `cds.core.spatial_testers`) and t
 (`contains`, exact), plus the distances answers are ordered by (docs/decisions.md §S Matching, §8).
 
 Every spatial target resolves to the item's one station location (docs/decisions.md §S), so a constraint is a test of
-a single lon/lat point against the request geometry. Distances are on the sphere of `cds.core.geodesy`; its
-`EARTH_R`, `haversine_m` and `haversine_from` are also importable from here, where the matcher and the
-Elasticsearch translation read them.
+a single lon/lat point against the request geometry. Distances are on the sphere of `cds.core.geodesy`.
 """
 
 from __future__ import annotations
@@ -21,7 +19,7 @@ from shapely.geometry.base import BaseGeometry
 
 from cds.core import budget
 from cds.core.errors import SCH_SCHEMA_VALIDATION_FAILED, SCH_TYPE_NOT_SUPPORTED
-from cds.core.geodesy import EARTH_R, haversine_from, haversine_m, reach_bbox, segment_distance_m  # noqa: F401
+from cds.core.geodesy import haversine_m, reach_bbox, segment_distance_m
 from cds.core.query import SpatialFilter
 from cds.core.spatial_input import (
     DEFAULT_LIMITS, GeometryLimits, check_target, parse_geometry, simplify_route, spatial_error, vertex_count,

@@ -27,7 +27,7 @@ import shapely
 from shapely.geometry import MultiPoint, Point, box, mapping as geojson
 from shapely.geometry.base import BaseGeometry
 
-from cds.core import spatial
+from cds.core import geodesy
 
 from cds.core import timeutil
 from cds.core.query import Query, SpatialFilter
@@ -43,7 +43,7 @@ MAX_SHAPE_VERTICES = 2000      # bigger shapes fall back to the bbox only
 MAX_SHAPE_LAT = 85.0           # degree-space buffers are used only away from the poles
 MAX_POINTS = 64                # MultiPoint radius: one geo_distance per point up to this many
 _WORLD = box(-180.0, -90.0, 180.0, 90.0)
-_M_PER_DEG = spatial.EARTH_R * math.pi / 180.0
+_M_PER_DEG = geodesy.EARTH_R * math.pi / 180.0
 
 
 @dataclass(slots=True)
@@ -96,7 +96,7 @@ def _bbox_filter(b: tuple[float, float, float, float]) -> dict[str, Any] | None:
 
 def _dlon(distance_m: float, lat_max: float) -> float:
     """Longitude half-width of a spherical cap of radius distance_m at |lat| <= lat_max (as cds.core.spatial)."""
-    delta = distance_m / spatial.EARTH_R
+    delta = distance_m / geodesy.EARTH_R
     ratio = math.sin(delta) / math.cos(math.radians(abs(lat_max)))
     return math.degrees(math.asin(min(1.0, ratio)))
 

@@ -19,7 +19,7 @@ from shapely.geometry import LineString, Point, Polygon
 
 from cds.core import matching
 
-from cds.core import spatial
+from cds.core import geodesy, spatial
 from cds.config import load_settings
 from cds.core.filters import compile_filter
 from cds.core.planner import build_query
@@ -31,7 +31,7 @@ from tests.harness import load_fixture
 
 NOW = datetime(2026, 1, 4, tzinfo=timezone.utc).timestamp()
 HOUR = 3600.0
-M_PER_DEG = spatial.EARTH_R * math.pi / 180   # metres per degree of latitude on the matcher's sphere
+M_PER_DEG = geodesy.EARTH_R * math.pi / 180   # metres per degree of latitude on the matcher's sphere
 LON0, LAT0 = 77.5946, 12.9716                 # Bengaluru
 
 

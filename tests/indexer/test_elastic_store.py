@@ -20,7 +20,7 @@ from shapely.geometry import LineString, MultiPoint, MultiPolygon, Point, Polygo
 from cds.core.text import document_terms, query_terms
 from cds.core import matching
 
-from cds.core import spatial
+from cds.core import geodesy, spatial
 from cds.config import load_settings
 from cds.core.query import Query
 from indexer import storage as storage_contract
@@ -258,14 +258,14 @@ async def test_distance_order_is_exact_across_page_boundaries(make_store):
     # Elasticsearch sorts on quantised points (latitude floored to 180/2^32 deg, ~4.7 mm). An exact match
     # that Elasticsearch puts on the next page can still be nearer than everything collected so far.
     step = 180 / 2**32
-    m_per_deg = spatial.EARTH_R * math.pi / 180
+    m_per_deg = geodesy.EARTH_R * math.pi / 180
     for k in range(100):
         # y: south, stored ~4.4 mm farther south than it is; x: north, on the grid (stored exactly),
         # the first grid point beyond y's true distance: x is farther than y, Elasticsearch says nearer
         y_lat = (math.floor((LAT0 - 1000 / m_per_deg) / step) - k + 0.95) * step
-        dy = spatial.haversine_m(LON0, LAT0, LON0, y_lat)
+        dy = geodesy.haversine_m(LON0, LAT0, LON0, y_lat)
         x_lat = math.ceil((LAT0 + (dy + 0.0005) / m_per_deg) / step) * step
-        dx = spatial.haversine_m(LON0, LAT0, LON0, x_lat)
+        dx = geodesy.haversine_m(LON0, LAT0, LON0, x_lat)
         if dx < dy + 0.95 * step * m_per_deg - 0.0005:
             break
     assert dy + 0.0004 < dx < dy + 0.95 * step * m_per_deg - 0.0004
@@ -287,7 +287,7 @@ async def test_spatial_pushdowns_never_drop_boundary_points(make_store):
     import random
 
     rnd = random.Random(11)
-    m_per_deg = spatial.EARTH_R * math.pi / 180
+    m_per_deg = geodesy.EARTH_R * math.pi / 180
     shapes: list[tuple[str, object, float]] = []
     for _ in range(3):
         lon, lat = rnd.uniform(70, 88), rnd.uniform(9, 30)
