@@ -78,13 +78,11 @@ def _serve_single_process(args: argparse.Namespace, settings, log) -> int:
 
     from cds.api.app import create_app
     from cds.api.server import serve
-    from cds.cli.supervisor import SERVE_LOCK
-    from indexer.embedded.persist import DirLock, DirLocked
+    from cds.cli.supervisor import claim_data_dir, listening_fields
+    from indexer.embedded.persist import DirLocked
 
-    held = DirLock(settings.data_path, SERVE_LOCK)
     try:
-        settings.data_path.mkdir(parents=True, exist_ok=True)
-        held.acquire()
+        held = claim_data_dir(settings)
     except DirLocked as e:
         return _locked(log, e, settings)
     if not settings.redis_url and (settings.data_path / "redis").exists():
@@ -100,9 +98,7 @@ def _serve_single_process(args: argparse.Namespace, settings, log) -> int:
 
         app.on_startup.append(seed_demo)
     url = f"http://{args.host}:{args.port}{settings.base_path}"
-    storage = "elasticsearch" if settings.es_url else "embedded"
-    fields = {"subscriber_id": settings.subscriber_id, "url": url, "storage": storage, "single_process": True,
-              **({} if settings.es_url else {"data_dir": str(settings.data_path)})}
+    fields = {**listening_fields(settings, url), "single_process": True}
 
     def listening() -> None:   # called once the socket is bound (after the startup hooks)
         log.info(f"listening on {url}", extra={"fields": fields})

@@ -60,6 +60,22 @@ def ingest_needed(settings: Settings, local_redis: bool) -> bool:
     return settings.indexer_in_api == "true"
 
 
+def claim_data_dir(settings: Settings) -> DirLock:
+    """The data directory's serve lock, held by its one `cds serve` (supervisor or --single-process); raises
+    DirLocked when another holds it."""
+    settings.data_path.mkdir(parents=True, exist_ok=True)
+    held = DirLock(settings.data_path, SERVE_LOCK)
+    held.acquire()
+    return held
+
+
+def listening_fields(settings: Settings, url: str) -> dict[str, object]:
+    """What the "listening on" line says of any `cds serve`."""
+    return {"url": url, "subscriber_id": settings.subscriber_id,
+            "storage": "elasticsearch" if settings.es_url else "embedded",
+            **({} if settings.es_url else {"data_dir": str(settings.data_path)})}
+
+
 def claim(settings: Settings, *, host: str, port: int) -> DirLock:
     """Refuse at once, as one process did, what would otherwise be a child failing and restarted forever: a
     data directory another `cds serve` uses (DirLocked; its private Redis must not be stopped by ours) or a
@@ -67,9 +83,7 @@ def claim(settings: Settings, *, host: str, port: int) -> DirLock:
     import socket
 
     data = settings.data_path
-    data.mkdir(parents=True, exist_ok=True)
-    held = DirLock(data, SERVE_LOCK)
-    held.acquire()
+    held = claim_data_dir(settings)
     try:
         if not settings.es_url:     # the index's writer (ingest process) takes it: free it must be
             (data / "index").mkdir(exist_ok=True)
@@ -134,10 +148,7 @@ def _supervise(settings: Settings, n: int, *, host: str, port: int, demo: bool) 
         for c in children:
             if c.name != "ingest":
                 c.start()
-        fields = {"workers": n, "pids": [c.proc.pid for c in children if c.proc], "url": url,
-                  "subscriber_id": settings.subscriber_id,
-                  "storage": "elasticsearch" if settings.es_url else "embedded",
-                  **({} if settings.es_url else {"data_dir": str(data)}),
+        fields = {"workers": n, "pids": [c.proc.pid for c in children if c.proc], **listening_fields(settings, url),
                   **({"local_redis": redis.url} if redis else {})}
         if _wait_bound(host, port, lambda: stopping or any(c.exited() is not None for c in children)):
             log.info(f"listening on {url}", extra={"fields": fields})

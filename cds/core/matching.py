@@ -106,22 +106,6 @@ def _item_matches(query: Query, item: ItemDoc, meta: CatalogMeta, now: float, sp
     return query.predicate(item, meta, now)
 
 
-def matcher(query: Query, now: float, *, pushdowns_known: bool = False
-            ) -> Callable[[ItemDoc, CatalogMeta, bool], bool]:
-    """`matches` for one query and `now`, as a function of (item, meta, spatial_known), for a search testing
-    many candidates: a catalog's liveness is decided once per catalog (docs/decisions.md §G)."""
-    live: dict[int, tuple[CatalogMeta, bool]] = {}     # id(meta) -> (meta, catalog live)
-
-    def match(item: ItemDoc, meta: CatalogMeta, spatial_known: bool = False) -> bool:
-        known = live.get(id(meta))
-        if known is None or known[0] is not meta:
-            known = live[id(meta)] = (meta, catalog_live(meta, now))
-        if not known[1] or not item.is_active:
-            return False
-        return _item_matches(query, item, meta, now, spatial_known, pushdowns_known)
-    return match
-
-
 def item_matcher(query: Query, now: float, *, pushdowns_known: bool = False, packs_known: bool = False
                  ) -> Callable[[ItemDoc, CatalogMeta, bool], bool]:
     """`matches` for an item already known to be live (a search that decided liveness vectorised, with

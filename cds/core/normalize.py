@@ -22,11 +22,10 @@ from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
 from cds.core.fields import as_list, catalog_dialect, pick
 from cds.core.normalize_docs import _item_doc, _offer_doc
 from cds.core.normalize_read import (ITEM_CONTAINERS, MAX_ITEMS, MAX_OFFERS, MAX_PROVIDERS, OFFER_CONTAINERS,
-                                     STATUS_KEYS, _dumps, _flag, _id, _key, _reject, _text, _Warnings, attributes_of)
+                                     _dumps, _flag, _id, _key, _reject, _text, _Warnings)
 from cds.core.periods import parse_period
 
-# STATUS_KEYS and attributes_of are read by cds.services.assemble from here
-__all__ = ["STATUS_KEYS", "NormalizeConfig", "attributes_of", "normalize_catalog"]
+__all__ = ["NormalizeConfig", "normalize_catalog"]
 
 
 class NormalizeConfig(BoundsConfig, Protocol):

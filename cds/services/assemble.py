@@ -19,7 +19,7 @@ from cds.core.models import DIALECT_A, DIALECT_B
 from cds.core.matching import offer_live
 from cds.core.documents import CatalogMeta, Hit, ItemDoc
 from cds.core.jsoncache import JsonCache
-from cds.core.normalize import STATUS_KEYS, attributes_of
+from cds.core.normalize_read import STATUS_KEYS, attributes_of
 from cds.core.rawjson import unpack
 
 UNKNOWN_STATUS = "Unknown"
@@ -75,7 +75,7 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
     seen: set[str] = set()
     for it in items:            # one pass: items in hit order, offers in order of their first showing item
         raw = it.raw
-        body.append(wrap(_status_unknown_json(raw) if it.status is not None and status_stale(it, now, settings)
+        body.append(wrap(_status_unknown_json(raw) if status_stale(it, now, settings)
                          else json_of(raw)))
         item_id = it.item_id
         for off in it.offers:

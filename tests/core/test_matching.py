@@ -210,14 +210,6 @@ def test_distancer_gives_the_same_floats_as_distance(origin, pts) -> None:
     assert dist(item("b", None, None)) is None and matching.distancer(Query())(item("c")) is None
 
 
-def test_matcher_decides_each_catalogs_liveness_by_that_catalog() -> None:
-    match = matching.matcher(Query(), NOW)
-    live, expired = meta("cat-1"), meta("cat-2", expires_at=NOW - 1)
-    for _ in range(2):
-        assert match(item("a"), live) and not match(item("b"), expired)
-        assert not match(item("c", is_active=False), live)
-
-
 def test_catalog_live_mask_is_catalog_live_for_many_catalogs() -> None:
     import numpy as np
 
