@@ -205,9 +205,10 @@ class FanoutRun:
     hits: list[Hit] = dataclasses.field(default_factory=list)
     seen: int = 0                            # replies read from the store so far (list position)
     settled: bool = False
+    recording: int = 0           # failures being recorded in the circuit (the answer waits for them)
 
     def complete(self) -> bool:
-        return len(self.answered) + len(self.failed) >= len(self.targets)
+        return not self.recording and len(self.answered) + len(self.failed) >= len(self.targets)
 
 
 class Fanout:
@@ -345,8 +346,14 @@ class Fanout:
             run.failed.add(bpp)
             if result == "timeout":  # hung until the deadline (otherwise `_settle` counts the silent ones)
                 self.metrics.fanout_timeouts.labels(bpp).inc()
-            run.event.set()
-            await self._record(bpp, False)
+            # Recorded before the collector may finish: once the answer is out, the next discover (on any
+            # worker) sees this failure in the circuit. `recording` keeps the run open until then.
+            run.recording += 1
+            try:
+                await self._record(bpp, False)
+            finally:
+                run.recording -= 1
+                run.event.set()
 
     async def _record(self, bpp: str, ok: bool) -> None:
         try:
