@@ -40,6 +40,9 @@ from loadtests.bench_engine import build
 from loadtests.bench_procs import loadavg
 
 REPO = Path(__file__).resolve().parents[1]
+# `--pin`: the server's process tree and the load side (wrk, callback sink) on disjoint CPUs (`taskset -c`)
+SERVER_PREFIX: list[str] = []
+CLIENT_PREFIX: list[str] = []
 CLK = os.sysconf("SC_CLK_TCK")
 
 
@@ -158,7 +161,7 @@ def run_wrk(url: str, lua: Path, reqs: Path, *, duration: int, connections: int,
             delay_ms: float = 0, method: str = "GET") -> dict[str, float]:
     env = {**os.environ, "BENCH_REQS": str(reqs), "BENCH_DELAY_MS": str(int(delay_ms)), "BENCH_METHOD": method,
            "BENCH_THREADS": str(threads)}
-    args = ["wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(lua), url]
+    args = [*CLIENT_PREFIX, "wrk", "-t", str(threads), "-c", str(connections), "-d", f"{duration}s", "--latency", "-s", str(lua), url]
     out = subprocess.run(args, env=env, capture_output=True, text=True, check=True).stdout
     res: dict[str, float] = {"rps": float(re.search(r"Requests/sec:\s+([\d.]+)", out).group(1)),
                              "requests": float(re.search(r"(\d+) requests in", out).group(1))}
@@ -189,7 +192,7 @@ def wait_ready(url: str, workers: int, timeout: float = 180.0) -> None:
 
 def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers: int, args, lua: Path,
             reqs: Path, hello: bool = False, cwd: Path = REPO) -> dict[str, float]:
-    proc = subprocess.Popen(argv, env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+    proc = subprocess.Popen([*SERVER_PREFIX, *argv], env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
                             start_new_session=True)
     url = f"http://127.0.0.1:{port}"
     try:
@@ -211,7 +214,7 @@ def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers:
             res.update({f"paced_{k}": v for k, v in paced.items()})
             if args.post:
                 # POSTs are cheap to ACK; pace them by the GET saturation (each still costs a search after the ACK)
-                delay = max(0.0, args.connections / target * 1000 - 1.0)
+                delay = max(0.0, args.connections / (args.post_fraction * res["rps"]) * 1000 - 1.0)
                 post = run_wrk(url, lua, args.posts_file, duration=args.duration, connections=args.connections,
                                threads=args.threads, delay_ms=delay, method="POST")
                 res.update({f"post_{k}": v for k, v in post.items()})
@@ -237,6 +240,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cds-bench-workers")
     p.add_argument("--post", action="store_true",
                    help="also measure POST discover ACK latency (async, paced at ~70 %% of GET saturation)")
+    p.add_argument("--post-fraction", type=float, default=0.7,
+                   help="POST rate as a fraction of the configuration's GET saturation (default 0.7)")
     p.add_argument("--posts", type=int, default=20_000, help="distinct signed POSTs per configuration")
     p.add_argument("--sink-port", type=int, default=18641)
     p.add_argument("--trace", type=Path, default=None,
@@ -244,7 +249,14 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--baseline", type=Path, default=None,
                    help="a checkout of an older version (e.g. a git worktree of main): its one-process `cds serve` "
                         "is measured in the same run, as the 'before'")
+    p.add_argument("--pin", default=None, metavar="SERVER:CLIENT",
+                   help="CPU lists for `taskset -c`, e.g. 1:0: the server's processes on CPU 1, wrk and the callback "
+                        "sink on CPU 0 (the load side then never takes the server's core)")
     args = p.parse_args(argv)
+    if args.pin:
+        server_cpus, client_cpus = args.pin.split(":")
+        SERVER_PREFIX[:] = ["taskset", "-c", server_cpus]
+        CLIENT_PREFIX[:] = ["taskset", "-c", client_cpus]
     if shutil.which("wrk") is None:
         print("wrk is needed: apt-get install -y wrk", file=sys.stderr)
         return 2
@@ -262,7 +274,7 @@ def main(argv: list[str] | None = None) -> int:
         post_files[label].write_bytes(b"\x01".join(posts[k * args.posts:(k + 1) * args.posts]))
     sink = None
     if args.post:
-        sink = subprocess.Popen([sys.executable, "-m", "loadtests.callback_sink", "--port", str(args.sink_port)],
+        sink = subprocess.Popen([*CLIENT_PREFIX, sys.executable, "-m", "loadtests.callback_sink", "--port", str(args.sink_port)],
                                 env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if args.trace is not None:
         args.trace.mkdir(parents=True, exist_ok=True)
