@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Protocol
 
 from cds.core.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
@@ -35,17 +36,46 @@ def text_tokens(text: str | None) -> tuple[str, ...]:
 
 
 CHEAP_EXPRESSION = 512     # a filter at most this long compiles in well under a millisecond
+CHEAP_LINE_VERTICES = 64   # lines (routes) of at most this many vertices in all ...
+CHEAP_GRID_CELLS = 4096    # ... and a segment grid of at most about this many cells plan in well under a millisecond
 
 
 def cheap_to_plan(intent: DiscoverIntent) -> bool:
     """Planning this intent cannot take long (docs/decisions.md §24: it may run on the event loop): its
-    geometries are points (no repair, no grids) and its filter is short or already compiled."""
+    geometries are points or short lines whose segment grid is small (a 64-vertex route plans in ~0.3 ms; a line
+    across a continent with a narrow corridor needs a grid of up to 200,000 cells, over 100 ms; polygons may
+    need a repair, ms even when small) and its filter is short or already compiled. Anything else plans in the
+    work pool, whose thread hop an ACK would otherwise wait for."""
+    vertices, cells = 0, 0.0
     for s in intent.spatial:
         g = s.geometry
-        if not isinstance(g, dict) or g.get("type") != "Point":
+        kind = g.get("type") if isinstance(g, dict) else None
+        if kind == "LineString":
+            coords = g.get("coordinates")
+            if not isinstance(coords, list) or len(coords) > CHEAP_LINE_VERTICES:
+                return False
+            vertices += len(coords)
+            cells += _grid_cells(coords, s.distance_m)
+            if vertices > CHEAP_LINE_VERTICES or cells > CHEAP_GRID_CELLS:
+                return False
+        elif kind != "Point":
             return False
     expr = intent.expression or ""
     return len(expr) <= CHEAP_EXPRESSION
+
+
+def _grid_cells(coords: list, distance_m: float | None) -> float:
+    """About how many cells the segment grid of a line files its segments under (`spatial_testers`: each
+    segment's box, widened by the distance, over cells of twice the distance, at least 0.01°); inf when the
+    coordinates are not plain pairs of numbers (the pool then plans it and reports what is wrong)."""
+    cell = max(2.0 * (distance_m or 0.0) / 111_000.0, 0.01)
+    total = 0.0
+    try:
+        for (ax, ay), (bx, by) in zip(coords, coords[1:]):
+            total += (abs(bx - ax) / cell + 3.0) * (abs(by - ay) / cell + 3.0)
+    except (TypeError, ValueError):
+        return math.inf
+    return total
 
 
 @functools.lru_cache(maxsize=1024)

@@ -37,6 +37,15 @@ BACKGROUND_SLICE_S = 0.001   # a background search yields the loop this often (d
 _NO_TURN = contextlib.nullcontext()
 
 
+async def _between_steps() -> None:
+    """Between the steps of a background answer (search, assembly, serialising + signing + sending), yield
+    behind the requests that arrived meanwhile (docs/decisions.md §P, "ACKs first"): no ACK waits for more than
+    one step. A synchronous answer goes on without yielding."""
+    work = budget.current()
+    if work is not None and work.slice_s is not None and work.pause is not None:
+        await work.pause()
+
+
 class DiscoverService:
     def __init__(self, storage: Storage, settings: Settings, metrics: Metrics, outbound: Outbound | None,
                  clock: Callable[[], float] = time.time, fanout: Fanout | None = None) -> None:
@@ -133,6 +142,7 @@ class DiscoverService:
     async def _body(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
         self._metrics.discover_results.observe(len(hits))
         async with self._cpu_turn():
+            await _between_steps()
             return self._render(req, hits)
 
     def _render(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
@@ -220,6 +230,7 @@ class DiscoverService:
 
     async def _deliver(self, callback_base: str, body: dict[str, Any], received_at: float, fanned: bool) -> Delivery:
         assert self._outbound is not None
+        await _between_steps()
         delivery = await self._outbound.post(f"{callback_base}/on_discover", body)
         outcome = "delivered" if delivery.ok else "failed"
         self._metrics.callbacks.labels("on_discover", outcome).inc()

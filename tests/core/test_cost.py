@@ -22,7 +22,7 @@ from cds.core.errors import BecknError
 from cds.core.filters import compile_filter
 from cds.core.matching import matches
 from cds.core.models import Context, DiscoverIntent, DiscoverRequest, SpatialSpec
-from cds.core.planner import build_query, cheap_to_plan
+from cds.core.planner import CHEAP_LINE_VERTICES, build_query, cheap_to_plan
 from cds.core.protocol import parse_context, parse_discover
 from loadtests import fuzz_strategies as fs
 from loadtests.costly import TARGET, star
@@ -192,6 +192,27 @@ def test_planning_is_charged_to_the_budget():
         with WorkBudget(1).running():
             build_query(intent, settings=SETTINGS)
     assert cheap_to_plan(DiscoverIntent(spatial=[spec({"type": "Point", "coordinates": [77, 12]}, "s_dwithin", 10)]))
+
+
+def test_short_routes_plan_on_the_loop_and_long_ones_in_the_pool():
+    def line(n: int) -> dict:
+        return {"type": "LineString", "coordinates": [[77 + i / 100, 12 + (i % 2) / 100] for i in range(n)]}
+    assert cheap_to_plan(DiscoverIntent(spatial=[spec(line(CHEAP_LINE_VERTICES), "s_dwithin", 2000)]))
+    assert not cheap_to_plan(DiscoverIntent(spatial=[spec(line(CHEAP_LINE_VERTICES + 1), "s_dwithin", 2000)]))
+    # the vertices of every line count together
+    half = CHEAP_LINE_VERTICES // 2 + 1
+    assert not cheap_to_plan(DiscoverIntent(spatial=[spec(line(half), "s_dwithin", 2000),
+                                                     spec(line(half), "s_intersects")]))
+    # two vertices across the country with a narrow corridor: a segment grid of millions of cells (~100 ms)
+    across = {"type": "LineString", "coordinates": [[68, 8], [97, 35]]}
+    assert not cheap_to_plan(DiscoverIntent(spatial=[spec(across, "s_dwithin", 2000)]))
+    assert cheap_to_plan(DiscoverIntent(spatial=[spec(across, "s_dwithin", 500_000)]))
+    assert not cheap_to_plan(DiscoverIntent(spatial=[spec({"type": "LineString", "coordinates": [[68, 8], ["x", 9]]},
+                                                          "s_dwithin", 500_000)]))
+    # a polygon may need a repair and grids: never on the loop, however small
+    square = {"type": "Polygon", "coordinates": [[[77, 12], [77.1, 12], [77.1, 12.1], [77, 12.1], [77, 12]]]}
+    assert not cheap_to_plan(DiscoverIntent(spatial=[spec(square, "s_within")]))
+    assert not cheap_to_plan(DiscoverIntent(spatial=[spec({"type": "LineString", "coordinates": "x"}, "s_dwithin", 9)]))
 
 
 def test_the_embedded_search_is_refused_past_its_budget_and_yields_the_loop_meanwhile(tmp_path):
