@@ -105,6 +105,7 @@ class Settings(msgspec.Struct, kw_only=True, frozen=True):
     max_repair_crossings: int = 64           # an invalid polygon is repaired only when it crosses itself this little
     route_simplify_m: float = 1.0            # over the vertex limit: routes simplified with this tolerance (0: never)
     background_answers: int = 1             # discovers answered after their ACK that compute at once (§P)
+    max_pending_answers: int = 1024         # per process: ACKed discovers not yet computed; beyond, a POST is a 503
     work_threads: int = 2                    # threads for heavy planning and re-filtering, off the event loop
     json_cache_mb: int = 64                  # per process: unpacked item/offer JSON of recent answers (0 = off)
 
@@ -290,6 +291,7 @@ _FIELDS: dict[str, tuple[str, Callable[[str], object]]] = {
     "ROUTE_SIMPLIFY_M": ("route_simplify_m", _nonneg_float),
     "WORK_THREADS": ("work_threads", _pos_int),
     "BACKGROUND_ANSWERS": ("background_answers", _pos_int),
+    "MAX_PENDING_ANSWERS": ("max_pending_answers", _pos_int),
     "JSON_CACHE_MB": ("json_cache_mb", _nonneg_int),
 }
 

@@ -12,7 +12,7 @@ from typing import Any, Callable
 
 from cds.core import budget
 from cds.core.budget import WorkBudget, WorkLimitExceeded
-from cds.core.errors import BecknError
+from cds.core.errors import NET_OVERLOADED, BecknError
 from cds.core.jsoncache import JsonCache
 from cds.core.replies import build_on_discover
 from cds.services.assemble import assemble_catalogs
@@ -46,6 +46,16 @@ async def _between_steps() -> None:
         await work.pause()
 
 
+class AnswersOverloaded(BecknError):
+    """503 `NET_OVERLOADED`: too many POST discovers ACKed and not yet answered in this process."""
+
+    retry_after = 1.0           # the Retry-After header (cds.api.handlers.base)
+
+    def __init__(self, pending: int) -> None:
+        super().__init__(NET_OVERLOADED, f"{pending} discovers are waiting to be answered here; the request was "
+                                         "not accepted, send it again shortly", 503)
+
+
 class DiscoverService:
     def __init__(self, storage: Storage, settings: Settings, metrics: Metrics, outbound: Outbound | None,
                  clock: Callable[[], float] = time.time, fanout: Fanout | None = None) -> None:
@@ -59,6 +69,7 @@ class DiscoverService:
         # loses no throughput, and an arriving request waits behind at most one short slice, not one per
         # answer in progress.
         self._lane = asyncio.Semaphore(settings.background_answers)
+        self._pending = 0       # admitted background answers not yet computed (`admit`, docs/decisions.md §P)
         self._json_cache = JsonCache(settings.json_cache_mb << 20)   # unpacked item/offer JSON (§G)
 
     def _cpu_turn(self) -> contextlib.AbstractAsyncContextManager:
@@ -176,19 +187,45 @@ class DiscoverService:
             self._metrics.fanout_callback_latency.labels("sync").observe(time.time() - received_at)
         return body
 
+    def admit(self) -> None:
+        """Before the ACK of a POST: room for one more background answer, or a 503 `NET_OVERLOADED` (with
+        Retry-After) when `max_pending_answers` are already waiting to be computed. Without the bound, a client
+        sending POSTs faster than they can be answered grows the queue (memory, and the delay of every answer)
+        without limit (docs/decisions.md §P). The caller must then run `answer_once`, which gives the room back."""
+        if self._pending >= self._settings.max_pending_answers:
+            raise AnswersOverloaded(self._pending)
+        self._pending += 1
+
+    @property
+    def pending_answers(self) -> int:
+        return self._pending
+
     async def answer_once(self, replay: ReplayStore, inbound: Inbound, req: DiscoverRequest, query: Query,
                           callback_base: str, work: WorkBudget | None = None) -> Delivery | None:
-        """After the ACK of a POST: `answer_and_deliver`, unless it is a replay (§11: the same ACK, no second
-        answer). With several workers the check is a round trip to Redis, which no ACK waits for now
+        """After the ACK of a POST (`admit`ted): `answer_and_deliver`, unless it is a replay (§11: the same ACK,
+        no second answer). With several workers the check is a round trip to Redis, which no ACK waits for now
         (docs/decisions.md §P, "ACKs first")."""
-        if not await first_time(replay, inbound):
-            return None
-        return await self.answer_and_deliver(req, query, callback_base, inbound.received_at, work)
+        room = [True]
+
+        def computed() -> None:                 # once: the answer no longer waits to be computed
+            if room[0]:
+                room[0] = False
+                self._pending -= 1
+        try:
+            if not await first_time(replay, inbound):
+                return None
+            return await self.answer_and_deliver(req, query, callback_base, inbound.received_at, work,
+                                                 computed=computed)
+        finally:
+            computed()
 
     async def answer_and_deliver(self, req: DiscoverRequest, query: Query, callback_base: str,
-                                 received_at: float, work: WorkBudget | None = None) -> Delivery | None:
+                                 received_at: float, work: WorkBudget | None = None,
+                                 computed: Callable[[], None] | None = None) -> Delivery | None:
         """The async path: compute the answer and POST it to {bap_uri}/on_discover. A search over its work
-        budget (after the ACK) is answered with an on_discover that carries the error and no catalogs."""
+        budget (after the ACK) is answered with an on_discover that carries the error and no catalogs.
+        `computed` is called when the answer is ready to send: its room in `admit`'s bound is given back then (a
+        slow callback endpoint holds a delivery, not the room of the answers behind it)."""
         assert self._outbound is not None
         work = work or self.work_budget()
         work.slice_s = BACKGROUND_SLICE_S           # also what marks it a background answer (`_cpu_turn`)
@@ -196,16 +233,16 @@ class DiscoverService:
         try:
             with budget.in_force(work):
                 if self._settings.fanout_incremental and self._fanout is not None:
-                    return await self._deliver_incremental(req, query, callback_base, received_at)
+                    return await self._deliver_incremental(req, query, callback_base, received_at, computed)
                 body, fanned = await self._answer(req, query, received_at)
         except WorkLimitExceeded as e:
             log.warning("discover %s refused after its ACK: %s", req.context.message_id, e.message)
             self._metrics.nacks.labels("discover", e.code).inc()
-            return await self._deliver(callback_base, self._refusal(req, e), received_at, False)
+            return await self._deliver(callback_base, self._refusal(req, e), received_at, False, computed)
         except Exception:  # noqa: BLE001 - a background task must log, never die silently
             log.exception("discover %s failed", req.context.message_id)
             return None
-        return await self._deliver(callback_base, body, received_at, fanned)
+        return await self._deliver(callback_base, body, received_at, fanned, computed)
 
     def _refusal(self, req: DiscoverRequest, err: BecknError) -> dict[str, Any]:
         body = build_on_discover(req.context, [], settings=self._settings, now=self._clock())
@@ -213,12 +250,12 @@ class DiscoverService:
         return body
 
     async def _deliver_incremental(self, req: DiscoverRequest, query: Query, callback_base: str,
-                                   received_at: float) -> Delivery | None:
+                                   received_at: float, computed: Callable[[], None] | None) -> Delivery | None:
         """CDS_FANOUT_INCREMENTAL: the cached answer at once, then one on_discover per accepted BPP reply
         (each holding only that BPP's matched items). Late replies are still dropped."""
         run = await self._start_fanout(req, query, received_at)
         hits = await self._search_or_refuse(query, self._clock(), run)
-        first = await self._deliver(callback_base, await self._body(req, hits), received_at, False)
+        first = await self._deliver(callback_base, await self._body(req, hits), received_at, False, computed)
         if run is None:
             return first
 
@@ -228,8 +265,11 @@ class DiscoverService:
         await self._collect(run, partial)
         return first
 
-    async def _deliver(self, callback_base: str, body: dict[str, Any], received_at: float, fanned: bool) -> Delivery:
+    async def _deliver(self, callback_base: str, body: dict[str, Any], received_at: float, fanned: bool,
+                       computed: Callable[[], None] | None = None) -> Delivery:
         assert self._outbound is not None
+        if computed is not None:
+            computed()
         await _between_steps()
         delivery = await self._outbound.post(f"{callback_base}/on_discover", body)
         outcome = "delivered" if delivery.ok else "failed"

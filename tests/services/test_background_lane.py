@@ -123,3 +123,42 @@ async def test_a_background_step_resumes_behind_the_requests_that_arrived():
     assert await _order_after_a_request_arrives(after_io) == ["request read", "background resumed"]
     # what it replaces: asyncio.sleep(0) resumes the step first
     assert await _order_after_a_request_arrives(lambda: asyncio.sleep(0)) == ["background resumed", "request read"]
+
+
+async def test_posts_beyond_the_pending_bound_are_refused_and_the_room_comes_back(network):
+    """CDS_MAX_PENDING_ANSWERS: an ACKed discover holds room until its answer is computed; one more is a 503
+    NET_OVERLOADED with Retry-After (the synchronous path is not affected), and a replay gives its room back."""
+    client = await start_client(create_app(network.settings(background_answers=1, max_pending_answers=1)))
+    gate = asyncio.Event()
+    try:
+        watch = client.app[STORAGE].search = Watch(client.app[STORAGE].search, gate)
+        first = _body(network)
+        assert (await client.post("/beckn/discover", data=first, headers=network.bap.sign(first))).status == 200
+        second = _body(network)
+        resp = await client.post("/beckn/discover", data=second, headers=network.bap.sign(second))
+        doc = orjson.loads(await resp.read())
+        assert resp.status == 503 and doc["error"]["code"] == "NET_OVERLOADED", doc
+        assert doc["message"]["ack"]["status"] == "NACK" and int(resp.headers["Retry-After"]) >= 1
+        sync = _body(network)
+        resp = await client.request("GET", "/beckn/discover", data=sync, headers=network.bap.sign(sync))
+        assert resp.status == 200
+        gate.set()
+        await network.bap_sink.wait_for(1)
+        # the room is back once the answer is computed: the refused request, sent again, is answered
+        resp = await client.post("/beckn/discover", data=second, headers=network.bap.sign(second))
+        assert resp.status == 200
+        await network.bap_sink.wait_for(2)
+        # a replay is ACKed (§11) without a second answer, and leaves no room taken behind it
+        assert (await client.post("/beckn/discover", data=first, headers=network.bap.sign(first))).status == 200
+        third = _body(network)
+        for _ in range(100):
+            resp = await client.post("/beckn/discover", data=third, headers=network.bap.sign(third))
+            if resp.status == 200:
+                break
+            await asyncio.sleep(0.01)            # the replay's check may still be running
+        assert resp.status == 200
+        await network.bap_sink.wait_for(3)
+        assert len(watch.slices) == 4            # first, second, third in the background; one synchronous
+    finally:
+        gate.set()
+        await client.close()

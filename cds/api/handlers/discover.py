@@ -31,6 +31,7 @@ class DiscoverView(web.View):
         inbound, req, query, work = await self._inbound()
         callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
                                       reach=callback_reach(settings))
+        self.request.app[DISCOVER].admit()      # 503 when too many answers already wait (docs/decisions.md §P)
         # the replay check comes after the ACK (the same ACK either way): no round trip to the shared store before it
         spawn(self.request.app, self.request.app[DISCOVER].answer_once(self.request.app[REPLAY], inbound, req, query,
                                                                        callback, work))
