@@ -9,9 +9,11 @@ request (user+system time of every process of the server tree / requests), laten
 same at ~70 % of the measured saturation (each wrk connection paced with a Lua `delay`). Requests are the
 generator's query mix, signed once with a long validity (a synchronous GET discover is not replay-checked).
 
-With `--post`, each configuration also gets an asynchronous phase: POST discovers, every one with its own
-message id and signature (a POST is replay-checked, so none repeats), paced at ~70 % of that configuration's
-GET saturation, answered to a callback sink (`loadtests.callback_sink`); wrk's latency is then the ACK latency.
+With `--post`, each configuration also gets two asynchronous phases: POST discovers, every one with its own
+message id and signature (a POST is replay-checked, so none repeats), answered to a callback sink
+(`loadtests.callback_sink`). First 10 s offered at 1.3x the GET saturation: the answers the sink receives per
+second are the POST saturation (the server refuses the excess with 503s). Then, paced at ~70 % of that
+(`--post-fraction`): wrk's latency is the ACK latency.
 """
 
 from __future__ import annotations
@@ -190,6 +192,57 @@ def wait_ready(url: str, workers: int, timeout: float = 180.0) -> None:
     raise RuntimeError(f"{url}: not ready")
 
 
+def settle(pid: int, *, busy: float = 0.05, timeout: float = 180.0) -> float:
+    """Wait until the server's process tree is idle (under `busy` cores over a second): after /health/ready the
+    ingest process still loads its copy of the index for several seconds, which would share the cores with the
+    first measurements. Returns the seconds waited."""
+    t0 = time.time()
+    while time.time() - t0 < timeout:
+        pids = _tree(pid)
+        c0 = cpu_s(pids)
+        time.sleep(1.0)
+        if cpu_s(pids) - c0 < busy:
+            break
+    return time.time() - t0
+
+
+def _answered(sink_url: str) -> int:
+    with urllib.request.urlopen(sink_url + "/_sink/stats", timeout=10) as r:
+        return int(orjson.loads(r.read())["distinct"].get("on_discover", 0))
+
+
+def _paced_delay(connections: int, rate: float, latency_ms: float = 1.0) -> float:
+    """wrk's per-connection delay (ms) for about `rate` requests/s in all (each connection: reply, then delay)."""
+    return max(0.0, connections / max(rate, 1.0) * 1000 - latency_ms)
+
+
+def measure_posts(url: str, lua: Path, args, get_rps: float) -> dict[str, float]:
+    """POST discovers (asynchronous). First their saturation: offered at 1.3x the GET saturation, the answers
+    the sink receives per second (distinct message ids; beyond CDS_MAX_PENDING_ANSWERS waiting, the excess is
+    refused with a 503, which wrk counts as non-2xx). Then, after the backlog drained, the ACK latency at
+    --post-fraction of that saturation."""
+    sink = f"http://127.0.0.1:{args.sink_port}"
+    before = _answered(sink)
+    over_s = min(args.duration, 10)
+    over = run_wrk(url, lua, args.posts_over_file, duration=over_s, connections=args.connections,
+                   threads=args.threads, delay_ms=_paced_delay(args.connections, 1.3 * get_rps), method="POST")
+    answered = _answered(sink) - before
+    capacity = answered / over_s
+    last, deadline = -1, time.time() + 60
+    while time.time() < deadline:                     # the backlog drains before the paced phase
+        time.sleep(1.0)
+        now_answered = _answered(sink)
+        if now_answered == last:
+            break
+        last = now_answered
+    paced = run_wrk(url, lua, args.posts_file, duration=args.duration, connections=args.connections,
+                    threads=args.threads, delay_ms=_paced_delay(args.connections, args.post_fraction * capacity),
+                    method="POST")
+    out = {"post_capacity": capacity, "post_over_rps": over["rps"], "post_over_non2xx": over["non2xx"]}
+    out.update({f"post_{k}": v for k, v in paced.items()})
+    return out
+
+
 def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers: int, args, lua: Path,
             reqs: Path, hello: bool = False, cwd: Path = REPO) -> dict[str, float]:
     proc = subprocess.Popen([*SERVER_PREFIX, *argv], env=env, cwd=str(cwd), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
@@ -200,6 +253,7 @@ def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers:
         if not hello:
             # new connections until every worker answered (SO_REUSEPORT hashes connections)
             wait_ready(url, workers)
+            print(f"{name}: settled {settle(proc.pid):.0f} s after ready", file=sys.stderr)
         run_wrk(url, lua, reqs, duration=3, connections=args.connections, threads=args.threads)   # warm-up
         pids = _tree(proc.pid)
         c0 = cpu_s(pids)
@@ -213,11 +267,7 @@ def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers:
                             threads=args.threads, delay_ms=delay)
             res.update({f"paced_{k}": v for k, v in paced.items()})
             if args.post:
-                # POSTs are cheap to ACK; pace them by the GET saturation (each still costs a search after the ACK)
-                delay = max(0.0, args.connections / (args.post_fraction * res["rps"]) * 1000 - 1.0)
-                post = run_wrk(url, lua, args.posts_file, duration=args.duration, connections=args.connections,
-                               threads=args.threads, delay_ms=delay, method="POST")
-                res.update({f"post_{k}": v for k, v in post.items()})
+                res.update(measure_posts(url, lua, args, res["rps"]))
         print(f"{name}: {res}", file=sys.stderr)
         return res
     finally:
@@ -241,8 +291,8 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--post", action="store_true",
                    help="also measure POST discover ACK latency (async, paced at ~70 %% of GET saturation)")
     p.add_argument("--post-fraction", type=float, default=0.7,
-                   help="POST rate as a fraction of the configuration's GET saturation (default 0.7)")
-    p.add_argument("--posts", type=int, default=20_000, help="distinct signed POSTs per configuration")
+                   help="paced POST rate as a fraction of the configuration's POST saturation (default 0.7)")
+    p.add_argument("--posts", type=int, default=25_000, help="distinct signed POSTs per configuration and phase")
     p.add_argument("--sink-port", type=int, default=18641)
     p.add_argument("--trace", type=Path, default=None,
                    help="trace every serving process's event loop into this directory (loadtests.looptrace)")
@@ -265,13 +315,15 @@ def main(argv: list[str] | None = None) -> int:
     configs = [int(x) for x in args.workers.split(",")]
     labels = (["before"] if args.baseline is not None else []) + configs
     env, reqs, posts = prepare(args.work, args.connectors, args.seed, sink=sink_url,
-                               posts=args.posts * len(labels) if args.post else 0)
+                               posts=2 * args.posts * len(labels) if args.post else 0)
     reqs_file = args.work / "requests.bin"
     reqs_file.write_bytes(b"\x01".join(reqs))
     post_files = {}
     for k, label in enumerate(labels):   # every server gets message ids none saw before
-        post_files[label] = args.work / f"posts-{k}.bin"
-        post_files[label].write_bytes(b"\x01".join(posts[k * args.posts:(k + 1) * args.posts]))
+        mine = posts[2 * k * args.posts:2 * (k + 1) * args.posts]
+        post_files[label] = (args.work / f"posts-{k}-over.bin", args.work / f"posts-{k}.bin")
+        post_files[label][0].write_bytes(b"\x01".join(mine[:args.posts]))
+        post_files[label][1].write_bytes(b"\x01".join(mine[args.posts:]))
     sink = None
     if args.post:
         sink = subprocess.Popen([*CLIENT_PREFIX, sys.executable, "-m", "loadtests.callback_sink", "--port", str(args.sink_port)],
@@ -288,12 +340,12 @@ def main(argv: list[str] | None = None) -> int:
                     args, lua, reqs_file, hello=True)
     if args.baseline is not None:
         benv = {**env, "PYTHONPATH": str(args.baseline.resolve())}
-        args.posts_file = post_files["before"]
+        args.posts_over_file, args.posts_file = post_files["before"]
         rows.append(("before", measure("before", [sys.executable, "-m", "cds", "serve", "--workers", "1",
                                                   "--port", str(args.port)],
                                        benv, args.port, 1, args, lua, reqs_file, cwd=args.baseline)))
     for n in configs:
-        args.posts_file = post_files[n]
+        args.posts_over_file, args.posts_file = post_files[n]
         argv_ = [sys.executable, "-m", "cds", "serve", "--workers", str(n), "--port", str(args.port)]
         rows.append((n, measure(f"cds x{n}", argv_, env, args.port, n, args, lua, reqs_file)))
     if sink is not None:
@@ -314,12 +366,13 @@ def main(argv: list[str] | None = None) -> int:
               f"{r['cpu_ms_per_req']:.3f} ms | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['paced_rps']:,.0f} | "
               f"{r['paced_p50']:.2f} ms | {r['paced_p99']:.2f} ms | {r['non2xx'] + r['paced_non2xx']:.0f} |")
     if args.post:
-        print("\n| server | POST discovers/s (paced) | ACK p50 | ACK p90 | ACK p99 | non-2xx |")
-        print("| --- | --- | --- | --- | --- | --- |")
+        print(f"\n| server | POST saturation (answers/s) | × GET saturation | POST discovers/s at ~{args.post_fraction:.0%} "
+              "of it | ACK p50 | ACK p90 | ACK p99 | non-2xx |")
+        print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for n, r in rows:
             label = f"before ({args.baseline}), 1 process" if n == "before" else f"cds serve --workers {n}"
-            print(f"| {label} | {r['post_rps']:,.0f} | {r['post_p50']:.2f} ms | {r['post_p90']:.2f} ms | "
-                  f"{r['post_p99']:.2f} ms | {r['post_non2xx']:.0f} |")
+            print(f"| {label} | {r['post_capacity']:,.0f} | {r['post_capacity'] / r['rps']:.2f} | {r['post_rps']:,.0f} | "
+                  f"{r['post_p50']:.2f} ms | {r['post_p90']:.2f} ms | {r['post_p99']:.2f} ms | {r['post_non2xx']:.0f} |")
     return 0
 
 

@@ -187,13 +187,18 @@ class DiscoverService:
             self._metrics.fanout_callback_latency.labels("sync").observe(time.time() - received_at)
         return body
 
-    def admit(self) -> None:
-        """Before the ACK of a POST: room for one more background answer, or a 503 `NET_OVERLOADED` (with
-        Retry-After) when `max_pending_answers` are already waiting to be computed. Without the bound, a client
-        sending POSTs faster than they can be answered grows the queue (memory, and the delay of every answer)
-        without limit (docs/decisions.md §P). The caller must then run `answer_once`, which gives the room back."""
+    def refuse_when_full(self) -> None:
+        """503 `NET_OVERLOADED` (with Retry-After) while `max_pending_answers` POST discovers are ACKed and not
+        yet computed. Without the bound, a client sending POSTs faster than they can be answered grows the queue
+        (memory, and the delay of every answer) without limit (docs/decisions.md §P). Called first, before any
+        work for the request, and again by `admit`."""
         if self._pending >= self._settings.max_pending_answers:
             raise AnswersOverloaded(self._pending)
+
+    def admit(self) -> None:
+        """Right before the ACK of a POST: take room for its answer (or refuse, as `refuse_when_full`). The
+        caller must then run `answer_once`, which gives the room back."""
+        self.refuse_when_full()
         self._pending += 1
 
     @property

@@ -27,11 +27,12 @@ class DiscoverView(web.View):
     async def post(self) -> web.Response:
         if wants_representation(self.request.headers.getall("Prefer", ())):
             return await self._synchronous({"Preference-Applied": REPRESENTATION})
+        self.request.app[DISCOVER].refuse_when_full()     # overloaded: refused before any work (docs/decisions.md §P)
         settings = self.request.app[SETTINGS]
         inbound, req, query, work = await self._inbound()
         callback = check_callback_url(req.context.bap_uri, registered_url=inbound.caller.subscriber.url,
                                       reach=callback_reach(settings))
-        self.request.app[DISCOVER].admit()      # 503 when too many answers already wait (docs/decisions.md §P)
+        self.request.app[DISCOVER].admit()      # room for its answer, taken with no await before the spawn
         # the replay check comes after the ACK (the same ACK either way): no round trip to the shared store before it
         spawn(self.request.app, self.request.app[DISCOVER].answer_once(self.request.app[REPLAY], inbound, req, query,
                                                                        callback, work))
