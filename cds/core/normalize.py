@@ -3,7 +3,8 @@
 Reads both dialects (A: `beckn:items`, `beckn:itemAttributes` ...; B: `resources`, `resourceAttributes`, offers
 with `resourceIds`) and the legacy attribute shapes still seen in the wild (flat `serviceLocation`,
 `stationStatus`, `ev:`-prefixed attribute keys, Beckn-1.x-like `providers[].items[]` with nested offers).
-The raw item/offer/catalog JSON is kept exactly as published; only the typed fields are derived.
+The raw item/offer/catalog JSON is kept exactly as published (only the typed fields are derived), except that
+a legacy item and its nested offers state their provider and item (docs/decisions.md §W, "Legacy shape").
 
 A catalog that cannot be indexed raises `BecknError` (the caller rejects that catalog and keeps the others);
 an item or offer over a content bound (`cds.core.bounds`, docs/decisions.md §27) is left out with an
