@@ -4,7 +4,7 @@ Reads both dialects (A: `beckn:items`, `beckn:itemAttributes` ...; B: `resources
 with `resourceIds`) and the legacy attribute shapes still seen in the wild (flat `serviceLocation`,
 `stationStatus`, `ev:`-prefixed attribute keys, Beckn-1.x-like `providers[].items[]` with nested offers).
 The raw item/offer/catalog JSON is kept exactly as published (only the typed fields are derived), except that
-a legacy item and its nested offers state their provider and item (docs/decisions.md §W, "Legacy shape").
+a legacy item states its provider and a nested offer its item (docs/decisions.md §W, "Legacy shape").
 
 A catalog that cannot be indexed raises `BecknError` (the caller rejects that catalog and keeps the others);
 an item or offer over a content bound (`cds.core.bounds`, docs/decisions.md §27) is left out with an
@@ -116,8 +116,9 @@ _REF_KEYS = (*spelled("items"), *spelled("resourceIds"))      # in the order the
 
 
 def _nested_offer(offer: dict, owner: str, provider: Any, memo: dict) -> dict:
-    """An offer nested in a legacy item as stored: naming that item (first), and with the item's enclosing provider
-    when it names none (A: its id, B: the LTS Provider); a shallow copy, in the offer's own spelling."""
+    """An offer nested in an item (the legacy shape) as stored: naming that item (first), and with the item's
+    enclosing provider when it names none (A: its id, B: the LTS Provider); a shallow copy, in the offer's own
+    spelling."""
     a = is_a(offer)
     out = offer
     key = next((k for k in _REF_KEYS if offer.get(k) is not None), "beckn:items" if a else "resourceIds")
