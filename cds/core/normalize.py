@@ -3,7 +3,8 @@
 Reads both dialects (A: `beckn:items`, `beckn:itemAttributes` ...; B: `resources`, `resourceAttributes`, offers
 with `resourceIds`) and the legacy attribute shapes still seen in the wild (flat `serviceLocation`,
 `stationStatus`, `ev:`-prefixed attribute keys, Beckn-1.x-like `providers[].items[]` with nested offers).
-The raw item/offer/catalog JSON is kept exactly as published; only the typed fields are derived.
+The raw item/offer/catalog JSON is kept exactly as published (only the typed fields are derived), except that
+a legacy item states its provider and a nested offer its item (docs/decisions.md §W, "Legacy shape").
 
 A catalog that cannot be indexed raises `BecknError` (the caller rejects that catalog and keeps the others);
 an item or offer over a content bound (`cds.core.bounds`, docs/decisions.md §27) is left out with an
@@ -18,8 +19,9 @@ from typing import Any, Protocol
 
 from cds.core import errors as E
 from cds.core.bounds import ITEM_REJECTED, OFFER_REJECTED, BoundsConfig, OverBound, check_item_total, check_json
+from cds.core.dialects import provider_to_a, provider_to_b
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
-from cds.core.fields import as_list, catalog_dialect, pick
+from cds.core.fields import Json, as_list, catalog_dialect, is_a, pick, spelled
 from cds.core.normalize_docs import _item_doc, _offer_doc
 from cds.core.normalize_read import (ITEM_CONTAINERS, MAX_ITEMS, MAX_OFFERS, MAX_PROVIDERS, OFFER_CONTAINERS,
                                      _dumps, _flag, _id, _key, _reject, _text, _Warnings)
@@ -89,6 +91,46 @@ def _item_entries(catalog: dict, base: str) -> list[tuple[str, Any, Any]]:
     return entries
 
 
+# --- legacy providers[].items[]: what an item's place says, made explicit (docs/decisions.md §W, "Legacy shape")
+
+def _shaped(provider: Any, a: bool, memo: dict) -> Json | None:
+    """The enclosing provider as an item's own, in the item's dialect (A: `beckn:Provider`, B: LTS Provider),
+    once per provider object and dialect of a catalog."""
+    key = (id(provider), a)
+    if key not in memo:
+        memo[key] = provider_to_a(provider) if a else provider_to_b(provider)
+    return memo[key]
+
+
+def _legacy_item(item: dict, provider: Any, memo: dict) -> dict:
+    """A legacy item as stored: with its enclosing provider when it names none. A shallow copy gets the key: the
+    published item is not changed."""
+    if pick(item, "provider") is not None:
+        return item
+    a = is_a(item)
+    p = _shaped(provider, a, memo)
+    return item if p is None else {**item, ("beckn:provider" if a else "provider"): p}
+
+
+_REF_KEYS = (*spelled("items"), *spelled("resourceIds"))      # in the order the normaliser reads them
+
+
+def _nested_offer(offer: dict, owner: str, provider: Any, memo: dict) -> dict:
+    """An offer nested in an item (the legacy shape) as stored: naming that item (first), and with the item's
+    enclosing provider when it names none (A: its id, B: the LTS Provider); a shallow copy, in the offer's own
+    spelling."""
+    a = is_a(offer)
+    out = offer
+    key = next((k for k in _REF_KEYS if offer.get(k) is not None), "beckn:items" if a else "resourceIds")
+    refs = as_list(offer.get(key))
+    if owner not in refs:
+        out = {**offer, key: [owner, *refs]}
+    p = _shaped(provider, a, memo) if pick(offer, "provider") is None else None
+    if p is not None:
+        out = {**out, "beckn:provider": p["beckn:id"]} if a else {**out, "provider": p}
+    return out
+
+
 def _header(catalog: dict) -> dict:
     header = {k: v for k, v in catalog.items() if k not in ITEM_CONTAINERS and k not in OFFER_CONTAINERS}
     if isinstance(header.get("providers"), list):
@@ -136,14 +178,20 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
     where: dict[str, tuple[str, dict]] = {}          # item id -> (path, item as published)
     rejected: set[str] = set()                       # ids of items left out (offers naming them are not "unknown")
     dropped: set[int] = set()                        # id() of the item/offer objects left out of the stored raw
+    shaped: dict = {}                                # legacy providers as items' own (`_shaped`)
+    legacy_of: dict[str, Any] = {}                   # legacy item id -> its enclosing provider
     for path, item, legacy_provider in entries:
         item_id = _id(item, path, "item")
         if item_id in docs or item_id in rejected:
             raise _reject(E.SCH_SCHEMA_VALIDATION_FAILED, f"duplicate item id {item_id[:80]!r}", path)
         ctx["legacy_provider"] = fallbacks[0] = legacy_provider
         ctx["provider_fallbacks"] = fallbacks
+        stored = item
+        if legacy_provider is not None:
+            legacy_of[item_id] = legacy_provider
+            stored = _legacy_item(item, legacy_provider, shaped)
         try:
-            docs[item_id] = _item_doc(item, item_id, path, ctx, warns)
+            docs[item_id] = _item_doc(stored, item_id, path, ctx, warns)
         except OverBound as e:
             warns.reject(ITEM_REJECTED, f"{e.reason}; the item is not indexed", path)
             rejected.add(item_id)
@@ -176,8 +224,9 @@ def normalize_catalog(catalog: dict, *, publisher_id: str, publisher_uri: str | 
             if not any(r in rejected for r in refs):
                 warns.add("UNREFERENCED_OFFER", "offer applies to no item of this catalog and is not indexed", path)
             continue
+        stored = offer if owner is None else _nested_offer(offer, owner, legacy_of.get(owner), shaped)
         try:
-            doc = _offer_doc(offer, offer_id, refs, path, ctx, warns)
+            doc = _offer_doc(stored, offer_id, refs, path, ctx, warns)
         except OverBound as e:
             warns.reject(OFFER_REJECTED, f"{e.reason}; the offer is not indexed", path)
             dropped.add(id(offer))

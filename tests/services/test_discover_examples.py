@@ -652,8 +652,7 @@ def test_every_example_expects_a_match_and_a_miss(name):
     assert 0 < n < total, (name, exp)
 
 
-# Answered from the legacy providers[].items[] catalog, whose dialect-A rendering is not schema-valid yet
-# (test_legacy_catalog_answers_validate below); their items, order and offers are checked like all others.
+# Answered from the legacy providers[].items[] catalog (test_legacy_catalog_answers_validate below).
 LEGACY_SHAPE = {n for n in EXAMPLES if n.startswith("ABH#")}
 
 
@@ -664,8 +663,7 @@ async def test_every_discover_example_returns_the_expected_items(seeded):
         body = orjson.loads(raw)
         dialect = "B" if "bapId" in doc["context"] else "A"
         try:
-            if name not in LEGACY_SHAPE:
-                validate_on_discover(body, dialect)
+            validate_on_discover(body, dialect)
         except AssertionError as e:
             problems.append(f"{name}: {e}")
         want = expected(name, seeded.published)
@@ -690,17 +688,27 @@ async def test_async_post_delivers_the_same_answer(seeded, name):
     validate_on_discover(cb_doc, "B" if "bapId" in doc["context"] else "A")
 
 
-@pytest.mark.xfail(strict=True, reason="engine bug: a legacy providers[].items[] catalog is rendered in dialect A "
-                   "with items and offers lacking the required beckn:provider, and nested offers with "
-                   "beckn:items [] (cds/core/dialects.catalog_to_a / cds/services/assemble._catalog)")
 async def test_legacy_catalog_answers_validate(seeded):
-    problems = []
+    """A legacy catalog answers in dialect A like any other (docs/decisions.md §W, "Legacy shape"): each item's
+    provider is its enclosing provider, and an offer nested in an item names that item and its provider."""
+    enclosing = {it["id"]: p["id"] for p in abh_catalog()["providers"] for it in p["items"]}
+    nested = {o["id"]: it["id"] for p in abh_catalog()["providers"] for it in p["items"] for o in it["offers"]}
+    problems, seen_offers = [], 0
     for name in sorted(LEGACY_SHAPE):
         _doc, raw = await seeded.discover(name)
+        body = orjson.loads(raw)
         try:
-            validate_on_discover(orjson.loads(raw), "A")
+            validate_on_discover(body, "A")
         except AssertionError as e:
             problems.append(f"{name}: {e}")
+        [cat] = body["message"]["catalogs"]
+        for it in cat["beckn:items"]:
+            assert it["beckn:provider"]["beckn:id"] == enclosing[it["beckn:id"]], (name, it["beckn:id"])
+        for o in cat["beckn:offers"]:
+            assert o["beckn:items"][0] == nested[o["beckn:id"]], (name, o["beckn:id"])
+            assert o["beckn:provider"] == enclosing[nested[o["beckn:id"]]], (name, o["beckn:id"])
+            seen_offers += 1
+    assert seen_offers            # the nested offer is live and answered
     assert not problems, "\n".join(problems)
 
 
