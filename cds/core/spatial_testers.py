@@ -160,9 +160,18 @@ class _NearSegments:
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
         self.segs = segs
         self.d = d
-        self.grid = _SegmentGrid(segs, d)
+        # Few segments: the grid is built on first use (cheap then; a search that decides the constraint
+        # vectorised never asks). Many: now, at planning, never in the search (docs/decisions.md §G).
+        self._grid = _SegmentGrid(segs, d) if len(segs) > _SMALL_CELL else None
         arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
         self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+
+    @property
+    def grid(self) -> _SegmentGrid:
+        grid = self._grid
+        if grid is None:        # two threads may both build it: the same grid, one of them kept
+            grid = self._grid = _SegmentGrid(self.segs, self.d)
+        return grid
 
     def any_within(self, lon: float, lat: float) -> bool:
         cands = self.grid.candidates(lon, lat)
@@ -221,7 +230,7 @@ def shape_tester(geom: BaseGeometry, d: float, bbox: tuple[float, float, float, 
     segs = segments_of(geom) + [(p, p) for p in pts]   # points as zero-length segments: one bounded lookup
     area = AreaGrid(geom) if is_areal(geom) else None
     # Built here, at planning (off the loop for a costly request), never lazily in the search: for thousands of
-    # segments the build is a loop hold of 100+ ms (docs/decisions.md §G).
+    # segments the build is a loop hold of 100+ ms (docs/decisions.md §G); only a few segments' grid waits.
     near = _NearSegments(segs, d)
 
     def test(lon: float, lat: float) -> bool:

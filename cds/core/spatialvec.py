@@ -49,16 +49,52 @@ def _nearest_m(geom: object) -> Callable[[np.ndarray, np.ndarray], np.ndarray] |
                 out = np.minimum(out, haversine_m(x, y, lon, lat))
             return out
         return to_points
-    if isinstance(geom, (LineString, MultiLineString)):
-        segs = segments_of(geom)
-        if not segs or len(segs) > MAX_PARTS:
-            return None
-        ax, ay, bx, by = (np.asarray(c, dtype=np.float64) for c in zip(*((a[0], a[1], b[0], b[1]) for a, b in segs)))
+    segs = _segments(geom)
+    if segs is not None:
+        ax, ay, bx, by = segs
 
         def to_segments(lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
             return segment_distances_m(lon[:, None], lat[:, None], ax, ay, bx, by).min(axis=1)
         return to_segments
     return None
+
+
+def _segments(geom: object) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray] | None:
+    """A line geometry's segments as columns (ax, ay, bx, by), or None (not a line, or too many parts)."""
+    if not isinstance(geom, (LineString, MultiLineString)):
+        return None
+    segs = segments_of(geom)
+    if not segs or len(segs) > MAX_PARTS:
+        return None
+    ax, ay, bx, by = (np.asarray(c, dtype=np.float64) for c in zip(*((a[0], a[1], b[0], b[1]) for a, b in segs)))
+    return ax, ay, bx, by
+
+
+class _Segments:
+    """`geodesy.segment_distances_m` to the nearest of a few segments, rearranged for many points whose longitude
+    differs from every segment end by at most 180 degrees (no antimeridian wrap: the caller checks): per-segment
+    terms computed once, and haversine's square root and arcsine taken once per point, after the minimum (both
+    are increasing). The same formula up to rounding, far below the classifier's margin."""
+
+    def __init__(self, ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray) -> None:
+        dx, dy = bx - ax, by - ay
+        self.ax, self.ay, self.dx, self.dy = ax, ay, dx, dy
+        self.dx2, self.dy2 = dx * dx, dy * dy
+        self.point = (dx == 0.0) & (dy == 0.0)         # a zero-length segment: t = 0, as geodesy has it
+
+    def distance_m(self, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+        lon, lat = lon[:, None], lat[:, None]
+        k = np.cos(lat * DEG)
+        k2 = k * k
+        # t of the closest point in the equirectangular projection centred on the point (geodesy's formula
+        # with both terms multiplied out: -(a.d) = (p - a).d, |d|^2 = dx^2 k^2 + dy^2)
+        u, v = lon - self.ax, lat - self.ay
+        with np.errstate(divide="ignore", invalid="ignore"):
+            t = (u * self.dx * k2 + v * self.dy) / (self.dx2 * k2 + self.dy2)
+        t = np.where(self.point, 0.0, np.clip(t, 0.0, 1.0))
+        qx, qy = self.ax + self.dx * t, self.ay + self.dy * t
+        a = np.sin((qy - lat) * (DEG / 2)) ** 2 + k * np.cos(qy * DEG) * np.sin((qx - lon) * (DEG / 2)) ** 2
+        return 2 * EARTH_R * np.arcsin(np.minimum(1.0, np.sqrt(a.min(axis=1))))
 
 
 def classifier(f: SpatialFilter) -> Classifier | None:
@@ -73,14 +109,27 @@ def classifier(f: SpatialFilter) -> Classifier | None:
     inside, outside = d * (1 - _REL) - _ABS, d * (1 + _REL) + _ABS
     x0, y0, x1, y1 = reach_bbox(p.geometry, d)             # the box the exact test rejects outside of first
     negate = p.negate
+    # Only points in the box are measured (outside it the answer is "beyond" whatever the distance). When the
+    # box spans at most 180 degrees of longitude and does not wrap, a point in it is never more than 180 degrees
+    # from a segment end: the unwrapped form measures it.
+    segs = _segments(p.geometry) if x1 - x0 <= 180.0 else None
+    near = _Segments(*segs).distance_m if segs is not None else None
 
     def classify(lon: np.ndarray, lat: np.ndarray) -> Masks:
         with np.errstate(invalid="ignore"):
             located = ~(np.isnan(lon) | np.isnan(lat))  # no location: never a match, negated or not
             in_box = (lon >= x0) & (lon <= x1) & (lat >= y0) & (lat <= y1)
-            dist = measure(lon, lat)
-            within = in_box & (dist <= inside)
-            beyond = located & (~in_box | (dist > outside))
+            if near is None:
+                dist = measure(lon, lat)
+                within = in_box & (dist <= inside)
+                beyond = located & (~in_box | (dist > outside))
+            else:
+                sel = np.flatnonzero(in_box)
+                dist = near(lon[sel], lat[sel])
+                within = np.zeros(len(lon), bool)
+                within[sel] = dist <= inside
+                beyond = located & ~in_box
+                beyond[sel] = dist > outside
         return (beyond, within) if negate else (within, beyond)
     return classify
 
