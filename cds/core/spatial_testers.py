@@ -76,6 +76,25 @@ def radius_tester(pts: list[tuple[float, float]], d: float, bbox: tuple[float, f
     return many
 
 
+def widened_boxes(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, d: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per segment a lon/lat box holding every point within `d` of it (never too small: `geodesy.reach_bbox`
+    per segment), and which boxes are full-width (they reach a pole): (x0, y0, x1, y1, full). The point tests
+    measure a segment only where its box holds the point; `cds.core.spatialvec` uses the same boxes."""
+    dlat = d / M_PER_DEG * (1 + 1e-9) + 1e-9
+    lat_max = np.maximum(np.abs(ay), np.abs(by))
+    delta = d / EARTH_R
+    polar = lat_max * DEG + delta >= 89.99 * DEG
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.minimum(1.0, math.sin(delta) / np.cos(lat_max * DEG))
+    dlon = np.where(polar, 360.0, np.degrees(np.arcsin(np.where(polar, 0.0, ratio))) * (1 + 1e-9) + 1e-9)
+    full = polar | (dlon >= 360.0)
+    x0 = np.where(full, -180.0, np.minimum(ax, bx) - dlon)
+    x1 = np.where(full, 180.0, np.maximum(ax, bx) + dlon)
+    y0, y1 = np.minimum(ay, by) - dlat, np.maximum(ay, by) + dlat
+    return x0, y0, x1, y1, full
+
+
 class _SegmentGrid:
     """Uniform lon/lat grid of segment indices: each segment is filed under every cell its
     distance-widened box touches, so a point only measures the segments that can be within reach.
@@ -86,17 +105,7 @@ class _SegmentGrid:
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
         dlat = d / M_PER_DEG * (1 + 1e-9) + 1e-9
         arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4)
-        ax, ay, bx, by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
-        lat_max = np.maximum(np.abs(ay), np.abs(by))
-        delta = d / EARTH_R
-        polar = lat_max * DEG + delta >= 89.99 * DEG
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.minimum(1.0, math.sin(delta) / np.cos(lat_max * DEG))
-        dlon = np.where(polar, 360.0, np.degrees(np.arcsin(np.where(polar, 0.0, ratio))) * (1 + 1e-9) + 1e-9)
-        full = polar | (dlon >= 360.0)
-        x0 = np.where(full, -180.0, np.minimum(ax, bx) - dlon)
-        x1 = np.where(full, 180.0, np.maximum(ax, bx) + dlon)
-        y0, y1 = np.minimum(ay, by) - dlat, np.maximum(ay, by) + dlat
+        x0, y0, x1, y1, full = widened_boxes(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], d)
         self.x0, self.y0, self.x1, self.y1 = x0, y0, x1, y1
         self.full = np.flatnonzero(full)                      # polar boxes: always checked
         part = np.flatnonzero(~full)

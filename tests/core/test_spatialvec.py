@@ -93,15 +93,19 @@ def test_every_constraint_must_hold_for_sure_and_one_sure_failure_is_enough():
 @pytest.mark.parametrize("name", ["route", "routes", "route with a stop"])
 def test_the_unwrapped_segment_distance_is_geodesys_up_to_rounding(name):
     """The per-point form the classifier uses for boxes narrower than 180 degrees (`_Segments`) measures what
-    `geodesy.segment_distance_m` does, on the segment ends and far from them."""
+    `geodesy.segment_distance_m` does to the nearest segment whenever that one is within reach (the segments
+    it skips, outside their widened boxes, are farther than the distance), on the segment ends and far away."""
     geom = GEOMS[name]
-    segs = spatialvec._segments(geom)
-    near = spatialvec._Segments(*segs)
-    lon, lat = _points(geom, 5_000.0, 400, seed=7)
+    d = 5_000.0
+    near = spatialvec._Segments(*spatialvec._segments(geom), d)
+    lon, lat = _points(geom, d, 400, seed=7)
     ends = [c for g in getattr(geom, "geoms", [geom]) for c in g.coords]
-    lon = np.concatenate([lon[:-2], [x for x, _ in ends]])
-    lat = np.concatenate([lat[:-2], [y for _, y in ends]])
+    lon = np.concatenate([lon[:-2], [x for x, _ in ends], [x + 0.3 for x, _ in ends]])
+    lat = np.concatenate([lat[:-2], [y for _, y in ends], [y for _, y in ends]])
     got = near.distance_m(lon, lat)
     want = np.array([min(geodesy.segment_distance_m(x, y, a, b) for a, b in spatialvec.segments_of(geom))
                      for x, y in zip(lon.tolist(), lat.tolist())])
-    assert np.allclose(got, want, rtol=1e-10, atol=1e-6)
+    reach = want <= d
+    assert reach.any() and not reach.all()
+    assert np.allclose(got[reach], want[reach], rtol=1e-10, atol=1e-6)
+    assert (got[~reach] > d).all()
