@@ -114,7 +114,8 @@ def classifier(f: SpatialFilter) -> Classifier | None:
     if p.op != "dwithin":
         return None
     d = p.distance_m
-    x0, y0, x1, y1 = reach_bbox(p.geometry, d)             # the box the exact test rejects outside of first
+    # the box the exact test rejects outside of first (a prepared dwithin's bbox, unless negated: None)
+    x0, y0, x1, y1 = p.bbox if p.bbox is not None else reach_bbox(p.geometry, d)
     # Lines: only points in the box are measured (outside it the answer is "beyond" whatever the distance).
     # When the box spans at most 180 degrees of longitude and does not wrap, a point in it is never more than
     # 180 degrees from a segment end: the unwrapped form measures it.
