@@ -8,7 +8,8 @@ through the service's steps, timing each with the thread's CPU clock: parse (JSO
 plan (`build_query`), search (`search_now`), assemble (`assemble_catalogs` with splicing and the JSON cache, as
 the service runs it) and dump (`build_on_discover` + orjson). The first `--warm` passes fill the JSON cache and
 are not counted; the GC is settled and frozen once the index and the mix are loaded, as the server does.
-Signature verification and HTTP are not here: `loadtests.bench_workers` measures the whole server. Prints a markdown table: per kind the mean of every stage (ms), hits and answer bytes.
+Signature verification and HTTP are not here: `loadtests.bench_workers` measures the whole server. Prints a
+markdown table: per kind the mean of every stage (ms), hits and answer bytes.
 
 `--digest FILE` checks that a change leaves every answer byte-identical: the clock is fixed (`--now`, default
 midnight UTC today, so two runs the same day agree), each answer's sha256 is written to FILE one line per request

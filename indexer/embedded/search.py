@@ -32,8 +32,8 @@ if TYPE_CHECKING:
 
 _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
 _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
-_CLASSIFY_BLOCK = 64       # candidates in the first vectorised spatial classification (few are needed beyond the limit),
-                           # at least twice the limit (a route keeps about every other near candidate: one numpy pass)
+_CLASSIFY_BLOCK = 64       # candidates in the first vectorised spatial classification (few are needed beyond the
+                           # limit), at least twice the limit (a route keeps about every other near one: one numpy pass)
 _CLASSIFY_MAX = 1024       # ... and at most in any later one
 
 Steps = Generator[None, None, list[Hit]]
