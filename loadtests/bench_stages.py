@@ -7,14 +7,20 @@ directory's `index`; copy it first when a server may be using it) and runs the g
 through the service's steps, timing each with the thread's CPU clock: parse (JSON, context, discover),
 plan (`build_query`), search (`search_now`), assemble (`assemble_catalogs` with splicing and the JSON cache, as
 the service runs it) and dump (`build_on_discover` + orjson). The first `--warm` passes fill the JSON cache and
-are not counted. Signature verification and HTTP are not here: `loadtests.bench_workers` measures the whole
-server. Prints a markdown table: per kind the mean of every stage (ms), hits and answer bytes.
+are not counted; the GC is settled and frozen once the index and the mix are loaded, as the server does.
+Signature verification and HTTP are not here: `loadtests.bench_workers` measures the whole server. Prints a
+markdown table: per kind the mean of every stage (ms), hits and answer bytes.
+
+`--digest FILE` checks that a change leaves every answer byte-identical: the clock is fixed (`--now`, default
+midnight UTC today, so two runs the same day agree), each answer's sha256 is written to FILE one line per request
+and the sha256 over all of them printed; run it on two checkouts and `diff` the files.
 """
 
 from __future__ import annotations
 
 import argparse
 import asyncio
+import hashlib
 import statistics
 import sys
 import time
@@ -23,6 +29,7 @@ from pathlib import Path
 
 import orjson
 
+from cds import gcpolicy
 from cds.config import Settings
 from cds.core.jsoncache import JsonCache
 from cds.core.planner import build_query
@@ -36,20 +43,31 @@ from loadtests.bench_engine import stamped
 STAGES = ("parse", "plan", "search", "assemble", "dump")
 
 
-async def measure(index: Path, connectors: int, seed: int, passes: int, warm: int) -> dict[str, dict[str, list]]:
+def stamped_at(doc: dict, now: float) -> bytes:
+    """The request body with its context timestamp at `now` (a fixed clock makes answers comparable)."""
+    doc["context"]["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
+    return orjson.dumps(doc)
+
+
+async def measure(index: Path, connectors: int, seed: int, passes: int, warm: int,
+                  fixed_now: float | None = None, digests: list[str] | None = None) -> dict[str, dict[str, list]]:
     settings = Settings(data_dir=str(index.parent))
     storage = EmbeddedStorage(index, fsync=False)
     await storage.open()
     cache = JsonCache(settings.json_cache_mb << 20)
     mix = generate_network(connectors, seed=seed).labeled_query_mix(400, seed=seed)
-    bodies = [(kind, stamped(doc)) for kind, doc in mix]
+    bodies = [(kind, stamped(doc) if fixed_now is None else stamped_at(doc, fixed_now)) for kind, doc in mix]
+    # as the server does once its index is loaded (cds.api.app): without it, automatic full collections
+    # walk the whole index in the middle of requests and the table charges them to whichever stage
+    gcpolicy.settle()
+    gcpolicy.freeze_promoted()
     res: dict[str, dict[str, list]] = defaultdict(lambda: defaultdict(list))
     clock = time.thread_time
     for rep in range(warm + passes):
         for kind, body in bodies:
             t0 = clock()
             doc = parse_json(body)
-            now = time.time()
+            now = time.time() if fixed_now is None else fixed_now
             ctx = parse_context(doc, expected_actions={"discover"}, now=now, clock_skew_s=settings.clock_skew_s)
             req = parse_discover(doc, ctx)
             t1 = clock()
@@ -64,11 +82,14 @@ async def measure(index: Path, connectors: int, seed: int, passes: int, warm: in
             t5 = clock()
             if rep < warm:
                 continue
+            if digests is not None and rep == warm:
+                digests.append(f"{kind} {hashlib.sha256(out).hexdigest()}")
             r = res[kind]
             r["hits"].append(len(hits))
             r["bytes"].append(len(out))
             for name, a, b in zip(STAGES, (t0, t1, t2, t3, t4), (t1, t2, t3, t4, t5)):
                 r[name].append((b - a) * 1000)
+    gcpolicy.freeze_promoted(False)
     await storage.close()
     return res
 
@@ -97,8 +118,19 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--passes", type=int, default=3, help="counted passes over the mix")
     p.add_argument("--warm", type=int, default=2, help="uncounted passes first (JSON cache, allocator)")
+    p.add_argument("--digest", type=Path, help="write each answer's sha256 here (one line per request), fixed clock")
+    p.add_argument("--now", type=float, help="the fixed clock for --digest (epoch s; default midnight UTC today)")
     args = p.parse_args(argv)
-    res = asyncio.run(measure(args.index, args.connectors, args.seed, args.passes, args.warm))
+    digests: list[str] | None = None
+    fixed_now = None
+    if args.digest:
+        digests = []
+        fixed_now = args.now if args.now is not None else float(int(time.time()) // 86400 * 86400)
+    res = asyncio.run(measure(args.index, args.connectors, args.seed, args.passes, args.warm, fixed_now, digests))
+    if digests is not None:
+        args.digest.write_text("\n".join(digests) + "\n")
+        whole = hashlib.sha256("\n".join(digests).encode()).hexdigest()
+        print(f"Answers: {len(digests)}, now={fixed_now:.0f}, sha256 over all: {whole} (per request: {args.digest})\n")
     print(f"Command: `python -m loadtests.bench_stages {' '.join(argv if argv is not None else sys.argv[1:])}` "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); thread CPU time per request, ms.\n")
     print(report(res))

@@ -76,6 +76,25 @@ def radius_tester(pts: list[tuple[float, float]], d: float, bbox: tuple[float, f
     return many
 
 
+def widened_boxes(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray, d: float
+                  ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per segment a lon/lat box holding every point within `d` of it (never too small: `geodesy.reach_bbox`
+    per segment), and which boxes are full-width (they reach a pole): (x0, y0, x1, y1, full). The point tests
+    measure a segment only where its box holds the point; `cds.core.spatialvec` uses the same boxes."""
+    dlat = d / M_PER_DEG * (1 + 1e-9) + 1e-9
+    lat_max = np.maximum(np.abs(ay), np.abs(by))
+    delta = d / EARTH_R
+    polar = lat_max * DEG + delta >= 89.99 * DEG
+    with np.errstate(divide="ignore", invalid="ignore"):
+        ratio = np.minimum(1.0, math.sin(delta) / np.cos(lat_max * DEG))
+    dlon = np.where(polar, 360.0, np.degrees(np.arcsin(np.where(polar, 0.0, ratio))) * (1 + 1e-9) + 1e-9)
+    full = polar | (dlon >= 360.0)
+    x0 = np.where(full, -180.0, np.minimum(ax, bx) - dlon)
+    x1 = np.where(full, 180.0, np.maximum(ax, bx) + dlon)
+    y0, y1 = np.minimum(ay, by) - dlat, np.maximum(ay, by) + dlat
+    return x0, y0, x1, y1, full
+
+
 class _SegmentGrid:
     """Uniform lon/lat grid of segment indices: each segment is filed under every cell its
     distance-widened box touches, so a point only measures the segments that can be within reach.
@@ -86,17 +105,7 @@ class _SegmentGrid:
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
         dlat = d / M_PER_DEG * (1 + 1e-9) + 1e-9
         arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4)
-        ax, ay, bx, by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
-        lat_max = np.maximum(np.abs(ay), np.abs(by))
-        delta = d / EARTH_R
-        polar = lat_max * DEG + delta >= 89.99 * DEG
-        with np.errstate(divide="ignore", invalid="ignore"):
-            ratio = np.minimum(1.0, math.sin(delta) / np.cos(lat_max * DEG))
-        dlon = np.where(polar, 360.0, np.degrees(np.arcsin(np.where(polar, 0.0, ratio))) * (1 + 1e-9) + 1e-9)
-        full = polar | (dlon >= 360.0)
-        x0 = np.where(full, -180.0, np.minimum(ax, bx) - dlon)
-        x1 = np.where(full, 180.0, np.maximum(ax, bx) + dlon)
-        y0, y1 = np.minimum(ay, by) - dlat, np.maximum(ay, by) + dlat
+        x0, y0, x1, y1, full = widened_boxes(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], d)
         self.x0, self.y0, self.x1, self.y1 = x0, y0, x1, y1
         self.full = np.flatnonzero(full)                      # polar boxes: always checked
         part = np.flatnonzero(~full)
@@ -160,9 +169,18 @@ class _NearSegments:
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
         self.segs = segs
         self.d = d
-        self.grid = _SegmentGrid(segs, d)
+        # Few segments: the grid is built on first use (cheap then; a search that decides the constraint
+        # vectorised never asks). Many: now, at planning, never in the search (docs/decisions.md §G).
+        self._grid = _SegmentGrid(segs, d) if len(segs) > _SMALL_CELL else None
         arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
         self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+
+    @property
+    def grid(self) -> _SegmentGrid:
+        grid = self._grid
+        if grid is None:        # two threads may both build it: the same grid, one of them kept
+            grid = self._grid = _SegmentGrid(self.segs, self.d)
+        return grid
 
     def any_within(self, lon: float, lat: float) -> bool:
         cands = self.grid.candidates(lon, lat)
@@ -221,7 +239,7 @@ def shape_tester(geom: BaseGeometry, d: float, bbox: tuple[float, float, float, 
     segs = segments_of(geom) + [(p, p) for p in pts]   # points as zero-length segments: one bounded lookup
     area = AreaGrid(geom) if is_areal(geom) else None
     # Built here, at planning (off the loop for a costly request), never lazily in the search: for thousands of
-    # segments the build is a loop hold of 100+ ms (docs/decisions.md §G).
+    # segments the build is a loop hold of 100+ ms (docs/decisions.md §G); only a few segments' grid waits.
     near = _NearSegments(segs, d)
 
     def test(lon: float, lat: float) -> bool:

@@ -25,10 +25,6 @@ from cds.core.rawjson import unpack
 UNKNOWN_STATUS = "Unknown"
 
 
-def status_stale(item: ItemDoc, now: float, settings: Settings) -> bool:
-    return item.status is not None and (item.status_at is None or now - item.status_at > settings.status_fresh_s)
-
-
 def _mark_status_unknown(item: dict) -> None:
     """Overwrite the published live-status field(s) of a decoded item with "Unknown" (upper case when the
     vocabulary is upper case, e.g. `ev:availability: AVAILABLE`)."""
@@ -70,13 +66,17 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
     header = dict(_decoded_header(meta.header)) if meta.header else {}     # only top-level keys change
     wrap = orjson.Fragment if splice else orjson.loads
     json_of = cache.json
+    fresh_s = settings.status_fresh_s
     body: list[Any] = []
     offers: list[Any] = []
     seen: set[str] = set()
     for it in items:            # one pass: items in hit order, offers in order of their first showing item
         raw = it.raw
-        body.append(wrap(_status_unknown_json(raw) if status_stale(it, now, settings)
-                         else json_of(raw)))
+        # a live status older than status_fresh_s (or of unknown age) is shown as "Unknown"
+        stale = it.status is not None and (it.status_at is None or now - it.status_at > fresh_s)
+        body.append(wrap(_status_unknown_json(raw) if stale else json_of(raw)))
+        if not it.offers:
+            continue
         item_id = it.item_id
         for off in it.offers:
             # an offer is shown only through an item it names (empty item_ids: attached by its item alone)

@@ -14,6 +14,8 @@ from typing import Any, Callable, Union
 import numpy as np
 import shapely
 
+from cds.core.spatial_testers import segments_of
+
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed", "pack")   # scalar, few distinct values
 BITS = ("vehicle_types", "amenities")                                         # list, few distinct values
 POSTED = ("item_id", "evse_id", "qr", "station_id", "provider_id")            # scalar, looked up exactly
@@ -85,6 +87,10 @@ class Narrower:
             dx = np.maximum(np.maximum(x0 - geom.x, geom.x - (x0 + g)), 0.0)
             dy = np.maximum(np.maximum(y0 - geom.y, geom.y - (y0 + g)), 0.0)
             keep = np.hypot(dx, dy) <= thr
+        elif geom.geom_type in ("LineString", "MultiLineString"):
+            # A route (the costliest narrowing): the cell's centre within thr + half the cell's diagonal of
+            # a segment, planar, without shapely boxes. Every cell within thr is kept (a few more may be).
+            keep = _near_segments(x0 + g / 2, y0 + g / 2, segments_of(geom), thr + g * math.sqrt(0.5))
         else:
             keep = shapely.dwithin(shapely.box(x0, y0, x0 + g, y0 + g), geom, thr)
         return k[keep].tolist()
@@ -183,6 +189,19 @@ class Narrower:
                 ids = ids[t(ids)]
             return ids
         return apply
+
+
+def _near_segments(x: np.ndarray, y: np.ndarray, segs: list, reach: float) -> np.ndarray:
+    """Points within `reach` (planar, degrees) of some segment, segments as ((ax, ay), (bx, by))."""
+    if not segs:
+        return np.zeros(len(x), bool)
+    ax, ay, bx, by = (np.array(c, dtype=np.float64) for c in zip(*((a[0], a[1], b[0], b[1]) for a, b in segs)))
+    dx, dy = bx - ax, by - ay
+    den = dx * dx + dy * dy
+    u, v = x[:, None] - ax, y[:, None] - ay
+    t = np.clip((u * dx + v * dy) / np.where(den == 0.0, 1.0, den), 0.0, 1.0)
+    ex, ey = u - dx * t, v - dy * t
+    return (ex * ex + ey * ey).min(axis=1) <= (reach * (1 + 1e-9)) ** 2
 
 
 def _inside(lon: np.ndarray, lat: np.ndarray, minx: float, miny: float, maxx: float, maxy: float) -> np.ndarray:

@@ -32,7 +32,8 @@ if TYPE_CHECKING:
 
 _SCAN_BLOCK = 4096         # docs per vectorised block when walking catalogs in order
 _DIST_SLACK = 0.01         # our haversine vs cds.core.matching.distance: stop only beyond this margin
-_CLASSIFY_BLOCK = 64       # candidates in the first vectorised spatial classification (few are needed beyond the limit)
+_CLASSIFY_BLOCK = 64       # candidates in the first vectorised spatial classification (few are needed beyond the
+                           # limit), at least twice the limit (a route keeps about every other near one: one numpy pass)
 _CLASSIFY_MAX = 1024       # ... and at most in any later one
 
 Steps = Generator[None, None, list[Hit]]
@@ -105,7 +106,7 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     vec = spatialvec.classifiers(query.spatial) if radius is None and query.spatial else None
     clock = time.perf_counter
     stop = math.inf            # no later candidate (ascending approx) can beat the limit-th hit beyond this
-    step = _CLASSIFY_BLOCK
+    step = min(max(_CLASSIFY_BLOCK, 2 * limit), _CLASSIFY_MAX)
     for chunk, chunk_d in ascending(ids, approx):
         start = 0
         while start < len(chunk):

@@ -18,6 +18,7 @@ GEOMS = {
     "route": LineString([(77.5, 12.9), (77.8, 13.1), (78.2, 13.0), (78.6, 13.4)]),
     "routes": MultiLineString([[(77.5, 12.9), (77.8, 13.1)], [(78.0, 12.5), (78.1, 12.2)]]),
     "antimeridian": LineString([(179.8, -16.5), (-179.9, -16.2)]),
+    "route with a stop": LineString([(77.5, 12.9), (77.8, 13.1), (77.8, 13.1), (78.2, 13.0)]),
 }
 
 
@@ -87,3 +88,24 @@ def test_every_constraint_must_hold_for_sure_and_one_sure_failure_is_enough():
     assert not yes.any() and no.all()
     yes, no = spatialvec.classify_all(spatialvec.classifiers((near,)), lon, lat)
     assert yes.tolist() == [True, False] and no.tolist() == [False, True]
+
+
+@pytest.mark.parametrize("name", ["route", "routes", "route with a stop"])
+def test_the_unwrapped_segment_distance_is_geodesys_up_to_rounding(name):
+    """The per-point form the classifier uses for boxes narrower than 180 degrees (`_Segments`) measures what
+    `geodesy.segment_distance_m` does to the nearest segment whenever that one is within reach (the segments
+    it skips, outside their widened boxes, are farther than the distance), on the segment ends and far away."""
+    geom = GEOMS[name]
+    d = 5_000.0
+    near = spatialvec._Segments(*spatialvec._segments(geom), d)
+    lon, lat = _points(geom, d, 400, seed=7)
+    ends = [c for g in getattr(geom, "geoms", [geom]) for c in g.coords]
+    lon = np.concatenate([lon[:-2], [x for x, _ in ends], [x + 0.3 for x, _ in ends]])
+    lat = np.concatenate([lat[:-2], [y for _, y in ends], [y for _, y in ends]])
+    got = near.distance_m(lon, lat)
+    want = np.array([min(geodesy.segment_distance_m(x, y, a, b) for a, b in spatialvec.segments_of(geom))
+                     for x, y in zip(lon.tolist(), lat.tolist())])
+    reach = want <= d
+    assert reach.any() and not reach.all()
+    assert np.allclose(got[reach], want[reach], rtol=1e-10, atol=1e-6)
+    assert (got[~reach] > d).all()
