@@ -95,6 +95,18 @@ def widened_boxes(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray
     return x0, y0, x1, y1, full
 
 
+_LAZY_GRID_CELLS = 4096     # a segment grid of at most about this many cells builds in well under a millisecond
+
+
+def _grid_cells(arr: np.ndarray, d: float) -> float:
+    """About how many (segment, cell) entries `_SegmentGrid` files for these segments at its first cell size."""
+    if not len(arr):
+        return 0.0
+    x0, y0, x1, y1, _full = widened_boxes(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], d)
+    cell = max(2 * (d / M_PER_DEG * (1 + 1e-9) + 1e-9), 0.01)
+    return float((((x1 - x0) / cell + 2) * ((y1 - y0) / cell + 2)).sum())
+
+
 class _SegmentGrid:
     """Uniform lon/lat grid of segment indices: each segment is filed under every cell its
     distance-widened box touches, so a point only measures the segments that can be within reach.
@@ -169,10 +181,12 @@ class _NearSegments:
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
         self.segs = segs
         self.d = d
-        # Few segments: the grid is built on first use (cheap then; a search that decides the constraint
-        # vectorised never asks). Many: now, at planning, never in the search (docs/decisions.md §G).
-        self._grid = _SegmentGrid(segs, d) if len(segs) > _SMALL_CELL else None
         arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
+        # A small grid (few segments, few cells) is built on first use (cheap then; a search that decides the
+        # constraint vectorised never asks). Any other: now, at planning, never in the search, where a long
+        # narrow corridor's 200,000 entries are a loop hold of ~100 ms even for two segments (docs/decisions.md §G).
+        small = len(segs) <= _SMALL_CELL and _grid_cells(arr, d) <= _LAZY_GRID_CELLS
+        self._grid = None if small else _SegmentGrid(segs, d)
         self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
 
     @property

@@ -179,3 +179,15 @@ def test_area_grid_agrees_with_shapely(lon, lat, radii, probes) -> None:
     for bearing, dist in probes:
         p = destination((lon, lat), bearing, dist)
         assert spatial.contains(f, *p) == poly.covers(P(*p))
+
+
+def test_a_long_narrow_corridor_builds_its_segment_grid_at_planning_not_in_the_search():
+    """docs/decisions.md §24: a grid of many cells is a loop hold of ~100 ms even for two segments, so it is built
+    when the query is planned (off the loop for a costly request); only a small grid waits for its first use."""
+    from cds.core.spatial_testers import _NearSegments
+    across = [((68.0, 8.0), (97.0, 35.0))]                      # two vertices across India, a 2 km corridor
+    assert _NearSegments(across, 2000.0)._grid is not None
+    short = [((77.0 + i / 100, 12.0), (77.0 + (i + 1) / 100, 12.01)) for i in range(10)]
+    near = _NearSegments(short, 2000.0)
+    assert near._grid is None
+    assert near.any_within(77.05, 12.005) and near._grid is not None     # built on first use, then kept
