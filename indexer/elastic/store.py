@@ -42,7 +42,7 @@ from cds.core import budget, matching
 from cds.config import Settings
 from cds.core.query import Query
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc
-from indexer.elastic import generations, translate
+from indexer.elastic import coverage, generations, translate
 from indexer.elastic.batch import GroupCommit
 from indexer.elastic.bulk import NdjsonBytes, Op, bulk, delete_op, delete_where, index_op
 from indexer.elastic.mapping import (
@@ -50,17 +50,13 @@ from indexer.elastic.mapping import (
     decode_item, decode_meta, ensure_index, index_names, index_settings, item_body, meta_doc_id, version_of,
 )
 from indexer.elastic.writes import CatalogWriter, Hooks, new_generation
-from indexer.overview import (
-    MAX_PRECISION, UNKNOWN, Coverage, CoverageCell, CoveragePoint, CoverageQuery, PublisherSummary, status_label,
-    summarize_publishers,
-)
+from indexer.overview import Coverage, CoverageQuery, PublisherSummary, summarize_publishers
 from indexer.storage import PurgeStats, StorageStats
 
 _MATCH_SLICE_S = 0.005   # matching a page yields the event loop after about this long
 log = logging.getLogger(__name__)
 
 META_CACHE_SIZE = 4096
-MAX_TERMS = 60_000             # below index.max_terms_count (65,536)
 
 
 class StorageNotReadyError(RuntimeError):
@@ -327,12 +323,12 @@ class ElasticStorage:
 
     async def live_publishers(self, now: float) -> set[str]:
         out: set[str] = set()
-        for _, meta in await self._current_metas(extra=[{"term": {"live": False}}, {"term": {"is_active": True}}]):
+        for _, meta in await self.current_metas(extra=[{"term": {"live": False}}, {"term": {"is_active": True}}]):
             if meta.is_active and not meta.live and (meta.expires_at is None or meta.expires_at > now):
                 out.add(meta.bpp_id)
         return out
 
-    async def _current_metas(self, extra: list[dict[str, Any]]) -> list[tuple[str, CatalogMeta]]:
+    async def current_metas(self, extra: list[dict[str, Any]]) -> list[tuple[str, CatalogMeta]]:
         """(cg, meta) of the visible catalogs matching `extra` filters."""
         query = {"bool": {"filter": [generations.lookup_filter(self.catalogs_alias), {"term": {"kind": "meta"}},
                                      *extra]}}
@@ -364,71 +360,18 @@ class ElasticStorage:
     # --- console overviews (indexer/overview.py) --------------------------------------------------
 
     async def publishers(self, now: float) -> list[PublisherSummary]:
-        return summarize_publishers((m for _, m in await self._current_metas(extra=[])), now)
+        return summarize_publishers((m for _, m in await self.current_metas(extra=[])), now)
 
     async def coverage(self, query: CoverageQuery, now: float) -> Coverage:
-        """geotile_grid + geo_centroid, or the documents themselves when few. A published status is read
-        when its catalog is (normalisation stamps both with one instant), so a cell's stale statuses are those
-        of the catalogs published before `fresh_after`: one terms filter on their generations."""
-        filters: list[dict[str, Any]] = [generations.lookup_filter(self.catalogs_alias), {"term": {"live": False}},
-                                         {"exists": {"field": "loc"}}, *translate.live_filters(now)]
-        if query.bpp_id is not None:
-            filters.append({"term": {"bpp_id": query.bpp_id}})
-        if query.bbox is not None:
-            b = query.bbox
-            filters.append({"geo_bounding_box": {"loc": {"top_left": {"lon": b[0], "lat": b[3]},
-                                                         "bottom_right": {"lon": b[2], "lat": b[1]}}}})
-        es_query = {"bool": {"filter": filters}}
         with self._errors():
-            resp = await self.es.search(index=self.items_alias, query=es_query, size=0, track_total_hits=True)
-            total = resp["hits"]["total"]["value"]
-            if total <= query.max_points:
-                return Coverage(total=total, points=await self._points(es_query, query, total))
-            aggs = {"grid": {"geotile_grid": {"field": "loc", "precision": min(query.precision, MAX_PRECISION),
-                                              "size": 10_000},
-                             "aggs": {"centroid": {"geo_centroid": {"field": "loc"}},
-                                      "types": {"terms": {"field": "connector_type", "size": 50, "missing": ""}},
-                                      "fresh": {"filter": await self._fresh_filter(query.fresh_after),
-                                                "aggs": {"statuses": {"terms": {"field": "status", "size": 50}}}}}}}
-            resp = await self.es.search(index=self.items_alias, query=es_query, size=0, aggs=aggs,
-                                        track_total_hits=False)
-        cells = []
-        for b in resp["aggregations"]["grid"]["buckets"]:
-            statuses = {s["key"]: s["doc_count"] for s in b["fresh"]["statuses"]["buckets"]}
-            unknown = b["doc_count"] - sum(statuses.values())
-            if unknown:
-                statuses[UNKNOWN] = statuses.get(UNKNOWN, 0) + unknown
-            loc = b["centroid"]["location"]
-            cells.append(CoverageCell(lon=loc["lon"], lat=loc["lat"], count=b["doc_count"], statuses=statuses,
-                                      types={t["key"]: t["doc_count"] for t in b["types"]["buckets"]}))
-        cells.sort(key=lambda c: (c.lon, c.lat))
-        return Coverage(total=total, cells=cells)
-
-    async def _fresh_filter(self, fresh_after: float) -> dict[str, Any]:
-        stale = [cg for cg, _ in await self._current_metas(extra=[{"range": {"published_at": {"lt": fresh_after}}}])]
-        if len(stale) > MAX_TERMS:   # beyond a terms query's bound: judge by the generation's write time
-            return {"range": {"ts": {"gte": fresh_after}}}
-        return {"bool": {"must_not": [{"terms": {"cg": stale}}]}} if stale else {"match_all": {}}
-
-    async def _points(self, es_query: dict[str, Any], query: CoverageQuery, total: int) -> list[CoveragePoint]:
-        if total == 0:
-            return []
-        resp = await self.es.search(index=self.items_alias, query=es_query, size=total, _source=["d"],
-                                    track_total_hits=False)
-        out = []
-        for h in resp["hits"]["hits"]:
-            d = decode_item(h["_source"]["d"])
-            out.append(CoveragePoint(lon=d.lon, lat=d.lat, bpp_id=d.bpp_id, catalog_id=d.catalog_id,
-                                     item_id=d.item_id, connector_type=d.connector_type, max_kw=d.max_kw,
-                                     status=status_label(d.status, d.status_at, query.fresh_after)))
-        return out
+            return await coverage.coverage(self, query, now)
 
     # --- expiry --------------------------------------------------------------------------------
 
     async def purge_expired(self, now: float) -> PurgeStats:
         stats = PurgeStats()
         with self._errors():
-            expired = await self._current_metas(extra=[{"range": {"expires_at": {"lte": now}}}])
+            expired = await self.current_metas(extra=[{"range": {"expires_at": {"lte": now}}}])
             # by generation, not by catalog: a catalog re-published meanwhile keeps its new generation
             gone = {cg for cg, m in expired if m.expires_at is not None and m.expires_at <= now}
             if gone:
