@@ -3,21 +3,36 @@ geotile_grid with centroids, connector types and fresh statuses per cell, or the
 
 from __future__ import annotations
 
-from typing import TYPE_CHECKING, Any
+from typing import Any, Protocol
 
+from elasticsearch import AsyncElasticsearch
+
+from cds.core.documents import CatalogMeta
 from indexer.elastic import generations, translate
 from indexer.elastic.mapping import decode_item
 from indexer.overview import (
     MAX_PRECISION, UNKNOWN, Coverage, CoverageCell, CoveragePoint, CoverageQuery, status_label,
 )
 
-if TYPE_CHECKING:
-    from indexer.elastic.store import ElasticStorage
-
 MAX_TERMS = 60_000             # below index.max_terms_count (65,536)
 
 
-async def coverage(store: ElasticStorage, query: CoverageQuery, now: float) -> Coverage:
+class Store(Protocol):
+    """What the overview reads of `ElasticStorage`."""
+
+    @property
+    def es(self) -> AsyncElasticsearch: ...
+
+    @property
+    def items_alias(self) -> str: ...
+
+    @property
+    def catalogs_alias(self) -> str: ...
+
+    async def current_metas(self, extra: list[dict[str, Any]]) -> list[tuple[str, CatalogMeta]]: ...
+
+
+async def coverage(store: Store, query: CoverageQuery, now: float) -> Coverage:
     """geotile_grid + geo_centroid, or the documents themselves when few. A published status is read
     when its catalog is (normalisation stamps both with one instant), so a cell's stale statuses are those
     of the catalogs published before `fresh_after`: one terms filter on their generations."""
@@ -55,14 +70,14 @@ async def coverage(store: ElasticStorage, query: CoverageQuery, now: float) -> C
     return Coverage(total=total, cells=cells)
 
 
-async def _fresh_filter(store: ElasticStorage, fresh_after: float) -> dict[str, Any]:
+async def _fresh_filter(store: Store, fresh_after: float) -> dict[str, Any]:
     stale = [cg for cg, _ in await store.current_metas(extra=[{"range": {"published_at": {"lt": fresh_after}}}])]
     if len(stale) > MAX_TERMS:   # beyond a terms query's bound: judge by the generation's write time
         return {"range": {"ts": {"gte": fresh_after}}}
     return {"bool": {"must_not": [{"terms": {"cg": stale}}]}} if stale else {"match_all": {}}
 
 
-async def _points(store: ElasticStorage, es_query: dict[str, Any], query: CoverageQuery,
+async def _points(store: Store, es_query: dict[str, Any], query: CoverageQuery,
                   total: int) -> list[CoveragePoint]:
     if total == 0:
         return []
