@@ -202,8 +202,8 @@ async def beckn_errors(request: web.Request, handler: Handler) -> web.StreamResp
     if outcome != "error":
         _log_request(request, action, outcome, code, t0, reason)
     if action != "other":
-        metrics.requests.labels(action, outcome).inc()
-        metrics.latency.labels(action, outcome).observe(time.perf_counter() - t0)
+        metrics.requests.deferred(action, outcome).inc()
+        metrics.latency.deferred(action, outcome).observe(time.perf_counter() - t0)
     return resp
 
 
