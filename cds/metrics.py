@@ -10,7 +10,10 @@ that answered the scrape."""
 
 from __future__ import annotations
 
+import asyncio
+import bisect
 import os
+from typing import Any
 
 import prometheus_client
 from prometheus_client import CollectorRegistry, generate_latest
@@ -22,10 +25,102 @@ _SHARED = "livemostrecent"       # gauges of shared state: the value the last li
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
+_dirty: list["_Deferred"] = []            # deferred children observed since the last flush (this process)
+_flush_on: list[asyncio.AbstractEventLoop | None] = [None]   # the loop a flush is scheduled on
+
+
+def flush_deferred() -> None:
+    """Write every deferred observation of this process into its metric (see `_memoised`)."""
+    _flush_on[0] = None
+    while _dirty:
+        _dirty.pop().flush()
+
+
+class _Deferred:
+    """A child's observations kept in memory until `flush_deferred`, which the first of them schedules for the end
+    of the event loop's turn: requests answered in one turn (several under load) write each value once, and no
+    observation waits while the loop idles. Without a running loop (sync code, other threads) it writes through."""
+
+    __slots__ = ("_child", "_dirty")
+
+    def __init__(self, child: Any) -> None:
+        self._child = child
+        self._dirty = False
+
+    def _touched(self) -> None:
+        self._dirty = True
+        _dirty.append(self)
+        try:
+            loop = asyncio.get_running_loop()
+        except RuntimeError:
+            flush_deferred()
+            return
+        if _flush_on[0] is not loop:
+            _flush_on[0] = loop
+            loop.call_soon(flush_deferred)
+
+    def flush(self) -> None:
+        self._dirty = False
+        self._write()
+
+    def _write(self) -> None:
+        raise NotImplementedError
+
+
+class _DeferredCounter(_Deferred):
+    __slots__ = ("_n",)
+
+    def __init__(self, child: prometheus_client.Counter) -> None:
+        super().__init__(child)
+        self._n = 0.0
+
+    def inc(self, amount: float = 1.0) -> None:
+        if amount < 0:
+            raise ValueError("Counters can only be incremented by non-negative amounts.")
+        self._n += amount
+        if not self._dirty:
+            self._touched()
+
+    def _write(self) -> None:
+        n, self._n = self._n, 0.0
+        if n:
+            self._child.inc(n)
+
+
+class _DeferredHistogram(_Deferred):
+    """Observations counted per bucket: the one `Histogram.observe` picks (the first bound not below the value)."""
+
+    __slots__ = ("_bounds", "_counts", "_sum")
+
+    def __init__(self, child: prometheus_client.Histogram) -> None:
+        super().__init__(child)
+        self._bounds = child._upper_bounds          # ends with +Inf
+        self._counts = [0] * len(self._bounds)
+        self._sum = 0.0
+
+    def observe(self, amount: float) -> None:
+        i = bisect.bisect_left(self._bounds, amount)
+        if i < len(self._bounds) and amount <= self._bounds[i]:     # (NaN: no bucket, as observe does)
+            self._counts[i] += 1
+        self._sum += amount
+        if not self._dirty:
+            self._touched()
+
+    def _write(self) -> None:
+        counts, total = self._counts, self._sum
+        self._counts, self._sum = [0] * len(counts), 0.0
+        self._child._sum.inc(total)
+        for bucket, n in zip(self._child._buckets, counts):
+            if n:
+                bucket.inc(n)
+
+
 def _memoised(cls: type) -> type:
     """The metric class with `labels(*values)` children remembered by their values: the client library
     validates, converts and takes a lock on every call, several times per request (docs/decisions.md §G).
-    Children are never removed here (nothing calls `remove`/`clear`), so a remembered one is always current."""
+    Children are never removed here (nothing calls `remove`/`clear`), so a remembered one is always current.
+    `deferred(*values)`: that child for the request path (`_Deferred`): an observation otherwise writes the
+    shared file of the multiprocess mode under a lock, several per request; `collect` and scrapes flush first."""
 
     class Memoised(cls):  # type: ignore[valid-type, misc]
         def labels(self, *values: object, **by_name: object):  # type: ignore[override]
@@ -38,6 +133,21 @@ def _memoised(cls: type) -> type:
             if child is None:
                 child = memo[values] = super().labels(*values)
             return child
+
+        def deferred(self, *values: object) -> _DeferredCounter | _DeferredHistogram:
+            memo = self.__dict__.get("_deferred")
+            if memo is None:
+                memo = self.__dict__["_deferred"] = {}
+            d = memo.get(values)
+            if d is None:
+                child = self.labels(*values) if values else self
+                d = memo[values] = (_DeferredHistogram if isinstance(child, prometheus_client.Histogram)
+                                    else _DeferredCounter)(child)
+            return d
+
+        def collect(self):  # type: ignore[override]
+            flush_deferred()
+            return super().collect()
 
     Memoised.__name__ = Memoised.__qualname__ = cls.__name__
     return Memoised
@@ -143,7 +253,9 @@ class Metrics:
                                          registry=registry)
 
     def server_registry(self) -> CollectorRegistry:
-        """The whole server's series: this registry, or, with N workers, all processes' files summed."""
+        """The whole server's series: this registry, or, with N workers, all processes' files summed (this
+        process's deferred observations written first; the other processes' are by the end of their loop's turn)."""
+        flush_deferred()
         if multiprocess_dir() is None:
             return self.registry
         from prometheus_client.multiprocess import MultiProcessCollector

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+
 from prometheus_client.parser import text_string_to_metric_families
 
 from cds.metrics import new_metrics
@@ -33,3 +35,50 @@ def test_apps_in_one_process_keep_their_own_children():
     assert b.requests.labels("discover", "ack") is not a.requests.labels("discover", "ack")
     assert ("cds_requests_total", (("action", "discover"), ("outcome", "ack"))) not in _samples(b) or \
         _samples(b)[("cds_requests_total", (("action", "discover"), ("outcome", "ack")))] == 0
+
+
+def test_deferred_observations_scrape_like_direct_ones():
+    # the same observations, one metric set directly and one deferred: the scrape must not tell them apart
+    direct, deferred = new_metrics(), new_metrics()
+    values = [0.0, 0.0005, 0.0007, 0.001, 0.01, 0.3, 10, 11, 1e9, -1.0]     # bounds themselves, beyond the last
+    for v in values:
+        direct.latency.labels("discover", "ack").observe(v)
+        deferred.latency.deferred("discover", "ack").observe(v)
+        direct.discover_results.observe(v)
+        deferred.discover_results.deferred().observe(v)
+    for m in (direct, deferred):
+        m.requests.labels("discover", "ack").inc() if m is direct else m.requests.deferred("discover", "ack").inc()
+    def counted(m) -> dict:
+        return {k: v for k, v in _samples(m).items() if not k[0].endswith("_created")}
+    assert counted(deferred) == counted(direct)
+    assert counted(deferred) == counted(direct)             # flushed once: nothing counted twice
+
+
+async def test_deferred_observations_are_written_at_the_end_of_the_loops_turn():
+    m = new_metrics()
+    m.requests.deferred("discover", "nack").inc(2)
+    m.latency.deferred("discover", "nack").observe(0.003)
+    child = m.requests.labels("discover", "nack")
+    assert child._value.get() == 0                          # in memory while this turn of the loop runs
+    await asyncio.sleep(0)
+    assert child._value.get() == 2
+    m.requests.deferred("discover", "nack").inc()
+    assert {s.value for f in m.requests.collect() for s in f.samples       # a collect does not wait for it
+            if s.name == "cds_requests_total" and s.labels == {"action": "discover", "outcome": "nack"}} == {3}
+    m.requests.deferred("discover", "nack").inc()
+    await asyncio.sleep(0)
+    assert child._value.get() == 4                          # and the next observation schedules its own
+
+
+def test_without_an_event_loop_a_deferred_observation_writes_through():
+    m = new_metrics()
+    m.requests.deferred("discover", "ack").inc()
+    assert m.requests.labels("discover", "ack")._value.get() == 1
+
+
+def test_a_deferred_nan_lands_in_no_bucket_as_a_direct_one():
+    direct, deferred = new_metrics(), new_metrics()
+    direct.discover_results.observe(float("nan"))
+    deferred.discover_results.deferred().observe(float("nan"))
+    buckets = [{k: v for k, v in _samples(m).items() if k[0].endswith(("_bucket", "_count"))} for m in (direct, deferred)]
+    assert buckets[0] == buckets[1] and set(buckets[0].values()) == {0}

@@ -98,7 +98,8 @@ async def _registry_ctx(app: web.Application) -> AsyncIterator[None]:
     # Its own session: the registry may legitimately be on a private address, which the callback session refuses.
     session = aiohttp.ClientSession()
     registry = build_registry(app[SETTINGS], session)
-    registry.on_lookup = lambda result: app[METRICS].registry_lookups.labels(result).inc()
+    lookups = app[METRICS].registry_lookups
+    registry.on_lookup = lambda result: lookups.deferred(result).inc()
     app[REGISTRY] = registry
     yield
     await registry.close()

@@ -15,14 +15,17 @@ from __future__ import annotations
 
 import contextvars
 import time
-from contextlib import contextmanager
-from typing import Any, Awaitable, Callable, Iterator, TypeVar
+from typing import Any, Awaitable, Callable, TypeVar
 
 from cds.core.errors import SCH_SCHEMA_VALIDATION_FAILED, BecknError
 
 T = TypeVar("T")
 
-_clock = time.thread_time          # CPU seconds of the calling thread
+_clock = time.thread_time          # CPU seconds of the calling thread (a system call)
+_wall = time.perf_counter          # wall seconds (no system call): a thread's CPU time never grows faster
+# `check()` asks the CPU clock only once wall time since a stretch began, plus this margin, could have reached the
+# limit: the two clocks need not tick alike to the microsecond (docs/decisions.md §24).
+_WALL_MARGIN_S = 0.001
 
 
 class WorkLimitExceeded(BecknError):
@@ -38,7 +41,8 @@ class WorkLimitExceeded(BecknError):
 class WorkBudget:
     """CPU time allowed for one request's computation (see module doc)."""
 
-    __slots__ = ("limit_s", "used_s", "what", "setting", "slice_s", "pause", "_since", "_depth")
+    __slots__ = ("limit_s", "used_s", "what", "setting", "slice_s", "pause", "_since", "_since_wall", "_depth",
+                 "_tokens")
 
     def __init__(self, limit_ms: float, *, what: str = "this discover", setting: str = "CDS_DISCOVER_WORK_MS") -> None:
         self.limit_s = max(0.0, limit_ms) / 1000.0
@@ -52,7 +56,9 @@ class WorkBudget:
         self.what = what
         self.setting = setting
         self._since: float | None = None   # thread CPU clock when the current stretch started (None: idle)
+        self._since_wall = 0.0             # wall clock then (`check`'s cheap bound)
         self._depth = 0
+        self._tokens: list[contextvars.Token] = []   # of the stretches entered (`running` is re-entrant)
 
     @property
     def used_ms(self) -> float:
@@ -62,25 +68,29 @@ class WorkBudget:
     def exceeded(self) -> WorkLimitExceeded:
         return WorkLimitExceeded(self.what, self.limit_s * 1000.0, self.setting)
 
-    @contextmanager
-    def running(self) -> Iterator["WorkBudget"]:
-        """One stretch of work in the calling thread (re-entrant); the budget is in force inside it."""
-        token = _CURRENT.set(self)
-        outer = self._depth == 0
-        if outer:
+    def running(self) -> "WorkBudget":
+        """One stretch of work in the calling thread (`with b.running():`, re-entrant); the budget is in force
+        inside it. The budget is its own context manager: no generator per stretch, several run per request."""
+        return self
+
+    def __enter__(self) -> "WorkBudget":
+        self._tokens.append(_CURRENT.set(self))
+        if self._depth == 0:
             self._since = _clock()
+            self._since_wall = _wall()
         self._depth += 1
-        try:
-            yield self
-        finally:
-            self._depth -= 1
-            if outer and self._since is not None:
-                self.used_s += _clock() - self._since
-                self._since = None
-            _CURRENT.reset(token)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self._depth -= 1
+        if self._depth == 0 and self._since is not None:
+            self.used_s += _clock() - self._since
+            self._since = None
+        _CURRENT.reset(self._tokens.pop())
 
     def check(self) -> None:
-        if self._since is not None and self.used_s + (_clock() - self._since) > self.limit_s:
+        if self._since is not None and self.used_s + (_wall() - self._since_wall) + _WALL_MARGIN_S > self.limit_s \
+                and self.used_s + (_clock() - self._since) > self.limit_s:
             raise self.exceeded()
 
     def run(self, fn: Callable[..., T], *args: Any) -> T:
@@ -97,19 +107,25 @@ def current() -> WorkBudget | None:
     return _CURRENT.get()
 
 
-@contextmanager
-def in_force(b: WorkBudget | None) -> Iterator[WorkBudget | None]:
+class in_force:  # noqa: N801 - used like a function: `with budget.in_force(b):`
     """Make `b` the budget of the calling task (across awaits; the code that does the work charges it with
     `b.running()` around each synchronous stretch)."""
-    token = _CURRENT.set(b)
-    try:
-        yield b
-    finally:
-        _CURRENT.reset(token)
+
+    __slots__ = ("_b", "_token")
+
+    def __init__(self, b: WorkBudget | None) -> None:
+        self._b = b
+
+    def __enter__(self) -> WorkBudget | None:
+        self._token = _CURRENT.set(self._b)
+        return self._b
+
+    def __exit__(self, *exc: object) -> None:
+        _CURRENT.reset(self._token)
 
 
 def check() -> None:
     """Raise WorkLimitExceeded when the budget in force (if any) is spent. Cheap: call it every few steps."""
     b = _CURRENT.get()
-    if b is not None and b._since is not None and b.used_s + (_clock() - b._since) > b.limit_s:
-        raise b.exceeded()
+    if b is not None:
+        b.check()

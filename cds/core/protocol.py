@@ -6,8 +6,10 @@ authorisation → schema/query. Everything here raises BecknError, never anythin
 
 from __future__ import annotations
 
+import functools
+import re
 import time
-from datetime import timezone
+from datetime import datetime, timezone
 from typing import Any
 
 import msgspec
@@ -31,6 +33,12 @@ _B_KEYS = {
 }
 
 _A_TO_B = {a: b for b, a in _B_KEYS.items()}
+_B_KEY_SET = frozenset(_B_KEYS)
+_A_KEY_SET = frozenset(_B_KEYS.values())
+_PEEKED = tuple((a, _A_TO_B[a]) for a in ("transaction_id", "message_id", "bap_id", "bpp_id"))
+# parse_context's string fields: (dialect-A name, dialect-B name or None)
+_CTX_FIELDS = tuple((a, b) for b, a in _B_KEYS.items() if a != "schema_context") + tuple(
+    (n, None) for n in ("version", "domain", "timestamp", "ttl"))
 
 # Actions accepted on each route family, per dialect spelling.
 PUBLISH_ACTIONS = {"catalog_publish", "catalog/publish"}
@@ -100,9 +108,9 @@ def detect_dialect(doc: Any) -> str:
         return DIALECT_A
     ctx = doc.get("context")
     if isinstance(ctx, dict):
-        if any(k in ctx for k in _B_KEYS):
+        if not _B_KEY_SET.isdisjoint(ctx):
             return DIALECT_B
-        if any(k in ctx for k in _B_KEYS.values()):
+        if not _A_KEY_SET.isdisjoint(ctx):
             return DIALECT_A
     msg = doc.get("message")
     if isinstance(msg, dict) and "intent" in msg:
@@ -114,12 +122,14 @@ def peek_ids(doc: Any) -> dict[str, str | None]:
     """The context's ids as sent, in either dialect, before (or although) the context is refused: for the log
     line of every request whose body is JSON. Only strings, cut to MAX_ID_LEN; never raises."""
     ctx = doc.get("context") if isinstance(doc, dict) else None
+    if not isinstance(ctx, dict):
+        return dict.fromkeys(a for a, _ in _PEEKED)
     out: dict[str, str | None] = {}
-    for a_name in ("transaction_id", "message_id", "bap_id", "bpp_id"):
-        v = None
-        if isinstance(ctx, dict):
-            v = next((ctx[k] for k in (a_name, _A_TO_B[a_name]) if isinstance(ctx.get(k), str)), None)
-        out[a_name] = v[:MAX_ID_LEN] if v is not None else None
+    for a_name, b_name in _PEEKED:
+        v = ctx.get(a_name)
+        if not isinstance(v, str):
+            v = ctx.get(b_name)
+        out[a_name] = v[:MAX_ID_LEN] if isinstance(v, str) else None
     return out
 
 
@@ -150,12 +160,13 @@ def parse_context(doc: Any, *, expected_actions: set[str], now: float | None = N
                          f"context.action '{action[:64]}' does not match this endpoint "
                          f"(expected {' or '.join(sorted(expected_actions))})", 400, "context.action")
     fields: dict[str, Any] = {}
-    for b_name, a_name in _B_KEYS.items():
-        if a_name == "schema_context":
-            continue
-        fields[a_name] = _str_field(raw, a_name, b_name)
-    for name in ("version", "domain", "timestamp", "ttl"):
-        fields[name] = _str_field(raw, name)
+    for a_name, b_name in _CTX_FIELDS:
+        v = raw.get(a_name)
+        if v is None and b_name is not None:
+            v = raw.get(b_name)
+        # the usual case inline; anything else as `_str_field` judges it (its error names the field sent)
+        fields[a_name] = v if v is None or (type(v) is str and 0 < len(v) <= 2048 and not v.isspace()) else \
+            _str_field(raw, a_name, *((b_name,) if b_name is not None else ()))
     for name in ("transaction_id", "message_id", "timestamp"):
         if fields[name] is None:
             n = name if dialect == DIALECT_A else {"transaction_id": "transactionId", "message_id": "messageId"}.get(name, name)
@@ -175,15 +186,36 @@ def parse_context(doc: Any, *, expected_actions: set[str], now: float | None = N
     return Context(dialect=dialect, action=action, schema_context=list(schema_context), raw=raw, **fields)
 
 
+# context.timestamp as apps write it (RFC 3339 in UTC): read directly; any other spelling through `parse_instant`
+_UTC_INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z")
+
+
+def _instant(timestamp: str) -> float | None:
+    """`parse_instant(timestamp, UTC)`, the usual spelling without its general machinery."""
+    m = _UTC_INSTANT.fullmatch(timestamp)
+    if m is not None:
+        y, mo, d, hh, mi, ss, frac = m.groups()
+        try:
+            t = datetime(int(y), int(mo), int(d), int(hh), int(mi), int(ss), tzinfo=_UTC).timestamp()
+        except ValueError:      # not a date, or 24:00 / a leap second: parse_instant's reading
+            return parse_instant(timestamp, _UTC)
+        return t + float(frac) if frac else t
+    return parse_instant(timestamp, _UTC)
+
+
+# apps send the same few TTLs ("PT30S"); bounded
+_duration = functools.lru_cache(maxsize=64)(parse_duration)
+
+
 def _check_time(timestamp: str, ttl: str | None, *, now: float, skew: int) -> None:
-    ts = parse_instant(timestamp, _UTC)
+    ts = _instant(timestamp)
     if ts is None:
         raise BecknError(E.CTX_INVALID_FIELD, "context.timestamp must be an RFC 3339 date-time", 400, "context.timestamp")
     # Generous future tolerance: clocks drift; the signature window is the real replay guard.
     if ts > now + max(skew, 300):
         raise BecknError(E.CTX_INVALID_FIELD, "context.timestamp is in the future", 400, "context.timestamp")
     if ttl is not None:
-        d = parse_duration(ttl)
+        d = _duration(ttl)
         if d is None or d < 0:
             raise BecknError(E.CTX_INVALID_FIELD, "context.ttl must be an ISO-8601 duration such as PT30S", 400, "context.ttl")
         if ts + d < now - skew:

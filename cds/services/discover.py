@@ -100,7 +100,7 @@ class DiscoverService:
         async with self._cpu_turn():
             t0 = time.perf_counter()
             hits = await self._storage.search(query, now)
-        self._metrics.search_latency.labels(self._storage.name).observe(time.perf_counter() - t0)
+        self._metrics.search_latency.deferred(self._storage.name).observe(time.perf_counter() - t0)
         return hits
 
     async def _search_or_none(self, query: Query, now: float, run: FanoutRun | None) -> list[Hit]:
@@ -151,7 +151,7 @@ class DiscoverService:
         return merged
 
     async def _body(self, req: DiscoverRequest, hits: list[Hit]) -> dict[str, Any]:
-        self._metrics.discover_results.observe(len(hits))
+        self._metrics.discover_results.deferred().observe(len(hits))
         async with self._cpu_turn():
             await _between_steps()
             return self._render(req, hits)

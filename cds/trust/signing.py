@@ -36,6 +36,11 @@ VARIANTS = ("ed25519", "xed25519")
 # cavage-12 quotes strings but allows bare integers for created/expires (`created=1402170695`).
 _ATTR = re.compile(r'(\w+)=(?:"([^"]*)"|(\d+))')
 _SEPARATORS = re.compile(r"[\s,]*")
+# The header as BECKN-006 writes it (and every client we know sends): read in one match. Anything else (other
+# order, spacing, bare integers) goes through the lenient tokenizer; both give the same attributes.
+_CANONICAL = re.compile(r'Signature keyId="([^"]*)",algorithm="([^"]*)",created="([^"]*)",expires="([^"]*)",'
+                        r'headers="([^"]*)",signature="([^"]*)"')
+_CANONICAL_NAMES = ("keyid", "algorithm", "created", "expires", "headers", "signature")
 
 
 class SignatureHeader(msgspec.Struct, kw_only=True):
@@ -113,14 +118,8 @@ def _int_attr(attrs: dict[str, str], name: str) -> int:
     return int(v)
 
 
-def parse_authorization(value: str | None) -> SignatureHeader:
-    """Parse an `Authorization` (or `X-Gateway-Authorization`) header leniently: commas and/or spaces
-    between attributes, `Signature ` prefix optional, bare integers for created/expires."""
-    if value is None or not value.strip():
-        raise BecknError(AUT_SIGNATURE_MISSING, "Authorization header with a Beckn signature is required", 401)
-    if len(value) > MAX_HEADER_CHARS:
-        raise _invalid(f"Authorization header longer than {MAX_HEADER_CHARS} characters")
-    text = value.strip()
+def _attributes(text: str) -> dict[str, str]:
+    """The header's attributes, names lower-cased (the lenient reading: see `parse_authorization`)."""
     if text[:9].lower() == "signature" and (len(text) == 9 or text[9] in " \t,"):
         text = text[9:]
     attrs: dict[str, str] = {}
@@ -135,7 +134,19 @@ def parse_authorization(value: str | None) -> SignatureHeader:
         attrs[name] = m.group(2) if m.group(2) is not None else m.group(3)
     if not _SEPARATORS.fullmatch(text, pos):
         raise _invalid("unparsable Authorization header")
+    return attrs
 
+
+def parse_authorization(value: str | None) -> SignatureHeader:
+    """Parse an `Authorization` (or `X-Gateway-Authorization`) header leniently: commas and/or spaces
+    between attributes, `Signature ` prefix optional, bare integers for created/expires."""
+    if value is None or not value.strip():
+        raise BecknError(AUT_SIGNATURE_MISSING, "Authorization header with a Beckn signature is required", 401)
+    if len(value) > MAX_HEADER_CHARS:
+        raise _invalid(f"Authorization header longer than {MAX_HEADER_CHARS} characters")
+    text = value.strip()
+    m = _CANONICAL.fullmatch(text)
+    attrs = dict(zip(_CANONICAL_NAMES, m.groups())) if m is not None else _attributes(text)
     key_id_attr = attrs.get("keyid")
     if not key_id_attr:
         raise _invalid("missing keyId")

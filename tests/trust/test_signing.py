@@ -379,3 +379,14 @@ def test_xed25519_digest_header_mismatch_refused():
     with pytest.raises(BecknError) as e:     # body swapped together with its Digest header: signature fails
         signing.verify_request(h, b'{"a":2}', PUB, now=NOW, digest_header=other["Digest"])
     _invalid(e, "does not verify")
+
+
+@settings(max_examples=200, deadline=None)
+@given(st.lists(st.text(alphabet=st.characters(blacklist_characters='"'), max_size=30), min_size=6, max_size=6))
+def test_the_canonical_header_reads_as_the_lenient_tokenizer_reads_it(values):
+    # the one-match reading of the usual header must give exactly the attributes of the general one
+    header = 'Signature ' + ",".join(f'{k}="{v}"' for k, v in zip(
+        ("keyId", "algorithm", "created", "expires", "headers", "signature"), values))
+    m = signing._CANONICAL.fullmatch(header)
+    assert m is not None
+    assert dict(zip(signing._CANONICAL_NAMES, m.groups())) == signing._attributes(header)

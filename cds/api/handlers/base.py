@@ -47,10 +47,8 @@ async def read_body(request: web.Request, limit: int, timeout_s: float, *, spool
     """Read at most `limit` bytes (413 with a NACK body beyond it, docs/decisions.md §10) within `timeout_s`
     (then the connection is closed: a stalled upload must not hold it, §28). With `spool`, a body past
     `spool_bytes` goes to a spool file as it arrives (`cds.api.spool`) and its `Spooled` is returned."""
-    too_big = BecknError(E.SCH_SCHEMA_VALIDATION_FAILED,
-                         f"request body exceeds the limit of {limit} bytes", 413)
     if request.content_length is not None and request.content_length > limit:
-        raise too_big
+        raise _too_big(limit)
     content = request.content
     if spool is None and content.is_eof():
         # The whole body came with the headers (a small request): take it as it is, nothing to wait for.
@@ -59,7 +57,7 @@ async def read_body(request: web.Request, limit: int, timeout_s: float, *, spool
         except (ConnectionError, HttpProcessingError) as e:
             raise _lost(e) from None
         if len(body) > limit:
-            raise too_big
+            raise _too_big(limit)
         return body
     chunks: list[bytes] = []
     size = 0
@@ -72,7 +70,7 @@ async def read_body(request: web.Request, limit: int, timeout_s: float, *, spool
                     break
                 size += len(chunk)
                 if size > limit:
-                    raise too_big
+                    raise _too_big(limit)
                 if writer is not None:
                     writer.write(chunk)
                     continue
@@ -93,6 +91,10 @@ async def read_body(request: web.Request, limit: int, timeout_s: float, *, spool
         if writer is not None and writer.fd >= 0:
             writer.abandon()
     return b"".join(chunks)
+
+
+def _too_big(limit: int) -> BecknError:
+    return BecknError(E.SCH_SCHEMA_VALIDATION_FAILED, f"request body exceeds the limit of {limit} bytes", 413)
 
 
 def _lost(e: Exception) -> ClientGone:
@@ -202,8 +204,8 @@ async def beckn_errors(request: web.Request, handler: Handler) -> web.StreamResp
     if outcome != "error":
         _log_request(request, action, outcome, code, t0, reason)
     if action != "other":
-        metrics.requests.labels(action, outcome).inc()
-        metrics.latency.labels(action, outcome).observe(time.perf_counter() - t0)
+        metrics.requests.deferred(action, outcome).inc()
+        metrics.latency.deferred(action, outcome).observe(time.perf_counter() - t0)
     return resp
 
 
