@@ -87,9 +87,12 @@ class Narrower:
             dx = np.maximum(np.maximum(x0 - geom.x, geom.x - (x0 + g)), 0.0)
             dy = np.maximum(np.maximum(y0 - geom.y, geom.y - (y0 + g)), 0.0)
             keep = np.hypot(dx, dy) <= thr
-        elif geom.geom_type in ("LineString", "MultiLineString"):
+        elif (geom.geom_type in ("LineString", "MultiLineString")
+              and len(k) * (len(shapely.get_coordinates(geom)) - 1) <= _PAIRS_IN_NUMPY):
             # A route (the costliest narrowing): the cell's centre within thr + half the cell's diagonal of
             # a segment, planar, without shapely boxes. Every cell within thr is kept (a few more may be).
+            # Every (cell, segment) pair is measured: only for few pairs (shapely's indexed test beyond, where
+            # thousands of cells times thousands of segments held the loop for 150 ms).
             keep = _near_segments(x0 + g / 2, y0 + g / 2, segments_of(geom), thr + g * math.sqrt(0.5))
         else:
             keep = shapely.dwithin(shapely.box(x0, y0, x0 + g, y0 + g), geom, thr)
@@ -189,6 +192,9 @@ class Narrower:
                 ids = ids[t(ids)]
             return ids
         return apply
+
+
+_PAIRS_IN_NUMPY = 65_536    # (cell, segment) pairs measured at once by `_near_segments` (~1 ms)
 
 
 def _near_segments(x: np.ndarray, y: np.ndarray, segs: list, reach: float) -> np.ndarray:
