@@ -12,8 +12,9 @@ generator's query mix, signed once with a long validity (a synchronous GET disco
 With `--post`, each configuration also gets two asynchronous phases: POST discovers, every one with its own
 message id and signature (a POST is replay-checked, so none repeats), answered to a callback sink
 (`loadtests.callback_sink`). First 10 s offered at 1.3x the GET saturation: the answers the sink receives per
-second are the POST saturation (the server refuses the excess with 503s). Then, paced at ~70 % of that
-(`--post-fraction`): wrk's latency is the ACK latency.
+second are the POST saturation (the server refuses the excess with 503s); again 10 s at 1.15x that estimate
+(refusing a large excess costs CPU the answers then lack). Then, paced at ~70 % of that (`--post-fraction`):
+wrk's latency is the ACK latency.
 """
 
 from __future__ import annotations
@@ -211,30 +212,39 @@ def _answered(sink_url: str) -> int:
         return int(orjson.loads(r.read())["distinct"].get("on_discover", 0))
 
 
+def _drain(sink_url: str, timeout: float = 60.0) -> None:
+    """Wait until the answers stop arriving (the backlog of an overload phase is answered)."""
+    last, deadline = -1, time.time() + timeout
+    while time.time() < deadline:
+        time.sleep(1.0)
+        now_answered = _answered(sink_url)
+        if now_answered == last:
+            return
+        last = now_answered
+
+
 def _paced_delay(connections: int, rate: float, latency_ms: float = 1.0) -> float:
     """wrk's per-connection delay (ms) for about `rate` requests/s in all (each connection: reply, then delay)."""
     return max(0.0, connections / max(rate, 1.0) * 1000 - latency_ms)
 
 
 def measure_posts(url: str, lua: Path, args, get_rps: float) -> dict[str, float]:
-    """POST discovers (asynchronous). First their saturation: offered at 1.3x the GET saturation, the answers
-    the sink receives per second (distinct message ids; beyond CDS_MAX_PENDING_ANSWERS waiting, the excess is
-    refused with a 503, which wrk counts as non-2xx). Then, after the backlog drained, the ACK latency at
-    --post-fraction of that saturation."""
+    """POST discovers (asynchronous). First their saturation: the answers the sink receives per second
+    (distinct message ids) while more are offered than the server answers (beyond CDS_MAX_PENDING_ANSWERS
+    waiting, the excess is refused with a 503, which wrk counts as non-2xx). Then, after the backlog drained,
+    the ACK latency at --post-fraction of that saturation."""
     sink = f"http://127.0.0.1:{args.sink_port}"
-    before = _answered(sink)
     over_s = min(args.duration, 10)
-    over = run_wrk(url, lua, args.posts_over_file, duration=over_s, connections=args.connections,
-                   threads=args.threads, delay_ms=_paced_delay(args.connections, 1.3 * get_rps), method="POST")
-    answered = _answered(sink) - before
-    capacity = answered / over_s
-    last, deadline = -1, time.time() + 60
-    while time.time() < deadline:                     # the backlog drains before the paced phase
-        time.sleep(1.0)
-        now_answered = _answered(sink)
-        if now_answered == last:
-            break
-        last = now_answered
+    capacity, over = 1.3 * get_rps, {}
+    for step, files in enumerate((args.posts_over_file, args.posts_over2_file)):
+        # first offered at 1.3x the GET saturation; then at 1.15x the answers/s that gave (refusing a large
+        # excess costs CPU that the answers then lack, so the second estimate is the closer one)
+        before = _answered(sink)
+        over = run_wrk(url, lua, files, duration=over_s, connections=args.connections, threads=args.threads,
+                       delay_ms=_paced_delay(args.connections, capacity if step == 0 else 1.15 * capacity),
+                       method="POST")
+        capacity = (_answered(sink) - before) / over_s
+        _drain(sink)
     paced = run_wrk(url, lua, args.posts_file, duration=args.duration, connections=args.connections,
                     threads=args.threads, delay_ms=_paced_delay(args.connections, args.post_fraction * capacity),
                     method="POST")
@@ -315,15 +325,15 @@ def main(argv: list[str] | None = None) -> int:
     configs = [int(x) for x in args.workers.split(",")]
     labels = (["before"] if args.baseline is not None else []) + configs
     env, reqs, posts = prepare(args.work, args.connectors, args.seed, sink=sink_url,
-                               posts=2 * args.posts * len(labels) if args.post else 0)
+                               posts=3 * args.posts * len(labels) if args.post else 0)
     reqs_file = args.work / "requests.bin"
     reqs_file.write_bytes(b"\x01".join(reqs))
     post_files = {}
     for k, label in enumerate(labels):   # every server gets message ids none saw before
-        mine = posts[2 * k * args.posts:2 * (k + 1) * args.posts]
-        post_files[label] = (args.work / f"posts-{k}-over.bin", args.work / f"posts-{k}.bin")
-        post_files[label][0].write_bytes(b"\x01".join(mine[:args.posts]))
-        post_files[label][1].write_bytes(b"\x01".join(mine[args.posts:]))
+        mine = posts[3 * k * args.posts:3 * (k + 1) * args.posts]
+        post_files[label] = tuple(args.work / f"posts-{k}-{phase}.bin" for phase in ("over", "over2", "paced"))
+        for j, path in enumerate(post_files[label]):
+            path.write_bytes(b"\x01".join(mine[j * args.posts:(j + 1) * args.posts]))
     sink = None
     if args.post:
         sink = subprocess.Popen([*CLIENT_PREFIX, sys.executable, "-m", "loadtests.callback_sink", "--port", str(args.sink_port)],
@@ -340,12 +350,12 @@ def main(argv: list[str] | None = None) -> int:
                     args, lua, reqs_file, hello=True)
     if args.baseline is not None:
         benv = {**env, "PYTHONPATH": str(args.baseline.resolve())}
-        args.posts_over_file, args.posts_file = post_files["before"]
+        args.posts_over_file, args.posts_over2_file, args.posts_file = post_files["before"]
         rows.append(("before", measure("before", [sys.executable, "-m", "cds", "serve", "--workers", "1",
                                                   "--port", str(args.port)],
                                        benv, args.port, 1, args, lua, reqs_file, cwd=args.baseline)))
     for n in configs:
-        args.posts_over_file, args.posts_file = post_files[n]
+        args.posts_over_file, args.posts_over2_file, args.posts_file = post_files[n]
         argv_ = [sys.executable, "-m", "cds", "serve", "--workers", str(n), "--port", str(args.port)]
         rows.append((n, measure(f"cds x{n}", argv_, env, args.port, n, args, lua, reqs_file)))
     if sink is not None:
