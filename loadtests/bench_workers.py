@@ -371,7 +371,7 @@ def main(argv: list[str] | None = None) -> int:
     print(f"| aiohttp hello-world, 1 process | {hello['rps']:,.0f} | — | 1 | {hello['cpu_ms_per_req']:.3f} ms | "
           f"{hello['p50']:.2f} ms | {hello['p99']:.2f} ms | — | — | — | {hello['non2xx']:.0f} |")
     for n, r in rows:
-        label = f"before ({args.baseline}), 1 process" if n == "before" else f"cds serve --workers {n}"
+        label = f"before ({args.baseline})" if n == "before" else f"cds serve --workers {n}"
         print(f"| {label} | {r['rps']:,.0f} | {r['rps'] / base:.2f} | {r['rps'] / hello['rps']:.3f} | "
               f"{r['cpu_ms_per_req']:.3f} ms | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['paced_rps']:,.0f} | "
               f"{r['paced_p50']:.2f} ms | {r['paced_p99']:.2f} ms | {r['non2xx'] + r['paced_non2xx']:.0f} |")
@@ -380,7 +380,7 @@ def main(argv: list[str] | None = None) -> int:
               "of it | ACK p50 | ACK p90 | ACK p99 | non-2xx |")
         print("| --- | --- | --- | --- | --- | --- | --- | --- |")
         for n, r in rows:
-            label = f"before ({args.baseline}), 1 process" if n == "before" else f"cds serve --workers {n}"
+            label = f"before ({args.baseline})" if n == "before" else f"cds serve --workers {n}"
             print(f"| {label} | {r['post_capacity']:,.0f} | {r['post_capacity'] / r['rps']:.2f} | {r['post_rps']:,.0f} | "
                   f"{r['post_p50']:.2f} ms | {r['post_p90']:.2f} ms | {r['post_p99']:.2f} ms | {r['post_non2xx']:.0f} |")
     return 0
