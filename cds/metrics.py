@@ -25,15 +25,16 @@ _SHARED = "livemostrecent"       # gauges of shared state: the value the last li
 _LATENCY_BUCKETS = (0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10)
 
 
-_dirty: list["_Deferred"] = []            # deferred children observed since the last flush (this process)
-_flush_on: list[asyncio.AbstractEventLoop | None] = [None]   # the loop a flush is scheduled on
+_unwritten: list["_Deferred"] = []        # deferred children observed since the last flush (this process)
+_flush_on: asyncio.AbstractEventLoop | None = None   # the loop a flush is scheduled on
 
 
 def flush_deferred() -> None:
     """Write every deferred observation of this process into its metric (see `_memoised`)."""
-    _flush_on[0] = None
-    while _dirty:
-        _dirty.pop().flush()
+    global _flush_on
+    _flush_on = None
+    while _unwritten:
+        _unwritten.pop().flush()
 
 
 class _Deferred:
@@ -48,15 +49,16 @@ class _Deferred:
         self._dirty = False
 
     def _touched(self) -> None:
+        global _flush_on
         self._dirty = True
-        _dirty.append(self)
+        _unwritten.append(self)
         try:
             loop = asyncio.get_running_loop()
         except RuntimeError:
             flush_deferred()
             return
-        if _flush_on[0] is not loop:
-            _flush_on[0] = loop
+        if _flush_on is not loop:
+            _flush_on = loop
             loop.call_soon(flush_deferred)
 
     def flush(self) -> None:

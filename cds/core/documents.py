@@ -71,6 +71,12 @@ class ItemDoc(msgspec.Struct, kw_only=True, gc=False):
         return (self.bpp_id, self.catalog_id, self.item_id)
 
 
+def status_stale(status_at: float | None, now: float, fresh_s: float) -> bool:
+    """A published live status read at `status_at` is no longer trusted at `now` (docs/decisions.md §S: older
+    than `status_fresh_s`, or of unknown age): it is "Unknown", in answers and in filters alike."""
+    return status_at is None or now - status_at > fresh_s
+
+
 def item_json(item: ItemDoc) -> bytes:
     """The item as published (compact JSON), however it is stored."""
     return unpack(item.raw)

@@ -19,7 +19,7 @@ from datetime import tzinfo
 from typing import Any, Callable
 
 from cds.core import budget, timeutil
-from cds.core.documents import offer_json
+from cds.core.documents import offer_json, status_stale
 from cds.core.errors import jsonpath_error
 from cds.core.filter_fields import ITEM, OFFER, RAW, WINDOW, Field, Target, names_of
 from cds.core.filter_values import (
@@ -337,8 +337,7 @@ class Compiler:
         s = cur.status
         if s is None:
             return None
-        at = cur.status_at
-        if at is None or ctx.now - at > self.fresh:
+        if status_stale(cur.status_at, ctx.now, self.fresh):
             return "unknown"  # docs/decisions.md §S: stale live status is unknown, never silently "available"
         return s.casefold()
 

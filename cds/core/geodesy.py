@@ -63,6 +63,11 @@ def segment_distance_m(lon: float, lat: float, a: tuple[float, float], b: tuple[
     return haversine_m(lon, lat, a[0] + (b[0] - a[0]) * t, a[1] + (b[1] - a[1]) * t)
 
 
+def reach_dlat(distance_m: float) -> float:
+    """Latitude half-height (degrees) of the cap of radius `distance_m` around any point (never too small)."""
+    return distance_m / M_PER_DEG * (1 + 1e-9) + 1e-9
+
+
 def _dlon_for(distance_m: float, lat_max: float) -> float:
     """Longitude half-width (degrees) of the cap of radius `distance_m` around any point at latitude
     |lat| <= lat_max: asin(sin(d/R) / cos(lat)) is exact for a spherical cap and grows with |lat|.
@@ -77,7 +82,7 @@ def _dlon_for(distance_m: float, lat_max: float) -> float:
 def reach_bbox(geom: BaseGeometry, distance_m: float) -> tuple[float, float, float, float]:
     """A lon/lat box holding every point within `distance_m` of the geometry (never too small)."""
     minx, miny, maxx, maxy = geom.bounds
-    dlat = distance_m / M_PER_DEG * (1 + 1e-9) + 1e-9
+    dlat = reach_dlat(distance_m)
     dlon = _dlon_for(distance_m, max(abs(miny), abs(maxy)))
     lo_lat, hi_lat = max(-90.0, miny - dlat), min(90.0, maxy + dlat)
     lo_lon, hi_lon = minx - dlon, maxx + dlon

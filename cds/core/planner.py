@@ -3,8 +3,9 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Protocol
+
+import numpy as np
 
 from cds.core.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
 from cds.core.exactness import covered
@@ -15,6 +16,7 @@ from cds.core.query import Query
 from cds.core import budget
 from cds.core.spatial import MAX_SPATIAL, build_spatials, origin_of
 from cds.core.spatial_input import GeometryLimits
+from cds.core.spatial_testers import SMALL_GRID_CELLS, grid_cells
 from cds.core.text import query_terms
 
 MAX_TEXT_LEN = 1024
@@ -36,8 +38,7 @@ def text_tokens(text: str | None) -> tuple[str, ...]:
 
 
 CHEAP_EXPRESSION = 512     # a filter at most this long compiles in well under a millisecond
-CHEAP_LINE_VERTICES = 64   # lines (routes) of at most this many vertices in all ...
-CHEAP_GRID_CELLS = 4096    # ... and a segment grid of at most about this many cells plan in well under a millisecond
+CHEAP_LINE_VERTICES = 64   # lines (routes) of at most this many vertices in all, with a small segment grid
 
 
 def cheap_to_plan(intent: DiscoverIntent) -> bool:
@@ -46,17 +47,19 @@ def cheap_to_plan(intent: DiscoverIntent) -> bool:
     across a continent with a narrow corridor needs a grid of up to 200,000 cells, over 100 ms; polygons may
     need a repair, ms even when small) and its filter is short or already compiled. Anything else plans in the
     work pool, whose thread hop an ACK would otherwise wait for."""
-    vertices, cells = 0, 0.0
+    vertices, cells = 0, 0
     for s in intent.spatial:
         g = s.geometry
         kind = g.get("type") if isinstance(g, dict) else None
         if kind == "LineString":
-            coords = g.get("coordinates")
-            if not isinstance(coords, list) or len(coords) > CHEAP_LINE_VERTICES:
+            segs = _segments(g.get("coordinates"))
+            if segs is None:
                 return False
-            vertices += len(coords)
-            cells += _grid_cells(coords, s.distance_m)
-            if vertices > CHEAP_LINE_VERTICES or cells > CHEAP_GRID_CELLS:
+            vertices += len(segs) + 1
+            if vertices > CHEAP_LINE_VERTICES:
+                return False
+            cells += grid_cells(segs, s.distance_m or 0.0)
+            if cells > SMALL_GRID_CELLS:
                 return False
         elif kind != "Point":
             return False
@@ -64,18 +67,18 @@ def cheap_to_plan(intent: DiscoverIntent) -> bool:
     return len(expr) <= CHEAP_EXPRESSION
 
 
-def _grid_cells(coords: list, distance_m: float | None) -> float:
-    """About how many cells the segment grid of a line files its segments under (`spatial_testers`: each
-    segment's box, widened by the distance, over cells of twice the distance, at least 0.01°); inf when the
-    coordinates are not plain pairs of numbers (the pool then plans it and reports what is wrong)."""
-    cell = max(2.0 * (distance_m or 0.0) / 111_000.0, 0.01)
-    total = 0.0
+def _segments(coords: object) -> np.ndarray | None:
+    """A line's segments as rows (ax, ay, bx, by) from its GeoJSON coordinates as sent, or None when they are not
+    2 to CHEAP_LINE_VERTICES positions of numbers (the pool then plans it, and reports what is wrong)."""
+    if not isinstance(coords, list) or not 2 <= len(coords) <= CHEAP_LINE_VERTICES:
+        return None
     try:
-        for (ax, ay), (bx, by) in zip(coords, coords[1:]):
-            total += (abs(bx - ax) / cell + 3.0) * (abs(by - ay) / cell + 3.0)
-    except (TypeError, ValueError):
-        return math.inf
-    return total
+        pts = np.array([(p[0], p[1]) for p in coords], dtype=np.float64)
+    except (TypeError, ValueError, IndexError, KeyError):
+        return None
+    if not np.isfinite(pts).all():
+        return None
+    return np.concatenate([pts[:-1], pts[1:]], axis=1)
 
 
 @functools.lru_cache(maxsize=1024)

@@ -133,15 +133,17 @@ def peek_ids(doc: Any) -> dict[str, str | None]:
     return out
 
 
-def _str_field(ctx: dict, *names: str) -> str | None:
-    for n in names:
-        v = ctx.get(n)
-        if v is None:
-            continue
-        if not isinstance(v, str) or not v.strip() or len(v) > 2048:
-            raise BecknError(E.CTX_INVALID_FIELD, f"context.{n} must be a non-empty string", 400, f"context.{n}")
+def _str_field(ctx: dict, name: str, alt: str | None = None) -> str | None:
+    """context.`name` (else its other dialect's spelling `alt`): None when absent, else a non-empty string of at
+    most 2048 characters, or a 400 naming the field as it was sent."""
+    v = ctx.get(name)
+    if v is None and alt is not None:
+        name, v = alt, ctx.get(alt)
+    if v is None or (type(v) is str and 0 < len(v) <= 2048 and not v.isspace()):     # the usual case, cheaply
         return v
-    return None
+    if not isinstance(v, str) or not v.strip() or len(v) > 2048:
+        raise BecknError(E.CTX_INVALID_FIELD, f"context.{name} must be a non-empty string", 400, f"context.{name}")
+    return v
 
 
 def parse_context(doc: Any, *, expected_actions: set[str], now: float | None = None,
@@ -161,12 +163,7 @@ def parse_context(doc: Any, *, expected_actions: set[str], now: float | None = N
                          f"(expected {' or '.join(sorted(expected_actions))})", 400, "context.action")
     fields: dict[str, Any] = {}
     for a_name, b_name in _CTX_FIELDS:
-        v = raw.get(a_name)
-        if v is None and b_name is not None:
-            v = raw.get(b_name)
-        # the usual case inline; anything else as `_str_field` judges it (its error names the field sent)
-        fields[a_name] = v if v is None or (type(v) is str and 0 < len(v) <= 2048 and not v.isspace()) else \
-            _str_field(raw, a_name, *((b_name,) if b_name is not None else ()))
+        fields[a_name] = _str_field(raw, a_name, b_name)
     for name in ("transaction_id", "message_id", "timestamp"):
         if fields[name] is None:
             n = name if dialect == DIALECT_A else {"transaction_id": "transactionId", "message_id": "messageId"}.get(name, name)

@@ -16,7 +16,7 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from cds.core.geodesy import DEG, EARTH_R, M_PER_DEG, haversine_m, segment_distance_m, segment_distances_m
+from cds.core.geodesy import DEG, EARTH_R, haversine_m, reach_dlat, segment_distance_m, segment_distances_m
 
 
 def points_of(geom: BaseGeometry) -> list[tuple[float, float]]:
@@ -81,7 +81,7 @@ def widened_boxes(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray
     """Per segment a lon/lat box holding every point within `d` of it (never too small: `geodesy.reach_bbox`
     per segment), and which boxes are full-width (they reach a pole): (x0, y0, x1, y1, full). The point tests
     measure a segment only where its box holds the point; `cds.core.spatialvec` uses the same boxes."""
-    dlat = d / M_PER_DEG * (1 + 1e-9) + 1e-9
+    dlat = reach_dlat(d)
     lat_max = np.maximum(np.abs(ay), np.abs(by))
     delta = d / EARTH_R
     polar = lat_max * DEG + delta >= 89.99 * DEG
@@ -95,16 +95,31 @@ def widened_boxes(ax: np.ndarray, ay: np.ndarray, bx: np.ndarray, by: np.ndarray
     return x0, y0, x1, y1, full
 
 
-_LAZY_GRID_CELLS = 4096     # a segment grid of at most about this many cells builds in well under a millisecond
+SMALL_GRID_CELLS = 4096     # a segment grid of at most this many entries builds in well under a millisecond
 
 
-def _grid_cells(arr: np.ndarray, d: float) -> float:
-    """About how many (segment, cell) entries `_SegmentGrid` files for these segments at its first cell size."""
-    if not len(arr):
-        return 0.0
-    x0, y0, x1, y1, _full = widened_boxes(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], d)
-    cell = max(2 * (d / M_PER_DEG * (1 + 1e-9) + 1e-9), 0.01)
-    return float((((x1 - x0) / cell + 2) * ((y1 - y0) / cell + 2)).sum())
+def _first_cell(d: float) -> float:
+    """The cell size (degrees) a segment grid starts from: twice the reach, at least 0.01."""
+    return max(2 * reach_dlat(d), 0.01)
+
+
+def _spans(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, cell: float
+           ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per box its first grid column and row and how many columns and rows it touches at this cell size."""
+    gx0, gx1 = np.floor(x0 / cell).astype(np.int64), np.floor(x1 / cell).astype(np.int64)
+    gy0, gy1 = np.floor(y0 / cell).astype(np.int64), np.floor(y1 / cell).astype(np.int64)
+    return gx0, gy0, gx1 - gx0 + 1, gy1 - gy0 + 1
+
+
+def grid_cells(segs: np.ndarray, d: float) -> int:
+    """How many (segment, cell) entries a segment grid of these segments (rows ax, ay, bx, by) within `d`
+    starts with: what building it costs (`_SegmentGrid`; a full-width box is checked apart, counted once)."""
+    if not len(segs):
+        return 0
+    x0, y0, x1, y1, full = widened_boxes(segs[:, 0], segs[:, 1], segs[:, 2], segs[:, 3], d)
+    part = ~full
+    _gx0, _gy0, nx, ny = _spans(x0[part], y0[part], x1[part], y1[part], _first_cell(d))
+    return int((nx * ny).sum()) + int(full.sum())
 
 
 class _SegmentGrid:
@@ -115,17 +130,14 @@ class _SegmentGrid:
     MAX_ENTRIES = 200_000
 
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
-        dlat = d / M_PER_DEG * (1 + 1e-9) + 1e-9
         arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4)
         x0, y0, x1, y1, full = widened_boxes(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], d)
         self.x0, self.y0, self.x1, self.y1 = x0, y0, x1, y1
         self.full = np.flatnonzero(full)                      # polar boxes: always checked
         part = np.flatnonzero(~full)
-        cell = max(2 * dlat, 0.01)
+        cell = _first_cell(d)
         while True:
-            gx0, gx1 = np.floor(x0[part] / cell).astype(np.int64), np.floor(x1[part] / cell).astype(np.int64)
-            gy0, gy1 = np.floor(y0[part] / cell).astype(np.int64), np.floor(y1[part] / cell).astype(np.int64)
-            nx, ny = gx1 - gx0 + 1, gy1 - gy0 + 1
+            gx0, gy0, nx, ny = _spans(x0[part], y0[part], x1[part], y1[part], cell)
             if int((nx * ny).sum()) <= self.MAX_ENTRIES:
                 break
             cell *= 2
@@ -185,7 +197,7 @@ class _NearSegments:
         # A small grid (few segments, few cells) is built on first use (cheap then; a search that decides the
         # constraint vectorised never asks). Any other: now, at planning, never in the search, where a long
         # narrow corridor's 200,000 entries are a loop hold of ~100 ms even for two segments (docs/decisions.md §G).
-        small = len(segs) <= _SMALL_CELL and _grid_cells(arr, d) <= _LAZY_GRID_CELLS
+        small = len(segs) <= _SMALL_CELL and grid_cells(arr, d) <= SMALL_GRID_CELLS
         self._grid = None if small else _SegmentGrid(segs, d)
         self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
 

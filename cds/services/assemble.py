@@ -17,7 +17,7 @@ from cds.config import Settings
 from cds.core.dialects import convert_catalog
 from cds.core.models import DIALECT_A, DIALECT_B
 from cds.core.matching import offer_live
-from cds.core.documents import CatalogMeta, Hit, ItemDoc
+from cds.core.documents import CatalogMeta, Hit, ItemDoc, status_stale
 from cds.core.jsoncache import JsonCache
 from cds.core.normalize_read import STATUS_KEYS, attributes_of
 from cds.core.rawjson import unpack
@@ -72,8 +72,7 @@ def _catalog(meta: CatalogMeta, items: list[ItemDoc], *, now: float, settings: S
     seen: set[str] = set()
     for it in items:            # one pass: items in hit order, offers in order of their first showing item
         raw = it.raw
-        # a live status older than status_fresh_s (or of unknown age) is shown as "Unknown"
-        stale = it.status is not None and (it.status_at is None or now - it.status_at > fresh_s)
+        stale = it.status is not None and status_stale(it.status_at, now, fresh_s)
         body.append(wrap(_status_unknown_json(raw) if stale else json_of(raw)))
         if not it.offers:
             continue

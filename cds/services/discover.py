@@ -37,12 +37,18 @@ BACKGROUND_SLICE_S = 0.001   # a background search yields the loop this often (d
 _NO_TURN = contextlib.nullcontext()
 
 
+def _background() -> WorkBudget | None:
+    """The budget in force when it is a background answer's (`answer_and_deliver` gives it short slices)."""
+    work = budget.current()
+    return work if work is not None and work.slice_s is not None else None
+
+
 async def _between_steps() -> None:
     """Between the steps of a background answer (search, assembly, serialising + signing + sending), yield
     behind the requests that arrived meanwhile (docs/decisions.md §P, "ACKs first"): no ACK waits for more than
     one step. A synchronous answer goes on without yielding."""
-    work = budget.current()
-    if work is not None and work.slice_s is not None and work.pause is not None:
+    work = _background()
+    if work is not None and work.pause is not None:
         await work.pause()
 
 
@@ -75,10 +81,7 @@ class DiscoverService:
     def _cpu_turn(self) -> contextlib.AbstractAsyncContextManager:
         """A background answer (its budget in force slices short: `answer_and_deliver`) waits for the lane
         (entered with `async with`); anything else goes ahead (a shared no-op, nothing to build per request)."""
-        work = budget.current()
-        if work is None or work.slice_s is None:
-            return _NO_TURN
-        return self._lane
+        return _NO_TURN if _background() is None else self._lane
 
     def plan(self, req: DiscoverRequest) -> Query:
         """Compile the request; raises BecknError (400) for invalid filters/geometry."""
@@ -201,20 +204,17 @@ class DiscoverService:
         self.refuse_when_full()
         self._pending += 1
 
-    @property
-    def pending_answers(self) -> int:
-        return self._pending
-
     async def answer_once(self, replay: ReplayStore, inbound: Inbound, req: DiscoverRequest, query: Query,
                           callback_base: str, work: WorkBudget | None = None) -> Delivery | None:
         """After the ACK of a POST (`admit`ted): `answer_and_deliver`, unless it is a replay (§11: the same ACK,
         no second answer). With several workers the check is a round trip to Redis, which no ACK waits for now
         (docs/decisions.md §P, "ACKs first")."""
-        room = [True]
+        waiting = True
 
         def computed() -> None:                 # once: the answer no longer waits to be computed
-            if room[0]:
-                room[0] = False
+            nonlocal waiting
+            if waiting:
+                waiting = False
                 self._pending -= 1
         try:
             if not await first_time(replay, inbound):

@@ -43,7 +43,7 @@ MAX_SHAPE_VERTICES = 2000      # bigger shapes fall back to the bbox only
 MAX_SHAPE_LAT = 85.0           # degree-space buffers are used only away from the poles
 MAX_POINTS = 64                # MultiPoint radius: one geo_distance per point up to this many
 _WORLD = box(-180.0, -90.0, 180.0, 90.0)
-_M_PER_DEG = geodesy.EARTH_R * math.pi / 180.0
+_M_PER_DEG = geodesy.M_PER_DEG
 
 
 @dataclass(slots=True)

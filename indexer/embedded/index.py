@@ -30,8 +30,8 @@ import numpy as np
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
 from cds.core.matching import catalog_live_mask
 from indexer.embedded.compact import compact_record
-from indexer.embedded.narrow import (  # noqa: F401 - Narrowing and _as_set are imported from here too
-    _MAX_BITS, _OVERFLOW_CODE, BITS, CATALOG_TERMS, CODED, NUMERIC, POSTED, Narrower, Narrowing, Posting, _as_set,
+from indexer.embedded.narrow import (
+    _MAX_BITS, _OVERFLOW_CODE, BITS, CATALOG_TERMS, CODED, NUMERIC, POSTED, Narrower, Posting,
 )
 
 _SMALL_POSTING = 8               # up to this many ids a posting is a tuple (a set costs 4x the memory)

@@ -24,7 +24,8 @@ from cds.core import matching, spatialvec
 from cds.core.documents import Hit, ItemDoc
 from cds.core.spatialvec import haversine_m
 from cds.core.text import has_terms
-from indexer.embedded.index import Index, Narrowing
+from indexer.embedded.index import Index
+from indexer.embedded.narrow import Narrowing
 
 if TYPE_CHECKING:
     from cds.core.documents import CatalogMeta

@@ -16,7 +16,8 @@ from cds.core.query import Query
 from indexer.embedded import EmbeddedStorage
 from indexer.embedded.follower import FollowerStorage
 from indexer.embedded.compact import PACK_THREAD_MIN
-from indexer.embedded.index import _as_set, _post_add, _post_remove
+from indexer.embedded.index import _post_add, _post_remove
+from indexer.embedded.narrow import _as_set
 from indexer.embedded.persist import frame, gen_path, list_generations
 from indexer.embedded.store import _SNAP, _SUFFIX_SNAP, _SUFFIX_WAL, _WAL, _encode, _Put, _SnapEnd, _SnapHead
 
