@@ -68,7 +68,7 @@ def reach_dlat(distance_m: float) -> float:
     return distance_m / M_PER_DEG * (1 + 1e-9) + 1e-9
 
 
-def _dlon_for(distance_m: float, lat_max: float) -> float:
+def reach_dlon(distance_m: float, lat_max: float) -> float:
     """Longitude half-width (degrees) of the cap of radius `distance_m` around any point at latitude
     |lat| <= lat_max: asin(sin(d/R) / cos(lat)) is exact for a spherical cap and grows with |lat|.
     360 when the cap reaches a pole."""
@@ -83,7 +83,7 @@ def reach_bbox(geom: BaseGeometry, distance_m: float) -> tuple[float, float, flo
     """A lon/lat box holding every point within `distance_m` of the geometry (never too small)."""
     minx, miny, maxx, maxy = geom.bounds
     dlat = reach_dlat(distance_m)
-    dlon = _dlon_for(distance_m, max(abs(miny), abs(maxy)))
+    dlon = reach_dlon(distance_m, max(abs(miny), abs(maxy)))
     lo_lat, hi_lat = max(-90.0, miny - dlat), min(90.0, maxy + dlat)
     lo_lon, hi_lon = minx - dlon, maxx + dlon
     if dlon >= 360.0 or lo_lon < -180.0 or hi_lon > 180.0:  # reaches a pole or wraps the antimeridian

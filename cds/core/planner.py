@@ -3,9 +3,8 @@
 from __future__ import annotations
 
 import functools
+import math
 from typing import Protocol
-
-import numpy as np
 
 from cds.core.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
 from cds.core.exactness import covered
@@ -67,18 +66,18 @@ def cheap_to_plan(intent: DiscoverIntent) -> bool:
     return len(expr) <= CHEAP_EXPRESSION
 
 
-def _segments(coords: object) -> np.ndarray | None:
-    """A line's segments as rows (ax, ay, bx, by) from its GeoJSON coordinates as sent, or None when they are not
-    2 to CHEAP_LINE_VERTICES positions of numbers (the pool then plans it, and reports what is wrong)."""
+def _segments(coords: object) -> list[tuple[tuple[float, float], tuple[float, float]]] | None:
+    """A line's segments from its GeoJSON coordinates as sent, or None when they are not 2 to
+    CHEAP_LINE_VERTICES positions of finite numbers (the pool then plans it, and reports what is wrong)."""
     if not isinstance(coords, list) or not 2 <= len(coords) <= CHEAP_LINE_VERTICES:
         return None
     try:
-        pts = np.array([(p[0], p[1]) for p in coords], dtype=np.float64)
+        pts = [(float(p[0]), float(p[1])) for p in coords]
     except (TypeError, ValueError, IndexError, KeyError):
         return None
-    if not np.isfinite(pts).all():
+    if not all(math.isfinite(x) and math.isfinite(y) for x, y in pts):
         return None
-    return np.concatenate([pts[:-1], pts[1:]], axis=1)
+    return list(zip(pts, pts[1:]))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -16,7 +16,9 @@ import shapely
 from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
-from cds.core.geodesy import DEG, EARTH_R, haversine_m, reach_dlat, segment_distance_m, segment_distances_m
+from cds.core.geodesy import (
+    DEG, EARTH_R, haversine_m, reach_dlat, reach_dlon, segment_distance_m, segment_distances_m,
+)
 
 
 def points_of(geom: BaseGeometry) -> list[tuple[float, float]]:
@@ -111,15 +113,21 @@ def _spans(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, cell:
     return gx0, gy0, gx1 - gx0 + 1, gy1 - gy0 + 1
 
 
-def grid_cells(segs: np.ndarray, d: float) -> int:
-    """How many (segment, cell) entries a segment grid of these segments (rows ax, ay, bx, by) within `d`
-    starts with: what building it costs (`_SegmentGrid`; a full-width box is checked apart, counted once)."""
-    if not len(segs):
-        return 0
-    x0, y0, x1, y1, full = widened_boxes(segs[:, 0], segs[:, 1], segs[:, 2], segs[:, 3], d)
-    part = ~full
-    _gx0, _gy0, nx, ny = _spans(x0[part], y0[part], x1[part], y1[part], _first_cell(d))
-    return int((nx * ny).sum()) + int(full.sum())
+def grid_cells(segs: Iterable[tuple[tuple[float, float], tuple[float, float]]], d: float) -> int:
+    """How many (segment, cell) entries a segment grid of these segments within `d` starts with: what building
+    it costs (`_SegmentGrid`, the same boxes as `widened_boxes`; a full-width box is checked apart, counted once).
+    Plain Python: it is asked of short lines only, where numpy's per-call cost would dominate."""
+    cell, dlat = _first_cell(d), reach_dlat(d)
+    total = 0
+    for (ax, ay), (bx, by) in segs:
+        dlon = reach_dlon(d, max(abs(ay), abs(by)))
+        if dlon >= 360.0:
+            total += 1
+            continue
+        nx = math.floor((max(ax, bx) + dlon) / cell) - math.floor((min(ax, bx) - dlon) / cell) + 1
+        ny = math.floor((max(ay, by) + dlat) / cell) - math.floor((min(ay, by) - dlat) / cell) + 1
+        total += nx * ny
+    return total
 
 
 class _SegmentGrid:
@@ -197,7 +205,7 @@ class _NearSegments:
         # A small grid (few segments, few cells) is built on first use (cheap then; a search that decides the
         # constraint vectorised never asks). Any other: now, at planning, never in the search, where a long
         # narrow corridor's 200,000 entries are a loop hold of ~100 ms even for two segments (docs/decisions.md §G).
-        small = len(segs) <= _SMALL_CELL and grid_cells(arr, d) <= SMALL_GRID_CELLS
+        small = len(segs) <= _SMALL_CELL and grid_cells(segs, d) <= SMALL_GRID_CELLS
         self._grid = None if small else _SegmentGrid(segs, d)
         self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
 

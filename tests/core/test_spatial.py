@@ -191,3 +191,22 @@ def test_a_long_narrow_corridor_builds_its_segment_grid_at_planning_not_in_the_s
     near = _NearSegments(short, 2000.0)
     assert near._grid is None
     assert near.any_within(77.05, 12.005) and near._grid is not None     # built on first use, then kept
+
+
+def test_grid_cells_counts_what_the_segment_grid_files_at_its_first_cell_size():
+    """The planner decides where a route plans from `grid_cells` (plain Python): it must count the entries of the
+    grid's own numpy boxes, poles and antimeridian included."""
+    import numpy as np
+    from cds.core.spatial_testers import _first_cell, _spans, grid_cells, widened_boxes
+    rng = np.random.default_rng(7)
+    for d in (1.0, 100.0, 2000.0, 1e5, 2e6):
+        for _ in range(40):
+            wide = rng.random() < 0.5
+            pts = (rng.uniform([-180, -89.9], [180, 89.9], size=(rng.integers(2, 8), 2)) if wide
+                   else 77 + rng.normal(0, 0.3, size=(6, 2)))
+            segs = list(zip(map(tuple, pts[:-1].tolist()), map(tuple, pts[1:].tolist())))
+            arr = np.array([(a[0], a[1], b[0], b[1]) for a, b in segs])
+            x0, y0, x1, y1, full = widened_boxes(arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3], d)
+            part = ~full
+            _gx, _gy, nx, ny = _spans(x0[part], y0[part], x1[part], y1[part], _first_cell(d))
+            assert grid_cells(segs, d) == int((nx * ny).sum()) + int(full.sum()), (d, segs)
