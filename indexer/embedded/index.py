@@ -30,6 +30,7 @@ import numpy as np
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
 from cds.core.matching import catalog_live_mask
 from indexer.embedded.compact import compact_record
+from indexer.embedded.windows import WindowSets
 from indexer.embedded.narrow import (
     _MAX_BITS, _OVERFLOW_CODE, BITS, CATALOG_TERMS, CODED, NUMERIC, POSTED, Narrower, Posting,
 )
@@ -87,6 +88,8 @@ class Index(Narrower):
         self.lat = np.zeros(0)
         self.cat = np.zeros(0, np.int32)
         self.pos = np.zeros(0, np.int32)
+        self.wrow = np.zeros(0, np.int32)            # the row of the item's windows in `self.windows`
+        self.windows = WindowSets()
         self.nums = {a: np.zeros(0) for a in NUMERIC}
         self.codes = {a: np.zeros(0, np.uint16) for a in CODED}
         self.bits = {a: np.zeros(0, np.uint64) for a in BITS}
@@ -195,11 +198,14 @@ class Index(Narrower):
             self.bits[a][ids] = p.bits[a]
         docs, entry_of = self.docs, self.entry_of
         id_list, lons, lats = ids.tolist(), p.lon.tolist(), p.lat.tolist()
+        window_row = self.windows.add
         for start in range(0, n, slice_items):
             stop = start + slice_items
+            rows = []
             for i, d, x, y in zip(id_list[start:stop], items[start:stop], lons[start:stop], lats[start:stop]):
                 docs[i] = d
                 entry_of[i] = entry
+                rows.append(window_row(d.windows, d.daily_windows))
                 if x == x:                                   # not NaN
                     c = self._cell(x, y)
                     self.grid.setdefault(c, set()).add(i)
@@ -208,6 +214,7 @@ class Index(Narrower):
                     v = getattr(d, a)
                     if v is not None:
                         _post_add(self.postings[a], v, i)
+            self.wrow[ids[start:stop]] = rows
             if stop < n:
                 yield
         old = self.catalogs.get(meta.key)
@@ -281,14 +288,17 @@ class Index(Narrower):
         the ids are reusable only once all are unlinked."""
         ids = entry.ids.tolist()
         lon, lat = self.lon[entry.ids].tolist(), self.lat[entry.ids].tolist()
+        rows = self.wrow[entry.ids].tolist()
         self.cat[entry.ids] = -1
+        release = self.windows.release
         for start in range(0, len(ids), slice_items):
             if start:
                 yield
             stop = start + slice_items
-            for i, x, y in zip(ids[start:stop], lon[start:stop], lat[start:stop]):
+            for i, x, y, r in zip(ids[start:stop], lon[start:stop], lat[start:stop], rows[start:stop]):
                 d = self.docs[i]
                 assert d is not None
+                release(r)
                 if x == x:
                     c = self._cell(x, y)
                     cell = self.grid[c]
@@ -330,6 +340,7 @@ class Index(Narrower):
         self.active = grown(self.active, False)
         self.lon, self.lat = grown(self.lon, np.nan), grown(self.lat, np.nan)
         self.cat, self.pos = grown(self.cat, -1), grown(self.pos, 0)
+        self.wrow = grown(self.wrow, 0)
         self.nums = {a: grown(v, np.nan) for a, v in self.nums.items()}
         self.codes = {a: grown(v, 0) for a, v in self.codes.items()}
         self.bits = {a: grown(v, 0) for a, v in self.bits.items()}
@@ -389,7 +400,7 @@ class Index(Narrower):
         return {"catalogs": len(self.catalogs), "items": self.item_count, "postings": n,
                 "grid_cells": len(self.grid), "grid_arrays": len(self._grid_arrays),
                 "doc_slots": len(self.docs), "live_slots": len(self.docs) - len(self._free),
-                "entry_slots": len(self.entries)}
+                "entry_slots": len(self.entries), "window_sets": len(self.windows)}
 
 
 def _num(v: Any) -> float:

@@ -14,6 +14,7 @@ from typing import Any, Callable, Union
 import numpy as np
 import shapely
 
+from cds.core.timevec import window_term
 from cds.core.spatial_testers import segments_of
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed", "pack")   # scalar, few distinct values
@@ -41,6 +42,8 @@ class Narrowing:
     exact: bool = False
     # `vector` decided the Query's attribute packs exactly (the matcher may skip them)
     packs_known: bool = False
+    # ids -> (surely meet, surely miss) the filter's `WindowTerm`, one of its conjuncts (`indexer.embedded.windows`)
+    window: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 class Narrower:
@@ -128,7 +131,14 @@ class Narrower:
         # Exact keys not used as the source are checked per candidate (cheap: few candidates remain).
         posted = [(a, v) for a, v in query.terms.items() if a in POSTED and a != used_attr]
         return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query), exact=self._exact(query),
-                         packs_known=query.packs is not None and not self._overflowed("pack"))
+                         packs_known=query.packs is not None and not self._overflowed("pack"),
+                         window=self._window_test(query))
+
+    def _window_test(self, query: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        term = window_term(query.predicate) if query.predicate is not None else None
+        if term is None:
+            return None
+        return lambda ids: self.windows.meet(self.wrow[ids], term)
 
     def _overflowed(self, attr: str) -> bool:
         """Some value of this coded attribute may carry the overflow code (never excluded by a filter)."""

@@ -80,8 +80,12 @@ def _checker(idx: Index, query: Query, now: float, nar: Narrowing
     return check
 
 
-def _live(idx: Index, ids: np.ndarray, now: float) -> np.ndarray:
-    return ids[idx.live_mask(ids, now)]
+def _live(idx: Index, nar: Narrowing, ids: np.ndarray, now: float) -> np.ndarray:
+    """The live ones among `ids`, less those that surely miss the filter's window term."""
+    keep = idx.live_mask(ids, now)
+    if nar.window is not None:
+        keep &= ~nar.window(ids)[1]
+    return ids[keep]
 
 
 def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) -> Steps:
@@ -91,6 +95,10 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     # Inside every spatial constraint (decided vectorised) and nothing else to test: a hit without the matcher.
     decided = (matching.spatial_decides(query, pushdowns_known=nar.exact, packs_known=nar.packs_known)
                and not nar.posted_checks)
+    # ... or once it also surely meets the filter's window term (decided vectorised, `indexer.embedded.windows`)
+    window_decided = (nar.window is not None and not nar.posted_checks
+                      and matching.spatial_decides(query, pushdowns_known=nar.exact, packs_known=nar.packs_known,
+                                                   window_holds=True))
     dist, metres = matching.distancer(query), matching.metres_from(query.origin)
     docs, entry_of = idx.docs, idx.entry_of
     ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
@@ -127,16 +135,23 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
             else:
                 inside, outside = spatialvec.classify_all(vec, idx.lon[part], idx.lat[part])
                 keep &= ~outside
+            free = inside if decided else np.zeros(len(part), bool)    # a hit without the matcher
+            if nar.window is not None:
+                met, missed = nar.window(part)
+                keep &= ~missed
+                if window_decided:
+                    free = inside & met
             sel = np.flatnonzero(keep)
             # The stop test runs before every candidate: a block-wise test checked up to a block too many.
-            for i, d_i, k in zip(part[sel].tolist(), part_d[sel].tolist(), inside[sel].tolist()):
+            for i, d_i, k, f in zip(part[sel].tolist(), part_d[sel].tolist(), inside[sel].tolist(),
+                                    free[sel].tolist()):
                 if d_i > stop or d_i != d_i and stop < math.inf:
                     return matching.select(hits, limit)
                 if clock() >= sl.until:
                     yield
                 doc = docs[i]
                 meta = entry_of[i].meta  # type: ignore[union-attr]
-                if not (k and decided) and not check(doc, meta, k):
+                if not f and not check(doc, meta, k):
                     continue
                 # (a finite approximation: the document has a location)
                 hit = Hit(item=doc, catalog=meta, distance=metres(doc.lon, doc.lat) if d_i == d_i else dist(doc))
@@ -168,9 +183,9 @@ def _in_order(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) -
         if disjoint:
             return (yield from _walk(idx, query, now, nar, _blocks(entries), sl))
         ordered = None
-        ids = _live(idx, nar.vector(idx.live_ids()), now)
+        ids = _live(idx, nar, nar.vector(idx.live_ids()), now)
     else:
-        ids = _live(idx, nar.vector(nar.ids), now)
+        ids = _live(idx, nar, nar.vector(nar.ids), now)
         ordered = idx.in_order(ids)
     if ordered is None:                # catalogs interleave in the order: check all, then select
         hits = []
@@ -194,7 +209,7 @@ def _walk(idx: Index, query: Query, now: float, nar: Narrowing, blocks: Any, sl:
     check = _checker(idx, query, now, nar)
     docs, entry_of = idx.docs, idx.entry_of
     for block in blocks:
-        for i in (block if filtered else _live(idx, nar.vector(block), now)).tolist():
+        for i in (block if filtered else _live(idx, nar, nar.vector(block), now)).tolist():
             doc, meta = docs[i], entry_of[i].meta  # type: ignore[union-attr]
             if check(doc, meta):
                 hits.append(Hit(item=doc, catalog=meta))
