@@ -185,6 +185,15 @@ def select(hits: Iterable[Hit], limit: int) -> list[Hit]:
     return hits[:max(0, limit)]
 
 
+def ranked(found: list[tuple], limit: int) -> list[Hit]:
+    """`select` for hits given as tuples (distance or inf, catalog_id, bpp_id, item_id, n, item, catalog,
+    distance), n their order of arrival: the same hits in the same order (`_distance_key`, ties in arrival order:
+    a hit without a location sorts last, as `select` orders it), without a key call per hit (a search collects
+    its hits so, and builds a `Hit` only for those it returns). Sorts `found` in place."""
+    found.sort()
+    return [Hit(item=t[5], catalog=t[6], distance=t[7]) for t in found[:max(0, limit)]]
+
+
 def brute_force(query: Query, records: Iterable[CatalogRecord], now: float) -> list[Hit]:
     """Reference evaluation: scan everything, keep what `matches`, order and cap."""
     hits = [

@@ -104,7 +104,7 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
     approx = haversine_m(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
     limit = query.limit
-    hits: list[Hit] = []
+    found: list[tuple] = []            # the hits as `matching.ranked` takes them
     worst: list[float] = []            # once there are `limit` hits: max-heap (negated) of the best `limit` distances
     # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised;
     # clearly beyond it, and so is every later candidate (they come in ascending distance): the search ends.
@@ -146,7 +146,7 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
             for i, d_i, k, f in zip(part[sel].tolist(), part_d[sel].tolist(), inside[sel].tolist(),
                                     free[sel].tolist()):
                 if d_i > stop or d_i != d_i and stop < math.inf:
-                    return matching.select(hits, limit)
+                    return matching.ranked(found, limit)
                 if clock() >= sl.until:
                     yield
                 doc = docs[i]
@@ -154,26 +154,23 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
                 if not f and not check(doc, meta, k):
                     continue
                 # (a finite approximation: the document has a location)
-                hit = Hit(item=doc, catalog=meta, distance=metres(doc.lon, doc.lat) if d_i == d_i else dist(doc))
-                hits.append(hit)
-                if len(hits) < limit:          # no stop before the limit-th hit
+                d = metres(doc.lon, doc.lat) if d_i == d_i else dist(doc)
+                key = math.inf if d is None else d
+                found.append((key, doc.catalog_id, doc.bpp_id, doc.item_id, len(found), doc, meta, d))
+                if len(found) < limit:          # no stop before the limit-th hit
                     continue
                 if not worst:
-                    worst = [-_inf_none(h.distance) for h in hits]
+                    worst = [-t[0] for t in found]
                     heapq.heapify(worst)
-                elif -_inf_none(hit.distance) > worst[0]:
-                    heapq.heapreplace(worst, -_inf_none(hit.distance))
+                elif -key > worst[0]:
+                    heapq.heapreplace(worst, -key)
                 else:
                     continue
                 if -worst[0] < math.inf:
                     stop = -worst[0] * (1 + _DIST_SLACK) + 1.0
             if end < whole:
-                return matching.select(hits, limit)
-    return matching.select(hits, limit)
-
-
-def _inf_none(d: float | None) -> float:
-    return math.inf if d is None else d
+                return matching.ranked(found, limit)
+    return matching.ranked(found, limit)
 
 
 def _in_order(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) -> Steps:
