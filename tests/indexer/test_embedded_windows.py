@@ -42,7 +42,11 @@ def expression(x: float, y: float, form: str) -> str:
         win = f"{AT}[*].schema:startTime <= '{iso(x)}' && {AT}[*].schema:endTime >= '{iso(y)}'"
     else:
         win = f"{AT}[?(@.schema:startTime <= '{iso(x)}' && @.schema:endTime >= '{iso(y)}')]"
-    return f"$[?({A}connectorType == 'CCS2' && {win})]" if form == "typed" else f"$[?({win})]"
+    if form == "typed":
+        return f"$[?({A}connectorType == 'CCS2' && {win})]"
+    if form == "strict":          # a conjunct that is no pushdown: the matcher still runs where the window holds
+        return f"$[?({win} && {A}maxPowerKW > 22)]"
+    return f"$[?({win})]"
 
 
 hours = st.integers(-3 * 24, 3 * 24).map(lambda h: NOW + h * 3600)
@@ -124,11 +128,11 @@ def _item(k: int, r: random.Random) -> ItemDoc:
     if kind == 3:
         windows, daily = [(NOW - DAY, NOW + 2 * DAY)] * 6, [(0, 0)] * 3       # beyond what a row keeps
     return ItemDoc(bpp_id="b", catalog_id="c", item_id=f"i{k}", connector_type=["CCS2", "Type2"][k % 2],
-                   lon=77.59 + r.gauss(0, 0.05), lat=12.97 + r.gauss(0, 0.05), windows=windows, daily_windows=daily)
+                   max_kw=r.choice([None, 7.4, 22.0, 60.0]), lon=77.59 + r.gauss(0, 0.05), lat=12.97 + r.gauss(0, 0.05), windows=windows, daily_windows=daily)
 
 
 @settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.too_slow])
-@given(seed=st.integers(0, 1000), x=hours, y=hours, form=st.sampled_from(["plain", "sibling", "typed"]),
+@given(seed=st.integers(0, 1000), x=hours, y=hours, form=st.sampled_from(["plain", "sibling", "typed", "strict"]),
        radius=st.sampled_from([None, 3000.0, 20_000.0]), limit=st.integers(1, 50))
 def test_window_queries_equal_brute_force(seed, x, y, form, radius, limit):
     r = random.Random(seed)
