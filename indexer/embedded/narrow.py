@@ -14,7 +14,7 @@ from typing import Any, Callable, Union
 import numpy as np
 import shapely
 
-from cds.core.timevec import window_term
+from cds.core.timevec import DailyBounds, window_term
 from cds.core.spatial_testers import segments_of
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed", "pack")   # scalar, few distinct values
@@ -138,7 +138,8 @@ class Narrower:
         term = window_term(query.predicate) if query.predicate is not None else None
         if term is None:
             return None
-        return lambda ids: self.windows.meet(self.wrow[ids], term)
+        bounds = DailyBounds(term)
+        return lambda ids: self.windows.meet(self.wrow[ids], term, bounds)
 
     def _overflowed(self, attr: str) -> bool:
         """Some value of this coded attribute may carry the overflow code (never excluded by a filter)."""

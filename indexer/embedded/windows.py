@@ -15,11 +15,13 @@ from typing import Any, Sequence
 import numpy as np
 
 from cds.core import timevec
+from cds.core.timevec import DailyBounds, WindowTerm
 from cds.core.timeutil import DAY
 
 MAX_INSTANTS = 4
 MAX_DAILY = 2
 _EMPTY: tuple = ((), ())
+_NEVER = 1 << 62                 # a daily start no bound reaches (and minus it, an end)
 
 
 class WindowSets:
@@ -30,9 +32,11 @@ class WindowSets:
         self._free: list[int] = []
         self.inst_s = np.full((1, MAX_INSTANTS), math.nan)     # NaN: no window (every comparison is false)
         self.inst_e = np.full((1, MAX_INSTANTS), math.nan)
-        self.day_start = np.zeros((1, MAX_DAILY), np.int64)
-        self.day_span = np.zeros((1, MAX_DAILY), np.int64)
-        self.day_ok = np.zeros((1, MAX_DAILY), bool)           # a daily window in this column
+        # daily windows as (start, start + span); no window: bounds no test meets
+        self.day_start = np.full((1, MAX_DAILY), _NEVER, np.int64)
+        self.day_end = np.full((1, MAX_DAILY), -_NEVER, np.int64)
+        self.day_any = np.zeros(1, bool)                       # some daily window is kept
+        self.day_full = np.zeros(1, bool)                      # ... and lasts the whole day
         self.partial = np.zeros(1, bool)
 
     def __len__(self) -> int:
@@ -70,15 +74,18 @@ class WindowSets:
         self.inst_s[row] = self.inst_e[row] = math.nan
         for j, (s, e) in enumerate(inst[:MAX_INSTANTS]):
             self.inst_s[row, j], self.inst_e[row, j] = s, e
-        self.day_ok[row] = False
+        self.day_start[row], self.day_end[row] = _NEVER, -_NEVER
+        self.day_any[row] = self.day_full[row] = False
         partial = len(inst) > MAX_INSTANTS or len(daily) > MAX_DAILY
         for j, (s, e) in enumerate(daily[:MAX_DAILY]):
             if type(s) is not int or type(e) is not int or not (0 <= s <= DAY and 0 <= e <= DAY):
                 # (local seconds since midnight; anything else is left to the matcher)
                 partial = True
                 continue
-            self.day_start[row, j], self.day_span[row, j] = s, timevec.daily_span(s, e)
-            self.day_ok[row, j] = True
+            span = timevec.daily_span(s, e)
+            self.day_start[row, j], self.day_end[row, j] = s, s + span
+            self.day_any[row] = True
+            self.day_full[row] |= span >= DAY
         self.partial[row] = partial
         return row
 
@@ -88,13 +95,17 @@ class WindowSets:
             out[:len(a)] = a
             return out
         self.inst_s, self.inst_e = grown(self.inst_s, math.nan), grown(self.inst_e, math.nan)
-        self.day_start, self.day_span = grown(self.day_start, 0), grown(self.day_span, 0)
-        self.day_ok, self.partial = grown(self.day_ok, False), grown(self.partial, False)
+        self.day_start, self.day_end = grown(self.day_start, _NEVER), grown(self.day_end, -_NEVER)
+        self.day_any, self.day_full = grown(self.day_any, False), grown(self.day_full, False)
+        self.partial = grown(self.partial, False)
 
-    def meet(self, rows: np.ndarray, term: Any) -> tuple[np.ndarray, np.ndarray]:
-        """(surely meets, surely does not meet) the `WindowTerm` for each of `rows`: exactly the answers of the
-        filter's per-window test where one is given (`cds.core.timevec`)."""
-        yes = timevec.instants_meet(self.inst_s[rows], self.inst_e[rows], term.x, term.y).any(axis=1)
-        day = self.day_ok[rows] & timevec.daily_meet(self.day_start[rows], self.day_span[rows], term.xw, term.yw)
-        yes |= day.any(axis=1)
+    def meet(self, rows: np.ndarray, term: WindowTerm, bounds: DailyBounds) -> tuple[np.ndarray, np.ndarray]:
+        """(surely meets, surely does not meet) the `WindowTerm` (its `DailyBounds`) for each of `rows`: exactly
+        the answers of the filter's per-window test where one is given (`cds.core.timevec`)."""
+        yes = timevec.any_per_row(timevec.instants_meet(self.inst_s[rows], self.inst_e[rows], term.x, term.y))
+        if bounds.any_meets:
+            yes |= self.day_any[rows]
+        else:
+            yes |= self.day_full[rows]
+            yes |= timevec.any_per_row(timevec.daily_meet(self.day_start[rows], self.day_end[rows], bounds))
         return yes, ~(yes | self.partial[rows])

@@ -22,7 +22,7 @@ from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
 from cds.core.exactness import covered
 from cds.core.filters import compile_filter
 from cds.core.query import Query
-from cds.core.timevec import window_term
+from cds.core.timevec import DailyBounds, window_term
 from indexer.embedded import EmbeddedStorage
 from indexer.embedded.windows import MAX_DAILY, MAX_INSTANTS, WindowSets
 
@@ -69,14 +69,16 @@ def test_window_sets_decide_as_the_compiled_filter(zone, x, form, data):
     # windows ending or starting just where the queried interval does, often (closed tests: boundaries matter)
     ends = st.one_of(instant, st.sampled_from([x, y]))
     tods = st.one_of(tod, st.sampled_from([int(term.xw % DAY), int(term.yw % DAY)]))
-    windows = data.draw(st.lists(st.tuples(ends, ends).map(sorted).map(tuple), max_size=MAX_INSTANTS + 1))
-    daily = data.draw(st.lists(st.tuples(tods, tods), max_size=MAX_DAILY + 1))
+    kinds = data.draw(st.sampled_from(["instants", "daily", "both"]))     # (one kind alone: none hides the other)
+    windows = data.draw(st.lists(st.tuples(ends, ends).map(sorted).map(tuple), max_size=MAX_INSTANTS + 1)
+                        if kinds != "daily" else st.just([]))
+    daily = data.draw(st.lists(st.tuples(tods, tods), max_size=MAX_DAILY + 1) if kinds != "instants" else st.just([]))
     doc = ItemDoc(bpp_id="b", catalog_id="c", item_id="i", connector_type="CCS2", windows=windows,
                   daily_windows=daily)
     want = f.predicate(doc, None, NOW)
     sets = WindowSets()
     row = sets.add(windows, daily)
-    yes, no = sets.meet(np.array([row, 0]), term)
+    yes, no = sets.meet(np.array([row, 0]), term, DailyBounds(term))
     assert not yes[1] and no[1]                       # no window at all: surely no match
     if yes[0]:
         assert want
