@@ -103,6 +103,7 @@ class Index(Narrower):
         self.slot_active = np.zeros(0, bool)
         self.slot_from = np.zeros(0)
         self.slot_expires = np.zeros(0)
+        self._slot_live: tuple[float, np.ndarray] | None = None   # (now, catalog_live per slot at now)
         self._free_slots: list[int] = []
         self.by_term: dict[str, dict[str, set[tuple[str, str]]]] = {a: {} for a in CATALOG_TERMS}
         self.item_count = 0
@@ -273,15 +274,19 @@ class Index(Narrower):
             self.slot_active = np.concatenate([self.slot_active, np.zeros(cap - len(self.slot_active), bool)])
             self.slot_from = np.concatenate([self.slot_from, np.full(cap - len(self.slot_from), math.nan)])
             self.slot_expires = np.concatenate([self.slot_expires, np.full(cap - len(self.slot_expires), math.nan)])
+        self._slot_live = None
         self.slot_active[slot] = bool(meta.is_active)
         self.slot_from[slot] = _num(meta.valid_from)
         self.slot_expires[slot] = _num(meta.expires_at)
 
     def live_mask(self, ids: np.ndarray, now: float) -> np.ndarray:
-        """`cds.core.matching.is_live` for alive documents `ids` at `now`, vectorised."""
-        slots = self.cat[ids]
-        return self.active[ids] & catalog_live_mask(self.slot_active[slots], self.slot_from[slots],
-                                                    self.slot_expires[slots], now)
+        """`cds.core.matching.is_live` for alive documents `ids` at `now`, vectorised. The catalogs' part is
+        computed for every slot at once and kept for that `now` (a search asks it a block at a time)."""
+        cached = self._slot_live
+        if cached is None or cached[0] != now:
+            cached = self._slot_live = (now, catalog_live_mask(self.slot_active, self.slot_from, self.slot_expires,
+                                                               now))
+        return self.active[ids] & cached[1][self.cat[ids]]
 
     def _unlink_steps(self, entry: Entry, slice_items: int) -> Iterator[None]:
         """The per-document half of a removal (dead documents leave the grid and postings), in slices;
