@@ -28,6 +28,7 @@ _OVERFLOW_BIT = np.uint64(1 << 63)
 _MAX_BITS = 63
 Posting = Union[int, tuple, set]  # ids of one posted value: one, a few (compact), many (cheap to change)
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
+_PRUNE_POINT_FROM = 64           # occupied cells in a point's box beyond which they are pruned (`_cells_for`)
 
 
 @dataclass
@@ -62,7 +63,9 @@ class Narrower:
                     if k in self.grid]
         else:          # a huge box: walking the occupied cells is cheaper than walking the box
             keys = [k for k in self.grid if ix0 <= k % self._nx <= ix1 and iy0 <= k // self._nx <= iy1]
-        if len(keys) > 4:
+        # A point's box loses only its corners (about a fifth of its area) to pruning: for a few cells the numpy
+        # setup costs more than the candidates it drops (a 10 km radius: 587 -> 564 candidates, 15 us slower).
+        if len(keys) > (_PRUNE_POINT_FROM if sf.geometry.geom_type == "Point" else 4):
             keys = self._prune_cells(sf, keys, max(abs(miny), abs(maxy)))
         return [self._cell_array(k) for k in keys]
 
