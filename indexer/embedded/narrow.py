@@ -169,7 +169,9 @@ class Narrower:
             coded.append(("pack", query.packs))
         for attr, values in coded:
             vocab = self.vocab[attr]
-            allowed = np.array([vocab[v] for v in values if v in vocab] + [_OVERFLOW_CODE], dtype=np.uint16)
+            # (the overflow code only once the vocabulary is full: before, no document carries it)
+            over = [_OVERFLOW_CODE] if self._overflowed(attr) else []
+            allowed = np.array([vocab[v] for v in values if v in vocab] + over, dtype=np.uint16)
             tests.append(lambda i, col=self.codes[attr], ok=allowed: _member(col[i], ok))
         for attr, values in query.terms.items():
             if attr in BITS:
@@ -230,7 +232,9 @@ def _inside(lon: np.ndarray, lat: np.ndarray, minx: float, miny: float, maxx: fl
 
 def _member(values: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """`np.isin`; for a few allowed values their comparisons, which cost less than isin's setup."""
-    if len(allowed) > 8 or not len(allowed):
+    if not len(allowed):
+        return np.zeros(len(values), bool)
+    if len(allowed) > 8:
         return np.isin(values, allowed)
     out = values == allowed[0]
     for v in allowed[1:]:
