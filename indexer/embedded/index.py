@@ -8,6 +8,8 @@ Layout (memory matters: 1M connectors must fit in a few GB):
   position inside the catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
   low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids
   (`indexer.embedded.narrow`, which `Index` inherits).
+- per doc the row of its availability windows in `windows` (`indexer.embedded.windows`: each distinct set once),
+  so a filter's window conjunct is decided for a block of candidates at once.
 - a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
   (value -> id, tuple or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
 - per catalog an `Entry` with its doc ids in no-origin order, so an unnarrowed query can stop

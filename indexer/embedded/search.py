@@ -2,10 +2,11 @@
 once (numpy), then let `cds.core.matching` have the final word on the rest, one candidate at a time.
 
 Per block, vectorised: the pushdowns (`Narrowing.vector`), liveness (`Index.live_mask`: the item's `is_active`,
-its catalog's `catalog_live`) and, where that is sure, the spatial constraints (docs/decisions.md §G). Python then
-touches only candidates that may match; when nothing else is left to test (`matching.spatial_decides`) a
-candidate surely inside is a hit without calling the matcher. Hits are ordered by `matching.select` (its exact
-distance, never numpy's).
+its catalog's `catalog_live`), the filter's availability-window conjunct (`Narrowing.window`) and, where that is
+sure, the spatial constraints (docs/decisions.md §G). Python then touches only candidates that may match; when
+nothing else is left to test (`matching.spatial_decides`) a candidate surely inside (and surely meeting the window
+term) is a hit without calling the matcher. Hits are ordered as `matching.select` orders them (its exact
+distance, never numpy's; `matching.ranked`).
 
 The search is a generator that yields once `sl.until` (perf_counter) has passed, checked before every candidate
 Python tests: `indexer.embedded.store` runs it in slices on the event loop (docs/decisions.md §24).
