@@ -34,7 +34,11 @@ def covered(rq: RootQuery) -> bool:
     """Does the predicate of `rq` hold exactly when its pushdown terms and ranges do?"""
     if rq.target != "items" or rq.catalog_filter is not None or rq.filter is None:
         return False
-    conjuncts = list(rq.filter.items) if isinstance(rq.filter, And) else [rq.filter]
+    return covered_conjuncts(list(rq.filter.items) if isinstance(rq.filter, And) else [rq.filter])
+
+
+def covered_conjuncts(conjuncts: list[Any]) -> bool:
+    """`covered` for an item filter's top-level conjuncts (the filter of an items query without a catalog filter)."""
     lists: set[str] = set()
     for e in conjuncts:
         attr = _exact_test(e)

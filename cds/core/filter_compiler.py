@@ -207,6 +207,39 @@ class Compiler:
                 return tu.point_in_wall(xi, ws, we)
         return fn, 1
 
+    def top_window(self, e: Any) -> tuple[float, float, list[Any]] | None:
+        """The instants (X, Y) of an overlap/containment pattern `start <= X && end >= Y` that `pred(e, ITEM)`
+        compiles as one conjunct of item filter `e` (`_window_pattern`, instant literals), with the other
+        conjuncts; None when there is none. (A search may decide that conjunct for many items at once:
+        docs/decisions.md §G "windows".)"""
+        items = list(e.items) if isinstance(e, And) else [e]
+        pair = self._window_pair(items, ITEM)          # the sibling form, as `conj` finds it
+        if pair is None:
+            for x in items:
+                operand = x.operand if isinstance(x, Test) else x
+                if not isinstance(operand, Path) or not operand.segments:
+                    continue
+                if operand.segments[0] != Name("availabilityWindow"):
+                    continue
+                flt, rest = _split_filter(operand.segments[1:])
+                if rest or not isinstance(flt, And) or len(flt.items) != 2:
+                    continue
+                inner = self._window_pair(list(flt.items), WINDOW)
+                if inner is not None:
+                    pair, t = inner, WINDOW
+                    items = [y for y in items if y is not x]
+                    break
+            else:
+                return None
+        else:
+            t = ITEM
+            items = [y for y in items if y is not pair[0] and y is not pair[1]]
+        x_tv = time_value(self._window_cmp(pair[0], t)[2].value, self.tz)  # type: ignore[index]
+        y_tv = time_value(self._window_cmp(pair[1], t)[2].value, self.tz)  # type: ignore[index]
+        if not x_tv or not y_tv or x_tv[0] != "i":
+            return None
+        return x_tv[1], y_tv[1], items
+
     def window_exists(self, inner: Any, fallback: Path | None) -> tuple[Pred, int]:
         """Some availability window satisfies `inner` (a predicate over one window)."""
         try:

@@ -14,12 +14,14 @@ from typing import Any, Callable
 
 from cds.core import timeutil
 from cds.core.errors import BecknError, jsonpath_error
+from cds.core.exactness import covered_conjuncts
 from cds.core.filter_compiler import Compiler, Fallback
 from cds.core.filter_fields import CATALOG, ITEM
 from cds.core.filter_pushdowns import Pushdowns, pushdowns_of
 from cds.core.filter_values import Ctx, Pred
 from cds.core.jsonpath import parse
 from cds.core.jsonpath_ast import RootQuery
+from cds.core.timevec import WindowTerm
 
 
 @dataclass(frozen=True, slots=True)
@@ -44,6 +46,7 @@ def compile_filter(expression: str, *, tz: "tzinfo | str", status_fresh_s: int) 
         else:
             item_fn = comp.pred(rq.filter, ITEM)[0] if rq.filter is not None else None
         push = pushdowns_of(rq)
+        term = _window_term(comp, rq)
     except BecknError:
         raise
     except Fallback:
@@ -61,9 +64,23 @@ def compile_filter(expression: str, *, tz: "tzinfo | str", status_fresh_s: int) 
     else:
         predicate = _full_predicate(cat_fn, item_fn, memo, zone)
 
+    # The planner builds the Query from this predicate alone: the window term travels on it as an attribute
+    # (a fresh function per compilation), read back with `window_term`.
+    predicate.window_term = term  # type: ignore[attr-defined]
     window = comp.time_windows[0] if comp.time_windows else None
     trivial = cat_fn is None and item_fn is None
     return CompiledFilter(expression, rq, predicate, push, window, trivial)
+
+
+def _window_term(comp: Compiler, rq: RootQuery) -> WindowTerm | None:
+    if rq.target != "items" or rq.filter is None:
+        return None
+    found = comp.top_window(rq.filter)
+    if found is None:
+        return None
+    x, y, rest = found
+    return WindowTerm(x, y, timeutil.wall_seconds(x, comp.tz), timeutil.wall_seconds(y, comp.tz),
+                      rq.catalog_filter is None and covered_conjuncts(rest))
 
 
 def _full_predicate(cat_fn: Pred | None, item_fn: Pred | None, memo: list[Any], zone: tzinfo

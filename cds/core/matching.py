@@ -16,6 +16,7 @@ import numpy as np
 from cds.core import geodesy, spatial
 
 from cds.core import timeutil
+from cds.core.timevec import window_term
 from cds.core.query import Query
 from cds.core.text import has_terms
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc, OfferDoc
@@ -115,12 +116,20 @@ def item_matcher(query: Query, now: float, *, pushdowns_known: bool = False, pac
     return match
 
 
-def spatial_decides(query: Query, *, pushdowns_known: bool = False, packs_known: bool = False) -> bool:
+def spatial_decides(query: Query, *, pushdowns_known: bool = False, packs_known: bool = False,
+                    window_holds: bool = False) -> bool:
     """Does a live item inside every spatial constraint match without further tests? (Then a search that
-    decided liveness and the spatial constraints need not call the matcher: the checks of `_item_matches`.)"""
+    decided liveness and the spatial constraints need not call the matcher: the checks of `_item_matches`.)
+    `window_holds`: the item is known to meet the filter's `WindowTerm` (decided vectorised, `cds.core.timevec`)."""
     return (not query.text and (query.packs is None or packs_known)
             and (not (query.terms or query.ranges) or pushdowns_known)
-            and (query.predicate is None or pushdowns_known and query.predicate_is_pushdowns))
+            and (query.predicate is None or pushdowns_known and (query.predicate_is_pushdowns or window_holds
+                                                                 and _rest_is_pushdowns(query.predicate))))
+
+
+def _rest_is_pushdowns(predicate: Callable[..., bool]) -> bool:
+    term = window_term(predicate)
+    return term is not None and term.rest_is_pushdowns
 
 
 def distance(query: Query, item: ItemDoc) -> float | None:
@@ -174,6 +183,15 @@ def select(hits: Iterable[Hit], limit: int) -> list[Hit]:
     with_distance = any(h.distance is not None for h in hits)
     hits.sort(key=_distance_key if with_distance else _ids_key)
     return hits[:max(0, limit)]
+
+
+def ranked(found: list[tuple], limit: int) -> list[Hit]:
+    """`select` for hits given as tuples (distance or inf, catalog_id, bpp_id, item_id, n, item, catalog,
+    distance), n their order of arrival: the same hits in the same order (`_distance_key`, ties in arrival order:
+    a hit without a location sorts last, as `select` orders it), without a key call per hit (a search collects
+    its hits so, and builds a `Hit` only for those it returns). Sorts `found` in place."""
+    found.sort()
+    return [Hit(item=t[5], catalog=t[6], distance=t[7]) for t in found[:max(0, limit)]]
 
 
 def brute_force(query: Query, records: Iterable[CatalogRecord], now: float) -> list[Hit]:

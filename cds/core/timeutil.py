@@ -211,7 +211,7 @@ def wall_seconds(instant: float, tz: "tzinfo | str | None") -> float:
 FULL_DAY_GAP = 60  # a window leaving at most this gap per day ("00:00-23:59:59") is open all day
 
 
-def _start_span(win: tuple[int, int]) -> tuple[int, int]:
+def start_span(win: tuple[int, int]) -> tuple[int, int]:
     """(start, length) of a daily window; wrapping windows run past midnight; start == end is a full day."""
     start, end = win
     span = end - start if end > start else end + DAY - start
@@ -219,14 +219,14 @@ def _start_span(win: tuple[int, int]) -> tuple[int, int]:
 
 
 def is_full_day(win: tuple[int, int]) -> bool:
-    return _start_span(win)[1] >= DAY
+    return start_span(win)[1] >= DAY
 
 
 def overlaps_wall(win: tuple[int, int], ls: float, le: float) -> bool:
     """Does some occurrence of the daily window meet the wall interval [ls, le]? (closed)"""
     if le < ls:
         return False
-    start, span = _start_span(win)
+    start, span = start_span(win)
     if span >= DAY or le - ls >= DAY:
         return True
     d, last = int(ls // DAY) - 1, int(le // DAY)
@@ -242,7 +242,7 @@ def contains_wall(win: tuple[int, int], ls: float, le: float) -> bool:
     """Does one occurrence of the daily window contain the whole wall interval [ls, le]?"""
     if le < ls:
         return False
-    start, span = _start_span(win)
+    start, span = start_span(win)
     if span >= DAY:
         return True
     d = int(ls // DAY)
@@ -257,7 +257,7 @@ def within_wall(win: tuple[int, int], ws: float, we: float) -> bool:
     """Does some occurrence of the daily window lie entirely inside the wall interval [ws, we]?"""
     if we < ws:
         return False
-    start, span = _start_span(win)
+    start, span = start_span(win)
     if span >= DAY:
         return we - ws >= DAY
     d, last = int(ws // DAY) - 1, int(we // DAY)
@@ -308,8 +308,8 @@ def daily_point_in(secs: int, w_start: float, w_end: float, tz: "tzinfo | str | 
 
 def tod_overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
     """Do two daily windows overlap (closed, circular)?"""
-    a0, alen = _start_span(a)
-    b0, blen = _start_span(b)
+    a0, alen = start_span(a)
+    b0, blen = start_span(b)
     if alen >= DAY or blen >= DAY:
         return True
     # b's occurrence starting the same day, compared with a's occurrences of the day before, same, after
@@ -319,10 +319,10 @@ def tod_overlaps(a: tuple[int, int], b: tuple[int, int]) -> bool:
 
 def tod_contains(outer: tuple[int, int], inner: tuple[int, int]) -> bool:
     """Does daily window `outer` contain daily window `inner` (circular)?"""
-    o0, olen = _start_span(outer)
+    o0, olen = start_span(outer)
     if olen >= DAY:
         return True
-    i0, ilen = _start_span(inner)
+    i0, ilen = start_span(inner)
     if ilen >= DAY:
         return False
     i1 = i0 + ilen
@@ -334,7 +334,7 @@ def tod_contains(outer: tuple[int, int], inner: tuple[int, int]) -> bool:
 
 def tod_has(win: tuple[int, int], secs: int) -> bool:
     """Is the local time of day `secs` inside the daily window (closed, wrapping)?"""
-    start, span = _start_span(win)
+    start, span = start_span(win)
     if span >= DAY:
         return True
     end = win[1]

@@ -8,6 +8,8 @@ Layout (memory matters: 1M connectors must fit in a few GB):
   position inside the catalog's order, a uint16 code for low-cardinality keyword fields and a uint64 bit set for
   low-cardinality list fields. Range, bbox and keyword filters run vectorised over candidate ids
   (`indexer.embedded.narrow`, which `Index` inherits).
+- per doc the row of its availability windows in `windows` (`indexer.embedded.windows`: each distinct set once),
+  so a filter's window conjunct is decided for a block of candidates at once.
 - a grid of `grid_deg` cells (dict cell -> set of ids) for spatial narrowing, and exact postings
   (value -> id, tuple or set of ids) for the high-cardinality keys looked up by QR/item/EVSE id.
 - per catalog an `Entry` with its doc ids in no-origin order, so an unnarrowed query can stop
@@ -30,6 +32,7 @@ import numpy as np
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
 from cds.core.matching import catalog_live_mask
 from indexer.embedded.compact import compact_record
+from indexer.embedded.windows import WindowSets
 from indexer.embedded.narrow import (
     _MAX_BITS, _OVERFLOW_CODE, BITS, CATALOG_TERMS, CODED, NUMERIC, POSTED, Narrower, Posting,
 )
@@ -87,6 +90,8 @@ class Index(Narrower):
         self.lat = np.zeros(0)
         self.cat = np.zeros(0, np.int32)
         self.pos = np.zeros(0, np.int32)
+        self.wrow = np.zeros(0, np.int32)            # the row of the item's windows in `self.windows`
+        self.windows = WindowSets()
         self.nums = {a: np.zeros(0) for a in NUMERIC}
         self.codes = {a: np.zeros(0, np.uint16) for a in CODED}
         self.bits = {a: np.zeros(0, np.uint64) for a in BITS}
@@ -100,6 +105,7 @@ class Index(Narrower):
         self.slot_active = np.zeros(0, bool)
         self.slot_from = np.zeros(0)
         self.slot_expires = np.zeros(0)
+        self._slot_live: tuple[float, np.ndarray] | None = None   # (now, catalog_live per slot at now)
         self._free_slots: list[int] = []
         self.by_term: dict[str, dict[str, set[tuple[str, str]]]] = {a: {} for a in CATALOG_TERMS}
         self.item_count = 0
@@ -195,11 +201,14 @@ class Index(Narrower):
             self.bits[a][ids] = p.bits[a]
         docs, entry_of = self.docs, self.entry_of
         id_list, lons, lats = ids.tolist(), p.lon.tolist(), p.lat.tolist()
+        window_row = self.windows.add
         for start in range(0, n, slice_items):
             stop = start + slice_items
+            rows = []
             for i, d, x, y in zip(id_list[start:stop], items[start:stop], lons[start:stop], lats[start:stop]):
                 docs[i] = d
                 entry_of[i] = entry
+                rows.append(window_row(d.windows, d.daily_windows))
                 if x == x:                                   # not NaN
                     c = self._cell(x, y)
                     self.grid.setdefault(c, set()).add(i)
@@ -208,6 +217,7 @@ class Index(Narrower):
                     v = getattr(d, a)
                     if v is not None:
                         _post_add(self.postings[a], v, i)
+            self.wrow[ids[start:stop]] = rows
             if stop < n:
                 yield
         old = self.catalogs.get(meta.key)
@@ -266,29 +276,36 @@ class Index(Narrower):
             self.slot_active = np.concatenate([self.slot_active, np.zeros(cap - len(self.slot_active), bool)])
             self.slot_from = np.concatenate([self.slot_from, np.full(cap - len(self.slot_from), math.nan)])
             self.slot_expires = np.concatenate([self.slot_expires, np.full(cap - len(self.slot_expires), math.nan)])
+        self._slot_live = None
         self.slot_active[slot] = bool(meta.is_active)
         self.slot_from[slot] = _num(meta.valid_from)
         self.slot_expires[slot] = _num(meta.expires_at)
 
     def live_mask(self, ids: np.ndarray, now: float) -> np.ndarray:
-        """`cds.core.matching.is_live` for alive documents `ids` at `now`, vectorised."""
-        slots = self.cat[ids]
-        return self.active[ids] & catalog_live_mask(self.slot_active[slots], self.slot_from[slots],
-                                                    self.slot_expires[slots], now)
+        """`cds.core.matching.is_live` for alive documents `ids` at `now`, vectorised. The catalogs' part is
+        computed for every slot at once and kept for that `now` (a search asks it a block at a time)."""
+        cached = self._slot_live
+        if cached is None or cached[0] != now:
+            cached = self._slot_live = (now, catalog_live_mask(self.slot_active, self.slot_from, self.slot_expires,
+                                                               now))
+        return self.active[ids] & cached[1][self.cat[ids]]
 
     def _unlink_steps(self, entry: Entry, slice_items: int) -> Iterator[None]:
         """The per-document half of a removal (dead documents leave the grid and postings), in slices;
         the ids are reusable only once all are unlinked."""
         ids = entry.ids.tolist()
         lon, lat = self.lon[entry.ids].tolist(), self.lat[entry.ids].tolist()
+        rows = self.wrow[entry.ids].tolist()
         self.cat[entry.ids] = -1
+        release = self.windows.release
         for start in range(0, len(ids), slice_items):
             if start:
                 yield
             stop = start + slice_items
-            for i, x, y in zip(ids[start:stop], lon[start:stop], lat[start:stop]):
+            for i, x, y, r in zip(ids[start:stop], lon[start:stop], lat[start:stop], rows[start:stop]):
                 d = self.docs[i]
                 assert d is not None
+                release(r)
                 if x == x:
                     c = self._cell(x, y)
                     cell = self.grid[c]
@@ -330,6 +347,7 @@ class Index(Narrower):
         self.active = grown(self.active, False)
         self.lon, self.lat = grown(self.lon, np.nan), grown(self.lat, np.nan)
         self.cat, self.pos = grown(self.cat, -1), grown(self.pos, 0)
+        self.wrow = grown(self.wrow, 0)
         self.nums = {a: grown(v, np.nan) for a, v in self.nums.items()}
         self.codes = {a: grown(v, 0) for a, v in self.codes.items()}
         self.bits = {a: grown(v, 0) for a, v in self.bits.items()}
@@ -389,7 +407,7 @@ class Index(Narrower):
         return {"catalogs": len(self.catalogs), "items": self.item_count, "postings": n,
                 "grid_cells": len(self.grid), "grid_arrays": len(self._grid_arrays),
                 "doc_slots": len(self.docs), "live_slots": len(self.docs) - len(self._free),
-                "entry_slots": len(self.entries)}
+                "entry_slots": len(self.entries), "window_sets": len(self.windows)}
 
 
 def _num(v: Any) -> float:

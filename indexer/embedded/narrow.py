@@ -14,6 +14,7 @@ from typing import Any, Callable, Union
 import numpy as np
 import shapely
 
+from cds.core.timevec import DailyBounds, window_term
 from cds.core.spatial_testers import segments_of
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed", "pack")   # scalar, few distinct values
@@ -27,6 +28,7 @@ _OVERFLOW_BIT = np.uint64(1 << 63)
 _MAX_BITS = 63
 Posting = Union[int, tuple, set]  # ids of one posted value: one, a few (compact), many (cheap to change)
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
+_PRUNE_POINT_FROM = 64           # occupied cells in a point's box beyond which they are pruned (`_cells_for`)
 
 
 @dataclass
@@ -41,6 +43,8 @@ class Narrowing:
     exact: bool = False
     # `vector` decided the Query's attribute packs exactly (the matcher may skip them)
     packs_known: bool = False
+    # ids -> (surely meet, surely miss) the filter's `WindowTerm`, one of its conjuncts (`indexer.embedded.windows`)
+    window: Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None = None
 
 
 class Narrower:
@@ -59,7 +63,9 @@ class Narrower:
                     if k in self.grid]
         else:          # a huge box: walking the occupied cells is cheaper than walking the box
             keys = [k for k in self.grid if ix0 <= k % self._nx <= ix1 and iy0 <= k // self._nx <= iy1]
-        if len(keys) > 4:
+        # A point's box loses only its corners (about a fifth of its area) to pruning: for a few cells the numpy
+        # setup costs more than the candidates it drops (a 10 km radius: 587 -> 564 candidates, 15 us slower).
+        if len(keys) > (_PRUNE_POINT_FROM if sf.geometry.geom_type == "Point" else 4):
             keys = self._prune_cells(sf, keys, max(abs(miny), abs(maxy)))
         return [self._cell_array(k) for k in keys]
 
@@ -128,7 +134,15 @@ class Narrower:
         # Exact keys not used as the source are checked per candidate (cheap: few candidates remain).
         posted = [(a, v) for a, v in query.terms.items() if a in POSTED and a != used_attr]
         return Narrowing(ids=ids, posted_checks=posted, vector=self._vector_filter(query), exact=self._exact(query),
-                         packs_known=query.packs is not None and not self._overflowed("pack"))
+                         packs_known=query.packs is not None and not self._overflowed("pack"),
+                         window=self._window_test(query))
+
+    def _window_test(self, query: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
+        term = window_term(query.predicate) if query.predicate is not None else None
+        if term is None:
+            return None
+        bounds = DailyBounds(term)
+        return lambda ids: self.windows.meet(self.wrow[ids], term, bounds)
 
     def _overflowed(self, attr: str) -> bool:
         """Some value of this coded attribute may carry the overflow code (never excluded by a filter)."""
@@ -155,7 +169,9 @@ class Narrower:
             coded.append(("pack", query.packs))
         for attr, values in coded:
             vocab = self.vocab[attr]
-            allowed = np.array([vocab[v] for v in values if v in vocab] + [_OVERFLOW_CODE], dtype=np.uint16)
+            # (the overflow code only once the vocabulary is full: before, no document carries it)
+            over = [_OVERFLOW_CODE] if self._overflowed(attr) else []
+            allowed = np.array([vocab[v] for v in values if v in vocab] + over, dtype=np.uint16)
             tests.append(lambda i, col=self.codes[attr], ok=allowed: _member(col[i], ok))
         for attr, values in query.terms.items():
             if attr in BITS:
@@ -216,7 +232,9 @@ def _inside(lon: np.ndarray, lat: np.ndarray, minx: float, miny: float, maxx: fl
 
 def _member(values: np.ndarray, allowed: np.ndarray) -> np.ndarray:
     """`np.isin`; for a few allowed values their comparisons, which cost less than isin's setup."""
-    if len(allowed) > 8 or not len(allowed):
+    if not len(allowed):
+        return np.zeros(len(values), bool)
+    if len(allowed) > 8:
         return np.isin(values, allowed)
     out = values == allowed[0]
     for v in allowed[1:]:

@@ -2,10 +2,11 @@
 once (numpy), then let `cds.core.matching` have the final word on the rest, one candidate at a time.
 
 Per block, vectorised: the pushdowns (`Narrowing.vector`), liveness (`Index.live_mask`: the item's `is_active`,
-its catalog's `catalog_live`) and, where that is sure, the spatial constraints (docs/decisions.md §G). Python then
-touches only candidates that may match; when nothing else is left to test (`matching.spatial_decides`) a
-candidate surely inside is a hit without calling the matcher. Hits are ordered by `matching.select` (its exact
-distance, never numpy's).
+its catalog's `catalog_live`), the filter's availability-window conjunct (`Narrowing.window`) and, where that is
+sure, the spatial constraints (docs/decisions.md §G). Python then touches only candidates that may match; when
+nothing else is left to test (`matching.spatial_decides`) a candidate surely inside (and surely meeting the window
+term) is a hit without calling the matcher. Hits are ordered as `matching.select` orders them (its exact
+distance, never numpy's; `matching.ranked`).
 
 The search is a generator that yields once `sl.until` (perf_counter) has passed, checked before every candidate
 Python tests: `indexer.embedded.store` runs it in slices on the event loop (docs/decisions.md §24).
@@ -80,8 +81,12 @@ def _checker(idx: Index, query: Query, now: float, nar: Narrowing
     return check
 
 
-def _live(idx: Index, ids: np.ndarray, now: float) -> np.ndarray:
-    return ids[idx.live_mask(ids, now)]
+def _live(idx: Index, nar: Narrowing, ids: np.ndarray, now: float) -> np.ndarray:
+    """The live ones among `ids`, less those that surely miss the filter's window term."""
+    keep = idx.live_mask(ids, now)
+    if nar.window is not None:
+        keep &= ~nar.window(ids)[1]
+    return ids[keep]
 
 
 def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) -> Steps:
@@ -91,12 +96,16 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     # Inside every spatial constraint (decided vectorised) and nothing else to test: a hit without the matcher.
     decided = (matching.spatial_decides(query, pushdowns_known=nar.exact, packs_known=nar.packs_known)
                and not nar.posted_checks)
+    # ... or once it also surely meets the filter's window term (decided vectorised, `indexer.embedded.windows`)
+    window_decided = (nar.window is not None and not nar.posted_checks
+                      and matching.spatial_decides(query, pushdowns_known=nar.exact, packs_known=nar.packs_known,
+                                                   window_holds=True))
     dist, metres = matching.distancer(query), matching.metres_from(query.origin)
     docs, entry_of = idx.docs, idx.entry_of
     ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
     approx = haversine_m(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
     limit = query.limit
-    hits: list[Hit] = []
+    found: list[tuple] = []            # the hits as `matching.ranked` takes them
     worst: list[float] = []            # once there are `limit` hits: max-heap (negated) of the best `limit` distances
     # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised;
     # clearly beyond it, and so is every later candidate (they come in ascending distance): the search ends.
@@ -127,38 +136,42 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
             else:
                 inside, outside = spatialvec.classify_all(vec, idx.lon[part], idx.lat[part])
                 keep &= ~outside
+            free = inside if decided else np.zeros(len(part), bool)    # a hit without the matcher
+            if nar.window is not None:
+                met, missed = nar.window(part)
+                keep &= ~missed
+                if window_decided:
+                    free = inside & met
             sel = np.flatnonzero(keep)
             # The stop test runs before every candidate: a block-wise test checked up to a block too many.
-            for i, d_i, k in zip(part[sel].tolist(), part_d[sel].tolist(), inside[sel].tolist()):
+            for i, d_i, k, f in zip(part[sel].tolist(), part_d[sel].tolist(), inside[sel].tolist(),
+                                    free[sel].tolist()):
                 if d_i > stop or d_i != d_i and stop < math.inf:
-                    return matching.select(hits, limit)
+                    return matching.ranked(found, limit)
                 if clock() >= sl.until:
                     yield
                 doc = docs[i]
                 meta = entry_of[i].meta  # type: ignore[union-attr]
-                if not (k and decided) and not check(doc, meta, k):
+                if not f and not check(doc, meta, k):
                     continue
                 # (a finite approximation: the document has a location)
-                hit = Hit(item=doc, catalog=meta, distance=metres(doc.lon, doc.lat) if d_i == d_i else dist(doc))
-                hits.append(hit)
-                if len(hits) < limit:          # no stop before the limit-th hit
+                d = metres(doc.lon, doc.lat) if d_i == d_i else dist(doc)
+                key = math.inf if d is None else d
+                found.append((key, doc.catalog_id, doc.bpp_id, doc.item_id, len(found), doc, meta, d))
+                if len(found) < limit:          # no stop before the limit-th hit
                     continue
                 if not worst:
-                    worst = [-_inf_none(h.distance) for h in hits]
+                    worst = [-t[0] for t in found]
                     heapq.heapify(worst)
-                elif -_inf_none(hit.distance) > worst[0]:
-                    heapq.heapreplace(worst, -_inf_none(hit.distance))
+                elif -key > worst[0]:
+                    heapq.heapreplace(worst, -key)
                 else:
                     continue
                 if -worst[0] < math.inf:
                     stop = -worst[0] * (1 + _DIST_SLACK) + 1.0
             if end < whole:
-                return matching.select(hits, limit)
-    return matching.select(hits, limit)
-
-
-def _inf_none(d: float | None) -> float:
-    return math.inf if d is None else d
+                return matching.ranked(found, limit)
+    return matching.ranked(found, limit)
 
 
 def _in_order(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) -> Steps:
@@ -168,9 +181,9 @@ def _in_order(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) -
         if disjoint:
             return (yield from _walk(idx, query, now, nar, _blocks(entries), sl))
         ordered = None
-        ids = _live(idx, nar.vector(idx.live_ids()), now)
+        ids = _live(idx, nar, nar.vector(idx.live_ids()), now)
     else:
-        ids = _live(idx, nar.vector(nar.ids), now)
+        ids = _live(idx, nar, nar.vector(nar.ids), now)
         ordered = idx.in_order(ids)
     if ordered is None:                # catalogs interleave in the order: check all, then select
         hits = []
@@ -194,7 +207,7 @@ def _walk(idx: Index, query: Query, now: float, nar: Narrowing, blocks: Any, sl:
     check = _checker(idx, query, now, nar)
     docs, entry_of = idx.docs, idx.entry_of
     for block in blocks:
-        for i in (block if filtered else _live(idx, nar.vector(block), now)).tolist():
+        for i in (block if filtered else _live(idx, nar, nar.vector(block), now)).tolist():
             doc, meta = docs[i], entry_of[i].meta  # type: ignore[union-attr]
             if check(doc, meta):
                 hits.append(Hit(item=doc, catalog=meta))

@@ -240,3 +240,19 @@ def test_item_matcher_is_matches_for_live_items_and_spatial_decides_says_when_it
     assert not matching.spatial_decides(Query(packs=frozenset({"EvChargingService/v1"})))
     assert not matching.spatial_decides(Query(terms={"connector_type": frozenset({"CCS2"})}))
     assert matching.spatial_decides(Query(terms={"connector_type": frozenset({"CCS2"})}), pushdowns_known=True)
+
+
+@settings(max_examples=200, deadline=None)
+@given(hits=st.lists(st.tuples(st.sampled_from(["c1", "c2"]), st.sampled_from(["b1", "b2"]),
+                               st.sampled_from(["i1", "i2", "i3"]),
+                               st.one_of(st.none(), st.sampled_from([0.0, 5.5, 5.5, 100.0]))), max_size=12),
+       limit=st.integers(0, 14))
+def test_ranked_orders_as_select(hits, limit) -> None:
+    meta = CatalogMeta(bpp_id="b1", catalog_id="c1", published_at=0.0)
+    docs = [ItemDoc(bpp_id=b, catalog_id=c, item_id=i) for c, b, i, _ in hits]   # equal keys too: arrival order
+    want = matching.select([Hit(item=doc, catalog=meta, distance=h[3]) for doc, h in zip(docs, hits)], limit)
+    found = [(math.inf if h[3] is None else h[3], doc.catalog_id, doc.bpp_id, doc.item_id, n, doc, meta, h[3])
+             for n, (doc, h) in enumerate(zip(docs, hits))]
+    got = matching.ranked(found, limit)
+    assert [(h.item, h.distance) for h in got] == [(h.item, h.distance) for h in want]
+    assert all(a.item is b.item for a, b in zip(got, want))
