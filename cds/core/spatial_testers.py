@@ -17,7 +17,7 @@ from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from cds.core.geodesy import (
-    DEG, EARTH_R, haversine_m, reach_dlat, reach_dlon, segment_distance_m, segment_distances_m,
+    DEG, EARTH_R, haversine_m, reach_dlat, segment_distance_m, segment_distances_m,
 )
 
 
@@ -36,8 +36,8 @@ def segments_of(geom: BaseGeometry) -> list[tuple[tuple[float, float], tuple[flo
         else:
             lines = []
         for line in lines:
-            cs = list(line.coords)
-            segs.extend(((a[0], a[1]), (b[0], b[1])) for a, b in zip(cs, cs[1:]))
+            cs = [(a[0], a[1]) for a in shapely.get_coordinates(line).tolist()]   # one call, not one per vertex
+            segs.extend(zip(cs, cs[1:]))
     return segs
 
 
@@ -113,20 +113,49 @@ def _spans(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, cell:
     return gx0, gy0, gx1 - gx0 + 1, gy1 - gy0 + 1
 
 
-def grid_cells(segs: Iterable[tuple[tuple[float, float], tuple[float, float]]], d: float) -> int:
+def grid_cells(segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> int:
     """How many (segment, cell) entries a segment grid of these segments within `d` starts with: what building
     it costs (`_SegmentGrid`, the same boxes as `widened_boxes`; a full-width box is checked apart, counted once).
     Plain Python: it is asked of short lines only, where numpy's per-call cost would dominate."""
+    last = _last_count           # one read: another thread may replace it meanwhile
+    if last[1] == d and last[0] == segs:
+        return last[2]
+    total = _count_cells(segs, d)
+    _remember(segs, d, total)
+    return total
+
+
+# The planner asks a short route's count twice (is it cheap to plan? then: build its grid now?): the last answer
+# is kept (a pure function of the segments, compared by value).
+_last_count: tuple[list, float, int] = ([], math.nan, 0)
+
+
+def _remember(segs: list, d: float, total: int) -> None:
+    global _last_count
+    _last_count = (list(segs), d, total)
+
+
+def _count_cells(segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> int:
     cell, dlat = _first_cell(d), reach_dlat(d)
+    # `geodesy.reach_dlon` per segment (360: a full-width box), inlined with the same arithmetic (the same boxes
+    # to the last bit) and sin(d/R) once; no min/max calls: most of a short route's planning (docs/decisions.md §G)
+    delta = d / EARTH_R
+    sin_delta, pole = math.sin(delta), 89.99 * DEG
+    floor, cos, asin, degrees = math.floor, math.cos, math.asin, math.degrees
     total = 0
     for (ax, ay), (bx, by) in segs:
-        dlon = reach_dlon(d, max(abs(ay), abs(by)))
-        if dlon >= 360.0:
+        if ax > bx:
+            ax, bx = bx, ax
+        if ay > by:
+            ay, by = by, ay
+        lat_max = by if by >= -ay else -ay          # max(|ay|, |by|)
+        if lat_max * DEG + delta >= pole:
             total += 1
             continue
-        nx = math.floor((max(ax, bx) + dlon) / cell) - math.floor((min(ax, bx) - dlon) / cell) + 1
-        ny = math.floor((max(ay, by) + dlat) / cell) - math.floor((min(ay, by) - dlat) / cell) + 1
-        total += nx * ny
+        ratio = sin_delta / cos(lat_max * DEG)
+        dlon = degrees(asin(ratio if ratio < 1.0 else 1.0)) * (1 + 1e-9) + 1e-9
+        total += ((floor((bx + dlon) / cell) - floor((ax - dlon) / cell) + 1)
+                  * (floor((by + dlat) / cell) - floor((ay - dlat) / cell) + 1))
     return total
 
 
