@@ -152,7 +152,7 @@ def parse_geometry(g: Any, limits: GeometryLimits = DEFAULT_LIMITS) -> BaseGeome
         valid = True
     elif gtype == "LineString":
         pts = _positions(coords, n, 2, "LineString")
-        geom = LineString(pts)
+        geom = shapely.linestrings(pts)     # LineString(pts) reads every position again, in Python
         # GEOS's whole rule for a line of finite coordinates: two distinct positions (no call into it needed)
         valid = pts.count(pts[0]) < len(pts)
     elif gtype == "Polygon":

@@ -230,13 +230,13 @@ class _NearSegments:
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
         self.segs = segs
         self.d = d
-        arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
         # A small grid (few segments, few cells) is built on first use (cheap then; a search that decides the
-        # constraint vectorised never asks). Any other: now, at planning, never in the search, where a long
-        # narrow corridor's 200,000 entries are a loop hold of ~100 ms even for two segments (docs/decisions.md §G).
+        # constraint vectorised never asks), and so are the segments' numpy columns. Any other: now, at planning,
+        # never in the search, where a long narrow corridor's 200,000 entries are a loop hold of ~100 ms even for
+        # two segments (docs/decisions.md §G).
         small = len(segs) <= _SMALL_CELL and grid_cells(segs, d) <= SMALL_GRID_CELLS
         self._grid = None if small else _SegmentGrid(segs, d)
-        self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+        self._columns = None if small else _columns(segs)
 
     @property
     def grid(self) -> _SegmentGrid:
@@ -245,14 +245,28 @@ class _NearSegments:
             grid = self._grid = _SegmentGrid(self.segs, self.d)
         return grid
 
+    @property
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """ax, ay, bx, by of every segment (built once, as `grid`)."""
+        cols = self._columns
+        if cols is None:
+            cols = self._columns = _columns(self.segs)
+        return cols
+
     def any_within(self, lon: float, lat: float) -> bool:
         cands = self.grid.candidates(lon, lat)
         if len(cands) <= _VECTOR_FROM:
             segs, d = self.segs, self.d
             ids = cands if isinstance(cands, list) else cands.tolist()
             return any(segment_distance_m(lon, lat, *segs[i]) <= d for i in ids)
-        return bool((segment_distances_m(lon, lat, self.ax[cands], self.ay[cands], self.bx[cands],
-                                         self.by[cands]) <= self.d).any())
+        ax, ay, bx, by = self.columns
+        return bool((segment_distances_m(lon, lat, ax[cands], ay[cands], bx[cands], by[cands]) <= self.d).any())
+
+
+def _columns(segs: list[tuple[tuple[float, float], tuple[float, float]]]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
+    return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
 
 
 def prepare_now(geom: BaseGeometry) -> None:
