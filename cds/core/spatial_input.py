@@ -148,7 +148,7 @@ def parse_geometry(g: Any, limits: GeometryLimits = DEFAULT_LIMITS) -> BaseGeome
 
     valid = False
     if gtype == "Point":     # a point of finite coordinates is always valid
-        geom: BaseGeometry = Point(_position(coords, n))
+        geom: BaseGeometry = shapely.points(np.array(_position(coords, n)))     # Point() without its checks
         valid = True
     elif gtype == "LineString":
         pts = _positions(coords, n, 2, "LineString")
