@@ -113,10 +113,11 @@ def _spans(x0: np.ndarray, y0: np.ndarray, x1: np.ndarray, y1: np.ndarray, cell:
     return gx0, gy0, gx1 - gx0 + 1, gy1 - gy0 + 1
 
 
-def grid_cells(segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> int:
+def grid_cells(segs: Iterable[tuple[tuple[float, float], tuple[float, float]]], d: float) -> int:
     """How many (segment, cell) entries a segment grid of these segments within `d` starts with: what building
     it costs (`_SegmentGrid`, the same boxes as `widened_boxes`; a full-width box is checked apart, counted once).
     Plain Python: it is asked of short lines only, where numpy's per-call cost would dominate."""
+    segs = segs if isinstance(segs, list) else list(segs)
     last = _last_count           # one read: another thread may replace it meanwhile
     if last[1] == d and last[0] == segs:
         return last[2]

@@ -224,3 +224,5 @@ def test_grid_cells_remembers_only_the_segments_it_was_asked_last():
     grid_cells(kept, 2000.0)
     kept.append(((77.3, 12.2), (79.0, 14.0)))             # the caller's list changed: not the one remembered
     assert grid_cells(kept, 2000.0) == _count_cells(kept, 2000.0)
+    assert grid_cells(iter(kept), 2000.0) == _count_cells(kept, 2000.0)   # any iterable, read once
+    assert grid_cells([], 2000.0) == 0
