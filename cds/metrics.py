@@ -86,7 +86,7 @@ class _DeferredCounter(_Deferred):
     def _write(self) -> None:
         n, self._n = self._n, 0.0
         if n:
-            self._child.inc(n)
+            self._child._value.inc(n)   # what `inc` does after its checks (`inc` above made them)
 
 
 class _DeferredHistogram(_Deferred):
@@ -97,24 +97,24 @@ class _DeferredHistogram(_Deferred):
     def __init__(self, child: prometheus_client.Histogram) -> None:
         super().__init__(child)
         self._bounds = child._upper_bounds          # ends with +Inf
-        self._counts = [0] * len(self._bounds)
+        self._counts: dict[int, int] = {}           # bucket index -> observations (a turn touches one or two)
         self._sum = 0.0
 
     def observe(self, amount: float) -> None:
         i = bisect.bisect_left(self._bounds, amount)
         if i < len(self._bounds) and amount <= self._bounds[i]:     # (NaN: no bucket, as observe does)
-            self._counts[i] += 1
+            self._counts[i] = self._counts.get(i, 0) + 1
         self._sum += amount
         if not self._dirty:
             self._touched()
 
     def _write(self) -> None:
         counts, total = self._counts, self._sum
-        self._counts, self._sum = [0] * len(counts), 0.0
+        self._counts, self._sum = {}, 0.0
         self._child._sum.inc(total)
-        for bucket, n in zip(self._child._buckets, counts):
-            if n:
-                bucket.inc(n)
+        buckets = self._child._buckets
+        for i, n in counts.items():
+            buckets[i].inc(n)
 
 
 def _memoised(cls: type) -> type:

@@ -5,7 +5,7 @@
 Opens an embedded index built for the generated network (`loadtests.bench_workers` builds one: its data
 directory's `index`; copy it first when a server may be using it) and runs the generator's 400-request query mix
 through the service's steps, timing each with the thread's CPU clock: parse (JSON, context, discover),
-plan (`build_query`), search (`search_now`), assemble (`assemble_catalogs` with splicing and the JSON cache, as
+plan (`cheap_to_plan` and `build_query`, as `DiscoverService.plan_bounded` plans on the loop), search (`search_now`), assemble (`assemble_catalogs` with splicing and the JSON cache, as
 the service runs it) and dump (`build_on_discover` + orjson). The first `--warm` passes fill the JSON cache and
 are not counted; the GC is settled and frozen once the index and the mix are loaded, as the server does.
 Signature verification and HTTP are not here: `loadtests.bench_workers` measures the whole server. Prints a
@@ -32,7 +32,7 @@ import orjson
 from cds import gcpolicy
 from cds.config import Settings
 from cds.core.jsoncache import JsonCache
-from cds.core.planner import build_query
+from cds.core.planner import build_query, cheap_to_plan
 from cds.core.protocol import parse_context, parse_discover, parse_json
 from cds.core.replies import build_on_discover
 from cds.demo.generator import generate_network
@@ -71,6 +71,7 @@ async def measure(index: Path, connectors: int, seed: int, passes: int, warm: in
             ctx = parse_context(doc, expected_actions={"discover"}, now=now, clock_skew_s=settings.clock_skew_s)
             req = parse_discover(doc, ctx)
             t1 = clock()
+            cheap_to_plan(req.intent)           # the service asks it first (where to plan: `plan_bounded`)
             query = build_query(req.intent, settings=settings)
             t2 = clock()
             hits = storage.search_now(query, now)

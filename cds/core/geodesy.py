@@ -81,7 +81,12 @@ def reach_dlon(distance_m: float, lat_max: float) -> float:
 
 def reach_bbox(geom: BaseGeometry, distance_m: float) -> tuple[float, float, float, float]:
     """A lon/lat box holding every point within `distance_m` of the geometry (never too small)."""
-    minx, miny, maxx, maxy = geom.bounds
+    return reach_box(geom.bounds, distance_m)
+
+
+def reach_box(bounds: tuple[float, float, float, float], distance_m: float) -> tuple[float, float, float, float]:
+    """`reach_bbox` of a geometry with these bounds (minx, miny, maxx, maxy)."""
+    minx, miny, maxx, maxy = bounds
     dlat = reach_dlat(distance_m)
     dlon = reach_dlon(distance_m, max(abs(miny), abs(maxy)))
     lo_lat, hi_lat = max(-90.0, miny - dlat), min(90.0, maxy + dlat)

@@ -31,7 +31,9 @@ class PlannerConfig(Protocol):
 
 def text_tokens(text: str | None) -> tuple[str, ...]:
     """The analysed query terms of `text_search` (cds.core.text, docs/decisions.md §25), bounded."""
-    if text and len(text) > MAX_TEXT_LEN:
+    if not text:
+        return ()           # what query_terms gives, without analysing an empty string
+    if len(text) > MAX_TEXT_LEN:
         raise schema_error(f"text_search is longer than {MAX_TEXT_LEN} characters", "message.text_search")
     return query_terms(text)
 

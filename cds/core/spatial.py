@@ -19,7 +19,7 @@ from shapely.geometry.base import BaseGeometry
 
 from cds.core import budget
 from cds.core.errors import SCH_SCHEMA_VALIDATION_FAILED, SCH_TYPE_NOT_SUPPORTED
-from cds.core.geodesy import haversine_m, reach_bbox, segment_distance_m
+from cds.core.geodesy import haversine_m, reach_bbox, reach_box, segment_distance_m
 from cds.core.query import SpatialFilter
 from cds.core.spatial_input import (
     DEFAULT_LIMITS, GeometryLimits, check_target, parse_geometry, simplify_route, spatial_error, vertex_count,
@@ -54,10 +54,12 @@ def prepare(op: str, geom: BaseGeometry, distance_m: float = 0.0, negate: bool =
     if op == "disjoint":  # reported as asked; tested as "not intersects"
         test_op, negate = "intersects", not negate
     if test_op == "dwithin":
-        bbox = reach_bbox(geom, distance_m)
         if isinstance(geom, (Point, MultiPoint)):
-            test = radius_tester(points_of(geom), distance_m, bbox)
+            pts = points_of(geom)
+            bbox = reach_box(_extent(pts), distance_m)
+            test = radius_tester(pts, distance_m, bbox)
         else:
+            bbox = reach_bbox(geom, distance_m)
             test = shape_tester(geom, distance_m, bbox)
     else:
         # within / contains / intersects of a station point and the request geometry: the point lies in
@@ -81,6 +83,15 @@ def prepare(op: str, geom: BaseGeometry, distance_m: float = 0.0, negate: bool =
             return miny <= lat <= maxy and minx <= lon <= maxx and covers(lon, lat)
     return PreparedSpatial(op=op, geometry=geom, distance_m=distance_m, bbox=None if negate else bbox,
                            negate=negate, test=test)
+
+
+def _extent(pts: list[tuple[float, float]]) -> tuple[float, float, float, float]:
+    """The bounds of these points, as GEOS gives them (`geom.bounds`, a call that costs more than a radius's test)."""
+    if len(pts) == 1:
+        (x, y), = pts
+        return (x, y, x, y)
+    xs, ys = [x for x, _ in pts], [y for _, y in pts]
+    return (min(xs), min(ys), max(xs), max(ys))
 
 
 @dataclass(frozen=True, slots=True)

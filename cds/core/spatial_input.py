@@ -90,7 +90,30 @@ def _position(p: Any, counter: list[int]) -> tuple[float, float]:
 def _positions(ps: Any, counter: list[int], minimum: int, what: str) -> list[tuple[float, float]]:
     if not isinstance(ps, (list, tuple)) or len(ps) < minimum:
         raise spatial_error(f"a {what} needs at least {minimum} positions")
-    return [_position(p, counter) for p in ps]
+    plain = _plain_positions(ps)
+    if plain is None:           # something to refuse: `_position` says what, in order
+        return [_position(p, counter) for p in ps]
+    counter[0] += len(plain)
+    if counter[0] > counter[1]:
+        raise spatial_error(f"geometry has more than {counter[1]} vertices (CDS_MAX_GEOMETRY_VERTICES)")
+    return plain
+
+
+def _plain_positions(ps: list | tuple) -> list[tuple[float, float]] | None:
+    """The positions as JSON gives them ([lon, lat] lists of numbers in range), read in one loop without
+    `_position`'s checks per value (a route's vertices are most of its planning, docs/decisions.md §G); None
+    when any is otherwise. A comparison with NaN is false and infinities are out of range: every float that
+    passes is finite, as `_position` requires."""
+    out = []
+    for p in ps:
+        if type(p) is not list or len(p) != 2:
+            return None
+        lon, lat = p
+        if not ((type(lon) is float or type(lon) is int) and (type(lat) is float or type(lat) is int)
+                and -180.0 <= lon <= 180.0 and -90.0 <= lat <= 90.0):
+            return None
+        out.append((float(lon), float(lat)))
+    return out
 
 
 def _ring_list(rings: Any, counter: list[int]) -> list[list[tuple[float, float]]]:
@@ -123,10 +146,15 @@ def parse_geometry(g: Any, limits: GeometryLimits = DEFAULT_LIMITS) -> BaseGeome
             raise spatial_error(f"geometry has more than {limits.max_vertices} parts (CDS_MAX_GEOMETRY_VERTICES)")
         return list(coords)
 
-    if gtype == "Point":
-        geom: BaseGeometry = Point(_position(coords, n))
+    valid = False
+    if gtype == "Point":     # a point of finite coordinates is always valid
+        geom: BaseGeometry = shapely.points(np.array(_position(coords, n)))     # Point() without its checks
+        valid = True
     elif gtype == "LineString":
-        geom = LineString(_positions(coords, n, 2, "LineString"))
+        pts = _positions(coords, n, 2, "LineString")
+        geom = shapely.linestrings(pts)     # LineString(pts) reads every position again, in Python
+        # GEOS's whole rule for a line of finite coordinates: two distinct positions (no call into it needed)
+        valid = pts.count(pts[0]) < len(pts)
     elif gtype == "Polygon":
         rings = _ring_list(coords, n)
         geom = Polygon(rings[0], rings[1:])
@@ -137,8 +165,7 @@ def parse_geometry(g: Any, limits: GeometryLimits = DEFAULT_LIMITS) -> BaseGeome
     else:
         polys = [_ring_list(p, n) for p in many("MultiPolygon")]
         geom = MultiPolygon([(rs[0], rs[1:]) for rs in polys])
-    if gtype != "Point" and not shapely.is_valid(geom):  # cheap (GEOS stops at the first problem); a point
-        # of finite coordinates is always valid
+    if not valid and not shapely.is_valid(geom):  # cheap (GEOS stops at the first problem)
         geom = _repair(geom, limits)
     return geom
 
@@ -214,7 +241,7 @@ def count_crossings(geom: BaseGeometry, cap: int, max_pairs: int = 2_000_000) ->
 
 
 def vertex_count(geom: BaseGeometry) -> int:
-    return int(shapely.get_num_coordinates(geom))
+    return 1 if isinstance(geom, Point) else int(shapely.get_num_coordinates(geom))
 
 
 def simplify_route(geom: BaseGeometry, tolerance_m: float) -> BaseGeometry:

@@ -17,7 +17,7 @@ from shapely.geometry import LineString, Point, Polygon
 from shapely.geometry.base import BaseGeometry
 
 from cds.core.geodesy import (
-    DEG, EARTH_R, haversine_m, reach_dlat, reach_dlon, segment_distance_m, segment_distances_m,
+    DEG, EARTH_R, haversine_m, reach_dlat, segment_distance_m, segment_distances_m,
 )
 
 
@@ -36,8 +36,8 @@ def segments_of(geom: BaseGeometry) -> list[tuple[tuple[float, float], tuple[flo
         else:
             lines = []
         for line in lines:
-            cs = list(line.coords)
-            segs.extend(((a[0], a[1]), (b[0], b[1])) for a, b in zip(cs, cs[1:]))
+            cs = [(a[0], a[1]) for a in shapely.get_coordinates(line).tolist()]   # one call, not one per vertex
+            segs.extend(zip(cs, cs[1:]))
     return segs
 
 
@@ -117,16 +117,46 @@ def grid_cells(segs: Iterable[tuple[tuple[float, float], tuple[float, float]]], 
     """How many (segment, cell) entries a segment grid of these segments within `d` starts with: what building
     it costs (`_SegmentGrid`, the same boxes as `widened_boxes`; a full-width box is checked apart, counted once).
     Plain Python: it is asked of short lines only, where numpy's per-call cost would dominate."""
+    segs = segs if isinstance(segs, list) else list(segs)
+    last = _last_count           # one read: another thread may replace it meanwhile
+    if last[1] == d and last[0] == segs:
+        return last[2]
+    total = _count_cells(segs, d)
+    _remember(segs, d, total)
+    return total
+
+
+# The planner asks a short route's count twice (is it cheap to plan? then: build its grid now?): the last answer
+# is kept (a pure function of the segments, compared by value).
+_last_count: tuple[list, float, int] = ([], math.nan, 0)
+
+
+def _remember(segs: list, d: float, total: int) -> None:
+    global _last_count
+    _last_count = (list(segs), d, total)
+
+
+def _count_cells(segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> int:
     cell, dlat = _first_cell(d), reach_dlat(d)
+    # `geodesy.reach_dlon` per segment (360: a full-width box), inlined with the same arithmetic (the same boxes
+    # to the last bit) and sin(d/R) once; no min/max calls: most of a short route's planning (docs/decisions.md §G)
+    delta = d / EARTH_R
+    sin_delta, pole = math.sin(delta), 89.99 * DEG
+    floor, cos, asin, degrees = math.floor, math.cos, math.asin, math.degrees
     total = 0
     for (ax, ay), (bx, by) in segs:
-        dlon = reach_dlon(d, max(abs(ay), abs(by)))
-        if dlon >= 360.0:
+        if ax > bx:
+            ax, bx = bx, ax
+        if ay > by:
+            ay, by = by, ay
+        lat_max = by if by >= -ay else -ay          # max(|ay|, |by|)
+        if lat_max * DEG + delta >= pole:
             total += 1
             continue
-        nx = math.floor((max(ax, bx) + dlon) / cell) - math.floor((min(ax, bx) - dlon) / cell) + 1
-        ny = math.floor((max(ay, by) + dlat) / cell) - math.floor((min(ay, by) - dlat) / cell) + 1
-        total += nx * ny
+        ratio = sin_delta / cos(lat_max * DEG)
+        dlon = degrees(asin(ratio if ratio < 1.0 else 1.0)) * (1 + 1e-9) + 1e-9
+        total += ((floor((bx + dlon) / cell) - floor((ax - dlon) / cell) + 1)
+                  * (floor((by + dlat) / cell) - floor((ay - dlat) / cell) + 1))
     return total
 
 
@@ -201,13 +231,13 @@ class _NearSegments:
     def __init__(self, segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> None:
         self.segs = segs
         self.d = d
-        arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
         # A small grid (few segments, few cells) is built on first use (cheap then; a search that decides the
-        # constraint vectorised never asks). Any other: now, at planning, never in the search, where a long
-        # narrow corridor's 200,000 entries are a loop hold of ~100 ms even for two segments (docs/decisions.md §G).
+        # constraint vectorised never asks), and so are the segments' numpy columns. Any other: now, at planning,
+        # never in the search, where a long narrow corridor's 200,000 entries are a loop hold of ~100 ms even for
+        # two segments (docs/decisions.md §G).
         small = len(segs) <= _SMALL_CELL and grid_cells(segs, d) <= SMALL_GRID_CELLS
         self._grid = None if small else _SegmentGrid(segs, d)
-        self.ax, self.ay, self.bx, self.by = arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
+        self._columns = None if small else _columns(segs)
 
     @property
     def grid(self) -> _SegmentGrid:
@@ -216,14 +246,28 @@ class _NearSegments:
             grid = self._grid = _SegmentGrid(self.segs, self.d)
         return grid
 
+    @property
+    def columns(self) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+        """ax, ay, bx, by of every segment (built once, as `grid`)."""
+        cols = self._columns
+        if cols is None:
+            cols = self._columns = _columns(self.segs)
+        return cols
+
     def any_within(self, lon: float, lat: float) -> bool:
         cands = self.grid.candidates(lon, lat)
         if len(cands) <= _VECTOR_FROM:
             segs, d = self.segs, self.d
             ids = cands if isinstance(cands, list) else cands.tolist()
             return any(segment_distance_m(lon, lat, *segs[i]) <= d for i in ids)
-        return bool((segment_distances_m(lon, lat, self.ax[cands], self.ay[cands], self.bx[cands],
-                                         self.by[cands]) <= self.d).any())
+        ax, ay, bx, by = self.columns
+        return bool((segment_distances_m(lon, lat, ax[cands], ay[cands], bx[cands], by[cands]) <= self.d).any())
+
+
+def _columns(segs: list[tuple[tuple[float, float], tuple[float, float]]]
+             ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    arr = np.asarray(segs, dtype=np.float64).reshape(-1, 4) if segs else np.zeros((0, 4))
+    return arr[:, 0], arr[:, 1], arr[:, 2], arr[:, 3]
 
 
 def prepare_now(geom: BaseGeometry) -> None:

@@ -81,3 +81,73 @@ def test_self_intersecting_polygon_is_repaired() -> None:
     assert not spatial.contains(f, 77.5, 12.9)      # in the notch between the triangles
     g = spatial.build_spatial(spec(geometry=bowtie, distance=1_000))
     assert spatial.contains(g, 77.1, 12.5) and not spatial.contains(g, 77.5, 12.9)
+
+
+# --- positions read in one loop -----------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("coords", [
+    [[77, 12], [77.5, 12.5]],                               # ints and floats
+    [[77.0, 12.0], [77.5, 12.5, 900.0]],                    # a 3D position (its height dropped)
+    ([77.0, 12.0], (77.5, 12.5)),                           # tuples (not from JSON)
+    [[77.0, 12.0], [77.5, float("nan")]],
+    [[77.0, 12.0], [float("inf"), 12.5]],
+    [[77.0, 12.0], [180.5, 12.5]],
+    [[77.0, 12.0], [77.5, -90.5]],
+    [[77.0, 12.0], [True, 12.5]],
+    [[77.0, 12.0], ["77.5", 12.5]],
+    [[77.0, 12.0], [10 ** 400, 12.5]],                      # no float holds it
+    [[77.0, 12.0], [77.5]],
+    [[77.0, 12.0], None],
+])
+def test_positions_read_in_one_loop_as_position_by_position(coords) -> None:
+    """`_positions` reads plain [lon, lat] lists without `_position`'s checks per value; anything else falls back
+    to `_position`, so what is accepted, the numbers kept and the error are those of the reading one by one."""
+    from cds.core.spatial_input import _position, _positions
+
+    def each(ps):
+        counter = [0, 10]
+        return [_position(p, counter) for p in ps], counter[0]
+
+    try:
+        want = each(coords)
+    except BecknError as e:
+        with pytest.raises(BecknError) as got:
+            _positions(coords, [0, 10], 2, "LineString")
+        assert (got.value.code, got.value.message) == (e.code, e.message)
+        return
+    counter = [0, 10]
+    got = _positions(coords, counter, 2, "LineString")
+    assert (got, counter[0]) == want and all(type(v) is float for p in got for v in p)
+
+
+def test_positions_count_towards_the_vertex_limit_of_the_geometry() -> None:
+    from cds.core.spatial_input import _positions
+    counter = [3, 5]
+    with pytest.raises(BecknError, match="more than 5 vertices"):
+        _positions([[77.0, 12.0], [77.1, 12.0], [77.2, 12.0]], counter, 2, "LineString")
+    counter = [3, 5]
+    assert len(_positions([[77.0, 12.0], [77.1, 12.0]], counter, 2, "LineString")) == 2 and counter[0] == 5
+
+
+@pytest.mark.parametrize("coords", [
+    [[77.0, 12.0], [77.0, 12.0]],
+    [[77.0, 12.0], [77.0, 12.0], [77.0, 12.0]],
+    [[0.0, 0.0], [0.0, -0.0]],
+    [[77.0, 12.0], [77.0, 12.0], [77.1, 12.0]],
+    [[77.0, 12.0], [77.1, 12.1], [77.0, 12.0]],             # back where it started
+    [[77.0, 12.0], [77.1, 12.1], [77.1, 12.0], [77.0, 12.1]],   # crosses itself
+])
+def test_a_line_is_valid_as_geos_says_without_asking_it(coords) -> None:
+    """Lines skip GEOS's validity check: two distinct positions is its whole rule for finite coordinates. A
+    line that is not valid is repaired as before (to the point it is)."""
+    import shapely
+    from shapely.geometry import LineString
+
+    from cds.core.spatial_input import parse_geometry
+
+    geos_valid = shapely.is_valid(LineString(coords))
+    got = parse_geometry({"type": "LineString", "coordinates": coords})
+    assert (got.geom_type == "LineString") == geos_valid
+    if not geos_valid:
+        assert got.equals(shapely.make_valid(LineString(coords)))
