@@ -32,6 +32,7 @@ class CompiledFilter:
     pushdowns: Pushdowns
     time_window: tuple[float, float] | None        # queried availability interval (UTC epoch), if any
     trivial: bool = False                          # selects every item (no condition at all)
+    window: WindowTerm | None = None               # an availability-window conjunct a search may decide vectorised
 
 
 def compile_filter(expression: str, *, tz: "tzinfo | str", status_fresh_s: int) -> CompiledFilter:
@@ -64,12 +65,9 @@ def compile_filter(expression: str, *, tz: "tzinfo | str", status_fresh_s: int) 
     else:
         predicate = _full_predicate(cat_fn, item_fn, memo, zone)
 
-    # The planner builds the Query from this predicate alone: the window term travels on it as an attribute
-    # (a fresh function per compilation), read back with `window_term`.
-    predicate.window_term = term  # type: ignore[attr-defined]
     window = comp.time_windows[0] if comp.time_windows else None
     trivial = cat_fn is None and item_fn is None
-    return CompiledFilter(expression, rq, predicate, push, window, trivial)
+    return CompiledFilter(expression, rq, predicate, push, window, trivial, term)
 
 
 def _window_term(comp: Compiler, rq: RootQuery) -> WindowTerm | None:

@@ -16,7 +16,6 @@ import numpy as np
 from cds.core import geodesy, spatial
 
 from cds.core import timeutil
-from cds.core.timevec import window_term
 from cds.core.query import Query
 from cds.core.text import has_terms
 from cds.core.documents import CatalogMeta, CatalogRecord, Hit, ItemDoc, OfferDoc
@@ -124,12 +123,8 @@ def spatial_decides(query: Query, *, pushdowns_known: bool = False, packs_known:
     return (not query.text and (query.packs is None or packs_known)
             and (not (query.terms or query.ranges) or pushdowns_known)
             and (query.predicate is None or pushdowns_known and (query.predicate_is_pushdowns or window_holds
-                                                                 and _rest_is_pushdowns(query.predicate))))
-
-
-def _rest_is_pushdowns(predicate: Callable[..., bool]) -> bool:
-    term = window_term(predicate)
-    return term is not None and term.rest_is_pushdowns
+                                                                 and query.window is not None
+                                                                 and query.window.rest_is_pushdowns)))
 
 
 def distance(query: Query, item: ItemDoc) -> float | None:

@@ -144,6 +144,7 @@ def build_query(intent: DiscoverIntent, *, settings: PlannerConfig, limit: int |
         time_window=compiled.time_window if compiled else None,
         predicate=None if compiled is None or compiled.trivial else compiled.predicate,
         predicate_is_pushdowns=exact,
+        window=compiled.window if compiled else None,
         origin=origin,
         limit=lim,
         expression=expr or None,

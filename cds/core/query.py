@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from shapely.geometry.base import BaseGeometry
 
     from cds.core.documents import CatalogMeta, ItemDoc
+    from cds.core.timevec import WindowTerm
 
 
 @dataclass(frozen=True, slots=True)
@@ -43,6 +44,8 @@ class Query:
     # The predicate holds exactly when the terms and ranges do (cds.core.exactness): a backend that decided
     # them exactly need not run it (docs/decisions.md §G).
     predicate_is_pushdowns: bool = False
+    # A conjunct of the predicate a search may decide for many items at once (cds.core.timevec), if any.
+    window: "WindowTerm | None" = None
     origin: tuple[float, float] | None = None  # lon, lat used for nearest-first ordering
     limit: int = 100
     expression: str | None = None            # the original expression, for logs and debugging

@@ -12,8 +12,6 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Any
-
 import numpy as np
 
 from cds.core import timeutil
@@ -34,11 +32,6 @@ class WindowTerm:
     xw: float
     yw: float
     rest_is_pushdowns: bool
-
-
-def window_term(predicate: Any) -> WindowTerm | None:
-    """The `WindowTerm` of a compiled filter's predicate (`Query.predicate`), if it has one."""
-    return getattr(predicate, "window_term", None)
 
 
 def instants_meet(s: np.ndarray, e: np.ndarray, x: float, y: float) -> np.ndarray:

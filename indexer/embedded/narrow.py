@@ -14,7 +14,7 @@ from typing import Any, Callable, Union
 import numpy as np
 import shapely
 
-from cds.core.timevec import DailyBounds, window_term
+from cds.core.timevec import DailyBounds
 from cds.core.spatial_testers import segments_of
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed", "pack")   # scalar, few distinct values
@@ -138,7 +138,7 @@ class Narrower:
                          window=self._window_test(query))
 
     def _window_test(self, query: Any) -> Callable[[np.ndarray], tuple[np.ndarray, np.ndarray]] | None:
-        term = window_term(query.predicate) if query.predicate is not None else None
+        term = query.window
         if term is None:
             return None
         bounds = DailyBounds(term)

@@ -22,7 +22,7 @@ from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
 from cds.core.exactness import covered
 from cds.core.filters import compile_filter
 from cds.core.query import Query
-from cds.core.timevec import DailyBounds, window_term
+from cds.core.timevec import DailyBounds
 from indexer.embedded import EmbeddedStorage
 from indexer.embedded.windows import MAX_DAILY, MAX_INSTANTS, WindowSets
 
@@ -64,7 +64,7 @@ def test_window_sets_decide_as_the_compiled_filter(zone, x, form, data):
     # x >= y: windows overlapping [y, x]; x < y: windows containing [x, y] (often a short one)
     y = data.draw(st.one_of(instant, st.integers(-8, 8).map(lambda k: x + k * 1800)))
     f = compile_filter(expression(x, y, form), tz=zone, status_fresh_s=900)
-    term = window_term(f.predicate)
+    term = f.window
     assert term is not None and term.rest_is_pushdowns
     # windows ending or starting just where the queried interval does, often (closed tests: boundaries matter)
     ends = st.one_of(instant, st.sampled_from([x, y]))
@@ -90,7 +90,7 @@ def test_window_sets_decide_as_the_compiled_filter(zone, x, form, data):
 
 def test_terms_only_for_instant_patterns_and_conjuncts():
     def term(expr: str):
-        return window_term(compile_filter(expr, tz="Asia/Kolkata", status_fresh_s=900).predicate)
+        return compile_filter(expr, tz="Asia/Kolkata", status_fresh_s=900).window
 
     x, y = NOW + 7200, NOW + 3600
     t = term(expression(x, y, "typed"))
