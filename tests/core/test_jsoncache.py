@@ -70,3 +70,52 @@ def test_zero_budget_caches_nothing():
     packed = rawjson.pack(_doc(4))
     assert cache.json(packed) == _doc(4) and cache.json(packed) == _doc(4)
     assert len(cache) == 0
+
+
+class _Value:
+    def __init__(self, size: int, tag: str = "") -> None:
+        self.size, self.tag = size, tag
+
+
+def test_a_derived_value_is_kept_by_the_stored_bytes_apart_from_their_json():
+    cache = JsonCache(1 << 20)
+    packed = rawjson.pack(_doc(5))
+    assert cache.derived(packed) is None
+    value = _Value(100)
+    cache.keep(packed, value)
+    assert cache.derived(packed) is value
+    assert cache.json(packed) == _doc(5)                # the JSON of equal bytes is another entry
+    assert cache.derived(packed) is value
+    replaced = _Value(300)
+    cache.keep(packed, replaced)                        # a value derived anew takes the place of the old one
+    assert cache.derived(packed) is replaced
+    assert cache.size_bytes == 2 * (len(packed) + ENTRY_OVERHEAD) + len(_doc(5)) + 300
+
+
+def test_derived_values_share_the_budget_and_plain_bytes_keep_none():
+    packed = [rawjson.pack(_doc(i)) for i in range(1000)]
+    entry = len(packed[0]) + 400 + ENTRY_OVERHEAD
+    budget = 60 * entry
+    cache = JsonCache(budget)
+    for i, p in enumerate(packed):
+        cache.keep(p, _Value(400))
+        cache.json(p)
+        assert cache.size_bytes <= budget
+    assert cache.derived(packed[-1]) is not None and cache.derived(packed[0]) is None
+    plain = _doc(1)
+    cache.keep(plain, _Value(10))
+    assert cache.derived(plain) is None
+    off = JsonCache(0)
+    off.keep(packed[0], _Value(10))
+    assert off.derived(packed[0]) is None and len(off) == 0
+
+
+def test_a_derived_value_read_again_survives_a_generation_change():
+    packed = [rawjson.pack(_doc(i)) for i in range(1000)]
+    cache = JsonCache(40 * (len(packed[0]) + 500 + ENTRY_OVERHEAD))
+    hot = _Value(500, "hot")
+    cache.keep(packed[0], hot)
+    for p in packed[1:]:
+        assert cache.derived(packed[0]) is hot
+        cache.keep(p, _Value(500))
+    assert cache.derived(packed[0]) is hot
