@@ -9,20 +9,27 @@ is dropped) and an entry found there moves back to the young one. Plain (unpacke
 Besides the JSON, a user may keep one value of its own per stored bytes (`derived` / `keep`: a namespace apart
 from the JSON's, in the same budget), e.g. what an answer shows of an item (`cds.services.assemble`): a value says
 its `size` in bytes, and its user checks it against the document it was derived from (equal bytes may belong to
-another document).
+another document). A value may hold JSON of this cache (an item's offers, shared by the items that show them):
+each time the value enters the young generation it reads that JSON again through `json` (`refresh`), so what it
+holds is always the cache's own entries, never one the cache dropped (every byte held is counted once: an entry
+of the JSON is never older than a value holding it, so it goes with or after the value).
 """
 
 from __future__ import annotations
 
-from typing import Any, Protocol
+from typing import Any, Callable, Protocol
 
 from cds.core.rawjson import MARK, unpack
 
 ENTRY_OVERHEAD = 120   # bytes per entry beyond key and value: dict slot, the value's object header
 
 
-class Sized(Protocol):
-    size: int          # bytes the value holds besides its key (ENTRY_OVERHEAD excluded)
+class Derived(Protocol):
+    size: int          # bytes the value holds itself besides its key (ENTRY_OVERHEAD excluded)
+    held: int          # bytes of the entries of this cache's JSON that it holds (keys and ENTRY_OVERHEAD included)
+
+    def refresh(self, json: Callable[[bytes], bytes]) -> None:
+        """Read the JSON it holds again through `json` (this cache's), holding what that returns."""
 
 
 class JsonCache:
@@ -65,10 +72,10 @@ class JsonCache:
         got = self._old_derived.pop(stored, None)
         if got is not None:
             self.hits += 1
-            self._add(stored, got, got.size, self._young_derived)
+            self._enter(stored, got)
         return got
 
-    def keep(self, stored: bytes, value: Sized) -> None:
+    def keep(self, stored: bytes, value: Derived) -> None:
         """Keep `value` for `stored` (packed bytes only, like the JSON), in place of the value kept before."""
         if stored[:1] != MARK or self.max_bytes <= 0:
             return
@@ -77,7 +84,14 @@ class JsonCache:
         if was is not None:
             self._young_bytes -= len(stored) + was.size + ENTRY_OVERHEAD
         self._old_derived.pop(stored, None)
+        self._enter(stored, value)
+
+    def _enter(self, stored: bytes, value: Derived) -> None:
+        # With the JSON it holds it must fit in a generation: then each of those entries fits as well (is cached)
+        if len(stored) + value.size + ENTRY_OVERHEAD + value.held > self.max_bytes // 2:
+            return
         self._add(stored, value, value.size, self._young_derived)
+        value.refresh(self.json)        # after: a generation change meanwhile leaves the value the older one
 
     def _add(self, stored: bytes, value: Any, value_size: int, table: dict[bytes, Any]) -> None:
         size = len(stored) + value_size + ENTRY_OVERHEAD

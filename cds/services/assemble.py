@@ -9,7 +9,7 @@ status older than `status_fresh_s` is shown as "Unknown", never as what was last
 from __future__ import annotations
 
 from functools import lru_cache
-from typing import Any
+from typing import Any, Callable
 
 import orjson
 
@@ -19,7 +19,7 @@ from cds.core.fields import catalog_dialect
 from cds.core.models import DIALECT_A, DIALECT_B
 from cds.core.matching import offer_bounds, offer_live
 from cds.core.documents import CatalogMeta, Hit, ItemDoc, status_stale
-from cds.core.jsoncache import JsonCache
+from cds.core.jsoncache import ENTRY_OVERHEAD, JsonCache
 from cds.core.normalize_read import STATUS_KEYS, attributes_of
 from cds.core.rawjson import unpack
 
@@ -60,19 +60,25 @@ def _decoded_header(raw: bytes) -> dict:
 
 
 _NO_CACHE = JsonCache(0)
+# Bytes a part holds besides its JSON (whose object header ENTRY_OVERHEAD counts): the part and its tuple (the
+# document it holds, kept alive as long as the part, is counted by its stored bytes, the cache's key), and per
+# offer shown its entry (a 6-tuple and its slot).
+_PART_OVERHEAD = 110
+_OFFER_OVERHEAD = 100
 
 
 class _ItemPart:
     """What an item brings to any answer, derived once per document and kept in the JSON cache by its stored
     bytes (docs/decisions.md §G): its JSON and, per offer shown through it (one that names it, or names no
-    item), `(id, lo, hi, exact, stored JSON)`. Live at `now` is `not (now < lo or now > hi)`
+    item), `(id, lo, hi, exact, JSON, stored JSON)`. Live at `now` is `not (now < lo or now > hi)`
     (`matching.offer_bounds`) unless `exact` holds the offer, whose liveness `offer_live` decides (inactive,
-    daily window). An offer's JSON stays in the cache's own entry: items that show it share that. `json` is
-    None for an item derived while its live status was stale: it is shown rewritten (`_status_unknown_json`)."""
+    daily window). An offer's JSON is the cache's own entry, shared by the items that show it (`refresh`).
+    `json` is None for an item derived while its live status was stale: it is shown rewritten
+    (`_status_unknown_json`)."""
 
-    __slots__ = ("doc", "json", "offers", "size")
+    __slots__ = ("doc", "json", "offers", "size", "held")
 
-    def __init__(self, doc: ItemDoc, stale: bool) -> None:
+    def __init__(self, doc: ItemDoc, stale: bool, json_of: Callable[[bytes], bytes]) -> None:
         self.doc = doc              # a part serves only this document (equal bytes may be another one's)
         self.json = None if stale else unpack(doc.raw)
         offers = []
@@ -82,15 +88,14 @@ class _ItemPart:
                 continue
             bounds = offer_bounds(off)
             lo, hi = bounds or (0.0, 0.0)
-            offers.append((off.id, lo, hi, off if bounds is None else None, off.raw))
+            offers.append((off.id, lo, hi, off if bounds is None else None, json_of(off.raw), off.raw))
         self.offers = tuple(offers)
         self.size = len(self.json or b"") + _PART_OVERHEAD + _OFFER_OVERHEAD * len(offers)
+        self.held = sum(len(js) + len(stored) + ENTRY_OVERHEAD for *_, js, stored in offers)
 
+    def refresh(self, json_of: Callable[[bytes], bytes]) -> None:
+        self.offers = tuple((*entry[:4], json_of(entry[5]), entry[5]) for entry in self.offers)
 
-# Bytes a part holds besides its JSON: the part and its tuple (the document it holds, kept alive as long as the
-# part, is counted by its stored bytes, the cache's key), and per offer shown its tuple.
-_PART_OVERHEAD = 150
-_OFFER_OVERHEAD = 90
 
 # The wire names of a catalog's fields that assembly sets, per dialect: its id, publisher id and URI, items, offers.
 _FIELDS = {DIALECT_A: ("beckn:id", "beckn:bppId", "beckn:bppUri", "beckn:items", "beckn:offers"),
@@ -146,15 +151,15 @@ def _contents(items: list[ItemDoc], *, now: float, fresh_s: float, tz: Any, cach
         stale = it.status is not None and status_stale(it.status_at, now, fresh_s)
         part = derived(raw)
         if part is None or part.doc is not it or part.json is None and not stale:
-            part = _ItemPart(it, stale)
+            part = _ItemPart(it, stale, json_of)
             cache.keep(raw, part)
         body.append(_status_unknown_json(raw) if stale else part.json)
-        for oid, lo, hi, exact, stored in part.offers:
+        for oid, lo, hi, exact, js, _ in part.offers:
             if oid in seen:
                 continue
             seen.add(oid)               # shown or not, decided: liveness does not depend on the item
             if not (now < lo or now > hi) if exact is None else offer_live(exact, now, tz):
-                offers.append(json_of(stored))
+                offers.append(js)
     return body, offers
 
 

@@ -74,7 +74,23 @@ def test_zero_budget_caches_nothing():
 
 class _Value:
     def __init__(self, size: int, tag: str = "") -> None:
-        self.size, self.tag = size, tag
+        self.size, self.tag, self.held = size, tag, 0
+
+    def refresh(self, json) -> None:
+        pass
+
+
+class _Holder:
+    """A value holding the JSON of other stored bytes, read through the cache (as an item part holds its offers)."""
+
+    def __init__(self, deps: list[bytes], json) -> None:
+        self.deps = deps
+        self.json = [json(d) for d in deps]
+        self.size = 50
+        self.held = sum(len(d) + len(j) + ENTRY_OVERHEAD for d, j in zip(deps, self.json))
+
+    def refresh(self, json) -> None:
+        self.json = [json(d) for d in self.deps]
 
 
 def test_a_derived_value_is_kept_by_the_stored_bytes_apart_from_their_json():
@@ -119,3 +135,35 @@ def test_a_derived_value_read_again_survives_a_generation_change():
         assert cache.derived(packed[0]) is hot
         cache.keep(p, _Value(500))
     assert cache.derived(packed[0]) is hot
+
+
+def test_json_a_kept_value_holds_is_always_the_cache_s_own_entry_within_the_budget():
+    docs = [rawjson.pack(_doc(i)) for i in range(300)]
+    keys = [rawjson.pack(_doc(i).replace(b"Connector", b"Station")) for i in range(300)]
+    entry = len(docs[0]) + len(_doc(0)) + ENTRY_OVERHEAD
+    budget = 30 * entry
+    cache = JsonCache(budget)
+    held: dict[bytes, _Holder] = {}
+    for round_ in range(3):
+        for i, key in enumerate(keys):
+            deps = [docs[i], docs[(i + 1) % len(docs)], docs[0]]      # docs[0] is shared by every value
+            value = cache.derived(key)
+            if value is None:
+                value = _Holder(deps, cache.json)
+                cache.keep(key, value)
+            held[key] = value
+            assert cache.size_bytes <= budget
+            # every value still in the cache holds exactly the JSON objects the cache holds for its deps
+            for k in keys[max(0, i - 12):i + 1]:
+                v = cache.derived(k)
+                if v is not None:
+                    assert all(j is (cache._young.get(d) or cache._old.get(d)) for d, j in zip(v.deps, v.json))
+
+
+def test_a_value_that_with_the_json_it_holds_would_not_fit_a_generation_is_not_kept():
+    big = rawjson.pack(_doc(1) * 20)
+    cache = JsonCache(2 * (len(big) + len(_doc(1) * 20) + ENTRY_OVERHEAD) - 10)
+    key = rawjson.pack(_doc(2))
+    value = _Holder([big], cache.json)
+    cache.keep(key, value)
+    assert cache.derived(key) is None
