@@ -18,7 +18,7 @@ from cds.core.dialects import convert_catalog
 from cds.core.fields import catalog_dialect
 from cds.core.models import DIALECT_A, DIALECT_B
 from cds.core.matching import offer_bounds, offer_live
-from cds.core.documents import CatalogMeta, Hit, ItemDoc, status_stale
+from cds.core.documents import CatalogMeta, Hit, ItemDoc, OfferDoc, status_stale
 from cds.core.jsoncache import ENTRY_OVERHEAD, JsonCache
 from cds.core.normalize_read import STATUS_KEYS, attributes_of
 from cds.core.rawjson import unpack
@@ -66,6 +66,8 @@ _NO_CACHE = JsonCache(0)
 _PART_OVERHEAD = 110
 _OFFER_OVERHEAD = 100
 
+_Siblings = dict[int, tuple[list[OfferDoc], tuple]]     # id(doc.offers) -> (offers shown, their entries)
+
 
 class _ItemPart:
     """What an item brings to any answer, derived once per document and kept in the JSON cache by its stored
@@ -78,23 +80,34 @@ class _ItemPart:
 
     __slots__ = ("doc", "json", "offers", "size", "held")
 
-    def __init__(self, doc: ItemDoc, stale: bool, json_of: Callable[[bytes], bytes]) -> None:
+    def __init__(self, doc: ItemDoc, stale: bool, json_of: Callable[[bytes], bytes],
+                 siblings: _Siblings) -> None:
         self.doc = doc              # a part serves only this document (equal bytes may be another one's)
         self.json = None if stale else unpack(doc.raw)
-        offers = []
         item_id = doc.item_id
-        for off in doc.offers:
-            if off.item_ids and item_id not in off.item_ids:
-                continue
-            bounds = offer_bounds(off)
-            lo, hi = bounds or (0.0, 0.0)
-            offers.append((off.id, lo, hi, off if bounds is None else None, json_of(off.raw), off.raw))
-        self.offers = tuple(offers)
-        self.size = len(self.json or b"") + _PART_OVERHEAD + _OFFER_OVERHEAD * len(offers)
-        self.held = sum(len(js) + len(stored) + ENTRY_OVERHEAD for *_, js, stored in offers)
+        shown = [off for off in doc.offers if not off.item_ids or item_id in off.item_ids]
+        # Items that show the very same offers (a station's connectors share their offer list, indexer.embedded
+        # .compact) share one tuple, which an answer then reads once (`_contents`): by the list, among the
+        # parts derived in one answer.
+        same = siblings.get(id(doc.offers))
+        if same is not None and len(same[0]) == len(shown) and all(a is b for a, b in zip(same[0], shown)):
+            self.offers = same[1]
+        else:
+            self.offers = tuple(_offer_entry(off, json_of) for off in shown)
+            siblings[id(doc.offers)] = (shown, self.offers)
+        self.size = len(self.json or b"") + _PART_OVERHEAD + _OFFER_OVERHEAD * len(shown)
+        self.held = sum(len(js) + len(stored) + ENTRY_OVERHEAD for *_, js, stored in self.offers)
 
     def refresh(self, json_of: Callable[[bytes], bytes]) -> None:
-        self.offers = tuple((*entry[:4], json_of(entry[5]), entry[5]) for entry in self.offers)
+        jsons = [json_of(entry[5]) for entry in self.offers]
+        if any(js is not entry[4] for js, entry in zip(jsons, self.offers)):
+            self.offers = tuple((*entry[:4], js, entry[5]) for entry, js in zip(self.offers, jsons))
+
+
+def _offer_entry(off: OfferDoc, json_of: Callable[[bytes], bytes]) -> tuple:
+    bounds = offer_bounds(off)
+    lo, hi = bounds or (0.0, 0.0)
+    return (off.id, lo, hi, off if bounds is None else None, json_of(off.raw), off.raw)
 
 
 # The wire names of a catalog's fields that assembly sets, per dialect: its id, publisher id and URI, items, offers.
@@ -138,23 +151,27 @@ def _frame(header: bytes, catalog_id: str, bpp_id: str, bpp_uri: str | None, dia
     return head, b"],%s:[" % orjson.dumps(offers_key)
 
 
-def _contents(items: list[ItemDoc], *, now: float, fresh_s: float, tz: Any, cache: JsonCache
-              ) -> tuple[list[bytes], list[bytes]]:
+def _contents(items: list[ItemDoc], *, now: float, fresh_s: float, tz: Any, cache: JsonCache,
+              siblings: _Siblings) -> tuple[list[bytes], list[bytes]]:
     """The JSON of a catalog's matched items (in hit order) and of the live offers they show (in order of
     their first showing item)."""
     body: list[bytes] = []
     offers: list[bytes] = []
     seen: set[str] = set()
     derived, json_of = cache.derived, cache.json
+    last: tuple = ()
     for it in items:
         raw = it.raw
         stale = it.status is not None and status_stale(it.status_at, now, fresh_s)
         part = derived(raw)
         if part is None or part.doc is not it or part.json is None and not stale:
-            part = _ItemPart(it, stale, json_of)
+            part = _ItemPart(it, stale, json_of, siblings)
             cache.keep(raw, part)
         body.append(_status_unknown_json(raw) if stale else part.json)
-        for oid, lo, hi, exact, js, _ in part.offers:
+        if part.offers is last:         # the previous item's very offers: all seen already
+            continue
+        last = part.offers
+        for oid, lo, hi, exact, js, _ in last:
             if oid in seen:
                 continue
             seen.add(oid)               # shown or not, decided: liveness does not depend on the item
@@ -186,9 +203,10 @@ def assemble_catalogs(hits: list[Hit], *, dialect: str, now: float, settings: Se
         groups[key][1].append(h.item)
     tz = settings.tz
     fresh_s = settings.status_fresh_s
+    siblings: _Siblings = {}     # for parts derived now (_ItemPart)
     out: list[Any] = []
     for meta, items in groups.values():
-        body, offers = _contents(items, now=now, fresh_s=fresh_s, tz=tz, cache=cache)
+        body, offers = _contents(items, now=now, fresh_s=fresh_s, tz=tz, cache=cache, siblings=siblings)
         same = meta.dialect == dialect
         frame = _frame(meta.header, meta.catalog_id, meta.bpp_id, meta.bpp_uri, meta.dialect) if splice and same \
             else None
