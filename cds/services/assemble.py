@@ -75,15 +75,16 @@ class _ItemPart:
     item), `(id, lo, hi, exact, JSON, stored JSON)`. Live at `now` is `not (now < lo or now > hi)`
     (`matching.offer_bounds`) unless `exact` holds the offer, whose liveness `offer_live` decides (inactive,
     daily window). An offer's JSON is the cache's own entry, shared by the items that show it (`refresh`).
-    `json` is None for an item derived while its live status was stale: it is shown rewritten
-    (`_status_unknown_json`)."""
+    `json` is the item's JSON as shown: with its live status rewritten to "Unknown" when `stale` (a part serves
+    either: an item's status goes stale once, as time passes)."""
 
-    __slots__ = ("doc", "json", "offers", "size", "held")
+    __slots__ = ("doc", "stale", "json", "offers", "size", "held")
 
     def __init__(self, doc: ItemDoc, stale: bool, json_of: Callable[[bytes], bytes],
                  siblings: _Siblings) -> None:
         self.doc = doc              # a part serves only this document (equal bytes may be another one's)
-        self.json = None if stale else unpack(doc.raw)
+        self.stale = stale
+        self.json = _status_unknown_json(doc.raw) if stale else unpack(doc.raw)
         item_id = doc.item_id
         shown = [off for off in doc.offers if not off.item_ids or item_id in off.item_ids]
         # Items that show the very same offers (a station's connectors share their offer list, indexer.embedded
@@ -95,7 +96,7 @@ class _ItemPart:
         else:
             self.offers = tuple(_offer_entry(off, json_of) for off in shown)
             siblings[id(doc.offers)] = (shown, self.offers)
-        self.size = len(self.json or b"") + _PART_OVERHEAD + _OFFER_OVERHEAD * len(shown)
+        self.size = len(self.json) + _PART_OVERHEAD + _OFFER_OVERHEAD * len(shown)
         self.held = sum(len(js) + len(stored) + ENTRY_OVERHEAD for *_, js, stored in self.offers)
 
     def refresh(self, json_of: Callable[[bytes], bytes]) -> None:
@@ -164,10 +165,10 @@ def _contents(items: list[ItemDoc], *, now: float, fresh_s: float, tz: Any, cach
         raw = it.raw
         stale = it.status is not None and status_stale(it.status_at, now, fresh_s)
         part = derived(raw)
-        if part is None or part.doc is not it or part.json is None and not stale:
+        if part is None or part.doc is not it or part.stale is not stale:
             part = _ItemPart(it, stale, json_of, siblings)
             cache.keep(raw, part)
-        body.append(_status_unknown_json(raw) if stale else part.json)
+        body.append(part.json)
         if part.offers is last:         # the previous item's very offers: all seen already
             continue
         last = part.offers
