@@ -7,9 +7,9 @@ entries go into the young generation and an entry found in an older one moves ba
 three quarters of the budget it becomes the old one, the old one the oldest (the oldest one before it is dropped).
 When the budget is reached, entries of the oldest generation that holds any go, in the order they entered the
 young one (values first, then JSON). So a working set up to three quarters of the budget is read without moves,
-and an entry read at least once while a quarter of the budget enters stays (with two generations of half the
-budget, the old one dropped whole, the 100k benchmark mix, ~32 to ~40 MB as its live statuses age, sat at the
-edge of the 64 MB default). Plain (unpacked) stored JSON is never cached.
+and an entry read at least once while a quarter of the budget enters stays (two generations of half the budget,
+the old one dropped whole, kept up to half: the 100k benchmark mix's ~39 MB missed up to a fifth of its reads).
+Plain (unpacked) stored JSON is never cached.
 
 Besides the JSON, a user may keep one value of its own per stored bytes (`derived` / `keep`: a namespace apart
 from the JSON's, in the same budget), e.g. what an answer shows of an item (`cds.services.assemble`): a value says
@@ -17,7 +17,7 @@ its `size` in bytes, and its user checks it against the document it was derived 
 another document). A value may hold JSON of this cache (an item's offers, shared by the items that show them):
 each time the value enters the young generation it reads that JSON again through `json` (`refresh`), so what it
 holds is always the cache's own entries, never one the cache dropped (every byte held is counted once: an entry
-of the JSON is never in an older generation than a value holding it, and the old generation's values go before
+of the JSON is never in an older generation than a value holding it, and a generation's values go before
 its JSON).
 """
 
