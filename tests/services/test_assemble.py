@@ -12,6 +12,7 @@ from datetime import datetime
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
+import msgspec
 import orjson
 import pytest
 
@@ -19,7 +20,9 @@ from cds.core.replies import build_on_catalog_publish, build_on_discover
 from cds.services.assemble import assemble_catalogs
 from cds.config import Settings
 from cds.core.models import CatalogResult, Context
+from cds.core import rawjson
 from cds.core.documents import CatalogMeta, Hit, ItemDoc, OfferDoc
+from cds.core.jsoncache import JsonCache
 from tests.schemas import validate_on_catalog_publish, validate_on_discover
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -243,6 +246,83 @@ def test_empty_hits():
         assert body["message"] == {"catalogs": []}
 
 
+# --- the answer cache and spliced catalogs -------------------------------------------------------------------
+
+def _as_indexed(hits: list[Hit]) -> list[Hit]:
+    """Copies of the hits with their JSON packed, as the embedded index stores it (the answer cache keeps only
+    what it derives from packed bytes); offers shared between items stay shared."""
+    offers: dict[int, OfferDoc] = {}
+    out = []
+    for h in hits:
+        shared = [offers.setdefault(id(o), msgspec.structs.replace(o, raw=rawjson.pack(o.raw))) for o in h.item.offers]
+        item = msgspec.structs.replace(h.item, raw=rawjson.pack(h.item.raw), offers=shared)
+        out.append(Hit(item=item, catalog=h.catalog))
+    return out
+
+
+def _wire(hits: list[Hit], dialect: str, now: float, cache: JsonCache | None = None) -> bytes:
+    return orjson.dumps(assemble_catalogs(hits, dialect=dialect, now=now, settings=SETTINGS, splice=cache is not None,
+                                          cache=cache))
+
+
+def test_cached_and_spliced_answers_are_the_decoded_ones_byte_for_byte_at_every_instant():
+    cat = ubc()
+    items, offers = cat["beckn:items"], cat["beckn:offers"]
+    meta = meta_for(cat, bpp="b", dialect="A")
+    docs = [offer_doc(offers[0], valid_from=NOW - 100, valid_to=NOW + 100),      # live around NOW only
+            offer_doc(offers[1], daily=(12 * 3600, 13 * 3600)),                # a lunch promo (exact liveness)
+            offer_doc(offers[2], is_active=False)]
+    shared = offer_doc({**offers[0], "beckn:id": "shared", "beckn:items": [i["beckn:id"] for i in items]})
+    hits = [Hit(item=item_doc(item, meta, [d for d in docs if item["beckn:id"] in d.item_ids] + [shared],
+                              status="Available", status_at=NOW), catalog=meta) for item in items]
+    indexed = _as_indexed(hits)
+    cache = JsonCache(1 << 20)
+    instants = [NOW, NOW - 100, NOW + 100, NOW - 100.5, NOW + 100.5, NOW + 1800, NOW + SETTINGS.status_fresh_s + 1,
+                NOW - 7200, NOW]
+    for now in instants + instants:                     # the second round is served from the cache
+        for dialect in ("A", "B"):
+            assert _wire(indexed, dialect, now, cache) == _wire(hits, dialect, now), (now, dialect)
+    assert cache.hits and len(cache)
+
+
+def test_a_document_published_again_with_the_same_json_shows_its_own_offers():
+    cat = ubc()
+    meta = meta_for(cat, bpp="b", dialect="A")
+    item, offer = cat["beckn:items"][0], cat["beckn:offers"][0]
+    [before] = _as_indexed([Hit(item=item_doc(item, meta, [offer_doc(offer)]), catalog=meta)])
+    cache = JsonCache(1 << 20)
+    assert b'"beckn:offers":[{' in _wire([before], "A", NOW, cache)
+    # the same item JSON (equal packed bytes), its offer now expired: the cached part was another document's
+    doc = before.item
+    again = msgspec.structs.replace(doc, offers=[msgspec.structs.replace(doc.offers[0], valid_to=NOW - 1)])
+    assert b'"beckn:offers":[]' in _wire([Hit(item=again, catalog=meta)], "A", NOW, cache)
+
+
+def test_an_item_first_shown_with_a_stale_status_is_shown_as_published_at_an_earlier_instant():
+    item = _with_status("Available")
+    meta = meta_for(ubc(), bpp="b", dialect="A")
+    [hit] = _as_indexed([Hit(item=item_doc(item, meta, [], status="Available", status_at=NOW), catalog=meta)])
+    cache = JsonCache(1 << 20)
+    assert b'"stationStatus":"Unknown"' in _wire([hit], "A", NOW + SETTINGS.status_fresh_s + 1, cache)
+    assert b'"stationStatus":"Available"' in _wire([hit], "A", NOW, cache)
+
+
+@pytest.mark.parametrize("dialect, extra", [
+    ("A", {"beckn:items": []}),                         # a header naming the items' key keeps it in its place
+    ("B", {"offers": "none"}),
+    ("B", {"beckn:note": "x"}),                         # a stored B catalog that reads as A is converted
+    ("B", {}),
+])
+def test_headers_that_cannot_be_framed_are_assembled_as_before(dialect, extra):
+    cat = ubc() if dialect == "A" else lts()
+    meta = meta_for(cat, bpp="b", dialect=dialect)
+    meta.header = orjson.dumps({**orjson.loads(meta.header), **extra})
+    item = cat["beckn:items"][0] if dialect == "A" else cat["resources"][0]
+    offers = [offer_doc(o) for o in (cat["beckn:offers"] if dialect == "A" else cat["offers"])]
+    hits = [Hit(item=item_doc(item, meta, offers), catalog=meta)]
+    assert _wire(_as_indexed(hits), dialect, NOW, JsonCache(1 << 20)) == _wire(hits, dialect, NOW)
+
+
 # --- response bodies ----------------------------------------------------------------------------------------
 
 TS = re.compile(r"^\d{4}-\d\d-\d\dT\d\d:\d\d:\d\d\.\d{3}Z$")
@@ -363,12 +443,10 @@ def test_arbitrary_catalogs_normalise_or_reject_and_assemble(catalog, dialect):
 @pytest.mark.parametrize("dialect", ["A", "B"])
 @pytest.mark.parametrize("age", [0, SETTINGS.status_fresh_s + 1])
 def test_spliced_stored_json_serialises_exactly_as_the_decoded_answer(dialect, age):
-    """splice=True (what discover sends) puts stored bytes in as orjson.Fragment where no conversion or
-    status rewrite is needed; the serialised reply is the same as decoding everything."""
+    """splice=True (what discover sends) returns a catalog that needs no conversion as one orjson.Fragment
+    built from the stored bytes; the serialised reply is byte for byte that of decoding everything."""
     hits = ubc_hits(status="Available", status_at=NOW - age)
     plain = assemble_catalogs(hits, dialect=dialect, now=NOW, settings=SETTINGS)
     spliced = assemble_catalogs(hits, dialect=dialect, now=NOW, settings=SETTINGS, splice=True)
-    assert orjson.loads(orjson.dumps(spliced)) == orjson.loads(orjson.dumps(plain))
-    fragments = [x for c in spliced for x in c.get("beckn:items", []) + c.get("beckn:offers", [])
-                 if isinstance(x, orjson.Fragment)]
-    assert bool(fragments) == (dialect == "A")      # stored in A: spliced (offers at least); B: converted
+    assert orjson.dumps(spliced) == orjson.dumps(plain)
+    assert all(isinstance(c, orjson.Fragment) == (dialect == "A") for c in spliced)  # stored in A; B: converted
