@@ -52,16 +52,6 @@ def offer_live(offer: OfferDoc, now: float, tz: "tzinfo | str") -> bool:
     return offer.daily is None or timeutil.in_daily(offer.daily, now, tz)
 
 
-def offer_bounds(offer: OfferDoc) -> tuple[float, float] | None:
-    """`offer_live` as two bounds, for an offer tested at many instants (docs/decisions.md §G): at any `now`
-    it is `not (now < lo or now > hi)` (open ends as infinities). None when it needs more (inactive, or a daily
-    window): then ask `offer_live` itself."""
-    if not offer.is_active or offer.daily is not None:
-        return None
-    return (-math.inf if offer.valid_from is None else offer.valid_from,
-            math.inf if offer.valid_to is None else offer.valid_to)
-
-
 def live_offers(item: ItemDoc, now: float, tz: "tzinfo | str") -> list[OfferDoc]:
     """The offers shown for this item at `now`."""
     return [o for o in item.offers if offer_live(o, now, tz)]

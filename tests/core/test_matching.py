@@ -256,20 +256,3 @@ def test_ranked_orders_as_select(hits, limit) -> None:
     got = matching.ranked(found, limit)
     assert [(h.item, h.distance) for h in got] == [(h.item, h.distance) for h in want]
     assert all(a.item is b.item for a, b in zip(got, want))
-
-
-_INSTANT = st.one_of(st.none(), st.floats(allow_infinity=True), st.sampled_from([0.0, -0.0, 1e9, 1e9 + 1]))
-
-
-@settings(max_examples=300, deadline=None)
-@given(valid_from=_INSTANT, valid_to=_INSTANT, active=st.booleans(),
-       daily=st.one_of(st.none(), st.tuples(st.integers(0, 86399), st.integers(0, 86399))),
-       now=st.one_of(st.floats(allow_infinity=True), st.sampled_from([0.0, 1e9, 1e9 + 1])))
-def test_offer_bounds_decide_liveness_as_offer_live_does(valid_from, valid_to, active, daily, now):
-    """Bounds stand for `offer_live` at every instant (NaN and infinities included); None when they cannot."""
-    offer = OfferDoc(id="o", valid_from=valid_from, valid_to=valid_to, is_active=active, daily=daily)
-    bounds = matching.offer_bounds(offer)
-    assert (bounds is None) == (not active or daily is not None)
-    if bounds is not None:
-        lo, hi = bounds
-        assert (not (now < lo or now > hi)) == matching.offer_live(offer, now, "UTC")
