@@ -31,9 +31,14 @@ MAX_PARTS = 64                   # points or segments of a geometry measured per
 
 def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
     """Great-circle distances in metres from one point to many (NaN for missing coordinates)."""
+    return 2 * EARTH_R * np.arcsin(np.minimum(1.0, np.sqrt(haversine_a(lon0, lat0, lon, lat))))
+
+
+def haversine_a(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+    """haversine's `a` from one point to many, which orders them as their distances do (compare it with
+    `half_chord` of a distance; NaN for missing coordinates)."""
     p0, p = lat0 * DEG, lat * DEG
-    a = np.sin((p - p0) / 2) ** 2 + math.cos(p0) * np.cos(p) * np.sin((lon - lon0) * DEG / 2) ** 2
-    return 2 * EARTH_R * np.arcsin(np.minimum(1.0, np.sqrt(a)))
+    return np.sin((p - p0) / 2) ** 2 + math.cos(p0) * np.cos(p) * np.sin((lon - lon0) * DEG / 2) ** 2
 
 
 def _nearest_m(geom: object) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:
@@ -71,10 +76,13 @@ def _segments(geom: object) -> list[tuple[tuple[float, float], tuple[float, floa
 
 def half_chord(d: float) -> float:
     """haversine's `a` at the distance `d` metres: a distance is <= d exactly when its `a` is <= this (both
-    increase together up to half the circumference); -1 below 0 (nothing is that near)."""
+    increase together up to half the circumference; up to rounding); -1 below 0 (nothing is that near), inf
+    from half the circumference on (everything is; `a` may round a little above 1)."""
     if d < 0:
         return -1.0
-    return math.sin(min(d / (2 * EARTH_R), math.pi / 2)) ** 2
+    if d >= math.pi * EARTH_R:
+        return math.inf
+    return math.sin(d / (2 * EARTH_R)) ** 2
 
 
 class _Segments:
