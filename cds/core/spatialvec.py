@@ -34,11 +34,14 @@ def haversine_m(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> n
     return 2 * EARTH_R * np.arcsin(np.minimum(1.0, np.sqrt(haversine_a(lon0, lat0, lon, lat))))
 
 
-def haversine_a(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray) -> np.ndarray:
+def haversine_a(lon0: float, lat0: float, lon: np.ndarray, lat: np.ndarray, coslat: np.ndarray | None = None
+                ) -> np.ndarray:
     """haversine's `a` from one point to many, which orders them as their distances do (compare it with
-    `half_chord` of a distance; NaN for missing coordinates)."""
+    `half_chord` of a distance; NaN for missing coordinates). `coslat`: cos(lat) of the many, if known."""
     p0, p = lat0 * DEG, lat * DEG
-    return np.sin((p - p0) / 2) ** 2 + math.cos(p0) * np.cos(p) * np.sin((lon - lon0) * DEG / 2) ** 2
+    if coslat is None:
+        coslat = np.cos(p)
+    return np.sin((p - p0) / 2) ** 2 + math.cos(p0) * coslat * np.sin((lon - lon0) * DEG / 2) ** 2
 
 
 def _nearest_m(geom: object) -> Callable[[np.ndarray, np.ndarray], np.ndarray] | None:

@@ -104,8 +104,8 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     docs, entry_of = idx.docs, idx.entry_of
     ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
     # haversine's `a`, not metres: it orders candidates as their distances do, without a square root and an
-    # arcsine per candidate; every distance compared with it goes through `half_chord`
-    approx = haversine_a(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
+    # arcsine per candidate (nor a cosine: the index keeps cos(lat)); distances compared with it: `half_chord`
+    approx = haversine_a(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids], idx.coslat[ids])
     limit = query.limit
     found: list[tuple] = []            # the hits as `matching.ranked` takes them
     worst: list[float] = []            # once there are `limit` hits: max-heap (negated) of the best `limit` distances
