@@ -29,8 +29,8 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 
 import numpy as np
 
-from cds.core.geodesy import DEG
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
+from cds.core.geodesy import DEG
 from cds.core.matching import catalog_live_mask
 from indexer.embedded.compact import compact_record
 from indexer.embedded.windows import WindowSets
