@@ -70,7 +70,8 @@ class Narrower:
         # more than the dropped candidates cost (docs/decisions.md §G); a long route's thousands of cells need it.
         if len(keys) > _PRUNE_FROM.get(sf.geometry.geom_type, 4):
             keys = self._prune_cells(sf, keys, max(abs(miny), abs(maxy)))
-        return [self._cell_array(k) for k in keys]
+        cached = self._grid_arrays        # (a route's dozens of cells: one method call each cost ~5 us)
+        return [a if (a := cached.get(k)) is not None else self._cell_array(k) for k in keys]
 
     def _prune_cells(self, sf: Any, keys: list[int], lat_max: float) -> list[int]:
         """Drop cells whose box lies farther from the filter geometry than any match can be.
