@@ -30,6 +30,7 @@ from typing import Any, Callable, Iterable, Iterator, Sequence
 import numpy as np
 
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, upgrade_terms
+from cds.core.geodesy import DEG
 from cds.core.matching import catalog_live_mask
 from indexer.embedded.compact import compact_record
 from indexer.embedded.windows import WindowSets
@@ -88,6 +89,7 @@ class Index(Narrower):
         self.active = np.zeros(0, bool)
         self.lon = np.zeros(0)
         self.lat = np.zeros(0)
+        self.coslat = np.zeros(0)                   # cos(lat): the nearest-first search's haversine reads it
         self.cat = np.zeros(0, np.int32)
         self.pos = np.zeros(0, np.int32)
         self.wrow = np.zeros(0, np.int32)            # the row of the item's windows in `self.windows`
@@ -191,6 +193,7 @@ class Index(Narrower):
         self.active[ids] = p.active
         self.lon[ids] = p.lon
         self.lat[ids] = p.lat
+        self.coslat[ids] = np.cos(p.lat * DEG)
         self.cat[ids] = slot
         self.pos[ids] = np.arange(n, dtype=np.int32)
         for a in NUMERIC:
@@ -346,6 +349,7 @@ class Index(Narrower):
         self.alive = grown(self.alive, False)
         self.active = grown(self.active, False)
         self.lon, self.lat = grown(self.lon, np.nan), grown(self.lat, np.nan)
+        self.coslat = grown(self.coslat, np.nan)
         self.cat, self.pos = grown(self.cat, -1), grown(self.pos, 0)
         self.wrow = grown(self.wrow, 0)
         self.nums = {a: grown(v, np.nan) for a, v in self.nums.items()}

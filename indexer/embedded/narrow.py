@@ -28,7 +28,8 @@ _OVERFLOW_BIT = np.uint64(1 << 63)
 _MAX_BITS = 63
 Posting = Union[int, tuple, set]  # ids of one posted value: one, a few (compact), many (cheap to change)
 _M_PER_DEG_LOW = 110_000.0       # below the true ~111.2 km per degree: a conservative conversion
-_PRUNE_POINT_FROM = 64           # occupied cells in a point's box beyond which they are pruned (`_cells_for`)
+# Occupied cells in a filter's box beyond which they are pruned (`_cells_for`); other geometries: beyond 4
+_PRUNE_FROM = {"Point": 64, "LineString": 128, "MultiLineString": 128}
 
 
 @dataclass
@@ -65,9 +66,12 @@ class Narrower:
             keys = [k for k in self.grid if ix0 <= k % self._nx <= ix1 and iy0 <= k // self._nx <= iy1]
         # A point's box loses only its corners (about a fifth of its area) to pruning: for a few cells the numpy
         # setup costs more than the candidates it drops (a 10 km radius: 587 -> 564 candidates, 15 us slower).
-        if len(keys) > (_PRUNE_POINT_FROM if sf.geometry.geom_type == "Point" else 4):
+        # A short route's box too: its stations lie along it, so pruning kept 77% of 47 occupied cells for ~45 us,
+        # more than the dropped candidates cost (docs/decisions.md §G); a long route's thousands of cells need it.
+        if len(keys) > _PRUNE_FROM.get(sf.geometry.geom_type, 4):
             keys = self._prune_cells(sf, keys, max(abs(miny), abs(maxy)))
-        return [self._cell_array(k) for k in keys]
+        cached = self._grid_arrays        # (a route's dozens of cells: one method call each cost ~5 us)
+        return [a if (a := cached.get(k)) is not None else self._cell_array(k) for k in keys]
 
     def _prune_cells(self, sf: Any, keys: list[int], lat_max: float) -> list[int]:
         """Drop cells whose box lies farther from the filter geometry than any match can be.

@@ -23,7 +23,7 @@ import numpy as np
 
 from cds.core import matching, spatialvec
 from cds.core.documents import Hit, ItemDoc
-from cds.core.spatialvec import haversine_m
+from cds.core.spatialvec import half_chord, haversine_a
 from cds.core.text import has_terms
 from indexer.embedded.index import Index
 from indexer.embedded.narrow import Narrowing
@@ -103,19 +103,21 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     dist, metres = matching.distancer(query), matching.metres_from(query.origin)
     docs, entry_of = idx.docs, idx.entry_of
     ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
-    approx = haversine_m(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids])
+    # haversine's `a`, not metres: it orders candidates as their distances do, without a square root and an
+    # arcsine per candidate (nor a cosine: the index keeps cos(lat)); distances compared with it: `half_chord`
+    approx = haversine_a(query.origin[0], query.origin[1], idx.lon[ids], idx.lat[ids], idx.coslat[ids])
     limit = query.limit
     found: list[tuple] = []            # the hits as `matching.ranked` takes them
     worst: list[float] = []            # once there are `limit` hits: max-heap (negated) of the best `limit` distances
     # Clearly inside a radius around the origin (by a margin far above rounding): decided here, vectorised;
     # clearly beyond it, and so is every later candidate (they come in ascending distance): the search ends.
     radius = radius_of(query)
-    sure = radius * (1 - 1e-9) - 1e-3 if radius is not None else -1.0
-    beyond = radius * (1 + 1e-9) + 1e-3 if radius is not None else math.inf
+    sure = half_chord(radius * (1 - 1e-9) - 1e-3) if radius is not None else -1.0
+    beyond = half_chord(radius * (1 + 1e-9) + 1e-3) if radius is not None else math.inf
     # Other spatial constraints decided vectorised where that is sure (docs/decisions.md §G), a block at a time.
     vec = spatialvec.classifiers(query.spatial) if radius is None and query.spatial else None
     clock = time.perf_counter
-    stop = math.inf            # no later candidate (ascending approx) can beat the limit-th hit beyond this
+    stop = math.inf            # no later candidate (ascending approx) can beat the limit-th hit beyond this `a`
     step = min(max(_CLASSIFY_BLOCK, 2 * limit), _CLASSIFY_MAX)
     for chunk, chunk_d in ascending(ids, approx):
         start = 0
@@ -168,7 +170,7 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
                 else:
                     continue
                 if -worst[0] < math.inf:
-                    stop = -worst[0] * (1 + _DIST_SLACK) + 1.0
+                    stop = half_chord(-worst[0] * (1 + _DIST_SLACK) + 1.0)
             if end < whole:
                 return matching.ranked(found, limit)
     return matching.ranked(found, limit)

@@ -11,6 +11,7 @@ from shapely.geometry import LineString, MultiLineString, MultiPoint, Point, Pol
 
 from cds.core import geodesy, spatial, spatialvec
 from cds.core.query import SpatialFilter
+from cds.core.spatial_testers import widened_boxes
 
 GEOMS = {
     "point": Point(77.59, 12.97),
@@ -97,15 +98,33 @@ def test_the_unwrapped_segment_distance_is_geodesys_up_to_rounding(name):
     it skips, outside their widened boxes, are farther than the distance), on the segment ends and far away."""
     geom = GEOMS[name]
     d = 5_000.0
-    near = spatialvec._Segments(*spatialvec._segments(geom), d)
+    near = spatialvec._Segments(spatialvec._segments(geom), d)
     lon, lat = _points(geom, d, 400, seed=7)
     ends = [c for g in getattr(geom, "geoms", [geom]) for c in g.coords]
     lon = np.concatenate([lon[:-2], [x for x, _ in ends], [x + 0.3 for x, _ in ends]])
     lat = np.concatenate([lat[:-2], [y for _, y in ends], [y for _, y in ends]])
-    got = near.distance_m(lon, lat)
+    rows, a = near.pairs(lon, lat)
+    nearest = np.full(len(lon), np.inf)
+    np.minimum.at(nearest, rows, a)
+    boxed = nearest < np.inf                                          # some segment's box holds the point
+    got = np.full(len(lon), np.inf)
+    got[boxed] = 2 * geodesy.EARTH_R * np.arcsin(np.sqrt(np.minimum(1.0, nearest[boxed])))
     want = np.array([min(geodesy.segment_distance_m(x, y, a, b) for a, b in spatialvec.segments_of(geom))
                      for x, y in zip(lon.tolist(), lat.tolist())])
     reach = want <= d
     assert reach.any() and not reach.all()
     assert np.allclose(got[reach], want[reach], rtol=1e-10, atol=1e-6)
     assert (got[~reach] > d).all()
+    assert (nearest[~reach] > spatialvec.half_chord(d)).all()
+
+
+@pytest.mark.parametrize("lat", [12.9, 89.95])
+def test_segment_boxes_are_the_exact_tests_boxes(lat):
+    """`_Segments` builds its boxes in plain Python: the boxes `spatial_testers.widened_boxes` gives (full width
+    where a box reaches a pole), up to rounding."""
+    segs = [((77.5, lat - 0.01), (77.8, lat)), ((77.8, lat), (77.8, lat)), ((77.8, lat), (77.2, lat - 0.02))]
+    near = spatialvec._Segments(segs, 5_000.0)
+    ax, ay, bx, by = np.array(segs, dtype=np.float64).reshape(-1, 4).T
+    want = widened_boxes(ax, ay, bx, by, 5_000.0)[:4]
+    for got, exp in zip((near.x0, near.y0, near.x1, near.y1), want):
+        assert np.allclose(got, exp, rtol=0, atol=1e-12)

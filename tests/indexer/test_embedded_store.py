@@ -465,3 +465,28 @@ def test_search_with_packs_and_catalog_starts_equals_brute_force(seed, qs, packs
             finally:
                 await store.close()
     asyncio.run(run())
+
+
+async def test_a_long_route_prunes_its_cells_and_still_equals_brute_force(tmp_path):
+    """Beyond `narrow._PRUNE_FROM` occupied cells a route's box is pruned to the cells near it (a short route's
+    is not): no match is lost either way, nearest first or not."""
+    r = random.Random(3)
+    items = [ItemDoc(bpp_id="b", catalog_id="grid", item_id=f"i{k:04d}", lon=77 + r.uniform(0, 1.2),
+                     lat=12 + r.uniform(0, 1.2), connector_type=r.choice(["CCS2", "Type2"])) for k in range(3000)]
+    rec = CatalogRecord(meta=CatalogMeta(bpp_id="b", catalog_id="grid"), items=items)
+    store = await populated(tmp_path, [rec], [], [])
+    idx = store._index
+    for line, d, long in ((LineString([(77.0, 12.0), (77.6, 12.1), (78.2, 13.2)]), 3_000.0, True),
+                          (LineString([(77.3, 12.3), (77.35, 12.32)]), 2_000.0, False)):
+        f = spatial.prepare("dwithin", line, d)
+        c0, c1 = idx._cell(*f.bbox[:2]), idx._cell(*f.bbox[2:])         # the box's corner cells
+        occupied = {c for c in (idx._cell(it.lon, it.lat) for it in items)
+                    if c0 % idx._nx <= c % idx._nx <= c1 % idx._nx and c0 // idx._nx <= c // idx._nx <= c1 // idx._nx}
+        cells = idx._cells_for(f)
+        assert (len(occupied) > 128) == long
+        assert len(cells) < len(occupied) / 2 if long else len(cells) == len(occupied)
+        for origin in (spatial.origin_of(line), None):
+            for terms in ({}, {"connector_type": frozenset({"CCS2"})}):
+                q = Query(spatial=(f,), terms=terms, origin=origin, limit=60)
+                assert keys(await store.search(q, NOW)) == keys(matching.brute_force(q, [rec], NOW))
+    await store.close()
