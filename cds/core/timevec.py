@@ -17,7 +17,7 @@ import numpy as np
 from cds.core import timeutil
 from cds.core.timeutil import DAY
 
-_NEVER = 1 << 62                # beyond any wall second: a bound no window reaches
+NEVER = 1 << 62                 # beyond any wall second: a bound no window reaches (a daily start none reaches)
 
 
 @dataclass(frozen=True, slots=True)
@@ -68,8 +68,8 @@ class DailyBounds:
             self.any_meets = False
             a, b = [math.floor(ls) - k * DAY for k in (d - 1, d)], [math.ceil(le) - k * DAY for k in (d - 1, d)]
         # (padded to 4 bounds that no window meets: `any_per_row` reads a row of 2 x 4 answers as one integer)
-        a += [-_NEVER] * (4 - len(a))
-        b += [_NEVER] * (4 - len(b))
+        a += [-NEVER] * (4 - len(a))
+        b += [NEVER] * (4 - len(b))
         self.a, self.b = np.array(a, np.int64), np.array(b, np.int64)
 
 

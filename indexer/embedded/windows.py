@@ -15,13 +15,12 @@ from typing import Any, Sequence
 import numpy as np
 
 from cds.core import timevec
-from cds.core.timevec import DailyBounds, WindowTerm
+from cds.core.timevec import NEVER, DailyBounds, WindowTerm
 from cds.core.timeutil import DAY
 
 MAX_INSTANTS = 4
 MAX_DAILY = 2
 _EMPTY: tuple = ((), ())
-_NEVER = 1 << 62                 # a daily start no bound reaches (and minus it, an end)
 
 
 class WindowSets:
@@ -33,8 +32,8 @@ class WindowSets:
         self.inst_s = np.full((1, MAX_INSTANTS), math.nan)     # NaN: no window (every comparison is false)
         self.inst_e = np.full((1, MAX_INSTANTS), math.nan)
         # daily windows as (start, start + span); no window: bounds no test meets
-        self.day_start = np.full((1, MAX_DAILY), _NEVER, np.int64)
-        self.day_end = np.full((1, MAX_DAILY), -_NEVER, np.int64)
+        self.day_start = np.full((1, MAX_DAILY), NEVER, np.int64)
+        self.day_end = np.full((1, MAX_DAILY), -NEVER, np.int64)
         self.day_any = np.zeros(1, bool)                       # some daily window is kept
         self.day_full = np.zeros(1, bool)                      # ... and lasts the whole day
         self.partial = np.zeros(1, bool)
@@ -74,7 +73,7 @@ class WindowSets:
         self.inst_s[row] = self.inst_e[row] = math.nan
         for j, (s, e) in enumerate(inst[:MAX_INSTANTS]):
             self.inst_s[row, j], self.inst_e[row, j] = s, e
-        self.day_start[row], self.day_end[row] = _NEVER, -_NEVER
+        self.day_start[row], self.day_end[row] = NEVER, -NEVER
         self.day_any[row] = self.day_full[row] = False
         partial = len(inst) > MAX_INSTANTS or len(daily) > MAX_DAILY
         for j, (s, e) in enumerate(daily[:MAX_DAILY]):
@@ -95,7 +94,7 @@ class WindowSets:
             out[:len(a)] = a
             return out
         self.inst_s, self.inst_e = grown(self.inst_s, math.nan), grown(self.inst_e, math.nan)
-        self.day_start, self.day_end = grown(self.day_start, _NEVER), grown(self.day_end, -_NEVER)
+        self.day_start, self.day_end = grown(self.day_start, NEVER), grown(self.day_end, -NEVER)
         self.day_any, self.day_full = grown(self.day_any, False), grown(self.day_full, False)
         self.partial = grown(self.partial, False)
 
