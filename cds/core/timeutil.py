@@ -71,11 +71,29 @@ def _frac(text: str | None) -> float:
     return float(text) if text else 0.0
 
 
+# The usual spelling (RFC 3339 in UTC: every context.timestamp, most published dates), read without the general
+# pattern, offsets and time zones; anything else, or a date it refuses, goes the general way.
+_UTC_INSTANT = re.compile(r"(\d{4})-(\d{2})-(\d{2})T(\d{2}):(\d{2}):(\d{2})(\.\d{1,9})?Z")
+
+
 def parse_instant(s: object, tz: "tzinfo | str | None") -> float | None:
     """Epoch seconds of an ISO-8601 date or date-time; None if `s` is not one.
 
     With `Z`/offset: that instant. Without: wall-clock time in `tz`. A bare date is local midnight.
     """
+    m = _UTC_INSTANT.fullmatch(s) if type(s) is str else None
+    if m is not None:
+        y, mo, d, hh, mi, ss, frac = m.groups()
+        try:
+            t = datetime(int(y), int(mo), int(d), int(hh), int(mi), int(ss), tzinfo=timezone.utc).timestamp()
+        except ValueError:      # not a date, or 24:00 / a leap second: the general reading decides
+            return _parse_instant(s, tz)
+        return t + float(frac) if frac else t
+    return _parse_instant(s, tz)
+
+
+def _parse_instant(s: object, tz: "tzinfo | str | None") -> float | None:
+    """`parse_instant` for any spelling."""
     if not isinstance(s, str) or len(s) > 64:
         return None
     m = _DT_RE.match(s.strip())

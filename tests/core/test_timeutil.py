@@ -222,3 +222,19 @@ def test_rfc3339_is_utc_with_milliseconds_truncated_everywhere_in_range():
         dt = datetime.fromtimestamp(min(max(t, -62135596800.0), 253402300799.0), timezone.utc)
         assert rfc3339(t) == dt.strftime("%Y-%m-%dT%H:%M:%S.") + f"{dt.microsecond // 1000:03d}Z"
     assert rfc3339(1_700_000_000.123456) == "2023-11-14T22:13:20.123Z"
+
+
+@given(st.datetimes(min_value=datetime(1, 1, 1), max_value=datetime(9999, 12, 31, 23, 59, 59)),
+       st.sampled_from(["", ".5", ".123", ".000001", ".123456789"]), st.sampled_from(["UTC", "Asia/Kolkata"]))
+def test_a_utc_instant_reads_as_the_general_parser_reads_it(dt, frac, zone):
+    ts = dt.strftime("%Y-%m-%dT%H:%M:%S").rjust(19, "0") + frac + "Z"
+    assert tu.parse_instant(ts, zone) == tu._parse_instant(ts, zone)
+
+
+@pytest.mark.parametrize("ts", ["2026-02-30T10:00:00Z", "2026-12-04T24:00:00Z", "2026-12-31T23:59:60Z",
+                                "0000-01-01T00:00:00Z", "2026-13-01T00:00:00Z", "2026-12-04T10:00:00+05:30",
+                                "2026-12-04 10:00:00Z", "2026-12-04T10:00Z", " 2026-12-04T10:00:00Z", "2026-12-04"])
+def test_other_instants_read_as_the_general_parser_reads_them(ts):
+    for zone in ("UTC", "Asia/Kolkata"):
+        assert tu.parse_instant(ts, zone) == tu._parse_instant(ts, zone)
+    assert tu.parse_instant(None, "UTC") is None and tu.parse_instant(20261204, "UTC") is None
