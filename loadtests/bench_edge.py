@@ -9,12 +9,13 @@ serves that data directory on `--port`: one process, whose main thread is the ev
 generator's 400 pre-signed GET discovers (`bench_workers.prepare`, `bench_workers.LUA`) over `--connections`
 keep-alive connections, first `--warm` seconds uncounted. Printed: the loop thread's CPU time per request (user
 + system, from /proc: HTTP, handler, signature, registry, budget, metrics, the stages, the Response and its
-send) and the whole process's, with wall time and load average. Subtract the stages' sum
-(`loadtests.bench_stages`, same mix) to get the request edge. `--repo` runs another checkout's code on the same
+send) and the whole process's, with wall time and load average. `--repo` runs another checkout's code on the same
 data (an A/B: run both in turn, more than once). `--profile FILE` writes cProfile's pstats of the loop thread over
 the counted run (timings inflated, proportions roughly right). `--stages` serves through `loadtests.stage_cpu`
-instead and splits the loop thread's CPU per request in place: parse, plan, search, assemble, signature, and the
-rest, the edge (with the split's own clock reads, 18 per request, ~0.03 ms).
+instead and splits the loop thread's CPU per request in place: parse, plan, search, assemble (catalogs and the
+on_discover body), signature, and the rest, the edge (serialising and sending the answer included, with the
+split's own clock reads, 18 per request, ~0.03 ms). `loadtests.bench_stages` names its stages alike, but its
+`dump` (the on_discover body and orjson) is part of assemble and the edge here.
 """
 
 from __future__ import annotations
@@ -22,7 +23,6 @@ from __future__ import annotations
 import argparse
 import json
 import os
-import re
 import signal
 import subprocess
 import sys
@@ -30,21 +30,27 @@ import time
 from pathlib import Path
 
 from loadtests.bench_procs import loadavg
-from loadtests.bench_workers import CLK, LUA, REPO, cpu_s, prepare, settle, wait_ready
+from loadtests.bench_workers import LUA, REPO, cpu_s, prepare, run_wrk, settle, stat_cpu_s, wait_ready
 
 
 def thread_cpu_s(pid: int) -> float:
     """User + system CPU seconds of the process's main thread (its event loop)."""
-    f = Path(f"/proc/{pid}/task/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / CLK
+    return stat_cpu_s(Path(f"/proc/{pid}/task/{pid}/stat"))
 
 
-def wrk(args: argparse.Namespace, seconds: int) -> str:
-    env = {**os.environ, "BENCH_REQS": str(args.work / "requests.bin"), "BENCH_METHOD": "GET",
-           "BENCH_DELAY_MS": "0", "BENCH_THREADS": "1"}
-    return subprocess.run(["wrk", "-t1", f"-c{args.connections}", f"-d{seconds}s", "-s",
-                           str(args.work / "discover.lua"), f"http://127.0.0.1:{args.port}"],
-                          env=env, capture_output=True, text=True, check=True).stdout
+def wrk(args: argparse.Namespace, seconds: int) -> dict[str, float]:
+    return run_wrk(f"http://127.0.0.1:{args.port}", args.work / "discover.lua", args.work / "requests.bin",
+                   duration=seconds, connections=args.connections, threads=1)
+
+
+def _wait_for(path: Path, timeout: float = 10.0) -> None:
+    """Until the server has written `path` (there, not empty, the same size twice 0.1 s apart)."""
+    deadline, size = time.monotonic() + timeout, -1
+    while not (path.exists() and 0 < path.stat().st_size == size):
+        if time.monotonic() > deadline:
+            raise SystemExit(f"the server wrote no {path.name} within {timeout:.0f} s")
+        size = path.stat().st_size if path.exists() else -1
+        time.sleep(0.1)
 
 
 def run(args: argparse.Namespace) -> dict[str, float | str]:
@@ -74,16 +80,16 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
         out = wrk(args, args.seconds)
         t1, p1, w1 = thread_cpu_s(server.pid), cpu_s([server.pid]), time.perf_counter()
         if args.profile or args.stages:
-            stages_out.unlink(missing_ok=True)
+            written = stages_out if args.stages else args.profile
+            written.unlink(missing_ok=True)
             os.kill(server.pid, signal.SIGUSR2)
-            time.sleep(2)
+            _wait_for(written)
     finally:
         server.terminate()
         server.wait(30)
-    n = int(re.search(r"(\d+) requests in", out).group(1))
-    bad = re.search(r"Non-2xx or 3xx responses: (\d+)", out)
-    if bad:
-        raise SystemExit(f"{bad.group(1)} of {n} requests were not answered 200:\n{out}")
+    n = int(out["requests"])
+    if out["non2xx"]:
+        raise SystemExit(f"{out['non2xx']:.0f} of {n} requests were not answered 200")
     stages = json.loads(stages_out.read_text()) if args.stages else {}
     return {"requests": n, "loop_ms": (t1 - t0) * 1000 / n, "process_ms": (p1 - p0) * 1000 / n,
             "rps": n / (w1 - w0), "load": la, "stages": {k: v * 1000 / n for k, v in stages.items()}}

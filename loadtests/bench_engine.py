@@ -94,9 +94,9 @@ async def build(net: Any, data_dir: Path, settings: Settings, *, fsync: bool) ->
                      "store_s": t_store, "wall_s": wall}
 
 
-def stamped(doc: dict) -> bytes:
-    """The request body as a BAP would send it now (fresh context timestamp; not timed)."""
-    doc["context"]["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime())
+def stamped(doc: dict, now: float | None = None) -> bytes:
+    """The request body as a BAP would send it now, or at `now` (its context timestamp; not timed)."""
+    doc["context"]["timestamp"] = time.strftime("%Y-%m-%dT%H:%M:%S.000Z", time.gmtime(now))
     return orjson.dumps(doc)
 
 

@@ -62,14 +62,19 @@ def _tree(pid: int) -> list[int]:
     return out
 
 
+def stat_cpu_s(stat: Path) -> float:
+    """User + system CPU seconds from a /proc `stat` file (a process's, or a thread's: task/TID/stat)."""
+    f = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(f[11]) + int(f[12])) / CLK
+
+
 def cpu_s(pids: list[int]) -> float:
     total = 0.0
     for p in pids:
         try:
-            f = Path(f"/proc/{p}/stat").read_text().rsplit(")", 1)[1].split()
+            total += stat_cpu_s(Path(f"/proc/{p}/stat"))
         except OSError:
             continue
-        total += (int(f[11]) + int(f[12])) / CLK
     return total
 
 
@@ -299,7 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--port", type=int, default=18640)
     p.add_argument("--work", type=Path, default=Path(tempfile.gettempdir()) / "cds-bench-workers")
     p.add_argument("--post", action="store_true",
-                   help="also measure POST discover ACK latency (async, paced at ~70 %% of GET saturation)")
+                   help="also measure the POST saturation and the ACK latency paced at --post-fraction of it")
     p.add_argument("--post-fraction", type=float, default=0.7,
                    help="paced POST rate as a fraction of the configuration's POST saturation (default 0.7)")
     p.add_argument("--posts", type=int, default=25_000, help="distinct signed POSTs per configuration and phase")

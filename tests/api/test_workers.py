@@ -259,10 +259,10 @@ async def test_one_metrics_scrape_sums_every_worker(network, served):
 
     # A worker writes a request's observations at the end of its loop turn (docs/decisions.md §G), a few µs
     # after the answer: a scrape right after may come first, then the next one sees it.
-    for _ in range(100):
-        if await scraped() == sent:
-            break
-        await asyncio.sleep(0.02)
+    async def all_seen() -> bool:
+        return await scraped() == sent
+
+    await wait_until(all_seen, timeout=5.0, what=f"{sent} discovers counted by a scrape")
     for _ in range(3):     # any worker's scrape sees them all, and never more
         assert await scraped() == sent
 

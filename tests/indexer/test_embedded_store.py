@@ -23,6 +23,7 @@ from cds.core import spatial
 from cds.core.query import Query
 from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc, OfferDoc
 from indexer.embedded import EmbeddedStorage
+from indexer.embedded.narrow import _PRUNE_FROM
 
 NOW = 1_750_000_000.0
 CITIES = {"BLR": (77.59, 12.97), "BOM": (72.88, 19.08), "DEL": (77.21, 28.61), "MAA": (80.27, 13.08),
@@ -483,7 +484,7 @@ async def test_a_long_route_prunes_its_cells_and_still_equals_brute_force(tmp_pa
         occupied = {c for c in (idx._cell(it.lon, it.lat) for it in items)
                     if c0 % idx._nx <= c % idx._nx <= c1 % idx._nx and c0 // idx._nx <= c // idx._nx <= c1 // idx._nx}
         cells = idx._cells_for(f)
-        assert (len(occupied) > 128) == long
+        assert (len(occupied) > _PRUNE_FROM["LineString"]) == long
         assert len(cells) < len(occupied) / 2 if long else len(cells) == len(occupied)
         for origin in (spatial.origin_of(line), None):
             for terms in ({}, {"connector_type": frozenset({"CCS2"})}):

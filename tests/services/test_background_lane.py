@@ -15,6 +15,7 @@ from cds.core import budget
 from cds.services.discover import BACKGROUND_SLICE_S
 from cds.services.idle import after_io
 from tests.harness import fresh_context, load_fixture, start_client
+from tests.stream_support import wait_until
 
 DISCOVER = "UBC_discovery-within-a-circular-boundary.json"
 
@@ -151,12 +152,12 @@ async def test_posts_beyond_the_pending_bound_are_refused_and_the_room_comes_bac
         # a replay is ACKed (§11) without a second answer, and leaves no room taken behind it
         assert (await client.post("/beckn/discover", data=first, headers=network.bap.sign(first))).status == 200
         third = _body(network)
-        for _ in range(100):
+
+        async def third_accepted() -> bool:      # the replay's check may still be running
             resp = await client.post("/beckn/discover", data=third, headers=network.bap.sign(third))
-            if resp.status == 200:
-                break
-            await asyncio.sleep(0.01)            # the replay's check may still be running
-        assert resp.status == 200
+            return resp.status == 200
+
+        await wait_until(third_accepted, timeout=5.0, what="room for an answer once the replay is checked")
         await network.bap_sink.wait_for(3)
         assert len(watch.slices) == 4            # first, second, third in the background; one synchronous
     finally:
