@@ -11,27 +11,13 @@ integer bounds (`DailyBounds`).
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 import numpy as np
 
 from cds.core import timeutil
 from cds.core.timeutil import DAY
 
 NEVER = 1 << 62                 # beyond any wall second: a bound no window reaches (a daily start none reaches)
-
-
-@dataclass(frozen=True, slots=True)
-class WindowTerm:
-    """A conjunct of a compiled item filter: some availability window of the item meets `startTime <= x &&
-    endTime >= y` (instants; `Compiler._window_pattern`, whose wall seconds of x and y are `xw`, `yw`).
-    `rest_is_pushdowns`: the other conjuncts hold exactly when the Query's terms and ranges do
-    (`cds.core.exactness`). A search may decide the conjunct for many items at once (below)."""
-
-    x: float
-    y: float
-    xw: float
-    yw: float
-    rest_is_pushdowns: bool
 
 
 def instants_meet(s: np.ndarray, e: np.ndarray, x: float, y: float) -> np.ndarray:
@@ -46,8 +32,8 @@ def daily_span(start: int, end: int) -> int:
 
 class DailyBounds:
     """The term's test of a daily window of local seconds (start, end = start + `daily_span`), as bounds:
-    `any_meets` (the queried interval lasts a day or more: every window meets it), else the window meets it
-    when it lasts the whole day or `start <= a[j] and end >= b[j]` for some j.
+    `any_meets` (the queried interval lasts a day or more: every window meets it, no bound is made), else the
+    window meets it when it lasts the whole day or `start <= a[j] and end >= b[j]` for some j.
 
     `overlaps_wall` / `contains_wall` test the window's occurrences k*DAY + start (k over a few days) with
     `k*DAY + start <= le` and `k*DAY + start + span >= ls`; for integers these are `start <= floor(le) - k*DAY`
@@ -55,13 +41,17 @@ class DailyBounds:
 
     __slots__ = ("any_meets", "a", "b")
 
-    def __init__(self, term: WindowTerm) -> None:
-        xw, yw = term.xw, term.yw
+    def __init__(self, xw: float, yw: float) -> None:
+        a: list[int] = []
+        b: list[int] = []
         if xw >= yw:            # timeutil.overlaps_wall(win, ls=yw, le=xw)
             ls, le = yw, xw
-            days = range(int(ls // DAY) - 1, int(le // DAY) + 1)
+            # a day or more: every window meets it (as overlaps_wall says first); bounding its days would make
+            # one bound per day of the interval, millions for a filter from 1970 to 9999 (0.9 s on the loop)
             self.any_meets = le - ls >= DAY
-            a, b = [math.floor(le) - k * DAY for k in days], [math.ceil(ls) - k * DAY for k in days]
+            if not self.any_meets:
+                days = range(int(ls // DAY) - 1, int(le // DAY) + 1)       # at most three
+                a, b = [math.floor(le) - k * DAY for k in days], [math.ceil(ls) - k * DAY for k in days]
         else:                   # timeutil.contains_wall(win, ls=xw, le=yw)
             ls, le = xw, yw
             d = int(ls // DAY)
@@ -71,6 +61,25 @@ class DailyBounds:
         a += [-NEVER] * (4 - len(a))
         b += [NEVER] * (4 - len(b))
         self.a, self.b = np.array(a, np.int64), np.array(b, np.int64)
+
+
+@dataclass(frozen=True, slots=True)
+class WindowTerm:
+    """A conjunct of a compiled item filter: some availability window of the item meets `startTime <= x &&
+    endTime >= y` (instants; `Compiler._window_pattern`, whose wall seconds of x and y are `xw`, `yw`).
+    `rest_is_pushdowns`: the other conjuncts hold exactly when the Query's terms and ranges do
+    (`cds.core.exactness`). A search may decide the conjunct for many items at once (`bounds`: its test of daily
+    windows, made once per compiled filter, not per search)."""
+
+    x: float
+    y: float
+    xw: float
+    yw: float
+    rest_is_pushdowns: bool
+    bounds: DailyBounds = field(init=False, compare=False, repr=False)
+
+    def __post_init__(self) -> None:
+        object.__setattr__(self, "bounds", DailyBounds(self.xw, self.yw))
 
 
 def daily_meet(start: np.ndarray, end: np.ndarray, bounds: DailyBounds) -> np.ndarray:

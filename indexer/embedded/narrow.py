@@ -14,7 +14,6 @@ from typing import Any, Callable, Union
 import numpy as np
 import shapely
 
-from cds.core.timevec import DailyBounds
 from cds.core.spatial_testers import segments_of
 
 CODED = ("connector_type", "power_type", "parking_type", "charging_speed", "pack")   # scalar, few distinct values
@@ -145,8 +144,7 @@ class Narrower:
         term = query.window
         if term is None:
             return None
-        bounds = DailyBounds(term)
-        return lambda ids: self.windows.meet(self.wrow[ids], term, bounds)
+        return lambda ids: self.windows.meet(self.wrow[ids], term)
 
     def _overflowed(self, attr: str) -> bool:
         """Some value of this coded attribute may carry the overflow code (never excluded by a filter)."""

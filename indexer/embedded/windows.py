@@ -15,7 +15,7 @@ from typing import Any, Sequence
 import numpy as np
 
 from cds.core import timevec
-from cds.core.timevec import NEVER, DailyBounds, WindowTerm
+from cds.core.timevec import NEVER, WindowTerm
 from cds.core.timeutil import DAY
 
 MAX_INSTANTS = 4
@@ -98,10 +98,11 @@ class WindowSets:
         self.day_any, self.day_full = grown(self.day_any, False), grown(self.day_full, False)
         self.partial = grown(self.partial, False)
 
-    def meet(self, rows: np.ndarray, term: WindowTerm, bounds: DailyBounds) -> tuple[np.ndarray, np.ndarray]:
-        """(surely meets, surely does not meet) the `WindowTerm` (its `DailyBounds`) for each of `rows`: exactly
+    def meet(self, rows: np.ndarray, term: WindowTerm) -> tuple[np.ndarray, np.ndarray]:
+        """(surely meets, surely does not meet) the `WindowTerm` for each of `rows`: exactly
         the answers of the filter's per-window test where one is given (`cds.core.timevec`)."""
         yes = timevec.any_per_row(timevec.instants_meet(self.inst_s[rows], self.inst_e[rows], term.x, term.y))
+        bounds = term.bounds
         if bounds.any_meets:
             yes |= self.day_any[rows]
         else:

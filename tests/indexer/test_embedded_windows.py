@@ -21,7 +21,6 @@ from cds.core.documents import CatalogMeta, CatalogRecord, ItemDoc
 from cds.core.exactness import covered
 from cds.core.filters import compile_filter
 from cds.core.query import Query
-from cds.core.timevec import DailyBounds
 from indexer.embedded.windows import MAX_DAILY, MAX_INSTANTS, WindowSets
 from tests.indexer.test_embedded_store import keys, populated
 
@@ -77,7 +76,7 @@ def test_window_sets_decide_as_the_compiled_filter(zone, x, form, data):
     want = f.predicate(doc, None, NOW)
     sets = WindowSets()
     row = sets.add(windows, daily)
-    yes, no = sets.meet(np.array([row, 0]), term, DailyBounds(term))
+    yes, no = sets.meet(np.array([row, 0]), term)
     assert not yes[1] and no[1]                       # no window at all: surely no match
     if yes[0]:
         assert want
@@ -85,6 +84,17 @@ def test_window_sets_decide_as_the_compiled_filter(zone, x, form, data):
         assert not want
     if len(windows) <= MAX_INSTANTS and len(daily) <= MAX_DAILY:
         assert yes[0] != no[0]                        # every window kept: decided either way
+
+
+def test_a_window_of_centuries_makes_no_bound_per_day():
+    """An interval of a day or more meets every daily window: no bound is made per day of it (from 1970 to 9999
+    that was millions of them, built on the loop before the search's first slice)."""
+    term = compile_filter(expression(253402300799.0, 0.0, "plain"), tz="Asia/Kolkata", status_fresh_s=900).window
+    assert term.bounds.any_meets and len(term.bounds.a) == len(term.bounds.b) == 4
+    sets = WindowSets()
+    rows = np.array([sets.add([], [(6 * 3600, 22 * 3600)]), sets.add([(NOW, NOW + 60)], []), 0])
+    yes, no = sets.meet(rows, term)
+    assert yes.tolist() == [True, True, False] and no.tolist() == [False, False, True]
 
 
 def test_terms_only_for_instant_patterns_and_conjuncts():
