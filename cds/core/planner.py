@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import functools
-import math
 from typing import Protocol
 
 from cds.core.errors import SCH_TYPE_NOT_SUPPORTED, schema_error
@@ -14,7 +13,7 @@ from cds.core.packs import schema_packs
 from cds.core.query import Query
 from cds.core import budget
 from cds.core.spatial import MAX_SPATIAL, build_spatials, origin_of
-from cds.core.spatial_input import GeometryLimits
+from cds.core.spatial_input import GeometryLimits, plain_positions
 from cds.core.spatial_testers import SMALL_GRID_CELLS, grid_cells
 from cds.core.text import query_terms
 
@@ -70,16 +69,12 @@ def cheap_to_plan(intent: DiscoverIntent) -> bool:
 
 def _segments(coords: object) -> list[tuple[tuple[float, float], tuple[float, float]]] | None:
     """A line's segments from its GeoJSON coordinates as sent, or None when they are not 2 to
-    CHEAP_LINE_VERTICES positions of finite numbers (the pool then plans it, and reports what is wrong)."""
+    CHEAP_LINE_VERTICES plain positions (`spatial_input.plain_positions`: the pool then plans it, and reports
+    what is wrong)."""
     if not isinstance(coords, list) or not 2 <= len(coords) <= CHEAP_LINE_VERTICES:
         return None
-    try:
-        pts = [(float(p[0]), float(p[1])) for p in coords]
-    except (TypeError, ValueError, IndexError, KeyError):
-        return None
-    if not all(math.isfinite(x) and math.isfinite(y) for x, y in pts):
-        return None
-    return list(zip(pts, pts[1:]))
+    pts = plain_positions(coords)
+    return None if pts is None else list(zip(pts, pts[1:]))
 
 
 @functools.lru_cache(maxsize=1024)

@@ -90,7 +90,7 @@ def _position(p: Any, counter: list[int]) -> tuple[float, float]:
 def _positions(ps: Any, counter: list[int], minimum: int, what: str) -> list[tuple[float, float]]:
     if not isinstance(ps, (list, tuple)) or len(ps) < minimum:
         raise spatial_error(f"a {what} needs at least {minimum} positions")
-    plain = _plain_positions(ps)
+    plain = plain_positions(ps)
     if plain is None:           # something to refuse: `_position` says what, in order
         return [_position(p, counter) for p in ps]
     counter[0] += len(plain)
@@ -99,7 +99,7 @@ def _positions(ps: Any, counter: list[int], minimum: int, what: str) -> list[tup
     return plain
 
 
-def _plain_positions(ps: list | tuple) -> list[tuple[float, float]] | None:
+def plain_positions(ps: list | tuple) -> list[tuple[float, float]] | None:
     """The positions as JSON gives them ([lon, lat] lists of numbers in range), read in one loop without
     `_position`'s checks per value (a route's vertices are most of its planning, docs/decisions.md §G); None
     when any is otherwise. A comparison with NaN is false and infinities are out of range: every float that

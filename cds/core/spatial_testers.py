@@ -46,6 +46,7 @@ def is_areal(geom: BaseGeometry) -> bool:
 
 
 _SMALL_CELL = 32       # grid cells with at most this many segments are filtered in plain Python
+_FEW_SEGMENTS = 32     # a line of at most this many segments (and a small grid) builds its grid on first use
 _FEW_POINTS = 16       # more points than this: a grid narrows them (as zero-length segments)
 _VECTOR_FROM = 24      # a point with more candidate segments than this measures them with numpy
 
@@ -117,26 +118,6 @@ def grid_cells(segs: Iterable[tuple[tuple[float, float], tuple[float, float]]], 
     """How many (segment, cell) entries a segment grid of these segments within `d` starts with: what building
     it costs (`_SegmentGrid`, the same boxes as `widened_boxes`; a full-width box is checked apart, counted once).
     Plain Python: it is asked of short lines only, where numpy's per-call cost would dominate."""
-    segs = segs if isinstance(segs, list) else list(segs)
-    last = _last_count           # one read: another thread may replace it meanwhile
-    if last[1] == d and last[0] == segs:
-        return last[2]
-    total = _count_cells(segs, d)
-    _remember(segs, d, total)
-    return total
-
-
-# The planner asks a short route's count twice (is it cheap to plan? then: build its grid now?): the last answer
-# is kept (a pure function of the segments, compared by value).
-_last_count: tuple[list, float, int] = ([], math.nan, 0)
-
-
-def _remember(segs: list, d: float, total: int) -> None:
-    global _last_count
-    _last_count = (list(segs), d, total)
-
-
-def _count_cells(segs: list[tuple[tuple[float, float], tuple[float, float]]], d: float) -> int:
     cell, dlat = _first_cell(d), reach_dlat(d)
     # `geodesy.reach_dlon` per segment (360: a full-width box), inlined with the same arithmetic (the same boxes
     # to the last bit) and sin(d/R) once; no min/max calls: most of a short route's planning (docs/decisions.md §G)
@@ -235,7 +216,7 @@ class _NearSegments:
         # constraint vectorised never asks), and so are the segments' numpy columns. Any other: now, at planning,
         # never in the search, where a long narrow corridor's 200,000 entries are a loop hold of ~100 ms even for
         # two segments (docs/decisions.md §G).
-        small = len(segs) <= _SMALL_CELL and grid_cells(segs, d) <= SMALL_GRID_CELLS
+        small = len(segs) <= _FEW_SEGMENTS and grid_cells(segs, d) <= SMALL_GRID_CELLS
         self._grid = None if small else _SegmentGrid(segs, d)
         self._columns = None if small else _columns(segs)
 

@@ -97,7 +97,7 @@ class Narrower:
             dy = np.maximum(np.maximum(y0 - geom.y, geom.y - (y0 + g)), 0.0)
             keep = np.hypot(dx, dy) <= thr
         elif (geom.geom_type in ("LineString", "MultiLineString")
-              and len(k) * (len(shapely.get_coordinates(geom)) - 1) <= _PAIRS_IN_NUMPY):
+              and len(k) * (shapely.get_num_coordinates(geom) - 1) <= _PAIRS_IN_NUMPY):
             # A route (the costliest narrowing): the cell's centre within thr + half the cell's diagonal of
             # a segment, planar, without shapely boxes. Every cell within thr is kept (a few more may be).
             # Every (cell, segment) pair is measured: only for few pairs (shapely's indexed test beyond, where
