@@ -6,7 +6,8 @@ hello-world, driven by wrk (Debian package `wrk`) with pre-signed synchronous GE
 Builds (once, reused from --work) an embedded index of the generated network, starts each server as its
 own process tree, and per configuration reports: saturation throughput (wrk closed loop), server CPU per
 request (user+system time of every process of the server tree / requests), latency percentiles, and the
-same at ~70 % of the measured saturation (each wrk connection paced with a Lua `delay`). Requests are the
+same at ~70 % of the measured saturation (each wrk connection paced with a Lua `delay`, calibrated by four 2 s
+runs; the table gives the share of the saturation reached). Requests are the
 generator's query mix, signed once with a long validity (a synchronous GET discover is not replay-checked).
 
 With `--post`, each configuration also gets two asynchronous phases: POST discovers, every one with its own
@@ -233,6 +234,21 @@ def _paced_delay(connections: int, rate: float, latency_ms: float = 1.0) -> floa
     return max(0.0, connections / max(rate, 1.0) * 1000 - latency_ms)
 
 
+def _calibrated_delay(url: str, lua: Path, reqs: Path, args, target: float, latency_ms: float,
+                      probes: int = 4) -> float:
+    """wrk's per-connection delay (ms) for about `target` GET requests/s. A first guess from a latency (at
+    saturation the latency is mostly queueing, far above what it is at the target: that guess alone paced
+    at ~90-100 % of saturation), then short runs, each correcting the latency by the rate it gave."""
+    delay = _paced_delay(args.connections, target, latency_ms)
+    for _ in range(probes):
+        got = run_wrk(url, lua, reqs, duration=2, connections=args.connections, threads=args.threads,
+                      delay_ms=delay)
+        # wrk's delay is whole milliseconds (run_wrk): the latency is measured against the delay it applied
+        latency_ms = args.connections / max(got["rps"], 1.0) * 1000 - int(delay)
+        delay = _paced_delay(args.connections, target, latency_ms)
+    return delay
+
+
 def measure_posts(url: str, lua: Path, args, get_rps: float) -> dict[str, float]:
     """POST discovers (asynchronous). First their saturation: the answers the sink receives per second
     (distinct message ids) while more are offered than the server answers (beyond CDS_MAX_PENDING_ANSWERS
@@ -276,8 +292,7 @@ def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers:
         res["cpu_ms_per_req"] = (cpu_s(pids) - c0) * 1000 / max(1.0, res["requests"])
         if not hello:
             # ~70 % of saturation: each connection waits so that C / (latency + delay) = 0.7 x saturation
-            target = 0.7 * res["rps"]
-            delay = max(0.0, args.connections / target * 1000 - res["p50"])
+            delay = _calibrated_delay(url, lua, reqs, args, 0.7 * res["rps"], res["p50"])
             paced = run_wrk(url, lua, reqs, duration=args.duration, connections=args.connections,
                             threads=args.threads, delay_ms=delay)
             res.update({f"paced_{k}": v for k, v in paced.items()})
@@ -378,7 +393,7 @@ def main(argv: list[str] | None = None) -> int:
     for n, r in rows:
         label = f"before ({args.baseline})" if n == "before" else f"cds serve --workers {n}"
         print(f"| {label} | {r['rps']:,.0f} | {r['rps'] / base:.2f} | {r['rps'] / hello['rps']:.3f} | "
-              f"{r['cpu_ms_per_req']:.3f} ms | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['paced_rps']:,.0f} | "
+              f"{r['cpu_ms_per_req']:.3f} ms | {r['p50']:.2f} ms | {r['p99']:.2f} ms | {r['paced_rps']:,.0f} ({r['paced_rps'] / r['rps']:.0%}) | "
               f"{r['paced_p50']:.2f} ms | {r['paced_p99']:.2f} ms | {r['non2xx'] + r['paced_non2xx']:.0f} |")
     if args.post:
         print(f"\n| server | POST saturation (answers/s) | × GET saturation | POST discovers/s at ~{args.post_fraction:.0%} "
