@@ -209,22 +209,46 @@ def _kind(name: str) -> str:
 
 
 def _phases(rx: Any, post: Any, conn: Any) -> list[tuple[str, Any]]:
-    """POSTs, and the GETs split into wrk runs (bench_workers: warm-up, saturation, paced): a run's connections
-    all open within a second, the next run's ones seconds later."""
+    """The requests split into wrk runs, POSTs and GETs apart (bench_workers: GET warm-up, calibration,
+    saturation and paced runs; POST overload runs, then the paced one): a run's connections all open within a
+    second, the next run's ones seconds later."""
     import numpy as np
 
-    out = [("POST (ACK)", post == 1)] if (post == 1).any() else []
-    gets = np.nonzero(post == 0)[0]
-    if len(gets):
-        first = {c: rx[gets][conn[gets] == c].min() for c in np.unique(conn[gets])}
+    out = []
+    for method, label in ((1, "POST (ACK)"), (0, "GET (sync)")):
+        mine = np.nonzero(post == method)[0]
+        if not len(mine):
+            continue
+        first = {c: rx[mine][conn[mine] == c].min() for c in np.unique(conn[mine])}
         starts = sorted(first.values())
         bounds = [t for prev, t in zip(starts, starts[1:]) if t - prev > 1.0]
-        run_of = np.searchsorted(bounds, [first[c] for c in conn[gets]], side="right")
+        run_of = np.searchsorted(bounds, [first[c] for c in conn[mine]], side="right")
         for i in range(len(bounds) + 1):
             sel = np.zeros(len(rx), dtype=bool)
-            sel[gets[run_of == i]] = True
-            out.append((f"GET (sync) run {i + 1} of {len(bounds) + 1}", sel))
+            sel[mine[run_of == i]] = True
+            out.append((f"{label} run {i + 1} of {len(bounds) + 1}", sel))
     return out
+
+
+def _answers(d: Any, cs: Any, cc: Any, since: float = float("-inf"), until: float = float("inf")) -> str | None:
+    """ACK → on_discover delivered, for the answers started in [since, until]: wall time and the loop CPU it
+    waited through."""
+    import numpy as np
+
+    if "ans_start" not in d.files or not len(d["ans_start"]):
+        return None
+    a0, a1 = d["ans_start"], d["ans_end"]
+    m = (a0 >= since) & (a0 <= until)
+    if not m.any():
+        return None
+    a0, a1 = a0[m], a1[m]
+    cum = np.concatenate([[0.0], np.cumsum(cc)])
+    waited = (cum[np.searchsorted(cs, a1)] - cum[np.searchsorted(cs, a0)]) * 1000
+    wall = (a1 - a0) * 1000
+    return (f"ACK → on_discover delivered (n={len(a0)}): wall p50 {np.percentile(wall, 50):.1f} p90 "
+            f"{np.percentile(wall, 90):.1f} p99 {np.percentile(wall, 99):.1f} ms; loop CPU waited through p50 "
+            f"{np.percentile(waited, 50):.1f} p90 {np.percentile(waited, 90):.1f} p99 "
+            f"{np.percentile(waited, 99):.1f} ms")
 
 
 def _turn_starts(sel_start: Any, sel_wall: Any, rx: Any) -> Any:
@@ -255,20 +279,17 @@ def report(out_dir: Path, over_ms: float, top: int) -> None:
               + ", ".join(f"{int((live & (gg == g)).sum())} ({1000 * gcc[live & (gg == g)].sum():.0f} ms CPU, longest "
                           f"{1000 * gcc[live & (gg == g)].max(initial=0):.1f} ms CPU / "
                           f"{1000 * gw[live & (gg == g)].max(initial=0):.1f} wall)" for g in range(3)))
-        if "ans_start" in d.files and len(d["ans_start"]):
-            a0, a1 = d["ans_start"], d["ans_end"]
-            cum = np.concatenate([[0.0], np.cumsum(cc)])
-            waited = (cum[np.searchsorted(cs, a1)] - cum[np.searchsorted(cs, a0)]) * 1000
-            wall = (a1 - a0) * 1000
-            print(f"ACK → on_discover delivered (n={len(a0)}): wall p50 {np.percentile(wall, 50):.1f} p90 "
-                  f"{np.percentile(wall, 90):.1f} p99 {np.percentile(wall, 99):.1f} ms; loop CPU waited through p50 "
-                  f"{np.percentile(waited, 50):.1f} p90 {np.percentile(waited, 90):.1f} p99 "
-                  f"{np.percentile(waited, 99):.1f} ms")
+        answers = _answers(d, cs, cc)
+        if answers is not None:
+            print(answers + " (every run)")
         conn = d["req_conn"] if "req_conn" in d.files else np.zeros(len(rx), dtype=int)
         for label, sel in _phases(rx, post, conn):
             lat = (done[sel] - rx[sel]) * 1000
             print(f"{label}: n={sel.sum()} server-side p50 {np.percentile(lat, 50):.2f} p90 {np.percentile(lat, 90):.2f} "
                   f"p99 {np.percentile(lat, 99):.2f} max {lat.max():.2f} ms; over {over_ms} ms: {(lat > over_ms).sum()}")
+            answers = _answers(d, cs, cc, rx[sel].min(), rx[sel].max()) if label.startswith("POST") else None
+            if answers is not None:
+                print("  " + answers)
             # The loop CPU each one waited through (its own and others' callbacks): its latency on a machine
             # where the process never waits for a core; "+ turn" adds the loop turn before the one that read it.
             cum = np.concatenate([[0.0], np.cumsum(cc)])

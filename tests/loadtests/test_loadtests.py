@@ -310,3 +310,48 @@ def test_normalize_digests_are_stable_and_tell_changed_catalogs_apart():
     changed["beckn:items"][0]["beckn:itemAttributes"]["maxPowerKW"] = 123.0
     got = nd.digests([changed, *corpus[1:]])
     assert got[0] != first[0] and got[1:] == first[1:]
+
+
+def test_paced_get_delay_is_calibrated_to_the_target_rate(monkeypatch):
+    """bench_workers' ~70 % run: the delay is corrected by the rate short runs gave, on a server whose latency
+    falls as the offered rate does (a first guess from the saturated latency alone paces near saturation)."""
+    from loadtests import bench_workers
+
+    capacity, connections = 1000.0, 16
+
+    def server(*_a, delay_ms: float, **_k) -> dict[str, float]:
+        # closed loop: C / (latency + delay) requests/s, latency from an M/M/1-like curve, never past capacity
+        rate = capacity
+        for _ in range(50):
+            latency = 1.0 / (1.0 - min(rate / capacity, 0.95))
+            rate = min(capacity, connections / (latency + int(delay_ms)) * 1000)
+        return {"rps": rate}
+
+    monkeypatch.setattr(bench_workers, "run_wrk", server)
+    args = type("A", (), {"connections": connections, "threads": 1})()
+    first_guess = bench_workers._paced_delay(connections, 700.0, 15.0)
+    assert server(delay_ms=first_guess)["rps"] > 0.8 * capacity
+    delay = bench_workers._calibrated_delay("u", Path("l"), Path("r"), args, 700.0, 15.0)
+    assert abs(server(delay_ms=delay)["rps"] - 700.0) < 0.06 * 700.0
+
+
+def test_looptrace_splits_post_runs_and_reports_answers_per_run():
+    """The overload runs of bench_workers --post must not be mixed into the paced run's ACK figures."""
+    import numpy as np
+
+    from loadtests import looptrace
+
+    rx = np.array([0.0, 0.1, 0.2, 10.0, 10.1, 10.2, 20.0, 20.1])
+    post = np.array([1, 1, 1, 1, 1, 1, 0, 0], dtype=np.int8)
+    conn = np.array([1, 2, 1, 3, 4, 3, 5, 5])
+    phases = dict(looptrace._phases(rx, post, conn))
+    assert list(phases) == ["POST (ACK) run 1 of 2", "POST (ACK) run 2 of 2", "GET (sync) run 1 of 1"]
+    assert phases["POST (ACK) run 2 of 2"].tolist() == [False] * 3 + [True] * 3 + [False] * 2
+
+    class Trace(dict):
+        files = ("ans_start", "ans_end")
+    d = Trace(ans_start=np.array([0.0, 10.0, 10.1]), ans_end=np.array([1.0, 10.004, 10.106]))
+    cs, cc = np.array([0.0, 10.0]), np.array([0.5, 0.001])
+    line = looptrace._answers(d, cs, cc, 10.0, 10.2)
+    assert line is not None and "(n=2)" in line and "p50 5.0" in line
+    assert looptrace._answers(d, cs, cc, 30.0, 31.0) is None
