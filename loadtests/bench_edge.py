@@ -15,7 +15,9 @@ the counted run (timings inflated, proportions roughly right). `--stages` serves
 instead and splits the loop thread's CPU per request in place: parse, plan, search, assemble (catalogs and the
 on_discover body), signature, and the rest, the edge (serialising and sending the answer included, with the
 split's own clock reads, 18 per request, ~0.03 ms). `loadtests.bench_stages` names its stages alike, but its
-`dump` (the on_discover body and orjson) is part of assemble and the edge here.
+`dump` (the on_discover body and orjson) is part of assemble and the edge here. `--stub answer,plan,verify,...`
+takes parts of the discover out of the same server (`loadtests.edge_stubs`): the difference between runs with and
+without is what they cost in place, no clock reads added.
 """
 
 from __future__ import annotations
@@ -61,6 +63,8 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
     env["PYTHONPATH"] = str(repo)
     if args.profile:
         env["CDS_BENCH_PROFILE_OUT"] = str(args.profile)
+    if args.stub:
+        env["CDS_BENCH_STUB"] = args.stub
     stages_out = args.work / "stage_cpu.json"
     env["CDS_BENCH_STAGE_CPU_OUT"] = str(stages_out)
     # `--stages`: this checkout's stage_cpu (run by path) serving the `--repo` checkout's code
@@ -117,9 +121,13 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--connections", type=int, default=4)
     p.add_argument("--profile", type=Path, help="write the loop thread's cProfile pstats here")
     p.add_argument("--stages", action="store_true", help="split the loop thread's CPU into stages and the edge")
+    p.add_argument("--stub", default="", help="comma-separated parts of a discover to take out "
+                   "(loadtests.edge_stubs: answer, plan, verify, dumps, bare); compare with a run without")
     args = p.parse_args(argv)
     if args.profile and args.stages:
         p.error("--profile and --stages each serve through their own script: choose one")
+    if args.stub and args.stages:
+        p.error("--stub serves through loadtests.profile_serve, --stages through its own script: choose one")
     r = run(args)
     print(f"Command: `python -m loadtests.bench_edge {' '.join(argv if argv is not None else sys.argv[1:])}` "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {r['load']}): "

@@ -11,7 +11,8 @@ generation-2 pause with its wall-clock time, so the runner can attribute stop-th
 
 Without signals and variables this is exactly `cds.cli.main.main`, so the benchmark runner always starts the CDS
 through it and profiles only the window it chooses, in the same process whose throughput and memory it
-measured. With $CDS_BENCH_STAGES_OUT, `loadtests.stage_trace` times the steps of every publish indexed here.
+measured. With $CDS_BENCH_STAGES_OUT, `loadtests.stage_trace` times the steps of every publish indexed here;
+with $CDS_BENCH_STUB, `loadtests.edge_stubs` takes parts of a discover out (`bench_edge --stub`).
 """
 
 from __future__ import annotations
@@ -90,6 +91,10 @@ def main(argv: list[str] | None = None) -> int:
     timer = GcTimer() if gc_out else None
     if timer:
         gc.callbacks.append(timer)
+    if os.environ.get("CDS_BENCH_STUB"):
+        from loadtests.edge_stubs import apply
+
+        apply()
     stages_out = os.environ.get("CDS_BENCH_STAGES_OUT")
     if stages_out:
         from loadtests.stage_trace import install

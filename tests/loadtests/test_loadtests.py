@@ -355,3 +355,30 @@ def test_looptrace_splits_post_runs_and_reports_answers_per_run():
     line = looptrace._answers(d, cs, cc, 10.0, 10.2)
     assert line is not None and "(n=2)" in line and "p50 5.0" in line
     assert looptrace._answers(d, cs, cc, 30.0, 31.0) is None
+
+
+async def test_edge_stubs_compute_once_per_message_and_reuse_only_the_same_body():
+    """bench_edge --stub: an answer/plan is computed once per request message, a body serialised once; an
+    unknown stub name is refused before anything is patched."""
+    from types import SimpleNamespace
+
+    from loadtests import edge_stubs
+
+    calls = []
+
+    async def answer(self, req, *args):
+        calls.append(req.context.message_id)
+        return {"for": req.context.message_id}
+
+    once = edge_stubs._once_per_message(answer)
+    a, b = (SimpleNamespace(context=SimpleNamespace(message_id=m)) for m in ("m1", "m2"))
+    assert [await once(None, r) for r in (a, a, b, a)] == [{"for": "m1"}, {"for": "m1"}, {"for": "m2"}, {"for": "m1"}]
+    assert calls == ["m1", "m2"]
+
+    dump = edge_stubs._DumpOnce()
+    body = {"k": [1, 2]}
+    assert dump.dumps(body) == orjson.dumps(body) and dump.dumps(body) is dump.dumps(body)
+    other = {"k": [3]}
+    assert dump.dumps(other) == orjson.dumps(other)
+    with pytest.raises(SystemExit, match="unknown stub"):
+        edge_stubs.apply("answer,everything")
