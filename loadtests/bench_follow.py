@@ -122,6 +122,7 @@ async def follow(items: int) -> dict:
 def longest_decode_call(data_dir: Path) -> float:
     """CPU ms of the longest single msgspec call a follower makes decoding the logged put (each holds the GIL)."""
     from indexer.embedded import follower as fol
+    from indexer.embedded.chunked import decode_chunk
     from indexer.embedded.persist import FrameScan
 
     # the writer's close folded the log into a snapshot, whose put record is encoded the same way
@@ -132,7 +133,7 @@ def longest_decode_call(data_dir: Path) -> float:
     calls = [time.thread_time() - t0]
     for chunk in getattr(lazy, "chunks", []):            # a chunked record: one call per chunk
         t0 = time.thread_time()
-        fol.decode_chunk(chunk)
+        decode_chunk(chunk)
         calls.append(time.thread_time() - t0)
     return round(max(calls) * 1000, 1)
 

@@ -10,7 +10,9 @@ of one catalog with `--items` connector items (cloned from a generated station, 
 The publish is sent by `curl` (another process, so the probes' loop is not the sender's). Per worker it reports the longest and the p99 probe answer in two phases: receiving (publish sent → ACK) and
 indexing (ACK → on_catalog_publish, which goes out once every worker applied the catalog). A probe answer is
 a trivial request, so its time is how long that worker's loop was held (plus, on a busy machine, the time
-the process waited for a core: note the load average).
+the process waited for a core: note the load average). `--trace DIR` tells the two apart: every server process
+records its loop's callbacks (`loadtests.looptrace`), and per worker and phase the longest callback is reported in
+CPU time (the loop held) and wall time (with the waits for a core inside it), with the longest collection.
 """
 
 from __future__ import annotations
@@ -108,6 +110,10 @@ async def run(args: argparse.Namespace) -> int:
                 "CDS_SIGNING_PRIVATE_KEY": seed_b64, "CDS_LOG_LEVEL": "WARNING", "CDS_FANOUT_MAX_BPPS": "0",
                 "CDS_ALLOW_PRIVATE_CALLBACKS": "true", "CDS_MAX_PUBLISH_BYTES": str(512 << 20),
                 "PYTHONPATH": str(REPO)})
+    if args.trace is not None:      # every process of the server records its loop's callbacks (loadtests.looptrace)
+        args.trace.mkdir(parents=True, exist_ok=True)
+        env.update({"CDS_BENCH_LOOPTRACE_DIR": str(args.trace.resolve()),
+                    "PYTHONPATH": f"{REPO / 'loadtests' / 'looptrace_site'}{os.pathsep}{REPO}"})
     bpp, body = huge_publish(net, args.items, f"{sink_url}/bpp")
     auth = sign_request(body, subscriber_id=bpp.subscriber_id, key_id=bpp.key_id, key=bpp.signing_key())
     sink = subprocess.Popen([sys.executable, "-m", "loadtests.callback_sink", "--port", str(sink_port)], env=env,
@@ -175,7 +181,41 @@ async def run(args: argparse.Namespace) -> int:
     for pid in sorted(set(recv) | set(idx)):
         a, b = recv.get(pid, (0, 0, 0)), idx.get(pid, (0, 0, 0))
         print(f"| {pid} | {a[0]:.1f} / {a[1]:.1f} ms ({a[2]}) | {b[0]:.1f} / {b[1]:.1f} ms ({b[2]}) |")
+    if args.trace is not None:
+        print(holds_table(args.trace, sorted(set(recv) | set(idx)), (t_sent, t_ack), (t_ack, t_cb)))
     return 0
+
+
+def longest_holds(trace: dict, t0: float, t1: float) -> tuple[float, float, str, float]:
+    """In [t0, t1): the loop callback that held the loop longest in CPU (its CPU and wall ms, what ran) and the
+    longest garbage collection (CPU ms). A probe's answer adds to these the time the process waited for a core."""
+    import numpy as np
+
+    start, cpu, wall = trace["cb_start"], trace["cb_cpu"], trace["cb_wall"]
+    inside = np.flatnonzero((start >= t0) & (start < t1))
+    if not len(inside):
+        return 0.0, 0.0, "-", 0.0
+    i = inside[np.argmax(cpu[inside])]
+    what = str(trace["names"][trace["cb_what"][i]])
+    gc = (trace["gc_start"] >= t0) & (trace["gc_start"] < t1)
+    return 1000 * cpu[i], 1000 * wall[i], what, 1000 * float(trace["gc_cpu"][gc].max(initial=0.0))
+
+
+def holds_table(trace_dir: Path, pids: list[str], receiving: tuple[float, float], indexing: tuple[float, float]) -> str:
+    """Per worker and phase: the longest loop callback (CPU / wall) and the longest collection, from the trace."""
+    import numpy as np
+
+    lines = ["", "| worker | phase | longest loop callback: CPU / wall | what ran | longest GC (CPU) |",
+             "| --- | --- | --- | --- | --- |"]
+    for pid in pids:
+        path = trace_dir / f"{pid}.npz"
+        if not path.exists():
+            continue
+        trace = dict(np.load(path, allow_pickle=True))
+        for name, (t0, t1) in (("receiving", receiving), ("indexing", indexing)):
+            cpu, wall, what, gc = longest_holds(trace, t0, t1)
+            lines.append(f"| {pid} | {name} | {cpu:.1f} / {wall:.1f} ms | {what[:80]} | {gc:.1f} ms |")
+    return "\n".join(lines)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -184,6 +224,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--workers", type=int, default=2)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--port", type=int, default=18680)
+    p.add_argument("--trace", type=Path, default=None,
+                   help="record every server process's loop (loadtests.looptrace) into this directory and report "
+                        "the longest callback per worker and phase: a loop hold, apart from waiting for a core")
     return asyncio.run(run(p.parse_args(argv)))
 
 

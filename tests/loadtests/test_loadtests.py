@@ -382,3 +382,18 @@ async def test_edge_stubs_compute_once_per_message_and_reuse_only_the_same_body(
     assert dump.dumps(other) == orjson.dumps(other)
     with pytest.raises(SystemExit, match="unknown stub"):
         edge_stubs.apply("answer,everything")
+
+
+def test_bench_stall_reports_the_longest_loop_hold_inside_a_phase():
+    """bench_stall --trace: per phase, the callback that held the loop longest in CPU, and the longest GC."""
+    import numpy as np
+
+    from loadtests.bench_stall import longest_holds
+
+    trace = {"cb_start": np.array([0.5, 1.0, 1.5, 2.5]), "cb_cpu": np.array([0.090, 0.020, 0.030, 0.080]),
+             "cb_wall": np.array([0.091, 0.025, 0.060, 0.080]), "cb_what": np.array([0, 1, 2, 0]),
+             "names": np.array(["a", "b", "swap step", "a"], dtype=object),
+             "gc_start": np.array([1.2, 3.0]), "gc_cpu": np.array([0.004, 0.050])}
+    cpu, wall, what, gc = longest_holds(trace, 1.0, 2.0)
+    assert (round(cpu), round(wall), what, round(gc)) == (30, 60, "swap step", 4)
+    assert longest_holds(trace, 5.0, 6.0) == (0.0, 0.0, "-", 0.0)
