@@ -122,7 +122,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--profile", type=Path, help="write the loop thread's cProfile pstats here")
     p.add_argument("--stages", action="store_true", help="split the loop thread's CPU into stages and the edge")
     p.add_argument("--stub", default="", help="comma-separated parts of a discover to take out "
-                   "(loadtests.edge_stubs: answer, plan, verify, dumps, bare); compare with a run without")
+                   "(loadtests.edge_stubs: answer, plan, verify, dumps); compare with a run without")
     args = p.parse_args(argv)
     if args.profile and args.stages:
         p.error("--profile and --stages each serve through their own script: choose one")

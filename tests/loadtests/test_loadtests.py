@@ -357,9 +357,9 @@ def test_looptrace_splits_post_runs_and_reports_answers_per_run():
     assert looptrace._answers(d, cs, cc, 30.0, 31.0) is None
 
 
-async def test_edge_stubs_compute_once_per_message_and_reuse_only_the_same_body():
-    """bench_edge --stub: an answer/plan is computed once per request message, a body serialised once; an
-    unknown stub name is refused before anything is patched."""
+async def test_edge_stubs_compute_once_per_message_and_refuse_what_they_cannot_do():
+    """bench_edge --stub: an answer/plan is computed once per request message (serialised once with `dumps`);
+    an unknown stub name, or `dumps` without `answer`, is refused before anything is patched."""
     from types import SimpleNamespace
 
     from loadtests import edge_stubs
@@ -374,14 +374,13 @@ async def test_edge_stubs_compute_once_per_message_and_reuse_only_the_same_body(
     a, b = (SimpleNamespace(context=SimpleNamespace(message_id=m)) for m in ("m1", "m2"))
     assert [await once(None, r) for r in (a, a, b, a)] == [{"for": "m1"}, {"for": "m1"}, {"for": "m2"}, {"for": "m1"}]
     assert calls == ["m1", "m2"]
-
-    dump = edge_stubs._DumpOnce()
-    body = {"k": [1, 2]}
-    assert dump.dumps(body) == orjson.dumps(body) and dump.dumps(body) is dump.dumps(body)
-    other = {"k": [3]}
-    assert dump.dumps(other) == orjson.dumps(other)
+    serialised = edge_stubs._once_per_message(answer, serialised=True)
+    first = await serialised(None, a)
+    assert await serialised(None, a) is first and orjson.dumps(first) == orjson.dumps({"for": "m1"})
     with pytest.raises(SystemExit, match="unknown stub"):
         edge_stubs.apply("answer,everything")
+    with pytest.raises(SystemExit, match="needs the answer stub"):
+        edge_stubs.apply("plan,dumps")
 
 
 def test_bench_stall_reports_the_longest_loop_hold_inside_a_phase():
