@@ -31,8 +31,8 @@ import sys
 import time
 from pathlib import Path
 
-from loadtests.bench_procs import loadavg
-from loadtests.bench_workers import LUA, REPO, cpu_s, prepare, run_wrk, settle, stat_cpu_s, wait_ready
+from loadtests.bench_procs import loadavg, stat_cpu_s
+from loadtests.bench_workers import REPO, cpu_s, prepare, run_wrk, settle, stop_group, wait_ready, write_wrk_inputs
 
 
 def thread_cpu_s(pid: int) -> float:
@@ -41,8 +41,9 @@ def thread_cpu_s(pid: int) -> float:
 
 
 def wrk(args: argparse.Namespace, seconds: int) -> dict[str, float]:
-    return run_wrk(f"http://127.0.0.1:{args.port}", args.work / "discover.lua", args.work / "requests.bin",
-                   duration=seconds, connections=args.connections, threads=1)
+    lua, reqs = args.work / "discover.lua", args.work / "requests.bin"     # bench_workers.write_wrk_inputs
+    return run_wrk(f"http://127.0.0.1:{args.port}", lua, reqs, duration=seconds, connections=args.connections,
+                   threads=1)
 
 
 def _wait_for(path: Path, timeout: float = 10.0) -> None:
@@ -57,8 +58,7 @@ def _wait_for(path: Path, timeout: float = 10.0) -> None:
 
 def run(args: argparse.Namespace) -> dict[str, float | str]:
     env, reqs, _ = prepare(args.work, args.connectors, args.seed)
-    (args.work / "requests.bin").write_bytes(b"\x01".join(reqs))
-    (args.work / "discover.lua").write_text(LUA)
+    write_wrk_inputs(args.work, reqs)
     repo = args.repo.resolve()
     env["PYTHONPATH"] = str(repo)
     if args.profile:
@@ -70,7 +70,8 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
     # `--stages`: this checkout's stage_cpu (run by path) serving the `--repo` checkout's code
     script = (["-c", "import runpy, sys; runpy.run_path(sys.argv.pop(1), run_name='__main__')",
                str(Path(__file__).with_name("stage_cpu.py"))] if args.stages else ["-m", "loadtests.profile_serve"])
-    server = subprocess.Popen([str(repo / ".venv/bin/python"), *script, "serve",
+    # this interpreter and its packages, the checkout's code (as bench_workers --baseline runs one)
+    server = subprocess.Popen([sys.executable, *script, "serve",
                                "--single-process", "--host", "127.0.0.1", "--port", str(args.port)],
                               env=env, cwd=repo, stdout=subprocess.DEVNULL, start_new_session=True)
     try:
@@ -89,8 +90,7 @@ def run(args: argparse.Namespace) -> dict[str, float | str]:
             os.kill(server.pid, signal.SIGUSR2)
             _wait_for(written)
     finally:
-        server.terminate()
-        server.wait(30)
+        stop_group(server)
     n = int(out["requests"])
     if out["non2xx"]:
         raise SystemExit(f"{out['non2xx']:.0f} of {n} requests were not answered 200")
@@ -113,7 +113,7 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(prog="python -m loadtests.bench_edge", description=__doc__.splitlines()[0])
     p.add_argument("--work", type=Path, required=True, help="a work directory laid out as bench_workers's")
     p.add_argument("--port", type=int, default=18671)
-    p.add_argument("--repo", type=Path, default=REPO, help="the checkout whose code serves (its .venv)")
+    p.add_argument("--repo", type=Path, default=REPO, help="the checkout whose code serves (with this interpreter and its packages)")
     p.add_argument("--connectors", type=int, default=100_000)
     p.add_argument("--seed", type=int, default=42)
     p.add_argument("--seconds", type=int, default=10)
@@ -128,6 +128,9 @@ def main(argv: list[str] | None = None) -> int:
         p.error("--profile and --stages each serve through their own script: choose one")
     if args.stub and args.stages:
         p.error("--stub serves through loadtests.profile_serve, --stages through its own script: choose one")
+    if args.stub and args.repo.resolve() != REPO:
+        # the other checkout's profile_serve serves it, and may not know $CDS_BENCH_STUB: it would stub nothing
+        p.error("--stub takes parts out of this checkout's server only: compare two checkouts without it")
     r = run(args)
     print(f"Command: `python -m loadtests.bench_edge {' '.join(argv if argv is not None else sys.argv[1:])}` "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}, load average {r['load']}): "

@@ -93,11 +93,16 @@ def http_json(url: str, data: bytes | None = None, timeout: float = 30) -> Any:
 _TICK = os.sysconf("SC_CLK_TCK")
 
 
+def stat_cpu_s(stat: Path) -> float:
+    """User + system CPU seconds from a /proc `stat` file (a process's, or a thread's: task/TID/stat)."""
+    fields = stat.read_text().rsplit(")", 1)[1].split()
+    return (int(fields[11]) + int(fields[12])) / _TICK
+
+
 def cpu_seconds(pid: int) -> float | None:
     """utime + stime of a live process (/proc/<pid>/stat)."""
     try:
-        fields = Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()
-        return (int(fields[11]) + int(fields[12])) / _TICK
+        return stat_cpu_s(Path(f"/proc/{pid}/stat"))
     except (OSError, IndexError, ValueError):
         return None
 

@@ -35,6 +35,7 @@ from cds.keys import generate_keypair
 from cds.trust.signing import sign_request
 from loadtests.bench_follow import grow
 from loadtests.bench_procs import loadavg
+from loadtests.looptrace import traced_env
 
 REPO = Path(__file__).resolve().parents[1]
 PROBE_EVERY_S = 0.005
@@ -110,10 +111,8 @@ async def run(args: argparse.Namespace) -> int:
                 "CDS_SIGNING_PRIVATE_KEY": seed_b64, "CDS_LOG_LEVEL": "WARNING", "CDS_FANOUT_MAX_BPPS": "0",
                 "CDS_ALLOW_PRIVATE_CALLBACKS": "true", "CDS_MAX_PUBLISH_BYTES": str(512 << 20),
                 "PYTHONPATH": str(REPO)})
-    if args.trace is not None:      # every process of the server records its loop's callbacks (loadtests.looptrace)
-        args.trace.mkdir(parents=True, exist_ok=True)
-        env.update({"CDS_BENCH_LOOPTRACE_DIR": str(args.trace.resolve()),
-                    "PYTHONPATH": f"{REPO / 'loadtests' / 'looptrace_site'}{os.pathsep}{REPO}"})
+    if args.trace is not None:      # every process of the server records its loop's callbacks
+        env = traced_env(env, args.trace)
     bpp, body = huge_publish(net, args.items, f"{sink_url}/bpp")
     auth = sign_request(body, subscriber_id=bpp.subscriber_id, key_id=bpp.key_id, key=bpp.signing_key())
     sink = subprocess.Popen([sys.executable, "-m", "loadtests.callback_sink", "--port", str(sink_port)], env=env,
@@ -171,18 +170,19 @@ async def run(args: argparse.Namespace) -> int:
         cds.wait(60)
         sink.wait(10)
     recv, idx = phase(samples, t_sent, t_ack), phase(samples, t_ack, t_cb)
-    print(f"\nCommand: `python -m loadtests.bench_stall --items {args.items} --workers {args.workers}` "
+    print(f"\nCommand: `python -m loadtests.bench_stall {args.command}` "
           f"({time.strftime('%Y-%m-%d %H:%M UTC', time.gmtime())}); body {len(body) / 1e6:.1f} MB; load average "
           f"before {load_before}, after {loadavg()}.\n")
     print(f"publish sent → ACK {1000 * (t_ack - t_sent):,.0f} ms; ACK → on_catalog_publish "
           f"{1000 * (t_cb - t_ack):,.0f} ms\n")
     print("| worker | receiving: longest / p99 probe (n) | indexing: longest / p99 probe (n) |")
     print("| --- | --- | --- |")
-    for pid in sorted(set(recv) | set(idx)):
+    workers = sorted(set(recv) | set(idx))
+    for pid in workers:
         a, b = recv.get(pid, (0, 0, 0)), idx.get(pid, (0, 0, 0))
         print(f"| {pid} | {a[0]:.1f} / {a[1]:.1f} ms ({a[2]}) | {b[0]:.1f} / {b[1]:.1f} ms ({b[2]}) |")
     if args.trace is not None:
-        print(holds_table(args.trace, sorted(set(recv) | set(idx)), (t_sent, t_ack), (t_ack, t_cb)))
+        print(holds_table(args.trace, workers, (t_sent, t_ack), (t_ack, t_cb)))
     return 0
 
 
@@ -227,7 +227,9 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--trace", type=Path, default=None,
                    help="record every server process's loop (loadtests.looptrace) into this directory and report "
                         "the longest callback per worker and phase: a loop hold, apart from waiting for a core")
-    return asyncio.run(run(p.parse_args(argv)))
+    args = p.parse_args(argv)
+    args.command = " ".join(argv if argv is not None else sys.argv[1:])     # echoed with the results
+    return asyncio.run(run(args))
 
 
 if __name__ == "__main__":

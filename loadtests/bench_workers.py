@@ -41,13 +41,13 @@ from cds.demo.generator import generate_network
 from cds.keys import generate_keypair
 from cds.trust.signing import sign_request
 from loadtests.bench_engine import build
-from loadtests.bench_procs import loadavg
+from loadtests.bench_procs import loadavg, stat_cpu_s
+from loadtests.looptrace import traced_env
 
 REPO = Path(__file__).resolve().parents[1]
 # `--pin`: the server's process tree and the load side (wrk, callback sink) on disjoint CPUs (`taskset -c`)
 SERVER_PREFIX: list[str] = []
 CLIENT_PREFIX: list[str] = []
-CLK = os.sysconf("SC_CLK_TCK")
 
 
 def _tree(pid: int) -> list[int]:
@@ -61,12 +61,6 @@ def _tree(pid: int) -> list[int]:
             kids = []
         todo += [int(k) for k in kids]
     return out
-
-
-def stat_cpu_s(stat: Path) -> float:
-    """User + system CPU seconds from a /proc `stat` file (a process's, or a thread's: task/TID/stat)."""
-    f = stat.read_text().rsplit(")", 1)[1].split()
-    return (int(f[11]) + int(f[12])) / CLK
 
 
 def cpu_s(pids: list[int]) -> float:
@@ -229,6 +223,14 @@ def _drain(sink_url: str, timeout: float = 60.0) -> None:
         last = now_answered
 
 
+def write_wrk_inputs(work: Path, reqs: list[bytes]) -> tuple[Path, Path]:
+    """The wrk script (`LUA`) and its pre-signed requests, written into `work`: (script, requests)."""
+    lua, reqs_file = work / "discover.lua", work / "requests.bin"
+    lua.write_text(LUA)
+    reqs_file.write_bytes(b"\x01".join(reqs))
+    return lua, reqs_file
+
+
 def _paced_delay(connections: int, rate: float, latency_ms: float = 1.0) -> float:
     """wrk's per-connection delay (ms) for about `rate` requests/s in all (each connection: reply, then delay)."""
     return max(0.0, connections / max(rate, 1.0) * 1000 - latency_ms)
@@ -301,11 +303,17 @@ def measure(name: str, argv: list[str], env: dict[str, str], port: int, workers:
         print(f"{name}: {res}", file=sys.stderr)
         return res
     finally:
-        os.killpg(proc.pid, signal.SIGTERM)
-        try:
-            proc.wait(30)
-        except subprocess.TimeoutExpired:
-            os.killpg(proc.pid, signal.SIGKILL)
+        stop_group(proc)
+
+
+def stop_group(proc: subprocess.Popen) -> None:
+    """Stop a server started with `start_new_session=True` and every process it started (SIGKILL after 30 s)."""
+    os.killpg(proc.pid, signal.SIGTERM)
+    try:
+        proc.wait(30)
+    except subprocess.TimeoutExpired:
+        os.killpg(proc.pid, signal.SIGKILL)
+        proc.wait(10)
 
 
 def main(argv: list[str] | None = None) -> int:
@@ -346,8 +354,7 @@ def main(argv: list[str] | None = None) -> int:
     labels = (["before"] if args.baseline is not None else []) + configs
     env, reqs, posts = prepare(args.work, args.connectors, args.seed, sink=sink_url,
                                posts=3 * args.posts * len(labels) if args.post else 0)
-    reqs_file = args.work / "requests.bin"
-    reqs_file.write_bytes(b"\x01".join(reqs))
+    lua, reqs_file = write_wrk_inputs(args.work, reqs)
     post_files = {}
     for k, label in enumerate(labels):   # every server gets message ids none saw before
         mine = posts[3 * k * args.posts:3 * (k + 1) * args.posts]
@@ -359,11 +366,7 @@ def main(argv: list[str] | None = None) -> int:
         sink = subprocess.Popen([*CLIENT_PREFIX, sys.executable, "-m", "loadtests.callback_sink", "--port", str(args.sink_port)],
                                 env=env, cwd=str(REPO), stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL)
     if args.trace is not None:
-        args.trace.mkdir(parents=True, exist_ok=True)
-        env = {**env, "CDS_BENCH_LOOPTRACE_DIR": str(args.trace.resolve()),
-               "PYTHONPATH": f"{REPO / 'loadtests' / 'looptrace_site'}{os.pathsep}{env['PYTHONPATH']}"}
-    lua = args.work / "discover.lua"
-    lua.write_text(LUA)
+        env = traced_env(env, args.trace)
     load_before = loadavg()
     rows = []
     hello = measure("hello", [sys.executable, "-m", "loadtests.hello", "--port", str(args.port)], env, args.port, 1,

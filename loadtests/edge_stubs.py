@@ -37,8 +37,8 @@ def _once_per_message(method: Any, serialised: bool = False) -> Any:
     return once
 
 
-def apply(spec: str | None = None) -> list[str]:
-    """Apply the stubs named in `spec` (comma-separated; default $CDS_BENCH_STUB); returns their names."""
+def apply(spec: str | None = None) -> None:
+    """Apply the stubs named in `spec` (comma-separated; default $CDS_BENCH_STUB)."""
     names = [s for s in (spec if spec is not None else os.environ.get("CDS_BENCH_STUB", "")).split(",") if s]
     unknown = set(names) - set(STUBS)
     if unknown:
@@ -56,4 +56,3 @@ def apply(spec: str | None = None) -> list[str]:
         import nacl.signing
 
         nacl.signing.VerifyKey.verify = lambda self, smessage, signature=None, encoder=None: smessage
-    return names

@@ -45,6 +45,16 @@ MAX_EVENTS = 4_000_000
 _clock, _cpu = time.perf_counter, time.thread_time
 
 
+def traced_env(env: dict[str, str], out_dir: Path) -> dict[str, str]:
+    """`env` for a server whose every process traces its loop into `out_dir` (created): this directory's
+    `sitecustomize` put first on PYTHONPATH, with $CDS_BENCH_LOOPTRACE_DIR."""
+    out_dir.mkdir(parents=True, exist_ok=True)
+    site = Path(__file__).resolve().with_name("looptrace_site")
+    path = env.get("PYTHONPATH")
+    return {**env, "CDS_BENCH_LOOPTRACE_DIR": str(out_dir.resolve()),
+            "PYTHONPATH": f"{site}{os.pathsep}{path}" if path else str(site)}
+
+
 def _label(key: Any) -> int:
     i = _labels.get(key)
     if i is None:
@@ -230,9 +240,9 @@ def _phases(rx: Any, post: Any, conn: Any) -> list[tuple[str, Any]]:
     return out
 
 
-def _answers(d: Any, cs: Any, cc: Any, since: float = float("-inf"), until: float = float("inf")) -> str | None:
+def _answers(d: Any, cs: Any, cum: Any, since: float = float("-inf"), until: float = float("inf")) -> str | None:
     """ACK → on_discover delivered, for the answers started in [since, until]: wall time and the loop CPU it
-    waited through."""
+    waited through (`cum`: the loop CPU before each callback, `report`)."""
     import numpy as np
 
     if "ans_start" not in d.files or not len(d["ans_start"]):
@@ -242,7 +252,6 @@ def _answers(d: Any, cs: Any, cc: Any, since: float = float("-inf"), until: floa
     if not m.any():
         return None
     a0, a1 = a0[m], a1[m]
-    cum = np.concatenate([[0.0], np.cumsum(cc)])
     waited = (cum[np.searchsorted(cs, a1)] - cum[np.searchsorted(cs, a0)]) * 1000
     wall = (a1 - a0) * 1000
     return (f"ACK → on_discover delivered (n={len(a0)}): wall p50 {np.percentile(wall, 50):.1f} p90 "
@@ -279,7 +288,8 @@ def report(out_dir: Path, over_ms: float, top: int) -> None:
               + ", ".join(f"{int((live & (gg == g)).sum())} ({1000 * gcc[live & (gg == g)].sum():.0f} ms CPU, longest "
                           f"{1000 * gcc[live & (gg == g)].max(initial=0):.1f} ms CPU / "
                           f"{1000 * gw[live & (gg == g)].max(initial=0):.1f} wall)" for g in range(3)))
-        answers = _answers(d, cs, cc)
+        cum = np.concatenate([[0.0], np.cumsum(cc)])    # the loop CPU before each callback (and after the last)
+        answers = _answers(d, cs, cum)
         if answers is not None:
             print(answers + " (every run)")
         conn = d["req_conn"] if "req_conn" in d.files else np.zeros(len(rx), dtype=int)
@@ -287,12 +297,11 @@ def report(out_dir: Path, over_ms: float, top: int) -> None:
             lat = (done[sel] - rx[sel]) * 1000
             print(f"{label}: n={sel.sum()} server-side p50 {np.percentile(lat, 50):.2f} p90 {np.percentile(lat, 90):.2f} "
                   f"p99 {np.percentile(lat, 99):.2f} max {lat.max():.2f} ms; over {over_ms} ms: {(lat > over_ms).sum()}")
-            answers = _answers(d, cs, cc, rx[sel].min(), rx[sel].max()) if label.startswith("POST") else None
+            answers = _answers(d, cs, cum, rx[sel].min(), rx[sel].max()) if label.startswith("POST") else None
             if answers is not None:
                 print("  " + answers)
             # The loop CPU each one waited through (its own and others' callbacks): its latency on a machine
             # where the process never waits for a core; "+ turn" adds the loop turn before the one that read it.
-            cum = np.concatenate([[0.0], np.cumsum(cc)])
             turn_start = _turn_starts(ss, sw, rx[sel])
             own = (cum[np.searchsorted(cs, done[sel])] - cum[np.searchsorted(cs, rx[sel])]) * 1000
             wide = (cum[np.searchsorted(cs, done[sel])] - cum[np.searchsorted(cs, turn_start)]) * 1000

@@ -31,12 +31,13 @@ from cds.core import protocol
 _cpu = time.thread_time
 _spent: dict[str, float] = {}
 _since = [0.0]
-_serving = [threading.main_thread().ident]      # the thread `_start` ran in: the event loop (`--single-process`)
+# The event loop's thread (`--single-process`): the main thread, where the signal handlers below run too.
+_SERVING = threading.main_thread().ident
 
 
 def _timed(stage: str, fn: Callable[..., Any]) -> Callable[..., Any]:
     def timed(*args: Any, **kwargs: Any) -> Any:
-        if threading.get_ident() != _serving[0]:        # another thread: not the loop's CPU (`thread` below)
+        if threading.get_ident() != _SERVING:           # another thread: not the loop's CPU (`thread` below)
             return fn(*args, **kwargs)
         t = _cpu()
         try:
@@ -61,7 +62,6 @@ def instrument() -> None:
 
 
 def _start(signum: int, frame: object) -> None:
-    _serving[0] = threading.get_ident()
     _spent.clear()
     _since[0] = _cpu()
 

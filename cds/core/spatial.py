@@ -90,6 +90,8 @@ def _extent(pts: list[tuple[float, float]]) -> tuple[float, float, float, float]
     if len(pts) == 1:
         (x, y), = pts
         return (x, y, x, y)
+    if not pts:                             # an empty MultiPoint: GEOS's NaN bounds (nothing is near it)
+        return (math.nan,) * 4
     xs, ys = [x for x, _ in pts], [y for _, y in pts]
     return (min(xs), min(ys), max(xs), max(ys))
 

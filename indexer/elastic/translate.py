@@ -11,9 +11,9 @@ drop a true match:
 - text: each analysed query term is a `term` on the keyword field `terms` (the same analyzer made both,
   cds.core.text, so this is the exact test);
 - packs: `terms` on `pack`.
-- availability: only when the query says the window is required (`time_window_required`, see
-  `_window`): some instant window intersects it, or some daily window intersects its local times of
-  day. `Query.time_window` alone may come from an OR/NOT branch of the filter, so it is not pushed.
+- availability: only for the filter's top-level window conjunct (`Query.window`, which every match meets;
+  see `_window`): some instant window intersects its interval, or some daily window intersects its local
+  times of day. `Query.time_window` alone may come from an OR/NOT branch of the filter, so it is not pushed.
 """
 
 from __future__ import annotations
@@ -223,8 +223,8 @@ def plan(query: Query, now: float, *, current: list[str], tz: "tzinfo | str | No
     term_filters, impossible = _terms(query)
     filters += term_filters
     filters += _text(query.text)
-    if query.time_window is not None and getattr(query, "time_window_required", False):
-        filters.append(_window(query.time_window, tz))
+    if query.window is not None:
+        filters.append(_window((query.window.x, query.window.y), tz))
     if query.packs is not None:
         if not query.packs:
             impossible = True

@@ -286,7 +286,12 @@ class Index(Narrower):
 
     def live_mask(self, ids: np.ndarray, now: float) -> np.ndarray:
         """`cds.core.matching.is_live` for alive documents `ids` at `now`, vectorised. The catalogs' part is
-        computed for every slot at once and kept for that `now` (a search asks it a block at a time)."""
+        computed for every slot at once and kept for that `now` (a search asks it a block at a time), unless the
+        slots far outnumber the candidates (many small catalogs): then only the candidates' slots are decided."""
+        if len(self.slot_active) > 4 * len(ids):
+            cats = self.cat[ids]
+            return self.active[ids] & catalog_live_mask(self.slot_active[cats], self.slot_from[cats],
+                                                        self.slot_expires[cats], now)
         cached = self._slot_live
         if cached is None or cached[0] != now:
             cached = self._slot_live = (now, catalog_live_mask(self.slot_active, self.slot_from, self.slot_expires,

@@ -93,13 +93,11 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
     """Evaluate candidates nearest first; stop once no later one can beat the limit-th hit."""
     assert query.origin is not None
     check = _checker(idx, query, now, nar)
-    # Inside every spatial constraint (decided vectorised) and nothing else to test: a hit without the matcher.
-    decided = (matching.spatial_decides(query, pushdowns_known=nar.exact, packs_known=nar.packs_known)
+    # Inside every spatial constraint (decided vectorised), surely meeting the filter's window term if it has one
+    # (decided vectorised, `indexer.embedded.windows`) and nothing else to test: a hit without the matcher.
+    decided = (matching.spatial_decides(query, pushdowns_known=nar.exact, packs_known=nar.packs_known,
+                                        window_holds=nar.window is not None)
                and not nar.posted_checks)
-    # ... or once it also surely meets the filter's window term (decided vectorised, `indexer.embedded.windows`)
-    window_decided = (nar.window is not None and not nar.posted_checks
-                      and matching.spatial_decides(query, pushdowns_known=nar.exact, packs_known=nar.packs_known,
-                                                   window_holds=True))
     dist, metres = matching.distancer(query), matching.metres_from(query.origin)
     docs, entry_of = idx.docs, idx.entry_of
     ids = nar.vector(nar.ids if nar.ids is not None else idx.live_ids())
@@ -142,8 +140,7 @@ def _nearest(idx: Index, query: Query, now: float, nar: Narrowing, sl: Slice) ->
             if nar.window is not None:
                 met, missed = nar.window(part)
                 keep &= ~missed
-                if window_decided:
-                    free = inside & met
+                free &= met
             sel = np.flatnonzero(keep)
             # The stop test runs before every candidate: a block-wise test checked up to a block too many.
             for i, d_i, k, f in zip(part[sel].tolist(), part_d[sel].tolist(), inside[sel].tolist(),

@@ -217,3 +217,12 @@ def test_grid_cells_reads_any_iterable_once():
     segs = [((77.0, 12.0), (77.3, 12.2)), ((77.3, 12.2), (79.0, 14.0))]
     assert grid_cells(iter(segs), 2000.0) == grid_cells(segs, 2000.0) > 0
     assert grid_cells([], 2000.0) == 0
+
+
+def test_an_empty_multipoint_is_near_nothing():
+    """`prepare` takes a point set's extent from its coordinates (not GEOS): none at all is NaN bounds, as GEOS's."""
+    from shapely.geometry import MultiPoint
+
+    p = spatial.prepare("dwithin", MultiPoint(), 1000.0)
+    assert p.test(77.59, 12.97) is False
+    assert math.isnan(p.bbox[0]) and math.isnan(p.bbox[2])

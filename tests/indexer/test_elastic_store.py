@@ -320,11 +320,6 @@ async def test_spatial_pushdowns_never_drop_boundary_points(make_store):
     assert 0.2 * len(items) < own_inside < 0.8 * len(items)   # the points really straddle the edges
 
 
-@dataclasses.dataclass(frozen=True, slots=True)
-class _WindowRequired(Query):
-    time_window_required: bool = True
-
-
 def test_window_pushdown_is_a_superset_of_daily_overlap():
     # every (daily window, query interval) the matcher accepts must pass the integer-range pushdown
     import random
@@ -347,7 +342,7 @@ def test_window_pushdown_is_a_superset_of_daily_overlap():
             assert any(r["gte"] <= hi and r["lte"] >= lo for r in stored for lo, hi in tods), (win, a, b, tz)
 
 
-async def test_required_time_window_is_pushed_down_and_exact(make_store):
+async def test_the_window_conjunct_is_pushed_down_and_exact(make_store):
     from datetime import datetime, timezone
 
     from cds.core.planner import build_query
@@ -366,8 +361,7 @@ async def test_required_time_window_is_pushed_down_and_exact(make_store):
     for _, body in net.labeled_query_mix(30, seed=1, weights={"time_window": 1.0}):
         q = build_query(parse_discover(body, parse_context(body, expected_actions={"discover"}, now=NOW)).intent,
                         settings=settings)
-        assert q.time_window is not None
-        q = _WindowRequired(**{f.name: getattr(q, f.name) for f in dataclasses.fields(Query)})
+        assert q.window is not None         # the filter's top-level window conjunct: every match meets it
         # without the spatial filter too, so the window clause does the narrowing
         for query in (q, dataclasses.replace(q, spatial=(), origin=None)):
             assert '"windows"' in orjson.dumps(translate.plan(query, NOW, current=["x"]).filters).decode()

@@ -491,3 +491,27 @@ async def test_a_long_route_prunes_its_cells_and_still_equals_brute_force(tmp_pa
                 q = Query(spatial=(f,), terms=terms, origin=origin, limit=60)
                 assert keys(await store.search(q, NOW)) == keys(matching.brute_force(q, [rec], NOW))
     await store.close()
+
+
+def test_live_mask_is_is_live_for_few_candidates_among_many_catalogs_and_for_many():
+    """`Index.live_mask` decides only the candidates' catalogs when the slots far outnumber them, else every slot
+    once per `now`: both are `matching.is_live`."""
+    r = random.Random(7)
+    recs = [make_record(r, f"bpp{c % 3}", f"cat{c}", r.randint(1, 6)) for c in range(60)]
+
+    async def run():
+        with tempfile.TemporaryDirectory() as d:
+            store = await populated(Path(d), recs, [], [])
+            try:
+                idx = store._index
+                ids = idx.live_ids()
+                for now in (NOW, NOW + 7200):
+                    want = [matching.is_live(idx.docs[i], idx.entry_of[i].meta, now) for i in ids.tolist()]
+                    few = ids[:len(idx.slot_active) // 8]           # slots > 4x candidates: their slots only
+                    assert idx.live_mask(few, now).tolist() == want[:len(few)]
+                    assert len(idx.slot_active) <= 4 * len(ids)     # every slot at once
+                    assert idx.live_mask(ids, now).tolist() == want
+                    assert not all(want) and any(want)
+            finally:
+                await store.close()
+    asyncio.run(run())

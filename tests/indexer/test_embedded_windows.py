@@ -8,7 +8,6 @@ from __future__ import annotations
 import asyncio
 import random
 import tempfile
-from datetime import datetime, timezone
 from pathlib import Path
 
 import numpy as np
@@ -22,6 +21,7 @@ from cds.core.exactness import covered
 from cds.core.filters import compile_filter
 from cds.core.query import Query
 from indexer.embedded.windows import MAX_DAILY, MAX_INSTANTS, WindowSets
+from tests.harness import iso
 from tests.indexer.test_embedded_store import keys, populated
 
 NOW = 1_796_342_400.0            # 2026-12-04T00:00:00Z
@@ -29,10 +29,6 @@ DAY = 86400
 ZONES = ["Asia/Kolkata", "UTC", "America/New_York", "Pacific/Chatham"]
 AT = "@.beckn:availabilityWindow"
 A = "@.beckn:itemAttributes."
-
-
-def iso(t: float) -> str:
-    return datetime.fromtimestamp(t, timezone.utc).strftime("%Y-%m-%dT%H:%M:%SZ")
 
 
 def expression(x: float, y: float, form: str) -> str:

@@ -12,6 +12,7 @@ import time
 import uuid
 import warnings
 from pathlib import Path
+from types import SimpleNamespace
 
 import orjson
 import pytest
@@ -328,7 +329,7 @@ def test_paced_get_delay_is_calibrated_to_the_target_rate(monkeypatch):
         return {"rps": rate}
 
     monkeypatch.setattr(bench_workers, "run_wrk", server)
-    args = type("A", (), {"connections": connections, "threads": 1})()
+    args = SimpleNamespace(connections=connections, threads=1)
     first_guess = bench_workers._paced_delay(connections, 700.0, 15.0)
     assert server(delay_ms=first_guess)["rps"] > 0.8 * capacity
     delay = bench_workers._calibrated_delay("u", Path("l"), Path("r"), args, 700.0, 15.0)
@@ -351,16 +352,16 @@ def test_looptrace_splits_post_runs_and_reports_answers_per_run():
     class Trace(dict):
         files = ("ans_start", "ans_end")
     d = Trace(ans_start=np.array([0.0, 10.0, 10.1]), ans_end=np.array([1.0, 10.004, 10.106]))
-    cs, cc = np.array([0.0, 10.0]), np.array([0.5, 0.001])
-    line = looptrace._answers(d, cs, cc, 10.0, 10.2)
-    assert line is not None and "(n=2)" in line and "p50 5.0" in line
-    assert looptrace._answers(d, cs, cc, 30.0, 31.0) is None
+    cs, cum = np.array([0.0, 10.0]), np.array([0.0, 0.5, 0.501])    # two callbacks of 0.5 s and 1 ms of CPU
+    line = looptrace._answers(d, cs, cum, 10.0, 10.2)
+    # walls 4 and 6 ms; the first answer waited through the 1 ms callback, the second through none
+    assert line is not None and "(n=2)" in line and "wall p50 5.0" in line and "waited through p50 0.5 " in line
+    assert looptrace._answers(d, cs, cum, 30.0, 31.0) is None
 
 
 async def test_edge_stubs_compute_once_per_message_and_refuse_what_they_cannot_do():
     """bench_edge --stub: an answer/plan is computed once per request message (serialised once with `dumps`);
     an unknown stub name, or `dumps` without `answer`, is refused before anything is patched."""
-    from types import SimpleNamespace
 
     from loadtests import edge_stubs
 

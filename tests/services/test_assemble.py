@@ -20,9 +20,9 @@ from cds.core.replies import build_on_catalog_publish, build_on_discover
 from cds.services.assemble import assemble_catalogs
 from cds.config import Settings
 from cds.core.models import CatalogResult, Context
-from cds.core import rawjson
 from cds.core.documents import CatalogMeta, Hit, ItemDoc, OfferDoc
 from cds.core.jsoncache import JsonCache
+from indexer.embedded.compact import pack_documents
 from tests.schemas import validate_on_catalog_publish, validate_on_discover
 
 FIX = Path(__file__).resolve().parents[1] / "fixtures"
@@ -251,13 +251,9 @@ def test_empty_hits():
 def _as_indexed(hits: list[Hit]) -> list[Hit]:
     """Copies of the hits with their JSON packed, as the embedded index stores it (the answer cache keeps only
     what it derives from packed bytes); offers shared between items stay shared."""
-    offers: dict[int, OfferDoc] = {}
-    out = []
-    for h in hits:
-        shared = [offers.setdefault(id(o), msgspec.structs.replace(o, raw=rawjson.pack(o.raw))) for o in h.item.offers]
-        item = msgspec.structs.replace(h.item, raw=rawjson.pack(h.item.raw), offers=shared)
-        out.append(Hit(item=item, catalog=h.catalog))
-    return out
+    copies = copy.deepcopy(hits)            # one deepcopy: what the hits share, the copies share
+    pack_documents([h.item for h in copies])
+    return copies
 
 
 def _wire(hits: list[Hit], dialect: str, now: float, cache: JsonCache | None = None) -> bytes:
